@@ -1,0 +1,57 @@
+"""What the plugin calls in Python: start-up and shutdown.
+
+Thread: QEMU's main thread, with the GIL held (the plugin's guarded entry).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from . import config as config_mod
+from . import output
+from .scripts import ScriptManager
+
+target: str | None = None          # "x86_64" or "i386"
+qemu_plugin_api: int | None = None  # the running QEMU's plugin API version
+config: config_mod.Config | None = None
+scripts: ScriptManager | None = None
+
+
+def _default_conf() -> str | None:
+    return "pyrebox.conf" if os.path.isfile("pyrebox.conf") else None
+
+
+def boot(conf_path: str, target_name: str, plugin_api: int) -> None:
+    """Reads the configuration and loads the start-up scripts.
+
+    Raises ConfigError for a bad configuration (nothing has run yet); a
+    script that fails to import or initialise is reported and skipped.
+    """
+    global target, qemu_plugin_api, config, scripts
+    target, qemu_plugin_api = target_name, plugin_api
+    sys.stdout = output.ConsoleStream("[python] ")
+    sys.stderr = output.ConsoleStream("[python] ")
+    config = config_mod.load(conf_path or _default_conf())
+    scripts = ScriptManager(search_path=_script_search_path(config))
+    output.message(f"ready (QEMU target {target}, plugin API {plugin_api}, "
+                   f"Python {sys.version.split()[0]})")
+    for name in config.startup_modules:
+        scripts.load(name)
+
+
+def _script_search_path(cfg: config_mod.Config) -> list[str]:
+    """Script modules resolve against the current folder, then the folder
+    of pyrebox.conf."""
+    folders = [os.getcwd()]
+    if cfg.folder and cfg.folder not in folders:
+        folders.append(cfg.folder)
+    return folders
+
+
+def shutdown() -> None:
+    """Unloads every script (each gets clean()), when QEMU exits."""
+    if scripts is not None:
+        scripts.unload_all()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()

@@ -1,0 +1,25 @@
+// Options given to the plugin on QEMU's command line:
+//   -plugin libpyrebox.so,conf=FILE,venv=DIR,pythonpath=DIR,out=FD
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/expected.h"
+
+namespace pyrebox {
+
+struct PluginOptions {
+    std::string conf;        // pyrebox.conf; empty: ./pyrebox.conf when it exists
+    std::string venv;        // the virtual environment whose site-packages scripts use
+    std::string pythonpath;  // folder holding the `pyrebox` package and compat modules
+    int out_fd = 2;          // where PyREBox and scripts print
+};
+
+// Parses "key=value" arguments. Defaults for venv and pythonpath come from
+// `source_dir` (the checkout the plugin was built from). An unknown key, a
+// missing '=' or a bad fd is an error naming the argument and the valid keys.
+Expected<PluginOptions> parse_plugin_options(const std::vector<std::string>& args,
+                                             const std::string& source_dir);
+
+}  // namespace pyrebox

@@ -1,0 +1,93 @@
+#include "qemu/internals.h"
+
+#include <dlfcn.h>
+
+#include <set>
+#include <sstream>
+
+namespace pyrebox::qemu {
+
+namespace {
+
+struct Entry {
+    const char* name;
+    void** slot;
+};
+
+// One table serves resolution and the self-check, so they cannot disagree.
+std::vector<Entry> required_table(Internals& t) {
+    return {
+        {"qemu_get_cpu", reinterpret_cast<void**>(&t.qemu_get_cpu)},
+        {"cpu_memory_rw_debug", reinterpret_cast<void**>(&t.cpu_memory_rw_debug)},
+        {"cpu_physical_memory_rw", reinterpret_cast<void**>(&t.cpu_physical_memory_rw)},
+        {"cpu_get_phys_page_debug", reinterpret_cast<void**>(&t.cpu_get_phys_page_debug)},
+        {"x86_cpu_gdb_read_register", reinterpret_cast<void**>(&t.x86_cpu_gdb_read_register)},
+        {"x86_cpu_gdb_write_register", reinterpret_cast<void**>(&t.x86_cpu_gdb_write_register)},
+        {"tb_flush", reinterpret_cast<void**>(&t.tb_flush)},
+        {"cpu_loop_exit", reinterpret_cast<void**>(&t.cpu_loop_exit)},
+        {"async_run_on_cpu", reinterpret_cast<void**>(&t.async_run_on_cpu)},
+        {"qemu_cpu_kick", reinterpret_cast<void**>(&t.qemu_cpu_kick)},
+        {"vm_stop", reinterpret_cast<void**>(&t.vm_stop)},
+        {"vm_start", reinterpret_cast<void**>(&t.vm_start)},
+        {"qemu_system_shutdown_request",
+         reinterpret_cast<void**>(&t.qemu_system_shutdown_request)},
+        {"x86_cpu_dump_state", reinterpret_cast<void**>(&t.x86_cpu_dump_state)},
+    };
+}
+
+std::vector<Entry> optional_table(Internals& t) {
+    return {
+        {"qemu_plugin_write_register", &t.plugin_write_register},
+        {"qemu_plugin_write_memory_vaddr", &t.plugin_write_memory_vaddr},
+        {"qemu_plugin_read_memory_hwaddr", &t.plugin_read_memory_hwaddr},
+        {"qemu_plugin_write_memory_hwaddr", &t.plugin_write_memory_hwaddr},
+    };
+}
+
+}  // namespace
+
+std::vector<std::string> resolve_internals(const SymbolResolver& resolve, Internals& out) {
+    std::vector<std::string> missing;
+    for (const auto& entry : required_table(out)) {
+        *entry.slot = resolve(entry.name);
+        if (*entry.slot == nullptr) {
+            missing.emplace_back(entry.name);
+        }
+    }
+    for (const auto& entry : optional_table(out)) {
+        *entry.slot = resolve(entry.name);
+    }
+    return missing;
+}
+
+std::vector<std::string> required_internal_names() {
+    Internals scratch;
+    std::vector<std::string> names;
+    for (const auto& entry : required_table(scratch)) {
+        names.emplace_back(entry.name);
+    }
+    return names;
+}
+
+SymbolResolver process_symbol_resolver(std::string pretend_missing) {
+    std::set<std::string> hidden;
+    std::stringstream list(pretend_missing);
+    for (std::string name; std::getline(list, name, ',');) {
+        if (!name.empty()) {
+            hidden.insert(name);
+        }
+    }
+    return [hidden = std::move(hidden)](const char* name) -> void* {
+        if (hidden.count(name) != 0) {
+            return nullptr;
+        }
+        return dlsym(RTLD_DEFAULT, name);
+    };
+}
+
+Internals& internals() {
+    static Internals table;
+    return table;
+}
+
+}  // namespace pyrebox::qemu

@@ -1,0 +1,77 @@
+// The internals bridge: QEMU functions PyREBox needs where plugin API v4 has
+// none (register and memory writes, physical memory, TB flush, pause).
+//
+// They are exported by Debian's QEMU binaries (built with module support) and
+// resolved once at install with dlsym; every required one is checked at
+// start-up so a QEMU lacking one fails with a message naming each missing
+// symbol instead of crashing later. Functions of plugin API >= 5 (official
+// register/memory writes) are optional: when the running QEMU has them they
+// are preferred.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <glib.h>
+
+namespace pyrebox::qemu {
+
+struct CPUState;  // QEMU's vCPU object; opaque to us.
+
+// QEMU's run_on_cpu_data is a 64-bit union passed by value.
+using RunOnCpuFn = void (*)(CPUState*, uint64_t);
+
+struct Internals {
+    // Required (QEMU 10.0 exports all of them).
+    CPUState* (*qemu_get_cpu)(int index) = nullptr;
+    int (*cpu_memory_rw_debug)(CPUState*, uint64_t vaddr, void* buf, size_t len,
+                               bool is_write) = nullptr;
+    void (*cpu_physical_memory_rw)(uint64_t paddr, void* buf, uint64_t len,
+                                   bool is_write) = nullptr;
+    uint64_t (*cpu_get_phys_page_debug)(CPUState*, uint64_t vaddr) = nullptr;
+    int (*x86_cpu_gdb_read_register)(CPUState*, GByteArray* buf, int regnum) = nullptr;
+    int (*x86_cpu_gdb_write_register)(CPUState*, uint8_t* buf, int regnum) = nullptr;
+    void (*tb_flush)(CPUState*) = nullptr;
+    void (*cpu_loop_exit)(CPUState*) = nullptr;
+    void (*async_run_on_cpu)(CPUState*, RunOnCpuFn fn, uint64_t data) = nullptr;
+    void (*qemu_cpu_kick)(CPUState*) = nullptr;
+    int (*vm_stop)(int run_state) = nullptr;
+    void (*vm_start)(void) = nullptr;
+    void (*qemu_system_shutdown_request)(int cause) = nullptr;
+    void (*x86_cpu_dump_state)(CPUState*, FILE*, int flags) = nullptr;
+
+    // Optional: plugin API >= 5 (QEMU 10.1+). Signatures differ between API
+    // versions, so they stay untyped until an adapter for that version uses them.
+    void* plugin_write_register = nullptr;
+    void* plugin_write_memory_vaddr = nullptr;
+    void* plugin_read_memory_hwaddr = nullptr;
+    void* plugin_write_memory_hwaddr = nullptr;
+
+    bool has_official_writes() const {
+        return plugin_write_register != nullptr && plugin_write_memory_vaddr != nullptr;
+    }
+};
+
+// Looks a symbol up; returns nullptr when absent. The real one is dlsym.
+using SymbolResolver = std::function<void*(const char* name)>;
+
+// Fills `out` and returns the names of the required symbols that could not be
+// resolved, in table order (empty on success).
+std::vector<std::string> resolve_internals(const SymbolResolver& resolve, Internals& out);
+
+// The names of every required symbol, in table order.
+std::vector<std::string> required_internal_names();
+
+// dlsym(RTLD_DEFAULT, name), except that the names listed (comma-separated)
+// in `pretend_missing` resolve to nullptr: how the start-up self-check is
+// exercised against a real QEMU.
+SymbolResolver process_symbol_resolver(std::string pretend_missing = {});
+
+// The process-wide table, filled at install and read-only afterwards.
+Internals& internals();
+
+}  // namespace pyrebox::qemu
