@@ -1,0 +1,55 @@
+"""The `pyrebox` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import config as config_mod
+from . import paths, qemu, run
+
+
+def _run_parser(sub) -> None:
+    p = sub.add_parser(
+        "run", help="boot a VM with PyREBox (the default guest unless QEMU args say otherwise)",
+        description="Boot QEMU with the PyREBox plugin. With --cmd, the default guest runs "
+                    "the commands in order and powers off; without, you get its shell.")
+    p.add_argument("--conf", help="pyrebox.conf to use (default: ./pyrebox.conf if present)")
+    p.add_argument("--file", action="append", default=[], metavar="HOST[:GUEST]",
+                   help="copy a host file into the guest before the commands run "
+                        "(default guest path: /root/<name>)")
+    p.add_argument("--cmd", action="append", default=[], metavar="COMMAND",
+                   help="a shell command to run in the guest (repeatable, in order)")
+    p.add_argument("--timeout", type=float, metavar="S",
+                   help="stop QEMU and fail after S seconds (default: 600 with --cmd, none without)")
+    p.add_argument("--smp", type=int, default=1, metavar="N", help="number of vCPUs")
+    p.add_argument("--memory", "-m", default="512M", help="guest memory (QEMU -m)")
+    p.add_argument("--nokaslr", action="store_true", help="boot the guest kernel with nokaslr")
+    p.add_argument("extra", nargs="*", metavar="-- QEMU_ARGS",
+                   help="extra QEMU arguments after --")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pyrebox", description="PyREBox: a Python-scriptable "
+                                     "reverse-engineering sandbox on stock QEMU")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _run_parser(sub)
+    args = parser.parse_args(argv)
+
+    if args.command == "run":
+        try:
+            opts = run.RunOptions(
+                conf=args.conf, files=[run.parse_file_spec(f) for f in args.file],
+                commands=args.cmd, smp=args.smp, memory=args.memory, nokaslr=args.nokaslr,
+                timeout=args.timeout if args.timeout is not None else (600 if args.cmd else None),
+                extra=args.extra)
+            run.validate(opts)
+            return run.Runner(opts).run()
+        except (run.RunError, config_mod.ConfigError, qemu.QemuError, paths.SetupError) as e:
+            print(f"pyrebox: {e}", file=sys.stderr)
+            return 2
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""Where the checkout's build artifacts are."""
+
+from __future__ import annotations
+
+import os
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.path.join(ROOT, "build")
+PLUGIN = os.path.join(BUILD, "cmake", "libpyrebox.so")
+GUEST = os.path.join(BUILD, "guest")
+GUEST_KERNEL = os.path.join(GUEST, "vmlinuz")
+GUEST_INITRAMFS = os.path.join(GUEST, "initramfs.cpio.gz")
+VENV = os.path.join(ROOT, ".venv")
+PYTHONPATH = os.path.join(ROOT, "python")
+
+
+class SetupError(Exception):
+    """Something the set-up step produces is missing."""
+
+
+def require(path: str, what: str) -> str:
+    if not os.path.exists(path):
+        raise SetupError(f"{what} is missing ({os.path.relpath(path, ROOT)}): "
+                         f"run 'make bootstrap' in {ROOT}")
+    return path

@@ -1,0 +1,220 @@
+"""`pyrebox run`: boot a VM with the plugin, run guest commands, stream output.
+
+Batch mode (--cmd given): the commands and --file copies travel in a small
+cpio archive appended to the default guest's initramfs; the guest's init runs
+them in order and powers off (see guest/init for the markers it prints).
+QEMU's stdout is the guest's serial console; the plugin prints on a pipe of
+its own. Both are streamed to our stdout line by line: guest lines as they
+are, PyREBox and script lines with their "[...] " prefix.
+
+Interactive mode (no --cmd): the serial console is the terminal (with QEMU's
+monitor on Ctrl-A c) and the plugin prints on stderr.
+
+Either way QEMU's QMP socket is at <run dir>/qmp.sock, printed at start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from . import config as config_mod
+from . import paths, qemu
+from .cpio import CpioArchive
+
+END_MARKER = "PYREBOX-GUEST-END"
+GUEST_HOME = "/root"
+
+
+class RunError(Exception):
+    """Bad arguments or set-up for a run; the message says what to do."""
+
+
+@dataclasses.dataclass
+class GuestFile:
+    host: str
+    guest: str
+
+
+@dataclasses.dataclass
+class RunOptions:
+    conf: str | None = None
+    files: list[GuestFile] = dataclasses.field(default_factory=list)
+    commands: list[str] = dataclasses.field(default_factory=list)
+    timeout: float | None = None
+    smp: int = 1
+    memory: str = "512M"
+    nokaslr: bool = False
+    extra: list[str] = dataclasses.field(default_factory=list)
+
+
+def parse_file_spec(spec: str) -> GuestFile:
+    """HOST[:GUEST]; GUEST defaults to /root/<basename of HOST>."""
+    host, sep, guest = spec.partition(":")
+    if not os.path.isfile(host):
+        raise RunError(f"--file {spec}: host file '{host}' not found")
+    if not sep or not guest:
+        guest = f"{GUEST_HOME}/{os.path.basename(host)}"
+    elif not guest.startswith("/"):
+        guest = f"{GUEST_HOME}/{guest}"
+    return GuestFile(os.path.abspath(host), guest)
+
+
+def overlay_archive(commands: list[str], files: list[GuestFile]) -> bytes:
+    """The per-run archive: /pyrebox/commands plus the user's files."""
+    archive = CpioArchive()
+    for f in files:
+        st = os.stat(f.host)
+        archive.add_file(f.guest, source=f.host, mode=st.st_mode & 0o777)
+    archive.add_file("/pyrebox/commands", ("\n".join(commands) + "\n").encode())
+    return archive.to_bytes()
+
+
+def validate(opts: RunOptions) -> config_mod.Config:
+    """Checks everything that can be checked before QEMU starts."""
+    for cmd in opts.commands:
+        if "\n" in cmd:
+            raise RunError(f"--cmd {cmd!r}: a guest command is one line")
+    if opts.smp < 1:
+        raise RunError(f"--smp {opts.smp}: needs at least 1 vCPU")
+    if opts.timeout is not None and opts.timeout <= 0:
+        raise RunError(f"--timeout {opts.timeout}: must be a positive number of seconds")
+    conf = config_mod.load(opts.conf)  # ConfigError names the key
+    if qemu.describes_own_vm(opts.extra) and (opts.commands or opts.files):
+        raise RunError("--cmd and --file work with the default guest only; the extra "
+                       "QEMU arguments describe a VM of your own")
+    return conf
+
+
+class Runner:
+    def __init__(self, opts: RunOptions, out=None):
+        self.opts = opts
+        self.out = out or sys.stdout
+        self._out_lock = threading.Lock()
+        self.saw_end = False
+
+    def emit(self, line: str) -> None:
+        with self._out_lock:
+            self.out.write(line + "\n")
+            self.out.flush()
+
+    def command_line(self, rundir: str, plugin_fd: int | None) -> list[str]:
+        opts = self.opts
+        binary = qemu.find("x86_64")
+        plugin_opts: dict[str, str | int] = {"venv": paths.VENV, "pythonpath": paths.PYTHONPATH}
+        if opts.conf:
+            plugin_opts["conf"] = os.path.abspath(opts.conf)
+        if plugin_fd is not None:
+            plugin_opts["out"] = plugin_fd
+        cmd = [binary, "-m", opts.memory, "-smp", str(opts.smp), "-display", "none",
+               "-no-reboot", "-nic", "none",
+               "-qmp", f"unix:{rundir}/qmp.sock,server=on,wait=off",
+               "-plugin", qemu.plugin_arg(paths.require(paths.PLUGIN, "the PyREBox plugin"),
+                                          **plugin_opts)]
+        if opts.commands:
+            cmd += ["-serial", "stdio", "-monitor", "none"]
+        else:
+            cmd += ["-serial", "mon:stdio"]
+        if not qemu.describes_own_vm(opts.extra):
+            append = "console=ttyS0 quiet panic=-1" + (" nokaslr" if opts.nokaslr else "")
+            cmd += ["-kernel", paths.require(paths.GUEST_KERNEL, "the default guest kernel"),
+                    "-initrd", self._initrd(rundir), "-append", append]
+        return cmd + opts.extra
+
+    def _initrd(self, rundir: str) -> str:
+        base = paths.require(paths.GUEST_INITRAMFS, "the default guest image")
+        if not self.opts.commands and not self.opts.files:
+            return base
+        # The kernel unpacks concatenated archives in order; ours go last.
+        path = os.path.join(rundir, "initrd")
+        with open(path, "wb") as out, open(base, "rb") as src:
+            shutil.copyfileobj(src, out)
+            out.write(overlay_archive(self.opts.commands, self.opts.files))
+        return path
+
+    def run(self) -> int:
+        rundir = tempfile.mkdtemp(prefix="pyrebox-run-")
+        try:
+            if self.opts.commands:
+                return self._run_batch(rundir)
+            return self._run_interactive(rundir)
+        finally:
+            shutil.rmtree(rundir, ignore_errors=True)
+
+    def _run_interactive(self, rundir: str) -> int:
+        cmd = self.command_line(rundir, plugin_fd=None)
+        print(f"[pyrebox] QMP socket: {rundir}/qmp.sock", file=sys.stderr)
+        proc = subprocess.Popen(cmd)
+        try:
+            return proc.wait(timeout=self.opts.timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            print(f"pyrebox: timeout: the VM ran longer than {self.opts.timeout:g} s",
+                  file=sys.stderr)
+            return 124
+
+    def _run_batch(self, rundir: str) -> int:
+        read_fd, write_fd = os.pipe()
+        try:
+            cmd = self.command_line(rundir, plugin_fd=write_fd)
+            self.emit(f"[pyrebox] QMP socket: {rundir}/qmp.sock")
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, pass_fds=(write_fd,))
+        finally:
+            os.close(write_fd)
+        stderr_lines: list[str] = []
+        readers = [
+            threading.Thread(target=self._pump_guest, args=(proc.stdout,), daemon=True),
+            threading.Thread(target=self._pump_plugin, args=(os.fdopen(read_fd, "rb"),),
+                             daemon=True),
+            threading.Thread(target=self._pump_stderr, args=(proc.stderr, stderr_lines),
+                             daemon=True),
+        ]
+        for t in readers:
+            t.start()
+        deadline = None if self.opts.timeout is None else time.monotonic() + self.opts.timeout
+        try:
+            rc = proc.wait(timeout=None if deadline is None else max(0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            for t in readers:
+                t.join(timeout=5)
+            self.emit(f"pyrebox: timeout: the guest did not finish within "
+                      f"{self.opts.timeout:g} s; QEMU was stopped")
+            return 124
+        for t in readers:
+            t.join(timeout=10)
+        if rc != 0:
+            self.emit(f"pyrebox: QEMU failed (exit status {rc})")
+            return 1
+        if not self.saw_end:
+            self.emit("pyrebox: the guest powered off before its commands finished")
+            return 1
+        return 0
+
+    def _pump_guest(self, stream) -> None:
+        for raw in stream:
+            line = raw.decode("utf-8", "replace").rstrip("\r\n").replace("\r", "")
+            if line == END_MARKER:
+                self.saw_end = True
+            self.emit(line)
+
+    def _pump_plugin(self, stream) -> None:
+        with stream:
+            for raw in stream:
+                self.emit(raw.decode("utf-8", "replace").rstrip("\n"))
+
+    def _pump_stderr(self, stream, lines: list[str]) -> None:
+        for raw in stream:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            lines.append(line)
+            self.emit(f"[qemu] {line}")
