@@ -1,0 +1,22 @@
+# The two commands of the README, and the steps behind them.
+.PHONY: bootstrap demo test unit-test python-test
+
+bootstrap:
+	@./tools/bootstrap
+
+# The main job: the default guest boots with the demo script loaded and runs
+# the test programs; script and guest output appear side by side.
+demo: bootstrap
+	./pyrebox run --conf scripts/demo.conf \
+	    --cmd 'static_loop 1000' \
+	    --cmd 'dyn_libc' \
+	    --cmd 'fork_exec 3 /usr/local/bin/static_loop 100'
+
+test: bootstrap
+	@$(MAKE) --no-print-directory unit-test python-test
+
+unit-test:
+	build/cmake/pyrebox_unit_tests --gtest_brief=1
+
+python-test:
+	.venv/bin/python3 -m pytest -q tests
