@@ -66,14 +66,14 @@ class ScriptManager:
             raise ScriptError(
                 f"script {name} ({module.__file__}) defines no "
                 f"initialize_callbacks(module_hdl, printer) function")
-        handle = self._next_handle
-        self._next_handle += 1
+        handle = self._next_handle  # taken only when initialisation succeeds
         try:
             init(handle, output.printer_for(name))
         except Exception:
             raise ScriptError(
                 f"script {name} raised in initialize_callbacks; it is not loaded:\n"
                 f"{traceback.format_exc().rstrip()}") from None
+        self._next_handle += 1
         self._by_name[name] = LoadedScript(handle, name, module)
         output.message(f"loaded script {name} (handle {handle})")
         return handle
