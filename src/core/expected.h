@@ -25,6 +25,8 @@ public:
     explicit operator bool() const { return ok(); }
     T& value() { return std::get<T>(v_); }
     const T& value() const { return std::get<T>(v_); }
+    T& operator*() { return value(); }
+    const T& operator*() const { return value(); }
     T* operator->() { return &value(); }
     const T* operator->() const { return &value(); }
     const std::string& error() const { return std::get<Error>(v_).message; }

@@ -1,16 +1,78 @@
 // The `_pyrebox` extension module: what pure Python reaches of the C++ side.
 // Thin by design: each function maps a name onto the core; policy lives in
-// the `pyrebox` package.
+// the `pyrebox` package. Core errors (Expected) become Python exceptions
+// here and only here: ValueError for bad arguments, InvalidAddress (a
+// ValueError) for memory that cannot be read or written.
 #include <pybind11/embed.h>
+#include <pybind11/stl.h>
 
+#include <optional>
 #include <string>
 
 #include "core/console.h"
+#include "core/session.h"
+#include "python/python_handler.h"
+#include "vmi/paging.h"
 
 namespace py = pybind11;
 
+namespace {
+
+using pyrebox::Expected;
+using pyrebox::session;
+
+PyObject* g_invalid_address = nullptr;
+
+template <typename T>
+T value_or_raise(Expected<T> result) {
+    if (!result) {
+        throw py::value_error(result.error());
+    }
+    return std::move(result.value());
+}
+
+template <typename T>
+T address_or_raise(Expected<T> result) {
+    if (!result) {
+        PyErr_SetString(g_invalid_address, result.error().c_str());
+        throw py::error_already_set();
+    }
+    return std::move(result.value());
+}
+
+pyrebox::Machine& machine() {
+    if (session().machine == nullptr) {
+        throw py::value_error("no machine: PyREBox is not running inside QEMU");
+    }
+    return *session().machine;
+}
+
+pyrebox::Engine& engine() {
+    if (!session().engine) {
+        throw py::value_error("no engine: PyREBox is not running inside QEMU");
+    }
+    return *session().engine;
+}
+
+void check_cpu(int cpu) {
+    if (cpu < 0 || cpu >= machine().num_cpus()) {
+        throw py::value_error("no vCPU " + std::to_string(cpu) + " (this VM has " +
+                              std::to_string(machine().num_cpus()) + ")");
+    }
+}
+
+pyrebox::vmi::PagingMode mode_now() { return machine().paging_mode(0); }
+
+}  // namespace
+
 PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
     m.doc() = "PyREBox native side (embedded in the QEMU plugin)";
+    g_invalid_address =
+        PyErr_NewExceptionWithDoc("_pyrebox.InvalidAddress",
+                                  "Guest memory that cannot be read or written.",
+                                  PyExc_ValueError, nullptr);
+    m.attr("InvalidAddress") = py::handle(g_invalid_address);
+
     m.def(
         "write",
         [](const std::string& prefix, const std::string& text) {
@@ -19,4 +81,109 @@ PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
         },
         py::arg("prefix"), py::arg("text"),
         "Writes text to the PyREBox console, each line starting with prefix.");
+
+    // --- Callbacks ---
+    m.def(
+        "register_callback",
+        [](int type, py::object adapter, std::optional<uint64_t> addr,
+           std::optional<uint64_t> pgd, uint16_t start_opcode, uint16_t end_opcode,
+           bool all_processes) {
+            auto cb_type = pyrebox::callback_type_from_int(type);
+            if (!cb_type) {
+                throw py::value_error("unknown callback type " + std::to_string(type));
+            }
+            pyrebox::CallbackSpec spec;
+            spec.type = *cb_type;
+            spec.addr = addr;
+            spec.pgd = pgd;
+            spec.opcode_first = start_opcode;
+            spec.opcode_last = end_opcode;
+            spec.all_processes = all_processes;
+            auto handler = std::make_shared<pyrebox::python::PythonHandler>(std::move(adapter));
+            return value_or_raise(session().registry.add(spec, std::move(handler)));
+        },
+        py::arg("type"), py::arg("adapter"), py::arg("addr") = py::none(),
+        py::arg("pgd") = py::none(), py::arg("start_opcode") = 0, py::arg("end_opcode") = 0,
+        py::arg("all_processes") = false);
+    m.def("unregister_callback", [](uint64_t id) { return session().registry.remove(id); });
+    m.def("callback_exists", [](uint64_t id) { return session().registry.contains(id); });
+
+    // --- Processes and address spaces ---
+    m.def("start_monitoring", [](uint64_t pgd) { return engine().start_monitoring(pgd); });
+    m.def("stop_monitoring", [](uint64_t pgd) { return engine().stop_monitoring(pgd); });
+    m.def("is_monitored", [](uint64_t pgd) { return engine().is_monitored(pgd); });
+    m.def("monitored_processes", [] { return session().monitored.list(); });
+    m.def("current_pgd", [](int cpu) {
+        check_cpu(cpu);
+        return engine().current_pgd(cpu);
+    });
+    m.def("normalize_pgd", [](uint64_t cr3) { return engine().normalize(cr3, mode_now()); });
+
+    // --- CPU state ---
+    m.def("is_64bit", [] { return session().is_64bit; });
+    m.def("num_cpus", [] { return machine().num_cpus(); });
+    m.def("register_names", [] { return machine().register_names(); });
+    m.def("read_register", [](int cpu, const std::string& name) {
+        check_cpu(cpu);
+        return value_or_raise(machine().read_register(cpu, name));
+    });
+    m.def("read_register_bytes", [](int cpu, const std::string& name) {
+        check_cpu(cpu);
+        return py::bytes(value_or_raise(machine().read_register_bytes(cpu, name)));
+    });
+    m.def("write_register", [](int cpu, const std::string& name, uint64_t value) {
+        check_cpu(cpu);
+        value_or_raise(machine().write_register(cpu, name, value));
+    });
+    m.def("dump_state", [](int cpu) {
+        check_cpu(cpu);
+        return value_or_raise(machine().dump_state(cpu));
+    });
+
+    // --- Memory ---
+    m.def("read_physical", [](uint64_t paddr, size_t length) {
+        std::string buf(length, '\0');
+        if (!machine().physical_memory().read(paddr, buf.data(), length)) {
+            char msg[128];
+            std::snprintf(msg, sizeof msg, "physical range 0x%llx..0x%llx is not readable memory",
+                          static_cast<unsigned long long>(paddr),
+                          static_cast<unsigned long long>(paddr + length));
+            PyErr_SetString(g_invalid_address, msg);
+            throw py::error_already_set();
+        }
+        return py::bytes(buf);
+    });
+    m.def("write_physical", [](uint64_t paddr, const std::string& data) {
+        if (!machine().physical_memory().write(paddr, data.data(), data.size())) {
+            char msg[128];
+            std::snprintf(msg, sizeof msg, "physical range 0x%llx..0x%llx is not writable memory",
+                          static_cast<unsigned long long>(paddr),
+                          static_cast<unsigned long long>(paddr + data.size()));
+            PyErr_SetString(g_invalid_address, msg);
+            throw py::error_already_set();
+        }
+    });
+    m.def("read_virtual", [](uint64_t pgd, uint64_t vaddr, size_t length) {
+        std::string buf(length, '\0');
+        address_or_raise(pyrebox::vmi::read_virtual(machine().physical_memory(), mode_now(), pgd,
+                                                    vaddr, buf.data(), length));
+        return py::bytes(buf);
+    });
+    m.def("write_virtual", [](uint64_t pgd, uint64_t vaddr, const std::string& data) {
+        address_or_raise(pyrebox::vmi::write_virtual(machine().physical_memory(), mode_now(), pgd,
+                                                     vaddr, data.data(), data.size()));
+    });
+    m.def("translate", [](uint64_t pgd, uint64_t vaddr) {
+        return address_or_raise(
+                   pyrebox::vmi::translate(machine().physical_memory(), mode_now(), pgd, vaddr))
+            .paddr;
+    });
+
+    // --- I/O ports ---
+    m.def("io_read", [](uint32_t port, int size) {
+        return value_or_raise(machine().io_read(port, size));
+    });
+    m.def("io_write", [](uint32_t port, int size, uint64_t value) {
+        value_or_raise(machine().io_write(port, size, value));
+    });
 }

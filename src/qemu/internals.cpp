@@ -32,6 +32,14 @@ std::vector<Entry> required_table(Internals& t) {
         {"qemu_system_shutdown_request",
          reinterpret_cast<void**>(&t.qemu_system_shutdown_request)},
         {"x86_cpu_dump_state", reinterpret_cast<void**>(&t.x86_cpu_dump_state)},
+        {"address_space_rw", reinterpret_cast<void**>(&t.address_space_rw)},
+        {"address_space_memory", &t.address_space_memory},
+        {"cpu_inb", reinterpret_cast<void**>(&t.cpu_inb)},
+        {"cpu_inw", reinterpret_cast<void**>(&t.cpu_inw)},
+        {"cpu_inl", reinterpret_cast<void**>(&t.cpu_inl)},
+        {"cpu_outb", reinterpret_cast<void**>(&t.cpu_outb)},
+        {"cpu_outw", reinterpret_cast<void**>(&t.cpu_outw)},
+        {"cpu_outl", reinterpret_cast<void**>(&t.cpu_outl)},
     };
 }
 

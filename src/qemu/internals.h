@@ -43,6 +43,18 @@ struct Internals {
     void (*vm_start)(void) = nullptr;
     void (*qemu_system_shutdown_request)(int cause) = nullptr;
     void (*x86_cpu_dump_state)(CPUState*, FILE*, int flags) = nullptr;
+    // Physical accesses that report failure (MemTxResult 0 = ok) instead of
+    // returning garbage for unbacked addresses. `attrs` is QEMU's MemTxAttrs
+    // (a bitfield struct passed by value in one register); 0 = plain access.
+    uint32_t (*address_space_rw)(void* address_space, uint64_t paddr, uint64_t attrs, void* buf,
+                                 uint64_t len, bool is_write) = nullptr;
+    void* address_space_memory = nullptr;  // QEMU's system memory AddressSpace
+    uint8_t (*cpu_inb)(uint32_t port) = nullptr;
+    uint16_t (*cpu_inw)(uint32_t port) = nullptr;
+    uint32_t (*cpu_inl)(uint32_t port) = nullptr;
+    void (*cpu_outb)(uint32_t port, uint8_t value) = nullptr;
+    void (*cpu_outw)(uint32_t port, uint16_t value) = nullptr;
+    void (*cpu_outl)(uint32_t port, uint32_t value) = nullptr;
 
     // Optional: plugin API >= 5 (QEMU 10.1+). Signatures differ between API
     // versions, so they stay untyped until an adapter for that version uses them.

@@ -12,6 +12,7 @@
 #include "core/plugin_options.h"
 #include "python/runtime.h"
 #include "qemu/host_check.h"
+#include "qemu/instrumentation.h"
 #include "qemu/internals.h"
 #include "qemu/plugin_api.h"
 
@@ -71,6 +72,9 @@ PYREBOX_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t* i
             "bookworm-backports qemu-system-x86 on Debian 12), which exports them.";
         return fail(message);
     }
+
+    const std::string target = info->target_name;
+    pyrebox::qemu::install_instrumentation(id, info->system.max_vcpus, target == "x86_64");
 
     pyrebox::python::RuntimeConfig runtime{options->venv, options->pythonpath, options->conf,
                                            info->target_name, info->version.cur};

@@ -1,0 +1,275 @@
+"""CallbackManager: PyREBox's way for scripts to receive guest events.
+
+Each registered function is wrapped in an adapter that turns the engine's
+raw values into PyREBox's arguments (positional, or one dict for new_style
+managers), builds the lazy `cpu` object, and reports the function's
+exceptions: the first time a distinct error happens (same callback, type and
+message) it is printed with its traceback; repeats are counted, not printed.
+The callback stays registered and the VM continues.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import traceback
+
+import _pyrebox
+
+from . import output
+from .cpu import Cpu
+
+BLOCK_BEGIN_CB = 2
+BLOCK_END_CB = 3
+INSN_BEGIN_CB = 4
+INSN_END_CB = 5
+MEM_READ_CB = 6
+MEM_WRITE_CB = 7
+KEYSTROKE_CB = 8
+NIC_REC_CB = 9
+NIC_SEND_CB = 10
+OPCODE_RANGE_CB = 11
+TLB_EXEC_CB = 12
+CREATEPROC_CB = 13
+REMOVEPROC_CB = 14
+CONTEXTCHANGE_CB = 15
+LOADMODULE_CB = 16
+REMOVEMODULE_CB = 17
+
+TYPE_NAMES = {value: name for name, value in globals().items() if name.endswith("_CB")}
+ENGINE_TYPES = {BLOCK_BEGIN_CB, BLOCK_END_CB, INSN_BEGIN_CB, INSN_END_CB, MEM_READ_CB,
+                MEM_WRITE_CB, OPCODE_RANGE_CB, TLB_EXEC_CB, CONTEXTCHANGE_CB}
+
+
+class ErrorReporter:
+    """Prints each distinct callback error once."""
+
+    def __init__(self):
+        self.seen: dict[tuple, int] = {}
+
+    def report(self, owner: str, name: str, type_name: str, exc: BaseException) -> None:
+        key = (owner, name, type(exc).__name__, str(exc))
+        count = self.seen.get(key, 0)
+        self.seen[key] = count + 1
+        if count == 0:
+            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            output.error(f"callback {name!r} ({type_name}) of {owner} raised; it stays "
+                         f"registered and identical errors are counted, not printed:\n"
+                         f"{text.rstrip()}")
+
+
+errors = ErrorReporter()
+
+
+def _owner(module_hdl: int) -> str:
+    from . import runtime
+    if runtime.scripts is not None:
+        for script in runtime.scripts.loaded():
+            if script.handle == module_hdl:
+                return f"script {script.name}"
+    return f"module handle {module_hdl}"
+
+
+def _make_adapter(callback_type: int, func, new_style: bool, report):
+    """The function the engine calls for one callback (see PythonHandler for
+    the raw arguments of each type)."""
+    getrefcount = sys.getrefcount
+
+    def finish(cpu):
+        # Two references: our local and getrefcount's argument. More means the
+        # script kept the object: read everything while the state is current.
+        if getrefcount(cpu) > 2:
+            cpu.freeze()
+
+    if callback_type == BLOCK_BEGIN_CB:
+        def adapter(cpu_index, pc, size, icount):
+            cpu = Cpu(cpu_index, pc)
+            try:
+                if new_style:
+                    func({"cpu_index": cpu_index, "cpu": cpu, "tb": (pc, size, icount)})
+                else:
+                    func(cpu_index, cpu, (pc, size, icount))
+            except Exception as e:
+                report(e)
+            finish(cpu)
+    elif callback_type == BLOCK_END_CB:
+        def adapter(cpu_index, tb_pc, tb_size, tb_icount, cur_pc, next_pc):
+            cpu = Cpu(cpu_index, next_pc)
+            tb = (tb_pc, tb_size, tb_icount)
+            try:
+                if new_style:
+                    func({"cpu_index": cpu_index, "cpu": cpu, "tb": tb, "cur_pc": cur_pc,
+                          "next_pc": next_pc})
+                else:
+                    func(cpu_index, cpu, tb, cur_pc, next_pc)
+            except Exception as e:
+                report(e)
+            finish(cpu)
+    elif callback_type == INSN_BEGIN_CB:
+        def adapter(cpu_index, pc):
+            cpu = Cpu(cpu_index, pc)
+            try:
+                if new_style:
+                    func({"cpu_index": cpu_index, "cpu": cpu})
+                else:
+                    func(cpu_index, cpu)
+            except Exception as e:
+                report(e)
+            finish(cpu)
+    elif callback_type == INSN_END_CB:
+        def adapter(cpu_index, pc, next_pc):
+            cpu = Cpu(cpu_index, next_pc)
+            try:
+                if new_style:
+                    func({"cpu_index": cpu_index, "cpu": cpu})
+                else:
+                    func(cpu_index, cpu)
+            except Exception as e:
+                report(e)
+            finish(cpu)
+    elif callback_type == MEM_READ_CB:
+        def adapter(cpu_index, vaddr, size, paddr, pc):
+            try:
+                if new_style:
+                    func({"cpu_index": cpu_index, "vaddr": vaddr, "size": size, "haddr": paddr})
+                else:
+                    func(cpu_index, vaddr, size, paddr)
+            except Exception as e:
+                report(e)
+    elif callback_type == MEM_WRITE_CB:
+        def adapter(cpu_index, vaddr, size, paddr, data, pc):
+            try:
+                if new_style:
+                    func({"cpu_index": cpu_index, "vaddr": vaddr, "size": size, "haddr": paddr,
+                          "data": data})
+                else:
+                    func(cpu_index, vaddr, size, paddr, data)
+            except Exception as e:
+                report(e)
+    elif callback_type == OPCODE_RANGE_CB:
+        def adapter(cpu_index, cur_pc, next_pc, opcode):
+            cpu = Cpu(cpu_index, next_pc)
+            try:
+                if new_style:
+                    func({"cpu_index": cpu_index, "cpu": cpu, "cur_pc": cur_pc,
+                          "next_pc": next_pc})
+                else:
+                    func(cpu_index, cpu, cur_pc, next_pc)
+            except Exception as e:
+                report(e)
+            finish(cpu)
+    elif callback_type == TLB_EXEC_CB:
+        def adapter(cpu_index, vaddr):
+            cpu = Cpu(cpu_index)
+            try:
+                if new_style:
+                    func({"cpu": cpu, "vaddr": vaddr})
+                else:
+                    func(cpu, vaddr)
+            except Exception as e:
+                report(e)
+            finish(cpu)
+    elif callback_type == CONTEXTCHANGE_CB:
+        def adapter(cpu_index, old_pgd, new_pgd):
+            try:
+                if new_style:
+                    func({"old_pgd": old_pgd, "new_pgd": new_pgd})
+                else:
+                    func(old_pgd, new_pgd)
+            except Exception as e:
+                report(e)
+    else:
+        raise ValueError(f"no adapter for callback type {callback_type}")
+    return adapter
+
+
+class CallbackManager:
+    """Registers callbacks for one script (module handle) and removes them
+    all with clean(). See the scripting document for each type's arguments."""
+
+    BLOCK_BEGIN_CB = BLOCK_BEGIN_CB
+    BLOCK_END_CB = BLOCK_END_CB
+    INSN_BEGIN_CB = INSN_BEGIN_CB
+    INSN_END_CB = INSN_END_CB
+    MEM_READ_CB = MEM_READ_CB
+    MEM_WRITE_CB = MEM_WRITE_CB
+    KEYSTROKE_CB = KEYSTROKE_CB
+    NIC_REC_CB = NIC_REC_CB
+    NIC_SEND_CB = NIC_SEND_CB
+    OPCODE_RANGE_CB = OPCODE_RANGE_CB
+    TLB_EXEC_CB = TLB_EXEC_CB
+    CREATEPROC_CB = CREATEPROC_CB
+    REMOVEPROC_CB = REMOVEPROC_CB
+    CONTEXTCHANGE_CB = CONTEXTCHANGE_CB
+    LOADMODULE_CB = LOADMODULE_CB
+    REMOVEMODULE_CB = REMOVEMODULE_CB
+    # The scripting document's spelling of the process-creation constant.
+    VMI_CREATEPROC_CB = CREATEPROC_CB
+
+    _counter = itertools.count(1)
+
+    def __init__(self, module_hdl: int, new_style: bool = False):
+        self.module_hdl = module_hdl
+        self.new_style = new_style
+        self.callbacks: dict[str, int] = {}  # name -> engine id
+
+    def get_module_handle(self) -> int:
+        return self.module_hdl
+
+    def _unique_name(self, name: str) -> str:
+        if name not in self.callbacks:
+            return name
+        for n in itertools.count(1):
+            candidate = f"{name}_{n}"
+            if candidate not in self.callbacks:
+                return candidate
+        raise AssertionError("unreachable")
+
+    def add_callback(self, callback_type, func, name=None, addr=None, pgd=None,
+                     start_opcode=None, end_opcode=None) -> str:
+        """Registers `func` for events of `callback_type`; returns the
+        callback's unique name (a _N suffix is added when `name` is taken)."""
+        type_name = TYPE_NAMES.get(callback_type) if isinstance(callback_type, int) else None
+        if type_name is None:
+            raise ValueError(f"unknown callback type {callback_type!r}; use one of "
+                             f"{', '.join('CallbackManager.' + n for n in TYPE_NAMES.values())}")
+        if callback_type not in ENGINE_TYPES:
+            raise ValueError(f"{type_name} is not available in this version of PyREBox")
+        if not callable(func):
+            raise TypeError(f"callback function must be callable, got {type(func).__name__}")
+        for label, value in (("addr", addr), ("pgd", pgd), ("start_opcode", start_opcode),
+                             ("end_opcode", end_opcode)):
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise ValueError(f"{label} must be a non-negative int, got {value!r}")
+        if (start_opcode is None) != (end_opcode is None):
+            raise ValueError("give both start_opcode and end_opcode")
+        if callback_type == OPCODE_RANGE_CB and start_opcode is None:
+            raise ValueError("OPCODE_RANGE_CB needs start_opcode and end_opcode")
+        name = self._unique_name(name if name is not None
+                                 else f"{type_name[:-3].lower()}_{next(self._counter)}")
+        owner = _owner(self.module_hdl)
+
+        def report(exc, _name=name):
+            errors.report(owner, _name, type_name, exc)
+
+        adapter = _make_adapter(callback_type, func, self.new_style, report)
+        self.callbacks[name] = _pyrebox.register_callback(
+            callback_type, adapter, addr=addr, pgd=pgd,
+            start_opcode=start_opcode or 0, end_opcode=end_opcode or 0)
+        return name
+
+    def rm_callback(self, name: str) -> None:
+        """Removes the callback `name`; safe from inside any callback,
+        including itself."""
+        if name not in self.callbacks:
+            raise ValueError(f"CallbackManager: no callback named {name!r} to remove "
+                             f"(registered: {', '.join(self.callbacks) or 'none'})")
+        _pyrebox.unregister_callback(self.callbacks.pop(name))
+
+    def callback_exists(self, name: str) -> bool:
+        return name in self.callbacks
+
+    def clean(self) -> None:
+        """Removes every callback this manager registered."""
+        for name in list(self.callbacks):
+            self.rm_callback(name)

@@ -1,0 +1,121 @@
+"""Machine state for scripts: CPU registers, memory, I/O ports, monitored
+processes. The `api` module re-exports these under PyREBox's names.
+
+Unreadable or unmapped memory raises InvalidAddress (a ValueError) naming
+the address and address space; nothing partial is returned.
+"""
+
+from __future__ import annotations
+
+import _pyrebox
+
+from .cpu import Cpu, register_names
+
+InvalidAddress = _pyrebox.InvalidAddress
+
+
+def _bytes(buff, length=None) -> bytes:
+    if isinstance(buff, str):
+        data = buff.encode("latin-1")
+    elif isinstance(buff, (bytes, bytearray, memoryview)):
+        data = bytes(buff)
+    else:
+        raise TypeError(f"buffer must be bytes or str, got {type(buff).__name__}")
+    if length is not None:
+        if length > len(data):
+            raise ValueError(f"length {length} is longer than the buffer ({len(data)} bytes)")
+        data = data[:length]
+    return data
+
+
+def _check_len(length) -> None:
+    if not isinstance(length, int) or length < 0:
+        raise ValueError(f"length must be a non-negative int, got {length!r}")
+
+
+def get_num_cpus() -> int:
+    return _pyrebox.num_cpus()
+
+
+def r_cpu(cpu_index: int = 0) -> Cpu:
+    """A snapshot of vCPU `cpu_index`'s registers."""
+    return Cpu(cpu_index).freeze()
+
+
+def _register_name(regname: str) -> str:
+    if not isinstance(regname, str):
+        raise ValueError(f"register name must be a str, got {regname!r}")
+    upper = regname.upper()
+    if upper == "PC":
+        return "rip" if _pyrebox.is_64bit() else "eip"
+    names = {n.upper(): n for n in _pyrebox.register_names()}
+    if upper not in names:
+        raise ValueError(f"unknown register {regname!r} for this target (valid: "
+                         f"{', '.join(sorted(names))}, PC)")
+    return names[upper]
+
+
+def w_r(cpu_index: int, regname: str, value: int) -> None:
+    """Writes a register. Writing the PC (RIP/EIP/PC) inside a callback
+    redirects execution there when the callback returns."""
+    if not isinstance(value, int) or value < 0:
+        raise ValueError(f"register value must be a non-negative int, got {value!r}")
+    _pyrebox.write_register(cpu_index, _register_name(regname), value)
+
+
+def r_pa(addr: int, length: int) -> bytes:
+    _check_len(length)
+    return _pyrebox.read_physical(addr, length)
+
+
+def w_pa(addr: int, buff, length=None) -> None:
+    _pyrebox.write_physical(addr, _bytes(buff, length))
+
+
+def r_va(pgd: int, addr: int, length: int) -> bytes:
+    _check_len(length)
+    return _pyrebox.read_virtual(pgd, addr, length)
+
+
+def w_va(pgd: int, addr: int, buff, length=None) -> None:
+    _pyrebox.write_virtual(pgd, addr, _bytes(buff, length))
+
+
+def va_to_pa(pgd: int, addr: int) -> int:
+    return _pyrebox.translate(pgd, addr)
+
+
+def r_ioport(addr: int, size: int) -> int:
+    return _pyrebox.io_read(addr, size)
+
+
+def w_ioport(addr: int, size: int, value: int) -> None:
+    _pyrebox.io_write(addr, size, value)
+
+
+def start_monitoring_process(pgd: int) -> None:
+    _pyrebox.start_monitoring(pgd)
+
+
+def stop_monitoring_process(pgd: int, force: bool = False) -> None:
+    _pyrebox.stop_monitoring(pgd)
+
+
+def is_monitored_process(pgd: int) -> bool:
+    return _pyrebox.is_monitored(pgd)
+
+
+def get_running_process(cpu_index: int = 0) -> int:
+    """The pgd (normalised CR3) of the address space vCPU `cpu_index` runs in."""
+    return _pyrebox.current_pgd(cpu_index)
+
+
+def is_kernel_running(cpu_index: int = 0) -> bool:
+    """True when vCPU `cpu_index` runs at privilege level 0."""
+    return (_pyrebox.read_register(cpu_index, "cs") & 3) == 0
+
+
+__all__ = ["InvalidAddress", "Cpu", "register_names", "get_num_cpus", "r_cpu", "w_r", "r_pa",
+           "w_pa", "r_va", "w_va", "va_to_pa", "r_ioport", "w_ioport",
+           "start_monitoring_process", "stop_monitoring_process", "is_monitored_process",
+           "get_running_process", "is_kernel_running"]

@@ -1,0 +1,223 @@
+#include "core/callback_registry.h"
+
+#include <cstdio>
+#include <utility>
+
+namespace pyrebox {
+
+namespace {
+
+constexpr uint16_t kMaxOpcode = 0x3FF;  // 0F 3A xx is the highest map
+
+std::string hex(uint64_t v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
+    return buf;
+}
+
+std::optional<std::string> validate(const CallbackSpec& spec) {
+    const auto name = std::string(callback_type_name(spec.type));
+    const bool addressable =
+        spec.type == CallbackType::BlockBegin || spec.type == CallbackType::InsnBegin;
+    if (!is_engine_type(spec.type)) {
+        return name + " is not delivered by the execution engine";
+    }
+    if (spec.addr && !addressable) {
+        return "addr applies to BLOCK_BEGIN_CB and INSN_BEGIN_CB only, not " + name;
+    }
+    if (spec.pgd && !spec.addr) {
+        return "pgd needs addr (an address-specific BLOCK_BEGIN_CB or INSN_BEGIN_CB)";
+    }
+    if (spec.type == CallbackType::OpcodeRange) {
+        if (spec.opcode_first > spec.opcode_last) {
+            return "opcode range start " + hex(spec.opcode_first) + " is greater than end " +
+                   hex(spec.opcode_last);
+        }
+        if (spec.opcode_last > kMaxOpcode) {
+            return "opcode " + hex(spec.opcode_last) + " is beyond the highest opcode " +
+                   hex(kMaxOpcode);
+        }
+    } else if (spec.opcode_first != 0 || spec.opcode_last != 0) {
+        return "start_opcode/end_opcode apply to OPCODE_RANGE_CB only, not " + name;
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
+bool Plan::matches_opcode(uint16_t opcode) const {
+    for (const auto& [first, last] : opcode_ranges) {
+        if (opcode >= first && opcode <= last) {
+            return true;
+        }
+    }
+    return false;
+}
+
+Expected<CallbackRegistry::Id> CallbackRegistry::add(const CallbackSpec& spec,
+                                                     std::shared_ptr<CallbackHandler> handler) {
+    if (auto error = validate(spec)) {
+        return Error{*error};
+    }
+    if (!handler) {
+        return Error{"no handler given"};
+    }
+    std::function<void()> notify;
+    Id id;
+    {
+        std::lock_guard<std::mutex> guard(lock_);
+        id = next_id_++;
+        auto entry = std::make_shared<Entry>();
+        entry->id = id;
+        entry->spec = spec;
+        entry->handler = std::move(handler);
+        const int slot = static_cast<int>(spec.type);
+        auto list = lists_[slot] ? std::make_shared<List>(*lists_[slot]) : std::make_shared<List>();
+        list->push_back(std::move(entry));
+        lists_[slot] = std::move(list);
+        ++count_;
+        if (republish_locked()) {
+            notify = on_change_;
+        }
+    }
+    if (notify) {
+        notify();
+    }
+    return id;
+}
+
+bool CallbackRegistry::remove(Id id) {
+    std::function<void()> notify;
+    // Released after the lock: destroying the last reference to a handler
+    // may need another lock (a Python handler takes the GIL).
+    std::shared_ptr<const List> replaced;
+    {
+        std::lock_guard<std::mutex> guard(lock_);
+        bool found = false;
+        for (auto& list : lists_) {
+            if (!list) {
+                continue;
+            }
+            for (size_t i = 0; i < list->size(); ++i) {
+                if ((*list)[i]->id == id) {
+                    (*list)[i]->live.store(false);
+                    auto copy = std::make_shared<List>(*list);
+                    copy->erase(copy->begin() + static_cast<long>(i));
+                    replaced = std::exchange(list, std::move(copy));
+                    found = true;
+                    break;
+                }
+            }
+            if (found) {
+                break;
+            }
+        }
+        if (!found) {
+            return false;
+        }
+        --count_;
+        if (republish_locked()) {
+            notify = on_change_;
+        }
+    }
+    if (notify) {
+        notify();
+    }
+    return true;
+}
+
+bool CallbackRegistry::contains(Id id) const {
+    std::lock_guard<std::mutex> guard(lock_);
+    for (const auto& list : lists_) {
+        if (list) {
+            for (const auto& entry : *list) {
+                if (entry->id == id) {
+                    return true;
+                }
+            }
+        }
+    }
+    return false;
+}
+
+size_t CallbackRegistry::size() const {
+    std::lock_guard<std::mutex> guard(lock_);
+    return count_;
+}
+
+void CallbackRegistry::dispatch(const Event& event, bool monitored, bool at_address) const {
+    std::shared_ptr<const List> list;
+    {
+        std::lock_guard<std::mutex> guard(lock_);
+        list = lists_[static_cast<int>(event.type)];
+    }
+    if (!list) {
+        return;
+    }
+    for (const auto& entry : *list) {
+        if (!entry->live.load(std::memory_order_relaxed)) {
+            continue;  // removed during this dispatch
+        }
+        const CallbackSpec& spec = entry->spec;
+        if (spec.addr) {
+            if (!at_address || *spec.addr != event.pc || (spec.pgd && *spec.pgd != event.pgd)) {
+                continue;
+            }
+        } else {
+            if (at_address || !(monitored || spec.all_processes)) {
+                continue;
+            }
+            if (spec.type == CallbackType::OpcodeRange &&
+                (event.opcode < spec.opcode_first || event.opcode > spec.opcode_last)) {
+                continue;
+            }
+        }
+        entry->handler->deliver(event);
+    }
+}
+
+std::shared_ptr<const Plan> CallbackRegistry::plan() const {
+    std::lock_guard<std::mutex> guard(lock_);
+    return plan_;
+}
+
+void CallbackRegistry::set_change_listener(std::function<void()> listener) {
+    std::lock_guard<std::mutex> guard(lock_);
+    on_change_ = std::move(listener);
+}
+
+bool CallbackRegistry::republish_locked() {
+    auto plan = std::make_shared<Plan>();
+    for (const auto& list : lists_) {
+        if (!list) {
+            continue;
+        }
+        for (const auto& entry : *list) {
+            const CallbackSpec& s = entry->spec;
+            if (s.addr) {
+                plan->exec_addrs.insert(*s.addr);
+                continue;
+            }
+            const bool all = s.all_processes;
+            switch (s.type) {
+                case CallbackType::BlockBegin: (all ? plan->block_begin_all : plan->block_begin) = true; break;
+                case CallbackType::BlockEnd: (all ? plan->block_end_all : plan->block_end) = true; break;
+                case CallbackType::InsnBegin: (all ? plan->insn_begin_all : plan->insn_begin) = true; break;
+                case CallbackType::InsnEnd: (all ? plan->insn_end_all : plan->insn_end) = true; break;
+                case CallbackType::MemRead: plan->mem_read = true; plan->mem_all |= all; break;
+                case CallbackType::MemWrite: plan->mem_write = true; plan->mem_all |= all; break;
+                case CallbackType::TlbExec: plan->tlb_exec = true; break;
+                case CallbackType::OpcodeRange:
+                    plan->opcode_ranges.emplace_back(s.opcode_first, s.opcode_last);
+                    plan->opcode_all |= all;
+                    break;
+                default: break;
+            }
+        }
+    }
+    const bool changed = !(*plan == *plan_);
+    plan_ = std::move(plan);
+    return changed;
+}
+
+}  // namespace pyrebox

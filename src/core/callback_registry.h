@@ -1,0 +1,122 @@
+// The registry of callbacks, and the instrumentation plan derived from it.
+//
+// Contracts:
+// - add/remove may be called from any thread at any time, including from
+//   inside a callback being dispatched (removing itself): dispatch works on a
+//   snapshot of the list and skips entries removed since it was taken.
+// - Every change recomputes the Plan (what translation must instrument). When
+//   the plan differs from the previous one, the change listener runs (the
+//   QEMU boundary flushes translated code so the new plan applies to code
+//   already translated).
+// - Handlers are owned by the registry entry (shared_ptr): a handler removed
+//   while it is being dispatched stays alive until that dispatch returns.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "core/callback_types.h"
+#include "core/event.h"
+#include "core/expected.h"
+
+namespace pyrebox {
+
+class CallbackHandler {
+public:
+    virtual ~CallbackHandler() = default;
+    // Thread: the vCPU thread the event happened on. Must not throw.
+    virtual void deliver(const Event& event) = 0;
+};
+
+struct CallbackSpec {
+    CallbackType type = CallbackType::BlockBegin;
+    // BLOCK_BEGIN / INSN_BEGIN only: fire at this address, monitored or not.
+    std::optional<uint64_t> addr;
+    // With addr: only in this address space (normalised pgd).
+    std::optional<uint64_t> pgd;
+    // OPCODE_RANGE only: inclusive range in QEMU's opcode numbering.
+    uint16_t opcode_first = 0;
+    uint16_t opcode_last = 0;
+    // Deliver events of every process, not only monitored ones (callbacks
+    // with a native trigger, which filters itself).
+    bool all_processes = false;
+};
+
+// What translation must instrument. Immutable once published.
+struct Plan {
+    // Per-type "deliver for monitored processes" needs.
+    bool block_begin = false;
+    bool block_end = false;
+    bool insn_begin = false;
+    bool insn_end = false;
+    bool mem_read = false;
+    bool mem_write = false;
+    bool tlb_exec = false;
+    // The same, for callbacks that want every process (ungated).
+    bool block_begin_all = false;
+    bool block_end_all = false;
+    bool insn_begin_all = false;
+    bool insn_end_all = false;
+    bool mem_all = false;
+    bool opcode_all = false;
+    // Addresses with address-specific BLOCK_BEGIN / INSN_BEGIN callbacks.
+    std::unordered_set<uint64_t> exec_addrs;
+    // OPCODE_RANGE ranges (inclusive), merged as registered.
+    std::vector<std::pair<uint16_t, uint16_t>> opcode_ranges;
+
+    bool matches_opcode(uint16_t opcode) const;
+    bool any_end_events() const {
+        return block_end || insn_end || block_end_all || insn_end_all || !opcode_ranges.empty();
+    }
+    bool operator==(const Plan& other) const = default;
+};
+
+class CallbackRegistry {
+public:
+    using Id = uint64_t;
+
+    // Validates the spec (which fields apply to the type, opcode range order
+    // and bounds); an invalid spec registers nothing.
+    Expected<Id> add(const CallbackSpec& spec, std::shared_ptr<CallbackHandler> handler);
+    // False when `id` is not registered.
+    bool remove(Id id);
+    bool contains(Id id) const;
+    size_t size() const;
+
+    // Delivers `event` to every live callback of event.type whose filters
+    // match: gated ones only when `monitored`; address-specific ones only
+    // when `at_address` and the address/pgd match (they never fire from the
+    // generic path, and generic ones never from the address path).
+    void dispatch(const Event& event, bool monitored, bool at_address = false) const;
+
+    std::shared_ptr<const Plan> plan() const;
+    void set_change_listener(std::function<void()> listener);
+
+private:
+    struct Entry {
+        Id id;
+        CallbackSpec spec;
+        std::shared_ptr<CallbackHandler> handler;
+        std::atomic<bool> live{true};
+    };
+    using List = std::vector<std::shared_ptr<Entry>>;
+
+    // Rebuilds the plan; returns true when it changed. Caller holds lock_.
+    bool republish_locked();
+
+    mutable std::mutex lock_;
+    std::shared_ptr<const List> lists_[kCallbackTypeSlots];
+    std::shared_ptr<const Plan> plan_ = std::make_shared<Plan>();
+    std::function<void()> on_change_;
+    Id next_id_ = 1;
+    size_t count_ = 0;
+};
+
+}  // namespace pyrebox

@@ -1,0 +1,175 @@
+#include "core/engine.h"
+
+namespace pyrebox {
+
+Engine::Engine(CallbackRegistry& registry, MonitoredSet& monitored, VcpuFlags& flags,
+               int max_vcpus)
+    : registry_(registry), monitored_(monitored), flags_(flags),
+      vcpus_(static_cast<size_t>(max_vcpus > 0 ? max_vcpus : 1)) {}
+
+uint64_t Engine::normalize(uint64_t cr3, vmi::PagingMode mode) const {
+    return vmi::normalize_pgd(cr3, mode, kpti_);
+}
+
+Event Engine::base_event(CallbackType type, int vcpu) const {
+    Event e;
+    e.type = type;
+    e.cpu_index = vcpu;
+    e.pgd = vcpus_[static_cast<size_t>(vcpu)].pgd;
+    return e;
+}
+
+void Engine::on_cr3_load(int vcpu, uint64_t value, vmi::PagingMode mode) {
+    Vcpu& v = vcpus_[static_cast<size_t>(vcpu)];
+    const uint64_t pgd = normalize(value, mode);
+    if (pgd == v.pgd) {
+        return;  // same process (KPTI pair, PCID switch, TLB flush by reload)
+    }
+    const uint64_t old = v.pgd;
+    v.pgd = pgd;
+    const bool monitored = monitored_.contains(pgd);
+    if (monitored != v.monitored) {
+        v.monitored = monitored;
+        flags_.set_monitored(vcpu, monitored);
+    }
+    Event e = base_event(CallbackType::ContextChange, vcpu);
+    e.old_pgd = old;
+    e.new_pgd = pgd;
+    registry_.dispatch(e, /*monitored=*/true);
+}
+
+void Engine::fire_pending(int vcpu, uint64_t next_pc) {
+    Vcpu& v = vcpus_[static_cast<size_t>(vcpu)];
+    // Copy and clear first: a callback may run code that arms new events.
+    const Pending p = v.pending;
+    v.pending = Pending{};
+    flags_.set_pending(vcpu, false);
+    if (p.opcode) {
+        Event e = base_event(CallbackType::OpcodeRange, vcpu);
+        e.pc = p.opcode_pc;
+        e.next_pc = next_pc;
+        e.opcode = p.opcode_value;
+        registry_.dispatch(e, p.opcode_monitored);
+    }
+    if (p.insn_end) {
+        Event e = base_event(CallbackType::InsnEnd, vcpu);
+        e.pc = p.insn_pc;
+        e.next_pc = next_pc;
+        registry_.dispatch(e, p.insn_end_monitored);
+    }
+    if (p.block_end) {
+        Event e = base_event(CallbackType::BlockEnd, vcpu);
+        e.tb = p.block_tb;
+        e.pc = p.block_tb.last_pc;
+        e.next_pc = next_pc;
+        registry_.dispatch(e, p.block_end_monitored);
+    }
+}
+
+void Engine::on_pending_at_block(int vcpu, const TbInfo& tb) {
+    if (any_pending(vcpus_[static_cast<size_t>(vcpu)].pending)) {
+        fire_pending(vcpu, tb.pc);
+    }
+}
+
+void Engine::on_pending_at_insn(int vcpu, uint64_t pc) {
+    if (any_pending(vcpus_[static_cast<size_t>(vcpu)].pending)) {
+        fire_pending(vcpu, pc);
+    }
+}
+
+void Engine::on_block(int vcpu, const TbInfo& tb) {
+    Vcpu& v = vcpus_[static_cast<size_t>(vcpu)];
+    const auto plan = registry_.plan();
+    if (plan->block_end || plan->block_end_all) {
+        v.pending.block_end = true;
+        v.pending.block_tb = tb;
+        v.pending.block_end_monitored = v.monitored;
+        flags_.set_pending(vcpu, true);
+    }
+    if (plan->block_begin || plan->block_begin_all) {
+        Event e = base_event(CallbackType::BlockBegin, vcpu);
+        e.tb = tb;
+        e.pc = tb.pc;
+        registry_.dispatch(e, v.monitored);
+    }
+}
+
+void Engine::on_insn(int vcpu, uint64_t pc) {
+    Vcpu& v = vcpus_[static_cast<size_t>(vcpu)];
+    const auto plan = registry_.plan();
+    if (plan->insn_end || plan->insn_end_all) {
+        v.pending.insn_end = true;
+        v.pending.insn_pc = pc;
+        v.pending.insn_end_monitored = v.monitored;
+        flags_.set_pending(vcpu, true);
+    }
+    if (plan->insn_begin || plan->insn_begin_all) {
+        Event e = base_event(CallbackType::InsnBegin, vcpu);
+        e.pc = pc;
+        registry_.dispatch(e, v.monitored);
+    }
+}
+
+void Engine::on_exec_address(int vcpu, uint64_t pc, const TbInfo& tb) {
+    Event e = base_event(CallbackType::BlockBegin, vcpu);
+    e.pc = pc;
+    e.tb = tb;
+    registry_.dispatch(e, true, /*at_address=*/true);
+    e.type = CallbackType::InsnBegin;
+    registry_.dispatch(e, true, /*at_address=*/true);
+}
+
+void Engine::on_opcode(int vcpu, uint64_t pc, uint16_t opcode) {
+    Vcpu& v = vcpus_[static_cast<size_t>(vcpu)];
+    v.pending.opcode = true;
+    v.pending.opcode_pc = pc;
+    v.pending.opcode_value = opcode;
+    v.pending.opcode_monitored = v.monitored;
+    flags_.set_pending(vcpu, true);
+}
+
+void Engine::on_memory(int vcpu, uint64_t pc, bool is_write, uint64_t vaddr, uint64_t paddr,
+                       uint64_t size, uint64_t data, uint64_t data_high) {
+    const Vcpu& v = vcpus_[static_cast<size_t>(vcpu)];
+    const auto plan = registry_.plan();
+    if (!v.monitored && !plan->mem_all) {
+        return;
+    }
+    Event e = base_event(is_write ? CallbackType::MemWrite : CallbackType::MemRead, vcpu);
+    e.pc = pc;
+    e.vaddr = vaddr;
+    e.paddr = paddr;
+    e.size = size;
+    e.data = data;
+    e.data_high = data_high;
+    registry_.dispatch(e, v.monitored);
+}
+
+bool Engine::start_monitoring(uint64_t pgd) {
+    const bool added = monitored_.add(pgd);
+    refresh_flags();
+    return added;
+}
+
+bool Engine::stop_monitoring(uint64_t pgd) {
+    const bool removed = monitored_.remove(pgd);
+    refresh_flags();
+    return removed;
+}
+
+void Engine::refresh_flags() {
+    for (size_t i = 0; i < vcpus_.size(); ++i) {
+        const bool monitored = monitored_.contains(vcpus_[i].pgd);
+        vcpus_[i].monitored = monitored;
+        flags_.set_monitored(static_cast<int>(i), monitored);
+    }
+}
+
+uint64_t Engine::current_pgd(int vcpu) const { return vcpus_[static_cast<size_t>(vcpu)].pgd; }
+
+bool Engine::vcpu_monitored(int vcpu) const {
+    return vcpus_[static_cast<size_t>(vcpu)].monitored;
+}
+
+}  // namespace pyrebox

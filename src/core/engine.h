@@ -1,0 +1,103 @@
+// The execution engine: turns what instrumented code reports (blocks and
+// instructions starting, memory accesses, CR3 loads) into PyREBox events.
+//
+// It knows neither QEMU nor Python. The QEMU boundary calls the on_* methods
+// from the vCPU threads, each with that vCPU's index; the engine keeps
+// per-vCPU state (current address space, monitored flag, pending "end"
+// events) and asks the VcpuFlags sink to mirror the two flags instrumented
+// code tests inline (so unmonitored code never leaves generated code).
+//
+// "End" events (BLOCK_END, INSN_END, OPCODE_RANGE) are delivered when the
+// next block or instruction of the same vCPU starts, which is when the CPU
+// state after the block/instruction is visible and the real successor known.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "core/callback_registry.h"
+#include "core/event.h"
+#include "core/monitored_set.h"
+#include "vmi/paging.h"
+
+namespace pyrebox {
+
+// Flags instrumented code tests inline, one pair per vCPU.
+class VcpuFlags {
+public:
+    virtual ~VcpuFlags() = default;
+    virtual void set_monitored(int vcpu, bool monitored) = 0;
+    virtual void set_pending(int vcpu, bool pending) = 0;
+};
+
+class Engine {
+public:
+    Engine(CallbackRegistry& registry, MonitoredSet& monitored, VcpuFlags& flags, int max_vcpus);
+
+    // Linux KPTI: the kernel/user pgd pair is one process.
+    void set_kpti(bool kpti) { kpti_ = kpti; }
+
+    // --- Called by instrumented code (vCPU thread `vcpu`). ---
+    // A `mov cr3` is about to load `value` while the CPU is in `mode`.
+    void on_cr3_load(int vcpu, uint64_t value, vmi::PagingMode mode);
+    // A block starts and some end event is pending on this vCPU.
+    void on_pending_at_block(int vcpu, const TbInfo& tb);
+    // An instruction starts and some end event is pending on this vCPU.
+    void on_pending_at_insn(int vcpu, uint64_t pc);
+    // A block starts in a monitored process (or some callback wants every process).
+    void on_block(int vcpu, const TbInfo& tb);
+    // An instruction starts in a monitored process (or ungated callbacks exist).
+    void on_insn(int vcpu, uint64_t pc);
+    // The instruction at `pc` has address-specific callbacks; `tb` is its block.
+    void on_exec_address(int vcpu, uint64_t pc, const TbInfo& tb);
+    // An instruction whose opcode is in some OPCODE_RANGE range starts.
+    void on_opcode(int vcpu, uint64_t pc, uint16_t opcode);
+    // A memory access completed.
+    void on_memory(int vcpu, uint64_t pc, bool is_write, uint64_t vaddr, uint64_t paddr,
+                   uint64_t size, uint64_t data, uint64_t data_high);
+
+    // --- Monitored processes (any thread). ---
+    bool start_monitoring(uint64_t pgd);
+    bool stop_monitoring(uint64_t pgd);
+    bool is_monitored(uint64_t pgd) const { return monitored_.contains(pgd); }
+
+    uint64_t current_pgd(int vcpu) const;
+    bool vcpu_monitored(int vcpu) const;
+    int max_vcpus() const { return static_cast<int>(vcpus_.size()); }
+
+    // The pgd the engine uses as process identity for a raw CR3 value.
+    uint64_t normalize(uint64_t cr3, vmi::PagingMode mode) const;
+
+private:
+    struct Pending {
+        bool block_end = false;
+        bool insn_end = false;
+        bool opcode = false;
+        TbInfo block_tb;
+        uint64_t insn_pc = 0;
+        uint64_t opcode_pc = 0;
+        uint16_t opcode_value = 0;
+        bool block_end_monitored = false;
+        bool insn_end_monitored = false;
+        bool opcode_monitored = false;
+    };
+    struct Vcpu {
+        uint64_t pgd = 0;
+        bool monitored = false;
+        Pending pending;
+    };
+
+    Event base_event(CallbackType type, int vcpu) const;
+    void fire_pending(int vcpu, uint64_t next_pc);
+    void refresh_flags();
+    bool any_pending(const Pending& p) const { return p.block_end || p.insn_end || p.opcode; }
+
+    CallbackRegistry& registry_;
+    MonitoredSet& monitored_;
+    VcpuFlags& flags_;
+    std::vector<Vcpu> vcpus_;
+    bool kpti_ = false;
+};
+
+}  // namespace pyrebox

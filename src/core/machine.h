@@ -1,0 +1,41 @@
+// Access to the emulated machine's state, as the core and the bindings need
+// it. Implemented by the QEMU boundary (src/qemu/machine.cpp); tests give a
+// fake. Errors are values naming the address or register.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/expected.h"
+#include "vmi/paging.h"
+
+namespace pyrebox {
+
+class Machine {
+public:
+    virtual ~Machine() = default;
+
+    virtual int num_cpus() const = 0;
+    // Register names as QEMU exposes them for this target (gdb order).
+    virtual std::vector<std::string> register_names() const = 0;
+    // Reads a register of vCPU `cpu` (little-endian value; wider registers
+    // are truncated to 64 bits: use read_register_bytes for them).
+    virtual Expected<uint64_t> read_register(int cpu, const std::string& name) = 0;
+    virtual Expected<std::string> read_register_bytes(int cpu, const std::string& name) = 0;
+    // Writes a register. Writing the program counter from inside a callback
+    // redirects execution once the callback returns.
+    virtual Expected<bool> write_register(int cpu, const std::string& name, uint64_t value) = 0;
+    // QEMU's full-state dump of vCPU `cpu` (real EFLAGS, segment caches,
+    // descriptor tables), as text.
+    virtual Expected<std::string> dump_state(int cpu) = 0;
+
+    virtual vmi::PhysicalMemory& physical_memory() = 0;
+    // Paging mode vCPU `cpu` is in now (CR0/CR4/EFER).
+    virtual vmi::PagingMode paging_mode(int cpu) = 0;
+
+    virtual Expected<uint64_t> io_read(uint32_t port, int size) = 0;
+    virtual Expected<bool> io_write(uint32_t port, int size, uint64_t value) = 0;
+};
+
+}  // namespace pyrebox

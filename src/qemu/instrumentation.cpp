@@ -1,0 +1,324 @@
+#include "qemu/instrumentation.h"
+
+#include <cstddef>
+#include <deque>
+#include <mutex>
+
+#include "core/engine.h"
+#include "core/session.h"
+#include "core/x86_insn.h"
+#include "qemu/internals.h"
+#include "qemu/machine.h"
+#include "qemu/registers.h"
+
+namespace pyrebox::qemu {
+
+namespace {
+
+// Per-vCPU words that generated code compares inline.
+struct Board {
+    uint64_t monitored;
+    uint64_t pending;
+};
+
+struct State {
+    qemu_plugin_scoreboard* board = nullptr;
+    qemu_plugin_u64 monitored{};
+    qemu_plugin_u64 pending{};
+    bool is_64bit = true;
+    int cr4_regnum = -1;
+    // Sites referenced by translated code (udata). Freed when QEMU flushes
+    // all translations (nothing can reference them afterwards).
+    std::mutex arena_lock;
+    std::deque<TbInfo> tbs;
+    struct AddrSite { uint64_t pc; const TbInfo* tb; };
+    struct OpcodeSite { uint64_t pc; uint16_t opcode; };
+    std::deque<AddrSite> addr_sites;
+    std::deque<OpcodeSite> opcode_sites;
+};
+
+State g;
+
+class ScoreboardFlags final : public VcpuFlags {
+public:
+    void set_monitored(int vcpu, bool v) override {
+        qemu_plugin_u64_set(g.monitored, static_cast<unsigned>(vcpu), v ? 1 : 0);
+    }
+    void set_pending(int vcpu, bool v) override {
+        qemu_plugin_u64_set(g.pending, static_cast<unsigned>(vcpu), v ? 1 : 0);
+    }
+};
+
+ScoreboardFlags g_flags;
+
+Engine& engine() { return *session().engine; }
+
+// Enters a callback context for `vcpu`; on leaving, when a callback wrote the
+// program counter, leaves the translation block so execution continues at
+// the new PC. cpu_loop_exit unwinds with longjmp, so it is called only here,
+// in the outermost frame QEMU called, after every C++ frame has returned.
+struct Enter {
+    explicit Enter(unsigned vcpu) {
+        auto& ctx = callback_context();
+        ctx.vcpu = static_cast<int>(vcpu);
+        ctx.pc_written = false;
+    }
+};
+
+void leave(unsigned vcpu) {
+    auto& ctx = callback_context();
+    const bool redirect = ctx.pc_written;
+    ctx.vcpu = -1;
+    ctx.pc_written = false;
+    if (redirect) {
+        internals().cpu_loop_exit(internals().qemu_get_cpu(static_cast<int>(vcpu)));
+    }
+}
+
+void cb_pending_tb(unsigned vcpu, void* udata) {
+    Enter enter(vcpu);
+    engine().on_pending_at_block(static_cast<int>(vcpu), *static_cast<const TbInfo*>(udata));
+    leave(vcpu);
+}
+
+void cb_block(unsigned vcpu, void* udata) {
+    Enter enter(vcpu);
+    engine().on_block(static_cast<int>(vcpu), *static_cast<const TbInfo*>(udata));
+    leave(vcpu);
+}
+
+void cb_pending_insn(unsigned vcpu, void* udata) {
+    Enter enter(vcpu);
+    engine().on_pending_at_insn(static_cast<int>(vcpu), reinterpret_cast<uint64_t>(udata));
+    leave(vcpu);
+}
+
+void cb_insn(unsigned vcpu, void* udata) {
+    Enter enter(vcpu);
+    engine().on_insn(static_cast<int>(vcpu), reinterpret_cast<uint64_t>(udata));
+    leave(vcpu);
+}
+
+void cb_exec_address(unsigned vcpu, void* udata) {
+    const auto* site = static_cast<const State::AddrSite*>(udata);
+    Enter enter(vcpu);
+    engine().on_exec_address(static_cast<int>(vcpu), site->pc, *site->tb);
+    leave(vcpu);
+}
+
+void cb_opcode(unsigned vcpu, void* udata) {
+    const auto* site = static_cast<const State::OpcodeSite*>(udata);
+    engine().on_opcode(static_cast<int>(vcpu), site->pc, site->opcode);
+}
+
+uint64_t read_gdb_register(unsigned vcpu, int regnum) {
+    static thread_local GByteArray* buf = g_byte_array_new();
+    g_byte_array_set_size(buf, 0);
+    CPUState* cpu = internals().qemu_get_cpu(static_cast<int>(vcpu));
+    const int n = internals().x86_cpu_gdb_read_register(cpu, buf, regnum);
+    uint64_t value = 0;
+    for (int i = n - 1; i >= 0; --i) {
+        value = (value << 8) | buf->data[i];
+    }
+    return value;
+}
+
+// udata: the gdb register number of the source register of `mov cr3, reg`.
+void cb_cr3_load(unsigned vcpu, void* udata) {
+    const int regnum = static_cast<int>(reinterpret_cast<intptr_t>(udata));
+    const uint64_t value = read_gdb_register(vcpu, regnum);
+    vmi::PagingMode mode = vmi::PagingMode::Long4;
+    if (!g.is_64bit) {
+        const uint64_t cr4 = g.cr4_regnum >= 0 ? read_gdb_register(vcpu, g.cr4_regnum) : 0;
+        mode = (cr4 & (1u << 5)) ? vmi::PagingMode::Pae : vmi::PagingMode::Legacy32;
+    }
+    Enter enter(vcpu);
+    engine().on_cr3_load(static_cast<int>(vcpu), value, mode);
+    leave(vcpu);
+}
+
+void cb_memory(unsigned vcpu, qemu_plugin_meminfo_t info, uint64_t vaddr, void* udata) {
+    const bool is_write = qemu_plugin_mem_is_store(info);
+    const auto plan = session().registry.plan();
+    if (is_write ? !plan->mem_write : !plan->mem_read) {
+        return;
+    }
+    const uint64_t size = uint64_t{1} << qemu_plugin_mem_size_shift(info);
+    uint64_t paddr = ~uint64_t{0};
+    if (const qemu_plugin_hwaddr* hw = qemu_plugin_get_hwaddr(info, vaddr);
+        hw != nullptr && !qemu_plugin_hwaddr_is_io(hw)) {
+        paddr = qemu_plugin_hwaddr_phys_addr(hw);
+    }
+    uint64_t data = 0, data_high = 0;
+    if (is_write) {
+        const qemu_plugin_mem_value value = qemu_plugin_mem_get_value(info);
+        switch (value.type) {
+            case QEMU_PLUGIN_MEM_VALUE_U8: data = value.data.u8; break;
+            case QEMU_PLUGIN_MEM_VALUE_U16: data = value.data.u16; break;
+            case QEMU_PLUGIN_MEM_VALUE_U32: data = value.data.u32; break;
+            case QEMU_PLUGIN_MEM_VALUE_U64: data = value.data.u64; break;
+            case QEMU_PLUGIN_MEM_VALUE_U128:
+                data = value.data.u128.low;
+                data_high = value.data.u128.high;
+                break;
+        }
+    }
+    Enter enter(vcpu);
+    engine().on_memory(static_cast<int>(vcpu), reinterpret_cast<uint64_t>(udata), is_write, vaddr,
+                       paddr, size, data, data_high);
+    leave(vcpu);
+}
+
+// x86 encoding order of general registers -> their gdb names.
+const char* gpr_name(int encoding, bool is_64bit) {
+    static const char* const names64[16] = {"rax", "rcx", "rdx", "rbx", "rsp", "rbp",
+                                            "rsi", "rdi", "r8",  "r9",  "r10", "r11",
+                                            "r12", "r13", "r14", "r15"};
+    static const char* const names32[8] = {"eax", "ecx", "edx", "ebx",
+                                           "esp", "ebp", "esi", "edi"};
+    if (is_64bit) {
+        return names64[encoding & 15];
+    }
+    return names32[encoding & 7];
+}
+
+void on_tb_translate(qemu_plugin_id_t /*id*/, qemu_plugin_tb* tb) {
+    const auto plan = session().registry.plan();
+    const size_t n = qemu_plugin_tb_n_insns(tb);
+    if (n == 0) {
+        return;
+    }
+    TbInfo info;
+    info.pc = qemu_plugin_tb_vaddr(tb);
+    info.icount = n;
+    for (size_t i = 0; i < n; ++i) {
+        const qemu_plugin_insn* insn = qemu_plugin_tb_get_insn(tb, i);
+        info.size += qemu_plugin_insn_size(insn);
+        info.last_pc = qemu_plugin_insn_vaddr(insn);
+    }
+
+    std::lock_guard<std::mutex> guard(g.arena_lock);
+    TbInfo* tb_info = &g.tbs.emplace_back(info);
+
+    if (plan->any_end_events()) {
+        qemu_plugin_register_vcpu_tb_exec_cond_cb(tb, cb_pending_tb, QEMU_PLUGIN_CB_RW_REGS,
+                                                  QEMU_PLUGIN_COND_NE, g.pending, 0, tb_info);
+    }
+    const bool block_all = plan->block_begin_all || plan->block_end_all;
+    if (block_all) {
+        qemu_plugin_register_vcpu_tb_exec_cb(tb, cb_block, QEMU_PLUGIN_CB_RW_REGS, tb_info);
+    } else if (plan->block_begin || plan->block_end) {
+        qemu_plugin_register_vcpu_tb_exec_cond_cb(tb, cb_block, QEMU_PLUGIN_CB_RW_REGS,
+                                                  QEMU_PLUGIN_COND_NE, g.monitored, 0, tb_info);
+    }
+
+    const bool insn_all = plan->insn_begin_all || plan->insn_end_all;
+    const bool insn_gated = plan->insn_begin || plan->insn_end;
+    const bool insn_end_any = plan->insn_end || plan->insn_end_all;
+    const bool mem = plan->mem_read || plan->mem_write;
+    const auto mem_rw = plan->mem_read && plan->mem_write ? QEMU_PLUGIN_MEM_RW
+                        : plan->mem_read                   ? QEMU_PLUGIN_MEM_R
+                                                           : QEMU_PLUGIN_MEM_W;
+    bool previous_matched_opcode = false;
+    for (size_t i = 0; i < n; ++i) {
+        qemu_plugin_insn* insn = qemu_plugin_tb_get_insn(tb, i);
+        const uint64_t pc = qemu_plugin_insn_vaddr(insn);
+        void* pc_udata = reinterpret_cast<void*>(pc);
+        uint8_t bytes[16];
+        const size_t len = qemu_plugin_insn_data(insn, bytes, sizeof bytes);
+
+        // Context switches are always tracked: they drive the monitored flag.
+        if (const auto source = mov_to_cr3_source(bytes, len, g.is_64bit)) {
+            if (const auto regnum = registers().number(gpr_name(*source, g.is_64bit))) {
+                qemu_plugin_register_vcpu_insn_exec_cb(
+                    insn, cb_cr3_load, QEMU_PLUGIN_CB_R_REGS,
+                    reinterpret_cast<void*>(static_cast<intptr_t>(*regnum)));
+            }
+        }
+        if (i > 0 && (insn_end_any || previous_matched_opcode)) {
+            qemu_plugin_register_vcpu_insn_exec_cond_cb(insn, cb_pending_insn,
+                                                        QEMU_PLUGIN_CB_RW_REGS, QEMU_PLUGIN_COND_NE,
+                                                        g.pending, 0, pc_udata);
+        }
+        if (plan->exec_addrs.count(pc) != 0) {
+            auto* site = &g.addr_sites.emplace_back(State::AddrSite{pc, tb_info});
+            qemu_plugin_register_vcpu_insn_exec_cb(insn, cb_exec_address, QEMU_PLUGIN_CB_RW_REGS,
+                                                   site);
+        }
+        if (insn_all) {
+            qemu_plugin_register_vcpu_insn_exec_cb(insn, cb_insn, QEMU_PLUGIN_CB_RW_REGS, pc_udata);
+        } else if (insn_gated) {
+            qemu_plugin_register_vcpu_insn_exec_cond_cb(insn, cb_insn, QEMU_PLUGIN_CB_RW_REGS,
+                                                        QEMU_PLUGIN_COND_NE, g.monitored, 0,
+                                                        pc_udata);
+        }
+        previous_matched_opcode = false;
+        if (!plan->opcode_ranges.empty()) {
+            InsnInfo decoded;
+            if (classify(bytes, len, g.is_64bit, decoded) && plan->matches_opcode(decoded.opcode)) {
+                auto* site = &g.opcode_sites.emplace_back(State::OpcodeSite{pc, decoded.opcode});
+                if (plan->opcode_all) {
+                    qemu_plugin_register_vcpu_insn_exec_cb(insn, cb_opcode, QEMU_PLUGIN_CB_R_REGS,
+                                                           site);
+                } else {
+                    qemu_plugin_register_vcpu_insn_exec_cond_cb(
+                        insn, cb_opcode, QEMU_PLUGIN_CB_R_REGS, QEMU_PLUGIN_COND_NE, g.monitored,
+                        0, site);
+                }
+                previous_matched_opcode = true;
+            }
+        }
+        if (mem) {
+            qemu_plugin_register_vcpu_mem_cb(insn, cb_memory, QEMU_PLUGIN_CB_RW_REGS, mem_rw,
+                                             pc_udata);
+        }
+    }
+}
+
+void on_flush(qemu_plugin_id_t /*id*/) {
+    // All translations are gone: nothing references the sites any more.
+    std::lock_guard<std::mutex> guard(g.arena_lock);
+    g.tbs.clear();
+    g.addr_sites.clear();
+    g.opcode_sites.clear();
+}
+
+void on_vcpu_init(qemu_plugin_id_t /*id*/, unsigned int vcpu) {
+    registers().capture();
+    if (g.cr4_regnum < 0) {
+        g.cr4_regnum = registers().number("cr4").value_or(-1);
+    }
+    g_flags.set_monitored(static_cast<int>(vcpu), false);
+    g_flags.set_pending(static_cast<int>(vcpu), false);
+}
+
+void flush_work(CPUState* cpu, uint64_t /*data*/) { internals().tb_flush(cpu); }
+
+}  // namespace
+
+void request_retranslation() {
+    CPUState* cpu = internals().qemu_get_cpu(0);
+    if (cpu == nullptr) {
+        return;  // no vCPU yet, so nothing is translated
+    }
+    internals().async_run_on_cpu(cpu, flush_work, 0);
+}
+
+void install_instrumentation(qemu_plugin_id_t id, int max_vcpus, bool is_64bit) {
+    g.is_64bit = is_64bit;
+    g.board = qemu_plugin_scoreboard_new(sizeof(Board));
+    g.monitored = qemu_plugin_u64{g.board, offsetof(Board, monitored)};
+    g.pending = qemu_plugin_u64{g.board, offsetof(Board, pending)};
+
+    Session& s = session();
+    s.is_64bit = is_64bit;
+    s.machine = &machine();
+    s.engine = std::make_unique<Engine>(s.registry, s.monitored, g_flags, max_vcpus);
+    s.registry.set_change_listener(request_retranslation);
+
+    qemu_plugin_register_vcpu_init_cb(id, on_vcpu_init);
+    qemu_plugin_register_vcpu_tb_trans_cb(id, on_tb_translate);
+    qemu_plugin_register_flush_cb(id, on_flush);
+}
+
+}  // namespace pyrebox::qemu

@@ -1,0 +1,182 @@
+#include "qemu/machine.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "qemu/internals.h"
+#include "qemu/plugin_api.h"
+#include "qemu/registers.h"
+
+namespace pyrebox::qemu {
+
+namespace {
+
+class SystemMemory final : public vmi::PhysicalMemory {
+public:
+    bool read(uint64_t paddr, void* buf, size_t len) override { return access(paddr, buf, len, false); }
+    bool write(uint64_t paddr, const void* buf, size_t len) override {
+        return access(paddr, const_cast<void*>(buf), len, true);
+    }
+
+private:
+    static bool access(uint64_t paddr, void* buf, size_t len, bool is_write) {
+        const auto& q = internals();
+        return q.address_space_rw(q.address_space_memory, paddr, 0, buf, len, is_write) == 0;
+    }
+};
+
+bool is_pc_name(const std::string& name) {
+    std::string lower;
+    for (char c : name) {
+        lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+    }
+    return lower == "rip" || lower == "eip" || lower == "pc";
+}
+
+class QemuMachineImpl final : public Machine {
+public:
+    int num_cpus() const override { return qemu_plugin_num_vcpus(); }
+
+    std::vector<std::string> register_names() const override { return registers().names(); }
+
+    Expected<std::string> read_register_bytes(int cpu, const std::string& name) override {
+        auto [state, regnum] = locate(cpu, name);
+        if (!state) {
+            return Error{regnum_error_};
+        }
+        GByteArray* buf = g_byte_array_new();
+        const int n = internals().x86_cpu_gdb_read_register(state, buf, regnum);
+        std::string bytes(reinterpret_cast<const char*>(buf->data), n > 0 ? static_cast<size_t>(n) : 0);
+        g_byte_array_free(buf, true);
+        if (n <= 0) {
+            return Error{"register " + name + " cannot be read"};
+        }
+        return bytes;
+    }
+
+    Expected<uint64_t> read_register(int cpu, const std::string& name) override {
+        auto bytes = read_register_bytes(cpu, name);
+        if (!bytes) {
+            return Error{bytes.error()};
+        }
+        uint64_t value = 0;
+        std::memcpy(&value, bytes->data(), std::min<size_t>(bytes->size(), 8));
+        return value;
+    }
+
+    Expected<bool> write_register(int cpu, const std::string& name, uint64_t value) override {
+        auto [state, regnum] = locate(cpu, name == "pc" || name == "PC" ? pc_name() : name);
+        if (!state) {
+            return Error{regnum_error_};
+        }
+        // Write the register's own width: read it first to learn it.
+        auto current = read_register_bytes(cpu, registers().names()[static_cast<size_t>(regnum)]);
+        if (!current) {
+            return Error{current.error()};
+        }
+        std::string bytes = *current;
+        std::memcpy(bytes.data(), &value, std::min<size_t>(bytes.size(), 8));
+        const int n = internals().x86_cpu_gdb_write_register(
+            state, reinterpret_cast<uint8_t*>(bytes.data()), regnum);
+        if (n <= 0) {
+            return Error{"register " + name + " cannot be written"};
+        }
+        auto& ctx = callback_context();
+        if (is_pc_name(name) && ctx.vcpu == cpu) {
+            ctx.pc_written = true;
+        }
+        return true;
+    }
+
+    Expected<std::string> dump_state(int cpu) override {
+        CPUState* state = internals().qemu_get_cpu(cpu);
+        if (state == nullptr) {
+            return Error{"no vCPU " + std::to_string(cpu)};
+        }
+        char* text = nullptr;
+        size_t size = 0;
+        FILE* out = open_memstream(&text, &size);
+        if (out == nullptr) {
+            return Error{"cannot allocate the CPU dump"};
+        }
+        internals().x86_cpu_dump_state(state, out, 0);
+        std::fclose(out);
+        std::string result(text, size);
+        std::free(text);
+        return result;
+    }
+
+    vmi::PhysicalMemory& physical_memory() override { return memory_; }
+
+    vmi::PagingMode paging_mode(int cpu) override {
+        auto cr0 = read_register(cpu, "cr0");
+        auto cr4 = read_register(cpu, "cr4");
+        auto efer = read_register(cpu, "efer");
+        if (!cr0 || !cr4) {
+            return vmi::PagingMode::None;
+        }
+        return vmi::paging_mode(*cr0, *cr4, efer ? *efer : 0);
+    }
+
+    Expected<uint64_t> io_read(uint32_t port, int size) override {
+        const auto& q = internals();
+        switch (size) {
+            case 1: return static_cast<uint64_t>(q.cpu_inb(port));
+            case 2: return static_cast<uint64_t>(q.cpu_inw(port));
+            case 4: return static_cast<uint64_t>(q.cpu_inl(port));
+        }
+        return Error{"I/O port access size " + std::to_string(size) + " is not 1, 2 or 4"};
+    }
+
+    Expected<bool> io_write(uint32_t port, int size, uint64_t value) override {
+        const auto& q = internals();
+        switch (size) {
+            case 1: q.cpu_outb(port, static_cast<uint8_t>(value)); return true;
+            case 2: q.cpu_outw(port, static_cast<uint16_t>(value)); return true;
+            case 4: q.cpu_outl(port, static_cast<uint32_t>(value)); return true;
+        }
+        return Error{"I/O port access size " + std::to_string(size) + " is not 1, 2 or 4"};
+    }
+
+private:
+    std::string pc_name() const { return registers().number("rip") ? "rip" : "eip"; }
+
+    std::pair<CPUState*, int> locate(int cpu, const std::string& name) {
+        if (!registers().captured()) {
+            regnum_error_ = "registers are not available before the first vCPU starts";
+            return {nullptr, 0};
+        }
+        auto regnum = registers().number(name);
+        if (!regnum) {
+            regnum_error_ = "unknown register '" + name + "'";
+            return {nullptr, 0};
+        }
+        CPUState* state = cpu >= 0 ? internals().qemu_get_cpu(cpu) : nullptr;
+        if (state == nullptr) {
+            regnum_error_ = "no vCPU " + std::to_string(cpu) + " (this VM has " +
+                            std::to_string(num_cpus()) + ")";
+            return {nullptr, 0};
+        }
+        return {state, *regnum};
+    }
+
+    SystemMemory memory_;
+    static thread_local std::string regnum_error_;
+};
+
+thread_local std::string QemuMachineImpl::regnum_error_;
+
+}  // namespace
+
+CallbackContext& callback_context() {
+    static thread_local CallbackContext ctx;
+    return ctx;
+}
+
+Machine& machine() {
+    static QemuMachineImpl instance;
+    return instance;
+}
+
+}  // namespace pyrebox::qemu
