@@ -74,12 +74,9 @@ def _make_adapter(callback_type: int, func, new_style: bool, report):
     """The function the engine calls for one callback (see PythonHandler for
     the raw arguments of each type)."""
     getrefcount = sys.getrefcount
-
-    def finish(cpu):
-        # Two references: our local and getrefcount's argument. More means the
-        # script kept the object: read everything while the state is current.
-        if getrefcount(cpu) > 2:
-            cpu.freeze()
+    # After the call, `cpu` has two references: the adapter's local and
+    # getrefcount's argument. More means the script kept the object: it is
+    # then frozen (every register read) while the state is still current.
 
     if callback_type == BLOCK_BEGIN_CB:
         def adapter(cpu_index, pc, size, icount):
@@ -91,7 +88,8 @@ def _make_adapter(callback_type: int, func, new_style: bool, report):
                     func(cpu_index, cpu, (pc, size, icount))
             except Exception as e:
                 report(e)
-            finish(cpu)
+            if getrefcount(cpu) > 2:
+                cpu.freeze()
     elif callback_type == BLOCK_END_CB:
         def adapter(cpu_index, tb_pc, tb_size, tb_icount, cur_pc, next_pc):
             cpu = Cpu(cpu_index, next_pc)
@@ -104,7 +102,8 @@ def _make_adapter(callback_type: int, func, new_style: bool, report):
                     func(cpu_index, cpu, tb, cur_pc, next_pc)
             except Exception as e:
                 report(e)
-            finish(cpu)
+            if getrefcount(cpu) > 2:
+                cpu.freeze()
     elif callback_type == INSN_BEGIN_CB:
         def adapter(cpu_index, pc):
             cpu = Cpu(cpu_index, pc)
@@ -115,7 +114,8 @@ def _make_adapter(callback_type: int, func, new_style: bool, report):
                     func(cpu_index, cpu)
             except Exception as e:
                 report(e)
-            finish(cpu)
+            if getrefcount(cpu) > 2:
+                cpu.freeze()
     elif callback_type == INSN_END_CB:
         def adapter(cpu_index, pc, next_pc):
             cpu = Cpu(cpu_index, next_pc)
@@ -126,7 +126,8 @@ def _make_adapter(callback_type: int, func, new_style: bool, report):
                     func(cpu_index, cpu)
             except Exception as e:
                 report(e)
-            finish(cpu)
+            if getrefcount(cpu) > 2:
+                cpu.freeze()
     elif callback_type == MEM_READ_CB:
         def adapter(cpu_index, vaddr, size, paddr, pc):
             try:
@@ -157,7 +158,8 @@ def _make_adapter(callback_type: int, func, new_style: bool, report):
                     func(cpu_index, cpu, cur_pc, next_pc)
             except Exception as e:
                 report(e)
-            finish(cpu)
+            if getrefcount(cpu) > 2:
+                cpu.freeze()
     elif callback_type == TLB_EXEC_CB:
         def adapter(cpu_index, vaddr):
             cpu = Cpu(cpu_index)
@@ -168,7 +170,8 @@ def _make_adapter(callback_type: int, func, new_style: bool, report):
                     func(cpu, vaddr)
             except Exception as e:
                 report(e)
-            finish(cpu)
+            if getrefcount(cpu) > 2:
+                cpu.freeze()
     elif callback_type == CONTEXTCHANGE_CB:
         def adapter(cpu_index, old_pgd, new_pgd):
             try:

@@ -41,8 +41,9 @@ void Console::write_all(std::string_view bytes) {
 }
 
 Console& console() {
-    static Console instance;
-    return instance;
+    // Never destroyed: used by exit paths that run after static destructors.
+    static Console* instance = new Console;
+    return *instance;
 }
 
 }  // namespace pyrebox

@@ -38,12 +38,18 @@ void Engine::on_cr3_load(int vcpu, uint64_t value, vmi::PagingMode mode) {
     registry_.dispatch(e, /*monitored=*/true);
 }
 
-void Engine::fire_pending(int vcpu, uint64_t next_pc) {
+void Engine::fire_pending(int vcpu, uint64_t next_pc, bool block_starts) {
     Vcpu& v = vcpus_[static_cast<size_t>(vcpu)];
     // Copy and clear first: a callback may run code that arms new events.
+    // BLOCK_END waits for the next block, not the block's next instruction.
     const Pending p = v.pending;
     v.pending = Pending{};
-    flags_.set_pending(vcpu, false);
+    if (p.block_end && !block_starts) {
+        v.pending.block_end = true;
+        v.pending.block_tb = p.block_tb;
+        v.pending.block_end_monitored = p.block_end_monitored;
+    }
+    flags_.set_pending(vcpu, v.pending.block_end);
     if (p.opcode) {
         Event e = base_event(CallbackType::OpcodeRange, vcpu);
         e.pc = p.opcode_pc;
@@ -57,7 +63,7 @@ void Engine::fire_pending(int vcpu, uint64_t next_pc) {
         e.next_pc = next_pc;
         registry_.dispatch(e, p.insn_end_monitored);
     }
-    if (p.block_end) {
+    if (p.block_end && block_starts) {
         Event e = base_event(CallbackType::BlockEnd, vcpu);
         e.tb = p.block_tb;
         e.pc = p.block_tb.last_pc;
@@ -68,13 +74,14 @@ void Engine::fire_pending(int vcpu, uint64_t next_pc) {
 
 void Engine::on_pending_at_block(int vcpu, const TbInfo& tb) {
     if (any_pending(vcpus_[static_cast<size_t>(vcpu)].pending)) {
-        fire_pending(vcpu, tb.pc);
+        fire_pending(vcpu, tb.pc, /*block_starts=*/true);
     }
 }
 
 void Engine::on_pending_at_insn(int vcpu, uint64_t pc) {
-    if (any_pending(vcpus_[static_cast<size_t>(vcpu)].pending)) {
-        fire_pending(vcpu, pc);
+    const Pending& p = vcpus_[static_cast<size_t>(vcpu)].pending;
+    if (p.insn_end || p.opcode) {
+        fire_pending(vcpu, pc, /*block_starts=*/false);
     }
 }
 

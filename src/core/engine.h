@@ -89,7 +89,7 @@ private:
     };
 
     Event base_event(CallbackType type, int vcpu) const;
-    void fire_pending(int vcpu, uint64_t next_pc);
+    void fire_pending(int vcpu, uint64_t next_pc, bool block_starts);
     void refresh_flags();
     bool any_pending(const Pending& p) const { return p.block_end || p.insn_end || p.opcode; }
 

@@ -3,8 +3,10 @@
 namespace pyrebox {
 
 Session& session() {
-    static Session instance;
-    return instance;
+    // Never destroyed: QEMU runs plugin exit callbacks after static
+    // destructors of objects created during plugin install.
+    static Session* instance = new Session;
+    return *instance;
 }
 
 }  // namespace pyrebox

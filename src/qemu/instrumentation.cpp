@@ -37,7 +37,9 @@ struct State {
     std::deque<OpcodeSite> opcode_sites;
 };
 
-State g;
+// Never destroyed: QEMU's exit callbacks run after static destructors.
+State& g = *new State;
+bool g_exiting = false;
 
 class ScoreboardFlags final : public VcpuFlags {
 public:
@@ -296,7 +298,12 @@ void flush_work(CPUState* cpu, uint64_t /*data*/) { internals().tb_flush(cpu); }
 
 }  // namespace
 
+void stop_instrumentation() { g_exiting = true; }
+
 void request_retranslation() {
+    if (g_exiting) {
+        return;  // QEMU is exiting: nothing will run translated code again
+    }
     CPUState* cpu = internals().qemu_get_cpu(0);
     if (cpu == nullptr) {
         return;  // no vCPU yet, so nothing is translated

@@ -15,4 +15,7 @@ void install_instrumentation(qemu_plugin_id_t id, int max_vcpus, bool is_64bit);
 // effect when the vCPU next leaves generated code.
 void request_retranslation();
 
+// QEMU is exiting: later callback changes need no retranslation.
+void stop_instrumentation();
+
 }  // namespace pyrebox::qemu

@@ -175,8 +175,9 @@ CallbackContext& callback_context() {
 }
 
 Machine& machine() {
-    static QemuMachineImpl instance;
-    return instance;
+    // Never destroyed: used by exit paths that run after static destructors.
+    static QemuMachineImpl* instance = new QemuMachineImpl;
+    return *instance;
 }
 
 }  // namespace pyrebox::qemu

@@ -34,7 +34,10 @@ using pyrebox::console;
 // tests exercise the start-up self-check against a real QEMU.
 constexpr const char* kPretendMissingEnv = "PYREBOX_PRETEND_MISSING_SYMBOLS";
 
-void on_exit(qemu_plugin_id_t /*id*/, void* /*udata*/) { pyrebox::python::shutdown(); }
+void on_exit(qemu_plugin_id_t /*id*/, void* /*udata*/) {
+    pyrebox::qemu::stop_instrumentation();
+    pyrebox::python::shutdown();
+}
 
 int fail(const std::string& message) {
     console().error(message);

@@ -34,8 +34,9 @@ std::optional<int> RegisterTable::number(const std::string& name) const {
 }
 
 RegisterTable& registers() {
-    static RegisterTable table;
-    return table;
+    // Never destroyed: used by exit paths that run after static destructors.
+    static RegisterTable* table = new RegisterTable;
+    return *table;
 }
 
 }  // namespace pyrebox::qemu
