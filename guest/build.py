@@ -1,0 +1,666 @@
+#!/usr/bin/env python3
+"""Build the PyREBox default guest: a Debian kernel plus a busybox initramfs.
+
+    python3 guest/build.py [--out DIR] [--force]
+
+Outputs, in DIR (default <repo>/build/guest):
+    vmlinuz              the kernel of Debian's current linux-image-amd64
+    kernel-release       its release string (e.g. "6.1.0-41-amd64"), one line
+    initramfs.cpio.gz    /init, busybox, the test programs, glibc for them
+    programs/<name>      the test programs as compiled (also usable on the host)
+    kernel/              the unpacked kernel package (kernel/lib/modules/<release>,
+                         with a generated modules.dep)
+    <package>_<version>_amd64.deb   the downloaded kernel package (cache)
+    manifest.json        what was built, from what:
+        kernel           {metapackage, package, version, deb, modules_dir}
+        kernel_release   same text as kernel-release
+        vmlinuz, initramfs   file names in DIR
+        programs         [{name, linkage, host_path (relative to DIR), guest_path}]
+        host_libraries   host files ldd named for the dynamic programs; each is
+                         in the image at the same path
+        kernel_modules   guest paths of the modules loaded at boot, in order
+        inputs_hash      hash of all inputs (see inputs_hash)
+        apt_state        stat fingerprint of apt's lists (see apt_state_stamp)
+
+The initramfs size is padded with NULs to a multiple of 4 bytes, so an
+uncompressed cpio archive can be appended to it as is (see write_gzip).
+
+The build is skipped, printing one line, when manifest.json records the same
+hash of inputs and every output is present; that check runs no subprocess.
+Needs (Debian): apt-get/apt-cache/dpkg-deb, gcc with libc6-dev, busybox-static.
+Python 3.11 standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import gzip
+import hashlib
+import importlib.util
+import json
+import lzma
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+GUEST_SRC = REPO / "guest"
+PROGRAMS_SRC = GUEST_SRC / "programs"
+INIT_SRC = GUEST_SRC / "init"
+CPIO_SRC = REPO / "python" / "pyrebox" / "cpio.py"
+DEFAULT_OUT = REPO / "build" / "guest"
+
+# The kernel is whatever this metapackage currently depends on: no version is
+# pinned here, so a Debian point release moves the guest to the new kernel.
+KERNEL_METAPACKAGE = "linux-image-amd64"
+KERNEL_ARCH = "amd64"
+
+# Kernel modules to put into the initramfs and load at boot (by module name,
+# e.g. "virtio_net"); their modules.dep dependencies come along.  The guest's
+# /init insmods them, dependencies first, from /etc/pyrebox/modules.
+KERNEL_MODULES: list[str] = []
+
+# How each program in guest/programs is linked: (linkage, extra gcc flags).
+# Static, non-PIE programs have fixed addresses that tests read from their
+# symbol tables; the dynamic one exercises the loader and glibc.  A .c file
+# not listed here is built dynamic with no extra flags.
+STATIC_FLAGS = ["-static", "-no-pie", "-O1"]
+DYNAMIC_FLAGS = ["-O2"]
+# Each static program is linked at an address of its own (not the default
+# 4 MiB, where the static busybox lives), so an address-specific callback on
+# one program's code never fires in another program.
+PROGRAMS = {
+    "probe": ("static", ["-Wl,-Ttext-segment=0x10000000"]),
+    "static_loop": ("static", ["-Wl,-Ttext-segment=0x20000000"]),
+    "fork_exec": ("static", ["-Wl,-Ttext-segment=0x30000000"]),
+    "dyn_libc": ("dynamic", []),
+}
+COMMON_CFLAGS = ["-Wall", "-Wextra"]
+GUEST_PROGRAM_DIR = "/usr/local/bin"
+
+# Fixed timestamp for cpio entries and the gzip header: same inputs, same bytes.
+IMAGE_MTIME = 0
+GZIP_LEVEL = 6
+
+MANIFEST_FORMAT = 1
+OUTPUT_FILES = ("vmlinuz", "kernel-release", "initramfs.cpio.gz")
+
+
+class BuildError(Exception):
+    """A failure with a message meant for the person running the build."""
+
+
+def load_cpio_module():
+    # Loaded by file path rather than "import pyrebox.cpio" so that building
+    # the guest never depends on (or runs) the rest of the pyrebox package.
+    spec = importlib.util.spec_from_file_location("pyrebox_guest_cpio", CPIO_SRC)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def log(message: str) -> None:
+    print(f"guest: {message}", flush=True)
+
+
+def run(cmd: list[str], *, missing_hint: str, cwd: Path | None = None) -> str:
+    """Run a command and return its stdout; raise BuildError on any failure."""
+    env = dict(os.environ, LC_ALL="C")
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise BuildError(f"{cmd[0]} not found; {missing_hint}") from None
+    if proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip()
+        raise BuildError(f"`{' '.join(cmd)}` failed (exit {proc.returncode}):\n{detail}")
+    return proc.stdout
+
+
+# --------------------------------------------------------------------- kernel
+
+
+def apt_state_stamp() -> str:
+    """Fingerprint of apt's package lists and configuration, from stat only.
+
+    While it is unchanged, apt-cache would resolve the metapackage the same
+    way, so the resolution stored in manifest.json can be reused without
+    running apt-cache (which alone takes most of a second).
+    """
+    lists = Path("/var/lib/apt/lists")
+    config = Path("/etc/apt")
+    paths = sorted(lists.iterdir()) if lists.is_dir() else []  # not partial/: in-flight downloads
+    paths += sorted(config.rglob("*")) if config.is_dir() else []
+    entries = []
+    for path in paths:
+        if path.name != "lock" and path.is_file():
+            st = path.stat()
+            entries.append(f"{path}:{st.st_size}:{st.st_mtime_ns}")
+    return hashlib.sha256("\n".join(entries).encode()).hexdigest()
+
+
+def first_stanza_field(text: str, field: str) -> str | None:
+    for line in text.split("\n\n", 1)[0].splitlines():
+        if line.startswith(field + ":"):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
+def resolve_kernel() -> dict:
+    """Ask apt which linux-image-<release>-amd64 the metapackage's candidate
+    (the default one, not backports, unless apt is configured otherwise)
+    depends on, and at which version."""
+    hint = "this builder needs Debian's apt (apt-cache)"
+    try:
+        shown = run(["apt-cache", "show", "--no-all-versions", KERNEL_METAPACKAGE], missing_hint=hint)
+    except BuildError as error:
+        raise BuildError(f"cannot resolve {KERNEL_METAPACKAGE}; run `apt-get update` and retry.\n{error}") from None
+    depends = first_stanza_field(shown, "Depends")
+    if not depends:
+        raise BuildError(
+            f"apt-cache knows no installable {KERNEL_METAPACKAGE}; run `apt-get update` and retry"
+        )
+    wanted = re.compile(r"^(linux-image-\S+-" + KERNEL_ARCH + r"(?:-unsigned)?)\s*(?:\(\s*=\s*([^)\s]+)\s*\))?$")
+    for clause in depends.split(","):
+        for alternative in clause.split("|"):
+            match = wanted.match(alternative.strip())
+            if match:
+                package, version = match.group(1), match.group(2)
+                if version is None:
+                    record = run(["apt-cache", "show", "--no-all-versions", package], missing_hint=hint)
+                    version = first_stanza_field(record, "Version")
+                if not version:
+                    raise BuildError(
+                        f"apt-cache has no installable version of {package}; run `apt-get update` and retry"
+                    )
+                return {"metapackage": KERNEL_METAPACKAGE, "package": package, "version": version}
+    raise BuildError(f"{KERNEL_METAPACKAGE} depends on no linux-image-*-{KERNEL_ARCH} package: {depends}")
+
+
+def deb_filename(kernel: dict) -> str:
+    # apt-get download's naming: an epoch's ':' is written as '%3a'.
+    return f"{kernel['package']}_{kernel['version'].replace(':', '%3a')}_{KERNEL_ARCH}.deb"
+
+
+def fetch_kernel_deb(out: Path, kernel: dict) -> Path:
+    """Download the kernel package into OUT unless that exact version is there."""
+    deb = out / deb_filename(kernel)
+    if deb.is_file():
+        return deb
+    spec = f"{kernel['package']}={kernel['version']}"
+    log(f"downloading {spec}")
+    with tempfile.TemporaryDirectory(dir=out, prefix=".download-") as tmp:
+        try:
+            run(["apt-get", "download", spec], cwd=Path(tmp), missing_hint="this builder needs Debian's apt-get")
+        except BuildError as error:
+            raise BuildError(
+                f"could not download kernel package {kernel['package']} ({kernel['version']}).\n"
+                f"Try `apt-get update` and then `apt-get download {spec}`.\n{error}"
+            ) from None
+        fetched = list(Path(tmp).glob("*.deb"))
+        if len(fetched) != 1:
+            raise BuildError(f"apt-get download {spec} produced {len(fetched)} .deb files")
+        os.replace(fetched[0], deb)
+    # Older kernels' packages are no longer needed.
+    for stale in out.glob(f"linux-image-*_{KERNEL_ARCH}.deb"):
+        if stale != deb:
+            stale.unlink()
+    return deb
+
+
+def extract_kernel(out: Path, deb: Path, kernel: dict) -> tuple[str, Path, Path]:
+    """Unpack the package into OUT/kernel (once per version), adding the
+    modules.dep that Debian's postinst would have made.
+
+    Returns (release, vmlinuz inside the tree, lib/modules/<release> dir).
+    """
+    tree = out / "kernel"
+    marker = tree / ".pyrebox-unpacked"
+    wanted = f"{kernel['package']} {kernel['version']}\n"
+    if not (marker.is_file() and marker.read_text() == wanted):
+        log(f"unpacking {deb.name}")
+        partial = out / "kernel.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        run(["dpkg-deb", "-x", str(deb), str(partial)], missing_hint="this builder needs Debian's dpkg-deb")
+        write_modules_dep(locate_kernel_files(partial, deb)[2])
+        (partial / marker.name).write_text(wanted)
+        shutil.rmtree(tree, ignore_errors=True)
+        os.replace(partial, tree)
+    return locate_kernel_files(tree, deb)
+
+
+def locate_kernel_files(tree: Path, deb: Path) -> tuple[str, Path, Path]:
+    images = sorted((tree / "boot").glob("vmlinuz-*"))
+    if len(images) != 1:
+        raise BuildError(f"expected one boot/vmlinuz-* in {deb.name}, found {len(images)}")
+    release = images[0].name[len("vmlinuz-") :]
+    for modules_dir in (tree / "lib" / "modules" / release, tree / "usr" / "lib" / "modules" / release):
+        if modules_dir.is_dir():
+            return release, images[0], modules_dir
+    raise BuildError(f"{deb.name} has no lib/modules/{release}")
+
+
+# ------------------------------------------------------------------- programs
+
+
+def program_sources() -> list[Path]:
+    return sorted(PROGRAMS_SRC.glob("*.c"))
+
+
+def compile_programs(out: Path) -> list[dict]:
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        raise BuildError("gcc not found; install it with `apt-get install gcc libc6-dev`")
+    bin_dir = out / "programs"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    programs = []
+    for source in program_sources():
+        name = source.stem
+        linkage, extra_flags = PROGRAMS.get(name, ("dynamic", []))
+        flags = (STATIC_FLAGS if linkage == "static" else DYNAMIC_FLAGS) + extra_flags
+        target = bin_dir / name
+        partial = bin_dir / f".{name}.partial"
+        log(f"compiling {source.name} ({linkage})")
+        try:
+            run(
+                [gcc, *COMMON_CFLAGS, *flags, "-o", str(partial), str(source)],
+                missing_hint="install it with `apt-get install gcc libc6-dev`",
+            )
+        except BuildError as error:
+            hint = " (static linking needs libc6-dev: `apt-get install libc6-dev`)" if linkage == "static" else ""
+            raise BuildError(f"compiling {source.name} failed{hint}:\n{error}") from None
+        os.replace(partial, target)
+        programs.append(
+            {
+                "name": name,
+                "linkage": linkage,
+                "host_path": f"programs/{name}",
+                "guest_path": f"{GUEST_PROGRAM_DIR}/{name}",
+            }
+        )
+    return programs
+
+
+def shared_libraries(binary: Path) -> list[str]:
+    """Absolute paths, as ldd prints them, of what a dynamic binary loads
+    (libraries and the ELF interpreter; the vDSO has no file)."""
+    listing = run(["ldd", str(binary)], missing_hint="install it with `apt-get install libc-bin`")
+    paths = []
+    for line in listing.splitlines():
+        line = line.strip()
+        if "not found" in line:
+            raise BuildError(f"ldd {binary.name}: {line}")
+        if "=>" in line:
+            candidate = line.split("=>", 1)[1].strip().split(" (", 1)[0].strip()
+        else:
+            candidate = line.split(" (", 1)[0].strip()
+        if candidate.startswith("/"):
+            paths.append(candidate)
+    return paths
+
+
+# -------------------------------------------------------------------- busybox
+
+
+def find_busybox() -> Path:
+    for candidate in ("/bin/busybox", shutil.which("busybox")):
+        if candidate and os.access(candidate, os.X_OK):
+            path = Path(candidate)
+            if elf_has_interpreter(path):
+                raise BuildError(
+                    f"{path} is dynamically linked; the guest needs a static busybox: "
+                    "`apt-get install busybox-static`"
+                )
+            return path
+    raise BuildError("busybox not found; install it with `apt-get install busybox-static`")
+
+
+def elf_has_interpreter(path: Path) -> bool:
+    """True if a 64-bit little-endian ELF file has a PT_INTERP program header."""
+    with open(path, "rb") as handle:
+        header = handle.read(64)
+        if header[:4] != b"\x7fELF" or header[4] != 2 or header[5] != 1:
+            raise BuildError(f"{path} is not a 64-bit little-endian ELF executable")
+        phoff = int.from_bytes(header[0x20:0x28], "little")
+        phentsize = int.from_bytes(header[0x36:0x38], "little")
+        phnum = int.from_bytes(header[0x38:0x3A], "little")
+        handle.seek(phoff)
+        table = handle.read(phentsize * phnum)
+    PT_INTERP = 3
+    return any(
+        int.from_bytes(table[i * phentsize : i * phentsize + 4], "little") == PT_INTERP for i in range(phnum)
+    )
+
+
+def busybox_applets(busybox: Path) -> list[str]:
+    listing = run([str(busybox), "--list-full"], missing_hint="`apt-get install busybox-static`")
+    return [line.strip() for line in listing.splitlines() if line.strip()]
+
+
+# ------------------------------------------------------------- kernel modules
+
+
+def module_name(relpath: str) -> str:
+    base = relpath.rsplit("/", 1)[-1]
+    base = re.sub(r"\.ko(\.(xz|gz|zst))?$", "", base)
+    return base.replace("-", "_")
+
+
+def read_module(path: Path) -> bytes:
+    # busybox insmod may lack decompression support, so modules go in plain.
+    data = path.read_bytes()
+    if path.name.endswith(".ko.xz"):
+        return lzma.decompress(data)
+    if path.name.endswith(".ko.gz"):
+        return gzip.decompress(data)
+    if path.name.endswith(".ko.zst"):
+        raise BuildError(f"{path.name}: zstd-compressed modules are not supported by this builder")
+    return data
+
+
+def elf_section(image: bytes, wanted: str) -> bytes:
+    """Contents of the named section of a 64-bit little-endian ELF image."""
+    word = lambda offset, size: int.from_bytes(image[offset : offset + size], "little")  # noqa: E731
+    shoff, shentsize, shnum, shstrndx = word(0x28, 8), word(0x3A, 2), word(0x3C, 2), word(0x3E, 2)
+    headers = [shoff + i * shentsize for i in range(shnum)]
+    strtab = headers[shstrndx]
+    names = image[word(strtab + 0x18, 8) : word(strtab + 0x18, 8) + word(strtab + 0x20, 8)]
+    for header in headers:
+        name_offset = word(header, 4)
+        if names[name_offset : names.index(b"\0", name_offset)].decode() == wanted:
+            return image[word(header + 0x18, 8) : word(header + 0x18, 8) + word(header + 0x20, 8)]
+    return b""
+
+
+def write_modules_dep(modules_dir: Path) -> None:
+    """Write modules.dep as depmod would, from each module's .modinfo
+    "depends=" field: every dependency, transitively, listed so that loading
+    them from last to first (as modprobe does) respects their own needs.
+
+    Debian's kernel package ships no modules.dep (its postinst runs depmod,
+    which may not be installed here).  Kept if one already exists.
+    """
+    target = modules_dir / "modules.dep"
+    if target.exists():
+        return
+    modules = sorted(str(p.relative_to(modules_dir)) for p in modules_dir.rglob("*.ko*") if p.is_file())
+    by_name = {module_name(relpath): relpath for relpath in modules}
+    direct: dict[str, list[str]] = {}
+    for relpath in modules:
+        modinfo = elf_section(read_module(modules_dir / relpath), ".modinfo")
+        names = []
+        for field in modinfo.split(b"\0"):
+            if field.startswith(b"depends="):
+                names += [name.replace("-", "_") for name in field[len(b"depends=") :].decode().split(",") if name]
+        missing = [name for name in names if name not in by_name]
+        if missing:
+            raise BuildError(f"{relpath} depends on modules not in the package: {missing}")
+        direct[relpath] = [by_name[name] for name in names]
+    lines = []
+    for relpath in modules:
+        lines.append(f"{relpath}: {' '.join(reversed(load_order(direct, [relpath])[:-1]))}".rstrip())
+    target.write_text("\n".join(lines) + "\n")
+
+
+def load_order(deps: dict[str, list[str]], wanted: list[str]) -> list[str]:
+    """WANTED and everything they need, each once, dependencies first."""
+    order: list[str] = []
+
+    def visit(relpath: str, chain: tuple[str, ...]) -> None:
+        if relpath in order:
+            return
+        if relpath in chain:
+            raise BuildError(f"kernel module dependency cycle: {' -> '.join(chain + (relpath,))}")
+        for dependency in deps.get(relpath, []):
+            visit(dependency, chain + (relpath,))
+        order.append(relpath)
+
+    for relpath in wanted:
+        visit(relpath, ())
+    return order
+
+
+def resolve_modules(modules_dir: Path, names: list[str]) -> list[tuple[str, list[str]]]:
+    """Module files (relative to lib/modules/<release>) for NAMES and their
+    modules.dep dependencies, in load order, each with its modules.dep list."""
+    deps: dict[str, list[str]] = {}
+    for line in (modules_dir / "modules.dep").read_text().splitlines():
+        if ":" in line:
+            module, rest = line.split(":", 1)
+            deps[module.strip()] = rest.split()
+    by_name = {module_name(relpath): relpath for relpath in deps}
+    wanted = []
+    for name in names:
+        relpath = by_name.get(name.replace("-", "_"))
+        if relpath is None:
+            raise BuildError(f"kernel module {name!r} is not in {modules_dir}/modules.dep (built in, or misspelt?)")
+        wanted.append(relpath)
+    return [(relpath, deps.get(relpath, [])) for relpath in load_order(deps, wanted)]
+
+
+def add_kernel_modules(archive, modules_dir: Path, release: str, names: list[str]) -> list[str]:
+    """Put NAMES (plus dependencies) under /lib/modules/<release>, with a
+    matching modules.dep and the load order in /etc/pyrebox/modules."""
+    if not names:
+        return []
+    plain = lambda relpath: re.sub(r"\.ko\.(xz|gz|zst)$", ".ko", relpath)  # noqa: E731
+    base = f"/lib/modules/{release}"
+    insmod_order, dep_lines = [], []
+    for relpath, dependencies in resolve_modules(modules_dir, names):
+        archive.add_file(f"{base}/{plain(relpath)}", read_module(modules_dir / relpath))
+        insmod_order.append(f"{base}/{plain(relpath)}")
+        dep_lines.append(f"{plain(relpath)}: {' '.join(plain(d) for d in dependencies)}".rstrip())
+    archive.add_file(f"{base}/modules.dep", ("\n".join(dep_lines) + "\n").encode())
+    archive.add_file("/etc/pyrebox/modules", ("\n".join(insmod_order) + "\n").encode())
+    return insmod_order
+
+
+# ------------------------------------------------------------------ initramfs
+
+
+def add_host_file_as_is(archive, path: str, depth: int = 0) -> None:
+    """Copy a host file to the same guest path; a symlink is copied as a
+    symlink (same target) and its target is copied too."""
+    if depth > 8:
+        raise BuildError(f"too many levels of symlinks at {path}")
+    if path in archive:
+        return
+    if os.path.islink(path):
+        target = os.readlink(path)
+        archive.add_symlink(path, target)
+        resolved = os.path.normpath(os.path.join(os.path.dirname(path), target))
+        add_host_file_as_is(archive, resolved, depth + 1)
+    else:
+        archive.add_file(path, source=path, mode=stat.S_IMODE(os.stat(path).st_mode))
+
+
+def build_initramfs(
+    cpio, busybox: Path, programs: list[dict], out: Path, libraries: list[str], modules_dir: Path, release: str
+):
+    archive = cpio.CpioArchive(mtime=IMAGE_MTIME)
+    for directory in ("bin", "sbin", "usr/bin", "usr/sbin", "usr/local/bin", "etc", "proc", "sys", "dev", "run", "mnt"):
+        archive.add_directory(directory, 0o755)
+    archive.add_directory("root", 0o700)
+    archive.add_directory("tmp", 0o1777)
+    # The kernel opens /dev/console for /init before anything is mounted.
+    archive.add_char_device("dev/console", 5, 1, 0o600)
+    archive.add_char_device("dev/null", 1, 3, 0o666)
+
+    archive.add_file("init", source=INIT_SRC, mode=0o755)
+    archive.add_file("bin/busybox", source=busybox, mode=0o755)
+    for applet in busybox_applets(busybox):
+        if applet != "bin/busybox":
+            archive.add_symlink(applet, "/bin/busybox")
+
+    archive.add_file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
+    archive.add_file("etc/group", b"root:x:0:\n")
+
+    for program in programs:
+        archive.add_file(program["guest_path"], source=out / program["host_path"], mode=0o755)
+    for library in libraries:
+        add_host_file_as_is(archive, library)
+
+    modules = add_kernel_modules(archive, modules_dir, release, KERNEL_MODULES)
+    return archive, modules
+
+
+def write_gzip(data: bytes, target: Path) -> None:
+    partial = target.with_name(f".{target.name}.partial")
+    with open(partial, "wb") as raw:
+        # filename="" and a fixed mtime keep the gzip header reproducible.
+        with gzip.GzipFile(filename="", mode="wb", compresslevel=GZIP_LEVEL, fileobj=raw, mtime=IMAGE_MTIME) as gz:
+            gz.write(data)
+        # The kernel only recognises an uncompressed archive appended after
+        # this one if it starts at a multiple of 4 bytes; it skips NUL padding
+        # between archives (and gzip readers ignore trailing NULs).
+        raw.write(b"\0" * (-raw.tell() % 4))
+    os.replace(partial, target)
+
+
+# ------------------------------------------------------------ up-to-date check
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def stat_fingerprint(path: str | Path | None) -> str:
+    """size and mtime of a host file (following symlinks), or 'missing'."""
+    if path is None:
+        return "missing"
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "missing"
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def inputs_hash(kernel: dict, libraries: list[str], busybox_path: str | None) -> str:
+    """Hash of everything the outputs are made from."""
+    sources = [Path(__file__).resolve(), INIT_SRC, CPIO_SRC, *sorted(p for p in PROGRAMS_SRC.iterdir() if p.is_file())]
+    facts = {
+        "format": MANIFEST_FORMAT,
+        "sources": {str(p.relative_to(REPO)): file_digest(p) for p in sources},
+        "kernel": [kernel["package"], kernel["version"]],
+        "libraries": {lib: stat_fingerprint(lib) for lib in sorted(libraries)},
+        "busybox": [busybox_path, stat_fingerprint(busybox_path)],
+    }
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+
+
+def read_manifest(out: Path) -> dict | None:
+    try:
+        return json.loads((out / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def outputs_present(out: Path, manifest: dict) -> bool:
+    paths = [out / name for name in OUTPUT_FILES]
+    paths += [out / program["host_path"] for program in manifest.get("programs", [])]
+    paths.append(out / manifest.get("kernel", {}).get("modules_dir", "kernel/missing"))
+    return all(path.exists() for path in paths)
+
+
+def busybox_candidate() -> str | None:
+    # Cheap lookup for the hash; find_busybox() does the real checks.
+    for candidate in ("/bin/busybox", shutil.which("busybox")):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def write_manifest(out: Path, manifest: dict) -> None:
+    partial = out / ".manifest.json.partial"
+    partial.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    os.replace(partial, out / "manifest.json")
+
+
+# ----------------------------------------------------------------------- main
+
+
+def build(out: Path, force: bool) -> None:
+    started = time.monotonic()
+    previous = read_manifest(out) or {}
+    apt_stamp = apt_state_stamp()
+
+    if previous.get("apt_state") == apt_stamp and previous.get("kernel", {}).get("version"):
+        kernel = {key: previous["kernel"][key] for key in ("metapackage", "package", "version")}
+    else:
+        kernel = resolve_kernel()
+
+    if not force and previous:
+        wanted = inputs_hash(kernel, previous.get("host_libraries", []), busybox_candidate())
+        if previous.get("inputs_hash") == wanted and outputs_present(out, previous):
+            print(f"guest: up to date ({out}, kernel {previous.get('kernel_release')})", flush=True)
+            return
+
+    cpio = load_cpio_module()
+    busybox = find_busybox()
+    programs = compile_programs(out)  # before the download: fail fast without gcc
+    deb = fetch_kernel_deb(out, kernel)
+    release, vmlinuz, modules_dir = extract_kernel(out, deb, kernel)
+
+    libraries: list[str] = []
+    for program in programs:
+        if program["linkage"] == "dynamic":
+            for library in shared_libraries(out / program["host_path"]):
+                if library not in libraries:
+                    libraries.append(library)
+
+    archive, modules = build_initramfs(cpio, busybox, programs, out, libraries, modules_dir, release)
+    write_gzip(archive.to_bytes(), out / "initramfs.cpio.gz")
+
+    shutil.copyfile(vmlinuz, out / ".vmlinuz.partial")
+    os.replace(out / ".vmlinuz.partial", out / "vmlinuz")
+    (out / "kernel-release").write_text(release + "\n")
+
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "inputs_hash": inputs_hash(kernel, libraries, str(busybox)),
+        "apt_state": apt_stamp,
+        "kernel": dict(kernel, deb=deb.name, modules_dir=str(modules_dir.relative_to(out))),
+        "kernel_release": release,
+        "vmlinuz": "vmlinuz",
+        "initramfs": "initramfs.cpio.gz",
+        "initramfs_entries": len(archive),
+        "programs": programs,
+        "host_libraries": libraries,
+        "busybox": str(busybox),
+        "kernel_modules": modules,
+    }
+    write_manifest(out, manifest)
+    size = (out / "initramfs.cpio.gz").stat().st_size
+    log(
+        f"built {out} in {time.monotonic() - started:.1f}s: kernel {kernel['package']} {kernel['version']} "
+        f"({release}), initramfs {size // 1024} KiB"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Build the PyREBox default guest (kernel + initramfs).")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory (default: build/guest)")
+    parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    args = parser.parse_args(argv)
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        # One build at a time per output directory (parallel test runs).
+        with open(out / ".build.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            build(out, args.force)
+    except BuildError as error:
+        print(f"guest/build.py: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
