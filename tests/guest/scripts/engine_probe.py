@@ -29,7 +29,7 @@ r = {
     "opcode_other": 0, "insn_end_cpuid": 0,
     "ctx_in": 0, "ctx_out": 0, "step_writes": [], "wide_writes": [], "reads": [],
     "haddr_ok": None, "cpu_mismatch": 0, "cpus": [], "skipped": 0, "identity": 0,
-    "errors": [],
+    "errors": [], "bad": {}, "bad_registered_nothing": None,
 }
 last_block_end = {}
 
@@ -62,6 +62,35 @@ def on_main(cpu_index, cpu):
     cm.add_callback(CallbackManager.INSN_BEGIN_CB, on_wide_writes,
                     addr=SYMBOLS["pyrebox_wide_writes"], pgd=pgd)
     cm.add_callback(CallbackManager.CONTEXTCHANGE_CB, on_context)
+    bad_input_checks(cpu_index)
+
+
+def bad_input_checks(cpu_index):
+    """Each bad call must raise with a message that says what is wrong and
+    register nothing."""
+    checks = {
+        "unknown_type": lambda: cm.add_callback(99, on_step_block_addr),
+        "not_callable": lambda: cm.add_callback(CallbackManager.BLOCK_BEGIN_CB, 42),
+        "wrong_keyword": lambda: cm.add_callback(CallbackManager.BLOCK_BEGIN_CB,
+                                                 on_step_block_addr, adress=1),
+        "opcode_order": lambda: cm.add_callback(CallbackManager.OPCODE_RANGE_CB, on_cpuid,
+                                                start_opcode=0x1A2, end_opcode=0x1A0),
+        "addr_on_mem": lambda: cm.add_callback(CallbackManager.MEM_READ_CB, on_read, addr=STEP),
+        "remove_unknown": lambda: cm.rm_callback("no_such_callback"),
+        "bad_register_write": lambda: api.w_r(cpu_index, "XYZ", 1),
+        "bad_register_read": lambda: api.r_cpu(cpu_index).XYZ,
+        "unmapped_read": lambda: api.r_va(pgd, 0x1000, 16),
+        "unbacked_physical": lambda: api.r_pa(0xFFFF000000, 16),
+        "no_such_cpu": lambda: api.r_cpu(7).RAX,
+    }
+    before = set(cm.callbacks)
+    for key, call in checks.items():
+        try:
+            call()
+            r["bad"][key] = "no exception"
+        except Exception as e:
+            r["bad"][key] = f"{type(e).__name__}: {e}"
+    r["bad_registered_nothing"] = set(cm.callbacks) == before
 
 
 def on_step_block_addr(cpu_index, cpu, tb):
