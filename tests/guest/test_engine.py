@@ -134,7 +134,8 @@ class EngineChecks:
 
 class TestOneVcpu(EngineChecks):
     @pytest.fixture(scope="class")
-    def probe_run(self, tmp_path_factory):
+    @classmethod
+    def probe_run(cls, tmp_path_factory):
         return boot_probe(tmp_path_factory.mktemp("probe1"), smp=1)
 
     def test_bad_input_raises_clear_errors_and_registers_nothing(self, probe_run):
@@ -163,7 +164,8 @@ class TestOneVcpu(EngineChecks):
 
 class TestTwoVcpus(EngineChecks):
     @pytest.fixture(scope="class")
-    def probe_run(self, tmp_path_factory):
+    @classmethod
+    def probe_run(cls, tmp_path_factory):
         return boot_probe(tmp_path_factory.mktemp("probe2"), smp=2)
 
     def test_vcpu_indexes_are_valid(self, probe_run):
