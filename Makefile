@@ -1,5 +1,5 @@
 # The two commands of the README, and the steps behind them.
-.PHONY: bootstrap demo test unit-test python-test
+.PHONY: bootstrap demo test unit-test python-test bench
 
 bootstrap:
 	@./tools/bootstrap
@@ -20,3 +20,7 @@ unit-test:
 
 python-test:
 	.venv/bin/python3 -m pytest -q tests
+
+# Overhead against plain QEMU on the same workload (docs/performance.md).
+bench: bootstrap
+	.venv/bin/python3 bench/run.py

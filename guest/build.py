@@ -80,6 +80,7 @@ PROGRAMS = {
     "probe": ("static", ["-Wl,-Ttext-segment=0x10000000"]),
     "static_loop": ("static", ["-Wl,-Ttext-segment=0x20000000"]),
     "fork_exec": ("static", ["-Wl,-Ttext-segment=0x30000000"]),
+    "workload": ("static", ["-Wl,-Ttext-segment=0x40000000"]),
     "dyn_libc": ("dynamic", []),
 }
 COMMON_CFLAGS = ["-Wall", "-Wextra"]

@@ -52,6 +52,7 @@ class RunOptions:
     smp: int = 1
     memory: str = "512M"
     nokaslr: bool = False
+    plugin: bool = True  # False: plain QEMU (for comparisons)
     extra: list[str] = dataclasses.field(default_factory=list)
 
 
@@ -115,9 +116,10 @@ class Runner:
             plugin_opts["out"] = plugin_fd
         cmd = [binary, "-m", opts.memory, "-smp", str(opts.smp), "-display", "none",
                "-no-reboot", "-nic", "none",
-               "-qmp", f"unix:{rundir}/qmp.sock,server=on,wait=off",
-               "-plugin", qemu.plugin_arg(paths.require(paths.PLUGIN, "the PyREBox plugin"),
-                                          **plugin_opts)]
+               "-qmp", f"unix:{rundir}/qmp.sock,server=on,wait=off"]
+        if opts.plugin:
+            cmd += ["-plugin", qemu.plugin_arg(paths.require(paths.PLUGIN, "the PyREBox plugin"),
+                                               **plugin_opts)]
         if opts.commands:
             cmd += ["-serial", "stdio", "-monitor", "none"]
         else:

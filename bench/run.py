@@ -1,0 +1,118 @@
+"""`make bench`: PyREBox's overhead against plain QEMU, side by side.
+
+Every configuration boots the default guest, runs the same workload program
+(guest/programs/workload.c) and powers off. Configurations are interleaved
+with plain QEMU runs (no plugin) and repeated; the table gives median wall
+times, the ratio to plain QEMU's median, and events per second where a
+configuration counts events (events divided by the time it added to plain
+QEMU: the marginal cost of delivering them).
+
+Usage: bench/run.py [--rounds N] [--repeat R] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LAUNCHER = os.path.join(ROOT, "pyrebox")
+
+# (key, description, script module or None, target text, extra launcher args)
+CONFIGS = [
+    ("plugin", "1. plugin loaded, no scripts", None, "<= 1.05"),
+    ("tracking", "2. process and module tracking on", "n/a", "<= 1.10"),
+    ("monitor", "2b. context-switch tracking, workload monitored", "bench.scripts.monitor_only",
+     "<= 1.10"),
+    ("blocks", "3. Python BLOCK_BEGIN (trivial body), workload monitored",
+     "bench.scripts.python_blocks", ">= 300,000 events/s"),
+    ("insn_addr", "4. address-specific INSN_BEGIN (one hit per round)",
+     "bench.scripts.address_insn", ""),
+    ("mem_python", "5a. MEM_WRITE, range filtered in Python", "bench.scripts.python_mem_write", ""),
+    ("mem_trigger", "5b. MEM_WRITE, range filtered by a trigger", "n/a", ""),
+    ("trigger_blocks", "6. C trigger counting BLOCK_BEGIN, all processes", "n/a", "<= 1.15"),
+]
+NOT_AVAILABLE = {
+    "tracking": "needs Linux introspection (processes, modules)",
+    "mem_trigger": "needs native triggers",
+    "trigger_blocks": "needs native triggers",
+}
+
+
+def run_once(rounds: int, script: str | None, plugin: bool, workdir: str) -> tuple[float, int | None]:
+    args = [LAUNCHER, "run", "--timeout", "1800", "--cmd", f"workload {rounds}"]
+    if not plugin:
+        args.append("--no-plugin")
+    if script:
+        conf = os.path.join(workdir, f"{script}.conf")
+        with open(conf, "w") as f:
+            f.write(f"[MODULES]\n{script}: True\n")
+        args[2:2] = ["--conf", conf]
+    start = time.monotonic()
+    result = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
+    elapsed = time.monotonic() - start
+    if result.returncode != 0 or f"rounds={rounds}" not in result.stdout:
+        raise SystemExit(f"bench: run failed ({' '.join(args)}):\n{result.stdout[-2000:]}"
+                         f"{result.stderr[-2000:]}")
+    match = re.search(r"BENCH events=(\d+)", result.stdout)
+    return elapsed, int(match.group(1)) if match else None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=600000, help="workload rounds")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each configuration")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny workload, one run each (checks the harness, not speed)")
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.repeat = 1000, 1
+
+    available = [c for c in CONFIGS if c[2] != "n/a"]
+    times: dict[str, list[float]] = {"plain": []}
+    events: dict[str, list[int]] = {}
+    with tempfile.TemporaryDirectory(prefix="pyrebox-bench-") as workdir:
+        for rep in range(args.repeat):
+            for key, _, script, _ in available:
+                # Interleaved: a plain QEMU run before each configuration.
+                elapsed, _ = run_once(args.rounds, None, False, workdir)
+                times["plain"].append(elapsed)
+                elapsed, count = run_once(args.rounds, script, True, workdir)
+                times.setdefault(key, []).append(elapsed)
+                if count is not None:
+                    events.setdefault(key, []).append(count)
+                print(f"bench: run {rep + 1}/{args.repeat} {key}: {elapsed:.2f} s",
+                      file=sys.stderr)
+
+    plain = statistics.median(times["plain"])
+    qemu = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True,
+                          text=True).stdout.splitlines()[0]
+    print(f"Workload: default guest boot, `workload {args.rounds}`, power-off; "
+          f"{args.repeat} run(s) of each configuration interleaved with plain QEMU "
+          f"({len(times['plain'])} plain runs). {qemu}; {os.cpu_count()} host CPUs.")
+    print()
+    print("| configuration | median wall (s) | ratio to plain QEMU | events | events/s | target |")
+    print("|---|---:|---:|---:|---:|---|")
+    print(f"| plain QEMU (no plugin) | {plain:.2f} | 1.00 | | | |")
+    for key, label, script, target in CONFIGS:
+        if script == "n/a":
+            print(f"| {label} | not available yet: {NOT_AVAILABLE[key]} | | | | {target} |")
+            continue
+        median = statistics.median(times[key])
+        count = statistics.median(events[key]) if events.get(key) else None
+        rate = ""
+        if count and median > plain:
+            rate = f"{count / (median - plain):,.0f}"
+        count_text = f"{count:,.0f}" if count else ""
+        print(f"| {label} | {median:.2f} | {median / plain:.2f} | {count_text} | {rate} | {target} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""The benchmark harness runs on a tiny workload and prints a well-formed
+table (speed itself is measured by `make bench`, never asserted here)."""
+
+import os
+import re
+import subprocess
+
+import pytest
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.guest
+
+
+def test_bench_quick_prints_a_table():
+    result = subprocess.run([os.path.join(ROOT, ".venv", "bin", "python3"),
+                             os.path.join(ROOT, "bench", "run.py"), "--quick"],
+                            capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("|")]
+    assert rows[0] == ("| configuration | median wall (s) | ratio to plain QEMU | events "
+                       "| events/s | target |")
+    assert rows[1] == "|---|---:|---:|---:|---:|---|"
+    assert rows[2].startswith("| plain QEMU (no plugin) | ")
+    body = rows[3:]
+    assert len(body) == 8
+    measured = [r for r in body if "not available yet" not in r]
+    assert len(measured) == 5
+    for row in measured:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert float(cells[1]) > 0 and re.fullmatch(r"\d+\.\d\d", cells[2])
+    counts = {cells[0]: cells[3] for cells in
+              ([c.strip() for c in r.strip("|").split("|")] for r in measured)}
+    # The address-specific callback fires once per workload round (1000).
+    assert counts["4. address-specific INSN_BEGIN (one hit per round)"] == "1,000"
+    assert counts["5a. MEM_WRITE, range filtered in Python"] == "1,000"
