@@ -22,6 +22,12 @@ Event Engine::base_event(CallbackType type, int vcpu) const {
 void Engine::on_cr3_load(int vcpu, uint64_t value, vmi::PagingMode mode) {
     Vcpu& v = vcpus_[static_cast<size_t>(vcpu)];
     const uint64_t pgd = normalize(value, mode);
+    // Bit 63 (with PCID) asks the CPU to keep the TLB.
+    const bool no_flush = mode != vmi::PagingMode::Legacy32 && mode != vmi::PagingMode::Pae &&
+                          (value >> 63) != 0;
+    if (!no_flush) {
+        v.exec_pages.clear();
+    }
     if (pgd == v.pgd) {
         return;  // same process (KPTI pair, PCID switch, TLB flush by reload)
     }
@@ -98,6 +104,12 @@ void Engine::on_block(int vcpu, const TbInfo& tb) {
         Event e = base_event(CallbackType::BlockBegin, vcpu);
         e.tb = tb;
         e.pc = tb.pc;
+        registry_.dispatch(e, v.monitored);
+    }
+    if (plan->tlb_exec && v.monitored && v.exec_pages.insert(tb.pc >> 12).second) {
+        Event e = base_event(CallbackType::TlbExec, vcpu);
+        e.pc = tb.pc;
+        e.vaddr = tb.pc;
         registry_.dispatch(e, v.monitored);
     }
 }

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <unordered_set>
 #include <vector>
 
 #include "core/callback_registry.h"
@@ -45,7 +46,11 @@ public:
     void on_pending_at_block(int vcpu, const TbInfo& tb);
     // An instruction starts and some end event is pending on this vCPU.
     void on_pending_at_insn(int vcpu, uint64_t pc);
-    // A block starts in a monitored process (or some callback wants every process).
+    // A block starts in a monitored process (or some callback wants every
+    // process). Also delivers TLB_EXEC: the first block executed in a code
+    // page since the address space was last loaded with a TLB flush, i.e.
+    // where a real TLB takes an instruction-fetch miss (PCID and TLB capacity
+    // are not modelled; a block is attributed to the page it starts in).
     void on_block(int vcpu, const TbInfo& tb);
     // An instruction starts in a monitored process (or ungated callbacks exist).
     void on_insn(int vcpu, uint64_t pc);
@@ -86,6 +91,8 @@ private:
         uint64_t pgd = 0;
         bool monitored = false;
         Pending pending;
+        // Code pages executed since the last TLB-flushing CR3 load (TLB_EXEC).
+        std::unordered_set<uint64_t> exec_pages;
     };
 
     Event base_event(CallbackType type, int vcpu) const;

@@ -209,7 +209,7 @@ void on_tb_translate(qemu_plugin_id_t /*id*/, qemu_plugin_tb* tb) {
     const bool block_all = plan->block_begin_all || plan->block_end_all;
     if (block_all) {
         qemu_plugin_register_vcpu_tb_exec_cb(tb, cb_block, QEMU_PLUGIN_CB_RW_REGS, tb_info);
-    } else if (plan->block_begin || plan->block_end) {
+    } else if (plan->block_begin || plan->block_end || plan->tlb_exec) {
         qemu_plugin_register_vcpu_tb_exec_cond_cb(tb, cb_block, QEMU_PLUGIN_CB_RW_REGS,
                                                   QEMU_PLUGIN_COND_NE, g.monitored, 0, tb_info);
     }

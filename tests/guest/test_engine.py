@@ -128,6 +128,13 @@ class EngineChecks:
         # space, so not every sleep switches).
         assert r["ctx_in"] >= 1 and r["ctx_out"] >= 1
 
+    def test_tlb_exec_fires_for_the_code_page_once_per_address_space_load(self, probe_run):
+        r = probe_run[0]
+        # The page of pyrebox_step is first executed after main; again only
+        # after a CR3 load that flushed the TLB (the program was switched in).
+        assert 1 <= r["tlb_exec_step_page"] <= 1 + r["ctx_in"]
+        assert r["tlb_exec"] >= r["tlb_exec_step_page"]
+
     def test_events_carry_the_vcpu_running_the_program(self, probe_run):
         assert probe_run[0]["cpu_mismatch"] == 0
 

@@ -821,3 +821,41 @@ TEST_F(EngineTest, EventsCarryTheVcpuTheyHappenedOn) {
 }
 
 }  // namespace
+
+// --- TLB_EXEC ---
+
+namespace {
+pyrebox::TbInfo block_at(uint64_t pc) {
+    pyrebox::TbInfo tb;
+    tb.pc = pc;
+    tb.size = 8;
+    tb.icount = 2;
+    tb.last_pc = pc + 4;
+    return tb;
+}
+}  // namespace
+
+TEST_F(EngineTest, TlbExecFiresOncePerCodePageUntilTheNextFlushingCr3Load) {
+    auto rec = record(generic(CallbackType::TlbExec));
+    monitor_a_on_vcpu0();
+    engine.on_block(0, block_at(0x401000));
+    engine.on_block(0, block_at(0x401800));  // same page
+    engine.on_block(0, block_at(0x402000));  // new page
+    ASSERT_EQ(rec->events.size(), 2u);
+    EXPECT_EQ(rec->events[0].vaddr, 0x401000u);
+    EXPECT_EQ(rec->events[1].vaddr, 0x402000u);
+    load(0, kPgdA | (uint64_t{1} << 63));  // no-flush reload keeps the TLB
+    engine.on_block(0, block_at(0x401000));
+    EXPECT_EQ(rec->events.size(), 2u);
+    load(0, kPgdA);  // flushing reload of the same address space
+    engine.on_block(0, block_at(0x401000));
+    ASSERT_EQ(rec->events.size(), 3u);
+    EXPECT_EQ(rec->events[2].vaddr, 0x401000u);
+}
+
+TEST_F(EngineTest, TlbExecIsNotDeliveredForUnmonitoredProcesses) {
+    auto rec = record(generic(CallbackType::TlbExec));
+    monitor_a_on_vcpu0();
+    engine.on_block(1, block_at(0x401000));
+    EXPECT_TRUE(rec->events.empty());
+}

@@ -29,6 +29,7 @@ r = {
     "opcode_other": 0, "insn_end_cpuid": 0,
     "ctx_in": 0, "ctx_out": 0, "step_writes": [], "wide_writes": [], "reads": [],
     "haddr_ok": None, "cpu_mismatch": 0, "cpus": [], "skipped": 0, "identity": 0,
+    "tlb_exec": 0, "tlb_exec_step_page": 0,
     "errors": [], "bad": {}, "bad_registered_nothing": None,
 }
 last_block_end = {}
@@ -62,6 +63,7 @@ def on_main(cpu_index, cpu):
     cm.add_callback(CallbackManager.INSN_BEGIN_CB, on_wide_writes,
                     addr=SYMBOLS["pyrebox_wide_writes"], pgd=pgd)
     cm.add_callback(CallbackManager.CONTEXTCHANGE_CB, on_context)
+    cm.add_callback(CallbackManager.TLB_EXEC_CB, on_tlb_exec)
     bad_input_checks(cpu_index)
 
 
@@ -189,6 +191,12 @@ def on_skipped(cpu_index, cpu):
     (return_address,) = struct.unpack("<Q", api.r_va(pgd, rsp, 8))
     api.w_r(cpu_index, "RSP", rsp + 8)
     api.w_r(cpu_index, "RIP", return_address)
+
+
+def on_tlb_exec(cpu, vaddr):
+    r["tlb_exec"] += 1
+    if vaddr >> 12 == STEP >> 12:
+        r["tlb_exec_step_page"] += 1
 
 
 def on_context(old_pgd, new_pgd):
