@@ -7,6 +7,21 @@ Engine::Engine(CallbackRegistry& registry, MonitoredSet& monitored, VcpuFlags& f
     : registry_(registry), monitored_(monitored), flags_(flags),
       vcpus_(static_cast<size_t>(max_vcpus > 0 ? max_vcpus : 1)) {}
 
+void Engine::set_kpti(bool kpti) {
+    kpti_forced_ = true;
+    if (kpti == kpti_) {
+        return;
+    }
+    kpti_ = kpti;
+    if (kpti) {
+        // Identities already handed out become the pair's kernel half.
+        for (auto& v : vcpus_) {
+            v.pgd &= ~uint64_t{0x1000};
+        }
+        refresh_flags();
+    }
+}
+
 uint64_t Engine::normalize(uint64_t cr3, vmi::PagingMode mode) const {
     return vmi::normalize_pgd(cr3, mode, kpti_);
 }
@@ -21,6 +36,14 @@ Event Engine::base_event(CallbackType type, int vcpu) const {
 
 void Engine::on_cr3_load(int vcpu, uint64_t value, vmi::PagingMode mode) {
     Vcpu& v = vcpus_[static_cast<size_t>(vcpu)];
+    const bool long_mode = mode == vmi::PagingMode::Long4 || mode == vmi::PagingMode::Long5;
+    if (!kpti_ && !kpti_forced_ && long_mode) {
+        const uint64_t raw = vmi::normalize_pgd(value, mode, false);
+        if ((raw & 0x1000) != 0 && (raw & ~uint64_t{0x1000}) == v.pgd &&
+            ++kpti_evidence_ >= kKptiEvidence) {
+            set_kpti(true);
+        }
+    }
     const uint64_t pgd = normalize(value, mode);
     // Bit 63 (with PCID) asks the CPU to keep the TLB.
     const bool no_flush = mode != vmi::PagingMode::Legacy32 && mode != vmi::PagingMode::Pae &&

@@ -34,13 +34,22 @@ public:
 
 class Engine {
 public:
+    static constexpr int kKptiEvidence = 3;
+
     Engine(CallbackRegistry& registry, MonitoredSet& monitored, VcpuFlags& flags, int max_vcpus);
 
-    // Linux KPTI: the kernel/user pgd pair is one process.
-    void set_kpti(bool kpti) { kpti_ = kpti; }
+    // Linux KPTI: the kernel/user pgd pair is one process. Detected on its
+    // own (see on_cr3_load); set_kpti forces it either way.
+    void set_kpti(bool kpti);
+    bool kpti() const { return kpti_; }
 
     // --- Called by instrumented code (vCPU thread `vcpu`). ---
     // A `mov cr3` is about to load `value` while the CPU is in `mode`.
+    // KPTI detection: Linux with page-table isolation allocates each pgd as
+    // an 8 KiB pair and enters user mode by loading kernel_pgd | 0x1000 right
+    // after running on kernel_pgd. Seeing that switch kKptiEvidence times
+    // turns the pair merging on (a non-KPTI system would need two processes
+    // with adjacent pgds switching directly into each other that often).
     void on_cr3_load(int vcpu, uint64_t value, vmi::PagingMode mode);
     // A block starts and some end event is pending on this vCPU.
     void on_pending_at_block(int vcpu, const TbInfo& tb);
@@ -105,6 +114,8 @@ private:
     VcpuFlags& flags_;
     std::vector<Vcpu> vcpus_;
     bool kpti_ = false;
+    bool kpti_forced_ = false;
+    int kpti_evidence_ = 0;
 };
 
 }  // namespace pyrebox

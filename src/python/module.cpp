@@ -117,6 +117,7 @@ PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
         check_cpu(cpu);
         return engine().current_pgd(cpu);
     });
+    m.def("kpti", [] { return engine().kpti(); });
     m.def("normalize_pgd", [](uint64_t cr3) { return engine().normalize(cr3, mode_now()); });
 
     // --- CPU state ---

@@ -304,7 +304,11 @@ void request_retranslation() {
     if (g_exiting) {
         return;  // QEMU is exiting: nothing will run translated code again
     }
-    CPUState* cpu = internals().qemu_get_cpu(0);
+    // From inside a callback, the vCPU running it must leave its current
+    // block at once (it is the one about to execute the changed code); from
+    // elsewhere any vCPU will do: the flush reaches them all.
+    const int current = callback_context().vcpu;
+    CPUState* cpu = internals().qemu_get_cpu(current >= 0 ? current : 0);
     if (cpu == nullptr) {
         return;  // no vCPU yet, so nothing is translated
     }

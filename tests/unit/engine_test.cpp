@@ -859,3 +859,56 @@ TEST_F(EngineTest, TlbExecIsNotDeliveredForUnmonitoredProcesses) {
     engine.on_block(1, block_at(0x401000));
     EXPECT_TRUE(rec->events.empty());
 }
+
+// --- KPTI detection ---
+
+TEST_F(EngineTest, KptiIsDetectedFromRepeatedKernelToUserHalfSwitches) {
+    auto rec = record(generic(CallbackType::ContextChange));
+    const uint64_t kernel_half = 0x2000000;  // 8 KiB aligned, as Linux allocates pairs
+    const uint64_t user_half = kernel_half | 0x1000;
+    load(0, kernel_half);
+    for (int i = 0; i < Engine::kKptiEvidence - 1; ++i) {
+        load(0, user_half);
+        load(0, kernel_half);
+    }
+    EXPECT_FALSE(engine.kpti());
+    const size_t before = rec->events.size();
+    load(0, user_half);  // the deciding switch
+    EXPECT_TRUE(engine.kpti());
+    EXPECT_EQ(engine.current_pgd(0), kernel_half);
+    EXPECT_EQ(rec->events.size(), before);  // no context change within the pair any more
+    load(0, kernel_half);
+    load(0, user_half);
+    EXPECT_EQ(rec->events.size(), before);
+}
+
+TEST_F(EngineTest, KptiDetectionMonitorsThePairAsOneProcess) {
+    const uint64_t kernel_half = 0x2000000;
+    load(0, kernel_half);
+    for (int i = 0; i < Engine::kKptiEvidence; ++i) {
+        load(0, kernel_half | 0x1000);
+        load(0, kernel_half);
+    }
+    ASSERT_TRUE(engine.kpti());
+    engine.start_monitoring(kernel_half);
+    load(0, kernel_half | 0x1000);
+    EXPECT_TRUE(engine.vcpu_monitored(0));
+    EXPECT_EQ(flags.monitored[0], true);
+}
+
+TEST_F(EngineTest, SwitchesBetweenUnrelatedPgdsDoNotTurnKptiOn) {
+    for (int i = 0; i < 10; ++i) {
+        load(0, 0x2000000);
+        load(0, 0x5000000 | 0x1000);
+    }
+    EXPECT_FALSE(engine.kpti());
+}
+
+TEST_F(EngineTest, ForcedKptiOffIsNotOverriddenByDetection) {
+    engine.set_kpti(false);
+    for (int i = 0; i < 10; ++i) {
+        load(0, 0x2000000);
+        load(0, 0x2001000);
+    }
+    EXPECT_FALSE(engine.kpti());
+}

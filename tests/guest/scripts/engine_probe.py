@@ -219,6 +219,9 @@ def initialize_callbacks(module_hdl, pyrebox_printer):
 
 
 def clean():
+    import _pyrebox
+    r["kpti"] = _pyrebox.kpti()
+    r["pgd_bit12"] = bool(pgd is not None and pgd & 0x1000)
     printer("RESULT " + json.dumps(r))
     cm.clean()
     cm_new.clean()
