@@ -3,9 +3,10 @@
  * amount of work. Static, non-PIE, at an address of its own.
  *
  * Usage: workload [ROUNDS=20000]
- * Each round: pyrebox_work_step(round) (a noinline function: 200 iterations
- * of integer arithmetic, then one byte stored at work_buffer[round % 4096]),
- * then one getppid() system call. Prints rounds= and result=.
+ * Each round: pyrebox_work_step(round) (a noinline function: 200 unrolled
+ * steps of integer arithmetic, a few translation blocks long, then one byte
+ * stored at work_buffer[round % 4096]), then one getppid() system call.
+ * Prints rounds= and result=.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@ unsigned char work_buffer[4096] __attribute__((aligned(4096)));
 
 __attribute__((noinline)) uint64_t pyrebox_work_step(uint64_t round) {
     uint64_t x = round | 1;
+#pragma GCC unroll 200
     for (int k = 0; k < 200; k++) {
         x = x * 6364136223846793005ull + 1442695040888963407ull;
         x ^= x >> 29;
