@@ -39,6 +39,8 @@ def wide_value(k: int) -> int:
 
 
 def boot_probe(work, smp: int, qemu_args: tuple[str, ...] = ()):
+    """Returns (report, key=value lines of the probe, its output lines, its
+    exit status, the whole run's stdout)."""
     write(work / "scripts" / "__init__.py", "")
     shutil.copy(SCRIPT, work / "scripts" / "engine_probe.py")
     with open(work / "probe_symbols.json", "w") as f:
@@ -52,14 +54,14 @@ def boot_probe(work, smp: int, qemu_args: tuple[str, ...] = ()):
     assert len(lines) == 1, result.stdout[-3000:]
     report = json.loads(lines[0].split("RESULT ", 1)[1])
     output, rc = command_outputs(result.stdout)[1]
-    return report, key_values(output), output, rc
+    return report, key_values(output), output, rc, result.stdout
 
 
 class EngineChecks:
     """Assertions shared by the one- and two-vCPU boots (fixture `probe_run`)."""
 
     def test_probe_ran_to_the_end(self, probe_run):
-        _, values, output, rc = probe_run
+        _, values, output, rc = probe_run[:4]
         assert rc == 0 and output[-1] == "done"
         assert int(values["step"], 16) == probe_symbols()["pyrebox_step"]
 
@@ -102,12 +104,12 @@ class EngineChecks:
         assert r["haddr_ok"] is True
 
     def test_memory_reads_are_exact(self, probe_run):
-        r, values, _, _ = probe_run
+        r, values = probe_run[0], probe_run[1]
         assert r["reads"] == [[4 * k, 4] for k in range(256)]
         assert int(values["reads_sum"]) == sum(0x01000000 + k for k in range(256))
 
     def test_guest_memory_and_register_writes_change_the_program(self, probe_run):
-        r, values, output, _ = probe_run
+        r, values, output = probe_run[:3]
         assert values["value"] == "1234" and r["identity"] == 1  # w_r RDI at entry
         assert values["buffer_head"] == "PYREBOX!"  # w_va at checkpoint 2
         buffer = [0] * 4096
@@ -119,7 +121,7 @@ class EngineChecks:
         assert int(values["checksum"]) == sum(buffer)
 
     def test_writing_the_pc_skips_a_function(self, probe_run):
-        r, _, output, _ = probe_run
+        r, output = probe_run[0], probe_run[2]
         assert r["skipped"] == 1
         assert "skipped-function-ran" not in output
 
@@ -133,6 +135,18 @@ class EngineChecks:
         r = probe_run[0]
         assert r["tlb_exec_step_page"] >= 1
         assert r["tlb_exec"] >= r["tlb_exec_step_page"]
+
+    def test_callback_errors_are_reported_once_per_distinct_error(self, probe_run):
+        r, stdout = probe_run[0], probe_run[4]
+        assert r["raised"] == STEPS1 + STEPS2  # the callback stayed registered
+        head = ("[pyrebox] error: callback 'raiser' (INSN_BEGIN_CB) of script "
+                "scripts.engine_probe raised")
+        assert stdout.count(head) == 1
+        assert "ValueError: raised on purpose at every step" in stdout
+        head2 = ("[pyrebox] error: callback 'raiser2' (INSN_BEGIN_CB) of script "
+                 "scripts.engine_probe raised")
+        assert stdout.count(head2) == 2  # two distinct messages
+        assert "KeyError: 'checkpoint 1'" in stdout and "KeyError: 'checkpoint 2'" in stdout
 
     def test_events_carry_the_vcpu_running_the_program(self, probe_run):
         assert probe_run[0]["cpu_mismatch"] == 0

@@ -29,7 +29,7 @@ r = {
     "opcode_other": 0, "insn_end_cpuid": 0,
     "ctx_in": 0, "ctx_out": 0, "step_writes": [], "wide_writes": [], "reads": [],
     "haddr_ok": None, "cpu_mismatch": 0, "cpus": [], "skipped": 0, "identity": 0,
-    "tlb_exec": 0, "tlb_exec_step_page": 0,
+    "tlb_exec": 0, "tlb_exec_step_page": 0, "raised": 0,
     "errors": [], "bad": {}, "bad_registered_nothing": None,
 }
 last_block_end = {}
@@ -64,6 +64,10 @@ def on_main(cpu_index, cpu):
                     addr=SYMBOLS["pyrebox_wide_writes"], pgd=pgd)
     cm.add_callback(CallbackManager.CONTEXTCHANGE_CB, on_context)
     cm.add_callback(CallbackManager.TLB_EXEC_CB, on_tlb_exec)
+    cm.add_callback(CallbackManager.INSN_BEGIN_CB, raise_always, name="raiser", addr=STEP,
+                    pgd=pgd)
+    cm.add_callback(CallbackManager.INSN_BEGIN_CB, raise_per_checkpoint, name="raiser2",
+                    addr=SYMBOLS["pyrebox_checkpoint"], pgd=pgd)
     bad_input_checks(cpu_index)
 
 
@@ -191,6 +195,15 @@ def on_skipped(cpu_index, cpu):
     (return_address,) = struct.unpack("<Q", api.r_va(pgd, rsp, 8))
     api.w_r(cpu_index, "RSP", rsp + 8)
     api.w_r(cpu_index, "RIP", return_address)
+
+
+def raise_always(cpu_index, cpu):
+    r["raised"] += 1
+    raise ValueError("raised on purpose at every step")
+
+
+def raise_per_checkpoint(cpu_index, cpu):
+    raise KeyError(f"checkpoint {cpu.RDI}")
 
 
 def on_tlb_exec(cpu, vaddr):
