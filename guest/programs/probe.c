@@ -21,6 +21,8 @@
  *   8. value=<pyrebox_identity(41)>.
  *   9. pyrebox_skipped(): prints "skipped-function-ran".
  *  10. SLEEPS times usleep(20000) (the process is scheduled out and in).
+ *  10b. pyrebox_flags(1, 2), (5, 5), (-1, 3): `cmp` then, at
+ *      pyrebox_flags_site (mid-block), `setb`; prints flags=<3 results>.
  *  11. prints buffer_head=<first 8 bytes of step_buffer as characters, '.'
  *      for non-printable> and checksum=<sum of step_buffer bytes>.
  */
@@ -94,6 +96,21 @@ __attribute__((noinline)) void pyrebox_skipped(void) {
     fflush(stdout);
 }
 
+extern char pyrebox_flags_site[];
+
+__attribute__((noinline)) int pyrebox_flags(int a, int b) {
+    unsigned char below;
+    __asm__ volatile(
+        "cmp %2, %1\n"
+        ".globl pyrebox_flags_site\n"
+        "pyrebox_flags_site:\n\t"
+        "setb %0\n"
+        : "=r"(below)
+        : "r"(a), "r"(b)
+        : "cc");
+    return below;
+}
+
 static unsigned long arg(int argc, char** argv, int i, unsigned long fallback) {
     return argc > i ? strtoul(argv[i], NULL, 0) : fallback;
 }
@@ -116,6 +133,7 @@ int main(int argc, char** argv) {
     printf("reads=%p\n", (void*)pyrebox_reads);
     printf("identity=%p\n", (void*)pyrebox_identity);
     printf("skipped=%p\n", (void*)pyrebox_skipped);
+    printf("flags_site=%p\n", (void*)pyrebox_flags_site);
     printf("step_buffer=%p\n", (void*)step_buffer);
     printf("wide_buffer=%p\n", (void*)wide_buffer);
     printf("read_buffer=%p\n", (void*)read_buffer);
@@ -132,6 +150,10 @@ int main(int argc, char** argv) {
     fflush(stdout);
     pyrebox_skipped();
     for (unsigned long i = 0; i < sleeps; i++) usleep(20000);
+    int below1 = pyrebox_flags(1, 2);
+    int below2 = pyrebox_flags(5, 5);
+    int below3 = pyrebox_flags(-1, 3);
+    printf("flags=%d%d%d\n", below1, below2, below3);
 
     printf("buffer_head=");
     for (int k = 0; k < 8; k++) {

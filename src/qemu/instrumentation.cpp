@@ -60,50 +60,57 @@ Engine& engine() { return *session().engine; }
 // the new PC. cpu_loop_exit unwinds with longjmp, so it is called only here,
 // in the outermost frame QEMU called, after every C++ frame has returned.
 struct Enter {
-    explicit Enter(unsigned vcpu) {
+    Enter(unsigned vcpu, void* host_pc) {
         auto& ctx = callback_context();
         ctx.vcpu = static_cast<int>(vcpu);
         ctx.pc_written = false;
+        ctx.host_pc = reinterpret_cast<uintptr_t>(host_pc);
+        ctx.state_synced = false;
     }
 };
+
+// The callbacks below are called by QEMU straight from generated code, so
+// their return address lies in the block being executed.
+#define ENTER(vcpu) Enter enter((vcpu), __builtin_return_address(0))
 
 void leave(unsigned vcpu) {
     auto& ctx = callback_context();
     const bool redirect = ctx.pc_written;
     ctx.vcpu = -1;
     ctx.pc_written = false;
+    ctx.host_pc = 0;
     if (redirect) {
         internals().cpu_loop_exit(internals().qemu_get_cpu(static_cast<int>(vcpu)));
     }
 }
 
 void cb_pending_tb(unsigned vcpu, void* udata) {
-    Enter enter(vcpu);
+    ENTER(vcpu);
     engine().on_pending_at_block(static_cast<int>(vcpu), *static_cast<const TbInfo*>(udata));
     leave(vcpu);
 }
 
 void cb_block(unsigned vcpu, void* udata) {
-    Enter enter(vcpu);
+    ENTER(vcpu);
     engine().on_block(static_cast<int>(vcpu), *static_cast<const TbInfo*>(udata));
     leave(vcpu);
 }
 
 void cb_pending_insn(unsigned vcpu, void* udata) {
-    Enter enter(vcpu);
+    ENTER(vcpu);
     engine().on_pending_at_insn(static_cast<int>(vcpu), reinterpret_cast<uint64_t>(udata));
     leave(vcpu);
 }
 
 void cb_insn(unsigned vcpu, void* udata) {
-    Enter enter(vcpu);
+    ENTER(vcpu);
     engine().on_insn(static_cast<int>(vcpu), reinterpret_cast<uint64_t>(udata));
     leave(vcpu);
 }
 
 void cb_exec_address(unsigned vcpu, void* udata) {
     const auto* site = static_cast<const State::AddrSite*>(udata);
-    Enter enter(vcpu);
+    ENTER(vcpu);
     engine().on_exec_address(static_cast<int>(vcpu), site->pc, *site->tb);
     leave(vcpu);
 }
@@ -134,7 +141,7 @@ void cb_cr3_load(unsigned vcpu, void* udata) {
         const uint64_t cr4 = g.cr4_regnum >= 0 ? read_gdb_register(vcpu, g.cr4_regnum) : 0;
         mode = (cr4 & (1u << 5)) ? vmi::PagingMode::Pae : vmi::PagingMode::Legacy32;
     }
-    Enter enter(vcpu);
+    ENTER(vcpu);
     engine().on_cr3_load(static_cast<int>(vcpu), value, mode);
     leave(vcpu);
 }
@@ -165,7 +172,7 @@ void cb_memory(unsigned vcpu, qemu_plugin_meminfo_t info, uint64_t vaddr, void* 
                 break;
         }
     }
-    Enter enter(vcpu);
+    ENTER(vcpu);
     engine().on_memory(static_cast<int>(vcpu), reinterpret_cast<uint64_t>(udata), is_write, vaddr,
                        paddr, size, data, data_high);
     leave(vcpu);

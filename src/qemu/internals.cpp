@@ -32,6 +32,7 @@ std::vector<Entry> required_table(Internals& t) {
         {"qemu_system_shutdown_request",
          reinterpret_cast<void**>(&t.qemu_system_shutdown_request)},
         {"x86_cpu_dump_state", reinterpret_cast<void**>(&t.x86_cpu_dump_state)},
+        {"cpu_restore_state", reinterpret_cast<void**>(&t.cpu_restore_state)},
         {"address_space_rw", reinterpret_cast<void**>(&t.address_space_rw)},
         {"address_space_memory", &t.address_space_memory},
         {"cpu_inb", reinterpret_cast<void**>(&t.cpu_inb)},

@@ -43,6 +43,9 @@ struct Internals {
     void (*vm_start)(void) = nullptr;
     void (*qemu_system_shutdown_request)(int cause) = nullptr;
     void (*x86_cpu_dump_state)(CPUState*, FILE*, int flags) = nullptr;
+    // Brings env's lazily-kept state (EIP, the flags' cc_op) up to the
+    // instruction whose generated code contains `host_pc`.
+    bool (*cpu_restore_state)(CPUState*, uintptr_t host_pc) = nullptr;
     // Physical accesses that report failure (MemTxResult 0 = ok) instead of
     // returning garbage for unbacked addresses. `attrs` is QEMU's MemTxAttrs
     // (a bitfield struct passed by value in one register); 0 = plain access.

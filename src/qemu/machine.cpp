@@ -45,6 +45,9 @@ public:
         if (!state) {
             return Error{regnum_error_};
         }
+        if (is_pc_name(name) || name == "eflags") {
+            sync_lazy_state(cpu);
+        }
         GByteArray* buf = g_byte_array_new();
         const int n = internals().x86_cpu_gdb_read_register(state, buf, regnum);
         std::string bytes(reinterpret_cast<const char*>(buf->data), n > 0 ? static_cast<size_t>(n) : 0);
@@ -94,6 +97,7 @@ public:
         if (state == nullptr) {
             return Error{"no vCPU " + std::to_string(cpu)};
         }
+        sync_lazy_state(cpu);
         char* text = nullptr;
         size_t size = 0;
         FILE* out = open_memstream(&text, &size);
@@ -168,6 +172,15 @@ private:
 thread_local std::string QemuMachineImpl::regnum_error_;
 
 }  // namespace
+
+void sync_lazy_state(int cpu) {
+    auto& ctx = callback_context();
+    if (ctx.vcpu != cpu || ctx.state_synced || ctx.host_pc == 0) {
+        return;
+    }
+    ctx.state_synced = true;
+    internals().cpu_restore_state(internals().qemu_get_cpu(cpu), ctx.host_pc);
+}
 
 CallbackContext& callback_context() {
     static thread_local CallbackContext ctx;

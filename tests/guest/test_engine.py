@@ -21,7 +21,8 @@ SCRIPT = os.path.join(os.path.dirname(__file__), "scripts", "engine_probe.py")
 STEPS1, STEPS2, CPUIDS, SLEEPS = 1000, 500, 100, 3
 SYMBOLS = ["main", "pyrebox_step", "pyrebox_checkpoint", "pyrebox_cpuid_site",
            "pyrebox_cpuid_next", "pyrebox_wide_writes", "pyrebox_reads", "pyrebox_identity",
-           "pyrebox_skipped", "step_buffer", "wide_buffer", "read_buffer"]
+           "pyrebox_skipped", "pyrebox_flags_site", "step_buffer", "wide_buffer",
+           "read_buffer"]
 
 
 def probe_symbols() -> dict[str, int]:
@@ -135,6 +136,13 @@ class EngineChecks:
         r = probe_run[0]
         assert r["tlb_exec_step_page"] >= 1
         assert r["tlb_exec"] >= r["tlb_exec_step_page"]
+
+    def test_eflags_and_pc_are_exact_in_the_middle_of_a_block(self, probe_run):
+        r, values = probe_run[0], probe_run[1]
+        assert values["flags"] == "100"
+        # cmp 1,2: CF SF AF PF; cmp 5,5: ZF PF; cmp -1,3: SF PF; IF and bit 1 always.
+        assert r["eflags_at_site"] == [0x297, 0x246, 0x286]
+        assert r["rip_at_site"] == [probe_symbols()["pyrebox_flags_site"]] * 3
 
     def test_callback_errors_are_reported_once_per_distinct_error(self, probe_run):
         r, stdout = probe_run[0], probe_run[4]

@@ -29,7 +29,8 @@ r = {
     "opcode_other": 0, "insn_end_cpuid": 0,
     "ctx_in": 0, "ctx_out": 0, "step_writes": [], "wide_writes": [], "reads": [],
     "haddr_ok": None, "cpu_mismatch": 0, "cpus": [], "skipped": 0, "identity": 0,
-    "tlb_exec": 0, "tlb_exec_step_page": 0, "raised": 0,
+    "tlb_exec": 0, "tlb_exec_step_page": 0, "raised": 0, "eflags_at_site": [],
+    "rip_at_site": [],
     "errors": [], "bad": {}, "bad_registered_nothing": None,
 }
 last_block_end = {}
@@ -64,6 +65,8 @@ def on_main(cpu_index, cpu):
                     addr=SYMBOLS["pyrebox_wide_writes"], pgd=pgd)
     cm.add_callback(CallbackManager.CONTEXTCHANGE_CB, on_context)
     cm.add_callback(CallbackManager.TLB_EXEC_CB, on_tlb_exec)
+    cm.add_callback(CallbackManager.INSN_BEGIN_CB, on_flags_site,
+                    addr=SYMBOLS["pyrebox_flags_site"], pgd=pgd)
     cm.add_callback(CallbackManager.INSN_BEGIN_CB, raise_always, name="raiser", addr=STEP,
                     pgd=pgd)
     cm.add_callback(CallbackManager.INSN_BEGIN_CB, raise_per_checkpoint, name="raiser2",
@@ -204,6 +207,12 @@ def raise_always(cpu_index, cpu):
 
 def raise_per_checkpoint(cpu_index, cpu):
     raise KeyError(f"checkpoint {cpu.RDI}")
+
+
+def on_flags_site(cpu_index, cpu):
+    # Mid-block: the flags of the `cmp` just executed.
+    r["eflags_at_site"].append(cpu.EFLAGS)
+    r["rip_at_site"].append(api.r_cpu(cpu_index).RIP)
 
 
 def on_tlb_exec(cpu, vaddr):
