@@ -144,6 +144,12 @@ class EngineChecks:
         assert r["eflags_at_site"] == [0x297, 0x246, 0x286]
         assert r["rip_at_site"] == [probe_symbols()["pyrebox_flags_site"]] * 3
 
+    def test_privilege_level_cpu_count_and_io_ports(self, probe_run):
+        r = probe_run[0]
+        assert r["kernel_at_main"] is False  # user mode at main
+        assert r["kernel_at_switch"] is True  # CR3 is loaded by the kernel
+        assert r["cmos_base_memory_kib"] == 640
+
     def test_callback_errors_are_reported_once_per_distinct_error(self, probe_run):
         r, stdout = probe_run[0], probe_run[4]
         assert r["raised"] == STEPS1 + STEPS2  # the callback stayed registered
@@ -188,6 +194,7 @@ class TestOneVcpu(EngineChecks):
 
     def test_single_vcpu_index(self, probe_run):
         assert probe_run[0]["cpus"] == [0]
+        assert probe_run[0]["num_cpus"] == 1
 
     def test_tlb_exec_again_only_after_the_program_is_switched_in(self, probe_run):
         # Without KPTI, only a switch into the program flushes its TLB
@@ -207,6 +214,7 @@ class TestTwoVcpus(EngineChecks):
 
     def test_vcpu_indexes_are_valid(self, probe_run):
         assert set(probe_run[0]["cpus"]) <= {0, 1} and probe_run[0]["cpus"]
+        assert probe_run[0]["num_cpus"] == 2
 
 
 class TestKpti(EngineChecks):

@@ -30,7 +30,8 @@ r = {
     "ctx_in": 0, "ctx_out": 0, "step_writes": [], "wide_writes": [], "reads": [],
     "haddr_ok": None, "cpu_mismatch": 0, "cpus": [], "skipped": 0, "identity": 0,
     "tlb_exec": 0, "tlb_exec_step_page": 0, "raised": 0, "eflags_at_site": [],
-    "rip_at_site": [],
+    "rip_at_site": [], "kernel_at_main": None, "kernel_at_switch": None, "num_cpus": None,
+    "cmos_base_memory_kib": None,
     "errors": [], "bad": {}, "bad_registered_nothing": None,
 }
 last_block_end = {}
@@ -72,6 +73,13 @@ def on_main(cpu_index, cpu):
     cm.add_callback(CallbackManager.INSN_BEGIN_CB, raise_per_checkpoint, name="raiser2",
                     addr=SYMBOLS["pyrebox_checkpoint"], pgd=pgd)
     bad_input_checks(cpu_index)
+    r["kernel_at_main"] = api.is_kernel_running(cpu_index)
+    r["num_cpus"] = api.get_num_cpus()
+    # CMOS bytes 0x15/0x16: base memory in KiB (640 = 0x0280), as QEMU's RTC sets them.
+    api.w_ioport(0x70, 1, 0x15)
+    low = api.r_ioport(0x71, 1)
+    api.w_ioport(0x70, 1, 0x16)
+    r["cmos_base_memory_kib"] = low | (api.r_ioport(0x71, 1) << 8)
 
 
 def bad_input_checks(cpu_index):
@@ -224,6 +232,9 @@ def on_tlb_exec(cpu, vaddr):
 def on_context(old_pgd, new_pgd):
     if pgd is None:
         return
+    if r["kernel_at_switch"] is None:
+        r["kernel_at_switch"] = all(api.is_kernel_running(i) for i in range(api.get_num_cpus())
+                                    if api.get_running_process(i) in (old_pgd, new_pgd))
     if new_pgd == pgd:
         r["ctx_in"] += 1
     if old_pgd == pgd:
