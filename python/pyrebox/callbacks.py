@@ -215,6 +215,9 @@ class CallbackManager:
         self.module_hdl = module_hdl
         self.new_style = new_style
         self.callbacks: dict[str, int] = {}  # name -> engine id
+        # name -> what registered it (to re-register with or without a trigger)
+        self._specs: dict[str, dict] = {}
+        self._triggers: dict[str, int] = {}  # name -> trigger handle
 
     def get_module_handle(self) -> int:
         return self.module_hdl
@@ -256,9 +259,10 @@ class CallbackManager:
             errors.report(owner, _name, type_name, exc)
 
         adapter = _make_adapter(callback_type, func, self.new_style, report)
-        self.callbacks[name] = _pyrebox.register_callback(
-            callback_type, adapter, addr=addr, pgd=pgd,
-            start_opcode=start_opcode or 0, end_opcode=end_opcode or 0)
+        spec = dict(type=callback_type, adapter=adapter, addr=addr, pgd=pgd,
+                    start_opcode=start_opcode or 0, end_opcode=end_opcode or 0)
+        self.callbacks[name], _ = _pyrebox.register_callback(**spec)
+        self._specs[name] = spec
         return name
 
     def rm_callback(self, name: str) -> None:
@@ -268,6 +272,8 @@ class CallbackManager:
             raise ValueError(f"CallbackManager: no callback named {name!r} to remove "
                              f"(registered: {', '.join(self.callbacks) or 'none'})")
         _pyrebox.unregister_callback(self.callbacks.pop(name))
+        self._specs.pop(name, None)
+        self._triggers.pop(name, None)
 
     def callback_exists(self, name: str) -> bool:
         return name in self.callbacks
@@ -276,3 +282,66 @@ class CallbackManager:
         """Removes every callback this manager registered."""
         for name in list(self.callbacks):
             self.rm_callback(name)
+
+    # --- Triggers ---
+
+    def _require(self, name: str) -> None:
+        if name not in self.callbacks:
+            raise ValueError(f"CallbackManager: no callback named {name!r} "
+                             f"(registered: {', '.join(self.callbacks) or 'none'})")
+
+    def _trigger_handle(self, name: str) -> int:
+        self._require(name)
+        if name not in self._triggers:
+            raise ValueError(f"callback {name!r} has no trigger (add one with add_trigger)")
+        return self._triggers[name]
+
+    def add_trigger(self, name: str, trigger_path: str) -> None:
+        """Puts the native trigger `trigger_path` (with or without `.so`;
+        built on demand from its .cpp/.c) in front of callback `name`. The
+        trigger then sees every event of the callback in every process and
+        decides which reach the Python function. A trigger that does not
+        build, or whose get_type() is another callback type, is refused and
+        the callback stays as it was."""
+        from . import triggers
+        self._require(name)
+        obj, needs_gil = triggers.build(trigger_path, _pyrebox.is_64bit())
+        spec = self._specs[name]
+        new_id, handle = _pyrebox.register_callback(**spec, trigger_path=obj,
+                                                    trigger_needs_gil=needs_gil)
+        _pyrebox.unregister_callback(self.callbacks[name])
+        self.callbacks[name] = new_id
+        self._triggers[name] = handle
+
+    def rm_trigger(self, name: str) -> None:
+        """Removes the trigger of callback `name` (its clean() runs); the
+        callback stays, for monitored processes again."""
+        self._trigger_handle(name)
+        new_id, _ = _pyrebox.register_callback(**self._specs[name])
+        _pyrebox.unregister_callback(self.callbacks[name])
+        self.callbacks[name] = new_id
+        del self._triggers[name]
+
+    def set_trigger_var(self, name: str, var_name: str, val) -> None:
+        """Sets a trigger variable: a str, or an unsigned int stored in the
+        target's word size."""
+        handle = self._trigger_handle(name)
+        if isinstance(val, str):
+            _pyrebox.trigger_set_str(handle, var_name, val)
+        elif isinstance(val, int) and not isinstance(val, bool):
+            if val < 0 or val >= 1 << (64 if _pyrebox.is_64bit() else 32):
+                raise ValueError(f"trigger variable {var_name!r}: {val} is not an unsigned "
+                                 f"int of the target's word size")
+            _pyrebox.trigger_set_uint(handle, var_name, val)
+        else:
+            raise ValueError(f"trigger variable {var_name!r}: unsupported type "
+                             f"{type(val).__name__} (use str or unsigned int)")
+
+    def get_trigger_var(self, name: str, var_name: str):
+        """The variable's value (int, str, or the Python object the trigger
+        stored), or None when it does not exist."""
+        return _pyrebox.trigger_get(self._trigger_handle(name), var_name)
+
+    def call_trigger_function(self, name: str, function_name: str) -> None:
+        """Calls a function the trigger declared with declare_function."""
+        _pyrebox.trigger_call_function(self._trigger_handle(name), function_name)

@@ -6,12 +6,18 @@
 #include <pybind11/embed.h>
 #include <pybind11/stl.h>
 
+#include <cstring>
 #include <optional>
 #include <string>
 
 #include "core/console.h"
 #include "core/session.h"
+#include "python/gil.h"
 #include "python/python_handler.h"
+#include "triggers/trigger_functions.h"
+#include "triggers/trigger_handler.h"
+#include "triggers/trigger_library.h"
+#include "triggers/trigger_variables.h"
 #include "vmi/paging.h"
 
 namespace py = pybind11;
@@ -87,7 +93,7 @@ PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
         "register_callback",
         [](int type, py::object adapter, std::optional<uint64_t> addr,
            std::optional<uint64_t> pgd, uint16_t start_opcode, uint16_t end_opcode,
-           bool all_processes) {
+           bool all_processes, std::optional<std::string> trigger_path, bool trigger_needs_gil) {
             auto cb_type = pyrebox::callback_type_from_int(type);
             if (!cb_type) {
                 throw py::value_error("unknown callback type " + std::to_string(type));
@@ -99,12 +105,71 @@ PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
             spec.opcode_first = start_opcode;
             spec.opcode_last = end_opcode;
             spec.all_processes = all_processes;
-            auto handler = std::make_shared<pyrebox::python::PythonHandler>(std::move(adapter));
-            return value_or_raise(session().registry.add(spec, std::move(handler)));
+            std::shared_ptr<pyrebox::CallbackHandler> handler =
+                std::make_shared<pyrebox::python::PythonHandler>(std::move(adapter));
+            unsigned trigger_handle = 0;
+            if (trigger_path) {
+                auto library = value_or_raise(pyrebox::triggers::load_trigger(*trigger_path));
+                const int trigger_type = library->get_type();
+                if (trigger_type != type) {
+                    auto name = [](int t) {
+                        auto ct = pyrebox::callback_type_from_int(t);
+                        return ct ? std::string(pyrebox::callback_type_name(*ct))
+                                  : "unknown type " + std::to_string(t);
+                    };
+                    throw py::value_error("trigger " + *trigger_path + " is for " +
+                                          name(trigger_type) + " (its get_type()), not " +
+                                          name(type));
+                }
+                trigger_handle = pyrebox::triggers::next_trigger_handle();
+                handler = std::make_shared<pyrebox::triggers::TriggerHandler>(
+                    trigger_handle, std::move(library), std::move(handler), trigger_needs_gil,
+                    session().is_64bit);
+                // A trigger sees every event, in every process.
+                spec.all_processes = true;
+            }
+            const auto id = value_or_raise(session().registry.add(spec, std::move(handler)));
+            return py::make_tuple(id, trigger_handle);
         },
         py::arg("type"), py::arg("adapter"), py::arg("addr") = py::none(),
         py::arg("pgd") = py::none(), py::arg("start_opcode") = 0, py::arg("end_opcode") = 0,
-        py::arg("all_processes") = false);
+        py::arg("all_processes") = false, py::arg("trigger_path") = py::none(),
+        py::arg("trigger_needs_gil") = false);
+
+    // --- Trigger variables and functions ---
+    m.def("trigger_set_uint", [](unsigned handle, const std::string& key, uint64_t value) {
+        pyrebox::triggers::variables().set_uint(handle, key, value, session().is_64bit ? 8 : 4);
+    });
+    m.def("trigger_set_str", [](unsigned handle, const std::string& key, const std::string& value) {
+        pyrebox::triggers::variables().set_str(handle, key, value);
+    });
+    m.def("trigger_get", [](unsigned handle, const std::string& key) -> py::object {
+        auto var = pyrebox::triggers::variables().lookup(handle, key);
+        if (!var || var->value == nullptr) {
+            return py::none();
+        }
+        switch (var->kind) {
+            case pyrebox::triggers::VarKind::Uint: {
+                uint64_t value = 0;
+                std::memcpy(&value, var->value, session().is_64bit ? 8 : 4);
+                return py::int_(value);
+            }
+            case pyrebox::triggers::VarKind::Str:
+                return py::str(static_cast<const char*>(var->value));
+            case pyrebox::triggers::VarKind::Pointer:
+                // PyREBox's convention: the trigger stored a PyObject*.
+                return py::reinterpret_borrow<py::object>(static_cast<PyObject*>(var->value));
+        }
+        return py::none();
+    });
+    m.def("trigger_call_function", [](unsigned handle, const std::string& name) {
+        auto function = pyrebox::triggers::lookup_function(handle, name);
+        if (function == nullptr) {
+            throw py::value_error("the trigger declared no function '" + name +
+                                  "' (declare_function(handle, \"" + name + "\", fn) in the trigger)");
+        }
+        function(handle);
+    });
     m.def("unregister_callback", [](uint64_t id) { return session().registry.remove(id); });
     m.def("callback_exists", [](uint64_t id) { return session().registry.contains(id); });
 

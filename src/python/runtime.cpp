@@ -7,6 +7,7 @@
 
 #include "core/console.h"
 #include "python/gil.h"
+#include "triggers/trigger_handler.h"
 
 namespace py = pybind11;
 
@@ -98,6 +99,9 @@ Expected<bool> start(const RuntimeConfig& cfg) {
         return ready;
     }
     g_started = true;
+    pyrebox::triggers::set_gil_hooks(
+        {[]() -> void* { return new GilScope; },
+         [](void* scope) { delete static_cast<GilScope*>(scope); }});
     std::string error;
     try {
         py::module_::import("sys").attr("path").attr("insert")(0, cfg.pythonpath);

@@ -4,6 +4,8 @@
 // internals self-check, Python. Any failure is one clear message and a
 // non-zero return, which makes QEMU refuse to start rather than run without
 // the analysis the user asked for.
+#include <dlfcn.h>
+
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -37,6 +39,14 @@ constexpr const char* kPretendMissingEnv = "PYREBOX_PRETEND_MISSING_SYMBOLS";
 void on_exit(qemu_plugin_id_t /*id*/, void* /*udata*/) {
     pyrebox::qemu::stop_instrumentation();
     pyrebox::python::shutdown();
+}
+
+// Triggers (loaded later with dlopen) link against the SDK functions this
+// plugin exports; QEMU loaded the plugin RTLD_LOCAL, which hides them.
+bool make_exports_global() {
+    Dl_info info{};
+    return dladdr(reinterpret_cast<void*>(&make_exports_global), &info) != 0 &&
+           dlopen(info.dli_fname, RTLD_NOW | RTLD_GLOBAL | RTLD_NOLOAD) != nullptr;
 }
 
 int fail(const std::string& message) {
@@ -76,6 +86,9 @@ PYREBOX_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t* i
         return fail(message);
     }
 
+    if (!make_exports_global()) {
+        return fail(std::string("cannot export the trigger SDK: ") + dlerror());
+    }
     const std::string target = info->target_name;
     pyrebox::qemu::install_instrumentation(id, info->system.max_vcpus, target == "x86_64");
 

@@ -1,0 +1,34 @@
+#include "triggers/trigger_library.h"
+
+#include <dlfcn.h>
+
+namespace pyrebox::triggers {
+
+TriggerLibrary::~TriggerLibrary() {
+    if (dl != nullptr) {
+        dlclose(dl);
+    }
+}
+
+Expected<std::shared_ptr<TriggerLibrary>> load_trigger(const std::string& path) {
+    auto lib = std::make_shared<TriggerLibrary>();
+    lib->path = path;
+    lib->dl = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (lib->dl == nullptr) {
+        const char* why = dlerror();
+        return Error{"cannot load trigger " + path + ": " + (why ? why : "unknown error")};
+    }
+    lib->get_type = reinterpret_cast<int (*)()>(dlsym(lib->dl, "get_type"));
+    lib->trigger = dlsym(lib->dl, "trigger");
+    lib->clean = reinterpret_cast<void (*)(unsigned)>(dlsym(lib->dl, "clean"));
+    std::string missing;
+    if (lib->get_type == nullptr) missing += " get_type";
+    if (lib->trigger == nullptr) missing += " trigger";
+    if (lib->clean == nullptr) missing += " clean";
+    if (!missing.empty()) {
+        return Error{"trigger " + path + " does not export (with C linkage):" + missing};
+    }
+    return lib;
+}
+
+}  // namespace pyrebox::triggers

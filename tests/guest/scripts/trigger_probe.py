@@ -1,0 +1,112 @@
+"""Native triggers on the probe program (guest/programs/probe.c); reports
+one JSON line at clean(). The test writes probe_symbols.json and the
+broken/mistyped trigger sources beside pyrebox.conf."""
+
+import json
+import os
+
+import api
+from api import CallbackManager
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORK = os.path.join(HERE, "..")
+SYMBOLS = json.load(open(os.path.join(WORK, "probe_symbols.json")))
+STEP = SYMBOLS["pyrebox_step"]
+STEP_BUFFER = SYMBOLS["step_buffer"]
+
+cm = None
+printer = None
+pgd = None
+r = {"writes": [], "outside_range": 0, "user_blocks": 0, "kernel_blocks": 0,
+     "bp_hits": 0, "counter": None, "counter_after_reset": None, "errors": {},
+     "unchanged_after_errors": None, "removed_trigger_calls_python": None}
+
+
+def on_main(cpu_index, cpu):
+    global pgd
+    pgd = api.get_running_process(cpu_index)
+    # Range write breakpoint over step_buffer, in the probe only.
+    name = cm.add_callback(CallbackManager.MEM_WRITE_CB, on_write, name="bpw")
+    cm.add_trigger(name, "triggers/trigger_bpw_memrange")
+    cm.set_trigger_var(name, "begin", STEP_BUFFER)
+    cm.set_trigger_var(name, "end", STEP_BUFFER + 4096)
+    cm.set_trigger_var(name, "pgd", pgd)
+    # Execution range breakpoint on pyrebox_step's first byte; its end is
+    # moved at checkpoint 1, which must stop the hits.
+    name = cm.add_callback(CallbackManager.INSN_BEGIN_CB, on_bp, name="bp", addr=STEP)
+    cm.add_trigger(name, "triggers/trigger_bp_memrange.so")
+    cm.set_trigger_var(name, "begin", STEP)
+    cm.set_trigger_var(name, "end", STEP + 1)
+    cm.set_trigger_var(name, "pgd", pgd)
+    # A counter kept by the trigger, no Python call per event.
+    name = cm.add_callback(CallbackManager.INSN_BEGIN_CB, on_never, name="counter", addr=STEP)
+    cm.add_trigger(name, "triggers/trigger_counter")
+    cm.set_trigger_var(name, "addr", STEP)
+    cm.set_trigger_var(name, "pgd", pgd)
+    cm.add_callback(CallbackManager.INSN_BEGIN_CB, on_checkpoint,
+                    addr=SYMBOLS["pyrebox_checkpoint"], pgd=pgd)
+    # User-mode blocks of the probe only.
+    name = cm.add_callback(CallbackManager.BLOCK_BEGIN_CB, on_user_block, name="user_only")
+    cm.add_trigger(name, "triggers/trigger_user_only")
+    cm.set_trigger_var(name, "pgd", pgd)
+    error_checks()
+
+
+def error_checks():
+    name = cm.add_callback(CallbackManager.BLOCK_BEGIN_CB, on_never, name="victim")
+    before = dict(cm.callbacks)
+    for key, path in (("broken", "broken_trigger"), ("wrong_type", "mistyped_trigger"),
+                      ("missing", "no_such_trigger")):
+        try:
+            cm.add_trigger(name, os.path.join(WORK, path))
+            r["errors"][key] = "no exception"
+        except Exception as e:
+            r["errors"][key] = f"{type(e).__name__}: {e}"
+    r["unchanged_after_errors"] = cm.callbacks == before and not cm.callback_exists("nope")
+    cm.rm_callback(name)
+
+
+def on_write(cpu_index, vaddr, size, haddr, data):
+    if STEP_BUFFER <= vaddr < STEP_BUFFER + 4096:
+        r["writes"].append([vaddr - STEP_BUFFER, size, data])
+    else:
+        r["outside_range"] += 1
+
+
+def on_bp(cpu_index, cpu):
+    r["bp_hits"] += 1
+
+
+def on_never(*args):
+    r["errors"].setdefault("never_called", 0)
+    r["errors"]["never_called"] += 1
+
+
+def on_checkpoint(cpu_index, cpu):
+    if cpu.RDI == 1:
+        cm.set_trigger_var("bp", "end", STEP)  # empty range from now on
+    elif cpu.RDI == 2:
+        r["counter"] = cm.get_trigger_var("counter", "count")
+        cm.call_trigger_function("counter", "reset")
+        r["counter_after_reset"] = cm.get_trigger_var("counter", "count")
+        cm.rm_trigger("user_only")
+        cm.rm_callback("user_only")
+
+
+def on_user_block(cpu_index, cpu, tb):
+    if tb[0] > 0x00007fffffffffff:
+        r["kernel_blocks"] += 1
+    else:
+        r["user_blocks"] += 1
+
+
+def initialize_callbacks(module_hdl, pyrebox_printer):
+    global cm, printer
+    printer = pyrebox_printer
+    cm = CallbackManager(module_hdl)
+    cm.add_callback(CallbackManager.INSN_BEGIN_CB, on_main, addr=SYMBOLS["main"])
+
+
+def clean():
+    printer("RESULT " + json.dumps(r))
+    cm.clean()

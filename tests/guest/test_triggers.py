@@ -1,0 +1,99 @@
+"""Native triggers end to end on the probe program: one boot serves every
+assertion (tests/guest/scripts/trigger_probe.py drives it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+
+from conftest import command_outputs, run_pyrebox, write
+from test_engine import STEPS1, STEPS2, probe_symbols
+
+pytestmark = pytest.mark.guest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("triggers")
+    write(work / "scripts" / "__init__.py", "")
+    shutil.copy(os.path.join(HERE, "scripts", "trigger_probe.py"), work / "scripts")
+    shutil.copytree(os.path.join(ROOT, "triggers"), work / "triggers",
+                    ignore=shutil.ignore_patterns("*.so"))
+    with open(work / "probe_symbols.json", "w") as f:
+        json.dump(probe_symbols(), f)
+    write(work / "broken_trigger.cpp", """
+        #include "callbacks.h"
+        extern "C" callback_type_t get_type() { return BLOCK_BEGIN_CB }
+        """)
+    write(work / "mistyped_trigger.cpp", """
+        extern "C" {
+        #include "qemu_glue.h"
+        }
+        #include "callbacks.h"
+        extern "C" {
+        callback_type_t get_type() { return MEM_WRITE_CB; }
+        int trigger(callback_handle_t, callback_params_t) { return 1; }
+        void clean(callback_handle_t handle) { erase_trigger_vars(handle); }
+        }
+        """)
+    conf = write(work / "pyrebox.conf", "[MODULES]\nscripts.trigger_probe: True\n")
+    result = run_pyrebox("run", "--conf", conf, "--timeout", "300",
+                         "--cmd", f"probe {STEPS1} {STEPS2} 100 3", cwd=str(work))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    line = next(l for l in result.stdout.splitlines()
+                if l.startswith("[scripts.trigger_probe] RESULT "))
+    output, rc = command_outputs(result.stdout)[1]
+    assert rc == 0 and output[-1] == "done"
+    return json.loads(line.split("RESULT ", 1)[1]), result.stdout, work
+
+
+def test_range_write_trigger_lets_exactly_the_programs_writes_through(run):
+    r = run[0]
+    expected = [[i, 1, (i * 7 + 3) & 0xFF] for i in range(STEPS1)]
+    expected += [[i, 1, (i * 7 + 3) & 0xFF] for i in range(STEPS2)]
+    assert r["writes"] == expected
+    assert r["outside_range"] == 0
+
+
+def test_user_only_trigger_yields_no_kernel_block(run):
+    r = run[0]
+    assert r["kernel_blocks"] == 0
+    assert r["user_blocks"] > STEPS1  # the step loop alone runs STEPS1 blocks of the probe
+
+
+def test_trigger_variable_set_from_python_changes_the_decision(run):
+    # [step, step+1) until checkpoint 1, then an empty range.
+    assert run[0]["bp_hits"] == STEPS1
+
+
+def test_counter_kept_by_the_trigger_and_its_declared_function(run):
+    r = run[0]
+    assert r["counter"] == STEPS1 + STEPS2
+    assert r["counter_after_reset"] == 0
+    assert "never_called" not in r["errors"]  # the counter never calls Python
+
+
+def test_trigger_that_does_not_compile_is_refused_with_the_compiler_message(run):
+    r, stdout, work = run
+    assert r["errors"]["broken"].startswith(
+        f"TriggerError: trigger {work / 'broken_trigger.cpp'} does not compile")
+    assert "error: expected ';' before '}' token" in r["errors"]["broken"].replace("‘", "'") \
+        .replace("’", "'")
+    assert f"[pyrebox] error: trigger {work / 'broken_trigger.cpp'} does not compile" in stdout
+    assert r["unchanged_after_errors"] is True
+
+
+def test_trigger_of_another_callback_type_is_refused(run):
+    r, _, work = run
+    assert r["errors"]["wrong_type"] == (
+        f"ValueError: trigger {work / 'mistyped_trigger-x86_64-softmmu.so'} is for "
+        f"MEM_WRITE_CB (its get_type()), not BLOCK_BEGIN_CB")
+    assert r["errors"]["missing"].startswith("TriggerError: trigger ")
+    assert f"no_such_trigger: no source {work / 'no_such_trigger.cpp'} or " in \
+        r["errors"]["missing"]

@@ -1,0 +1,33 @@
+/*
+ * Range breakpoint (INSN_BEGIN_CB): only instructions executed in [begin, end) of
+ * address space pgd reach Python. Variables (set with set_trigger_var):
+ *   begin, end   the virtual range
+ *   pgd          the process, or (pyrebox_target_ulong)-1 for any
+ * Until all three are set, nothing passes.
+ */
+extern "C" {
+#include "qemu_glue.h"
+}
+#include "callbacks.h"
+#include "trigger_helpers.h"
+
+extern "C" {
+
+callback_type_t get_type() { return INSN_BEGIN_CB; }
+
+int trigger(callback_handle_t handle, callback_params_t params) {
+    const pyrebox_target_ulong* begin = (const pyrebox_target_ulong*)get_var(handle, "begin");
+    const pyrebox_target_ulong* end = (const pyrebox_target_ulong*)get_var(handle, "end");
+    const pyrebox_target_ulong* pgd = (const pyrebox_target_ulong*)get_var(handle, "pgd");
+    if (begin == nullptr || end == nullptr || pgd == nullptr) {
+        return 0;
+    }
+    const pyrebox_target_ulong addr = get_cpu_addr(params.insn_begin_params.cpu);
+    if (addr < *begin || addr >= *end) {
+        return 0;
+    }
+    return *pgd == (pyrebox_target_ulong)-1 || *pgd == get_pgd(params.insn_begin_params.cpu);
+}
+
+void clean(callback_handle_t handle) { erase_trigger_vars(handle); }
+}
