@@ -40,13 +40,13 @@ CONFIGS = [
      "bench.scripts.address_insn", "", 1),
     ("mem_python", "5a. MEM_WRITE, range filtered in Python", "bench.scripts.python_mem_write", "",
      1),
-    ("mem_trigger", "5b. MEM_WRITE, range filtered by a trigger", "n/a", "", 1),
-    ("trigger_blocks", "6. C trigger counting BLOCK_BEGIN, all processes", "n/a", "<= 1.15", 1),
+    ("mem_trigger", "5b. MEM_WRITE, range filtered by a trigger", "bench.scripts.trigger_mem_write",
+     "<= 1.5", 1),
+    ("trigger_blocks", "6. C trigger counting BLOCK_BEGIN, all processes",
+     "bench.scripts.trigger_block_counter", "<= 1.15", 1),
 ]
 NOT_AVAILABLE = {
     "tracking": "needs Linux introspection (processes, modules)",
-    "mem_trigger": "needs native triggers",
-    "trigger_blocks": "needs native triggers",
 }
 
 

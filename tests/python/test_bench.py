@@ -25,7 +25,7 @@ def test_bench_quick_prints_a_table():
     body = rows[3:]
     assert len(body) == 8
     measured = [r for r in body if "not available yet" not in r]
-    assert len(measured) == 5
+    assert len(measured) == 7
     for row in measured:
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert float(cells[1]) > 0 and re.fullmatch(r"\d+\.\d\d", cells[2])
@@ -34,3 +34,6 @@ def test_bench_quick_prints_a_table():
     # The address-specific callback fires once per workload round (1000).
     assert counts["4. address-specific INSN_BEGIN (one hit per round)"] == "1,000"
     assert counts["5a. MEM_WRITE, range filtered in Python"] == "1,000"
+    assert counts["5b. MEM_WRITE, range filtered by a trigger"] == "1,000"
+    blocks = counts["6. C trigger counting BLOCK_BEGIN, all processes"]
+    assert int(blocks.replace(",", "")) > 1_000_000  # a whole boot's blocks
