@@ -11,6 +11,8 @@ Outputs, in DIR (default <repo>/build/guest):
     kernel/              the unpacked kernel package (kernel/lib/modules/<release>,
                          with a generated modules.dep)
     <package>_<version>_amd64.deb   the downloaded kernel package (cache)
+    kernel.isf.json.xz   the kernel's Volatility 3 ISF (python/pyrebox/symbols),
+                         regenerated only when the kernel or the generator changes
     manifest.json        what was built, from what:
         kernel           {metapackage, package, version, deb, modules_dir}
         kernel_release   same text as kernel-release
@@ -19,6 +21,7 @@ Outputs, in DIR (default <repo>/build/guest):
         host_libraries   host files ldd named for the dynamic programs; each is
                          in the image at the same path
         kernel_modules   guest paths of the modules loaded at boot, in order
+        kernel_isf       {file, inputs_hash, generator, types, symbols}
         inputs_hash      hash of all inputs (see inputs_hash)
         apt_state        stat fingerprint of apt's lists (see apt_state_stamp)
 
@@ -55,6 +58,8 @@ GUEST_SRC = REPO / "guest"
 PROGRAMS_SRC = GUEST_SRC / "programs"
 INIT_SRC = GUEST_SRC / "init"
 CPIO_SRC = REPO / "python" / "pyrebox" / "cpio.py"
+SYMBOLS_SRC = REPO / "python" / "pyrebox" / "symbols"
+KERNEL_ISF = "kernel.isf.json.xz"
 DEFAULT_OUT = REPO / "build" / "guest"
 
 # The kernel is whatever this metapackage currently depends on: no version is
@@ -81,6 +86,7 @@ PROGRAMS = {
     "static_loop": ("static", ["-Wl,-Ttext-segment=0x20000000"]),
     "fork_exec": ("static", ["-Wl,-Ttext-segment=0x30000000"]),
     "workload": ("static", ["-Wl,-Ttext-segment=0x40000000"]),
+    "wx": ("static", ["-Wl,-Ttext-segment=0x50000000"]),
     "dyn_libc": ("dynamic", []),
 }
 COMMON_CFLAGS = ["-Wall", "-Wextra"]
@@ -91,7 +97,7 @@ IMAGE_MTIME = 0
 GZIP_LEVEL = 6
 
 MANIFEST_FORMAT = 1
-OUTPUT_FILES = ("vmlinuz", "kernel-release", "initramfs.cpio.gz")
+OUTPUT_FILES = ("vmlinuz", "kernel-release", "initramfs.cpio.gz", KERNEL_ISF)
 
 
 class BuildError(Exception):
@@ -104,6 +110,19 @@ def load_cpio_module():
     spec = importlib.util.spec_from_file_location("pyrebox_guest_cpio", CPIO_SRC)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_symbols_package():
+    # By file path, like the cpio module: the ISF generator is a package of
+    # its own (standard library + libbpf) and needs nothing else of pyrebox.
+    init = SYMBOLS_SRC / "__init__.py"
+    spec = importlib.util.spec_from_file_location(
+        "pyrebox_guest_symbols", init, submodule_search_locations=[str(SYMBOLS_SRC)]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -546,6 +565,7 @@ def stat_fingerprint(path: str | Path | None) -> str:
 def inputs_hash(kernel: dict, libraries: list[str], busybox_path: str | None) -> str:
     """Hash of everything the outputs are made from."""
     sources = [Path(__file__).resolve(), INIT_SRC, CPIO_SRC, *sorted(p for p in PROGRAMS_SRC.iterdir() if p.is_file())]
+    sources += symbols_sources()
     facts = {
         "format": MANIFEST_FORMAT,
         "sources": {str(p.relative_to(REPO)): file_digest(p) for p in sources},
@@ -554,6 +574,41 @@ def inputs_hash(kernel: dict, libraries: list[str], busybox_path: str | None) ->
         "busybox": [busybox_path, stat_fingerprint(busybox_path)],
     }
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+
+
+def symbols_sources() -> list[Path]:
+    return sorted(SYMBOLS_SRC.glob("*.py"))
+
+
+def kernel_isf_inputs(kernel: dict) -> str:
+    """Hash of what the ISF is made from: the kernel package and the generator."""
+    facts = {
+        "kernel": [kernel["package"], kernel["version"]],
+        "generator": {p.name: file_digest(p) for p in symbols_sources()},
+    }
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+
+
+def build_kernel_isf(out: Path, vmlinuz: Path, kernel: dict, previous: dict) -> dict:
+    """OUT/kernel.isf.json.xz for VMLINUZ, reused when its inputs are unchanged."""
+    inputs = kernel_isf_inputs(kernel)
+    known = previous.get("kernel_isf", {})
+    if known.get("inputs_hash") == inputs and (out / KERNEL_ISF).is_file():
+        return known
+    log(f"generating {KERNEL_ISF}")
+    symbols = load_symbols_package()
+    try:
+        result = symbols.generate(vmlinuz)
+        symbols.write_isf(result.isf, out / KERNEL_ISF)
+    except (symbols.KernelImageError, OSError) as error:
+        raise BuildError(f"cannot generate the kernel's ISF: {error}") from None
+    return {
+        "file": KERNEL_ISF,
+        "inputs_hash": inputs,
+        "generator": symbols.GENERATOR_VERSION,
+        "types": result.user_types,
+        "symbols": result.symbols,
+    }
 
 
 def read_manifest(out: Path) -> dict | None:
@@ -622,6 +677,7 @@ def build(out: Path, force: bool) -> None:
     shutil.copyfile(vmlinuz, out / ".vmlinuz.partial")
     os.replace(out / ".vmlinuz.partial", out / "vmlinuz")
     (out / "kernel-release").write_text(release + "\n")
+    kernel_isf = build_kernel_isf(out, vmlinuz, kernel, {} if force else previous)
 
     manifest = {
         "format": MANIFEST_FORMAT,
@@ -636,6 +692,7 @@ def build(out: Path, force: bool) -> None:
         "host_libraries": libraries,
         "busybox": str(busybox),
         "kernel_modules": modules,
+        "kernel_isf": kernel_isf,
     }
     write_manifest(out, manifest)
     size = (out / "initramfs.cpio.gz").stat().st_size

@@ -7,6 +7,7 @@ import sys
 
 from . import config as config_mod
 from . import paths, qemu, run
+from .symbols import cli as symbols_cli
 
 
 def _run_parser(sub) -> None:
@@ -31,12 +32,25 @@ def _run_parser(sub) -> None:
                    help="extra QEMU arguments after --")
 
 
+def _symbols_parser(sub) -> None:
+    p = sub.add_parser(
+        "symbols", help="write a Volatility 3 ISF for a Linux kernel from its own image",
+        description="Generate a Volatility 3 ISF (types from the kernel's .BTF, every symbol "
+                    "from its kallsyms tables) for a vmlinuz or vmlinux.")
+    symbols_cli.add_arguments(p)
+    p.set_defaults(symbols_run=symbols_cli.run)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pyrebox", description="PyREBox: a Python-scriptable "
                                      "reverse-engineering sandbox on stock QEMU")
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)
+    _symbols_parser(sub)
     args = parser.parse_args(argv)
+
+    if args.command == "symbols":
+        return args.symbols_run(args)
 
     if args.command == "run":
         try:

@@ -1,0 +1,62 @@
+"""`pyrebox symbols KERNEL -o OUT.json[.xz]`: write a kernel's ISF.
+
+Exit status 0 on success (one line with the counts), 2 on any error (one
+line naming the file and the problem).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from .isf import generate, write_isf
+from .kernel_image import KernelImageError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("kernel", metavar="KERNEL",
+                        help="the kernel image: a bzImage (vmlinuz), a compressed or plain vmlinux ELF")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT.json[.xz]",
+                        help="the ISF file to write (xz-compressed when the name ends in .xz)")
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    try:
+        result = generate(args.kernel)
+    except KernelImageError as error:
+        print(f"pyrebox symbols: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"pyrebox symbols: {args.kernel}: {error.strerror or error}", file=sys.stderr)
+        return 2
+    try:
+        write_isf(result.isf, args.output)
+    except OSError as error:
+        print(f"pyrebox symbols: cannot write {args.output}: {error.strerror or error}", file=sys.stderr)
+        return 2
+    release = result.banner.split()[2] if len(result.banner.split()) > 2 else result.banner
+    print(
+        f"pyrebox symbols: wrote {args.output} for Linux {release}: {result.user_types} types "
+        f"({result.btf_types} BTF types), {result.symbols} symbols "
+        f"({result.kallsyms} kallsyms entries) in {time.monotonic() - started:.1f}s"
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="pyrebox symbols",
+        description="Write a Volatility 3 ISF for a Linux kernel from its own image "
+                    "(types from .BTF, addresses from kallsyms).")
+    add_arguments(parser)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return 0 if exit_.code == 0 else 2
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

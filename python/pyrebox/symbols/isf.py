@@ -1,0 +1,260 @@
+"""Assemble a Volatility 3 ISF (Intermediate Symbol Format) for a kernel.
+
+Types come from the image's `.BTF` section (btf.py), addresses from its
+kallsyms tables (kallsyms.py), the banner from `linux_banner` itself.  The
+result follows what dwarf2json writes (ISF format 6.2.0, which Volatility 3
+reads with anonymous-member flattening):
+
+  - every kallsyms name is a symbol at its link-time address; a name the
+    kernel uses more than once (static symbols of different files) keeps the
+    global one, else the lowest address;
+  - symbols have a type: from a BTF VAR when there is one (per-CPU
+    variables), from SYMBOL_TYPES for the variables Volatility's Linux
+    support reads through `object_from_symbol`, else "void" as dwarf2json
+    gives symbol-table-only symbols (so `object_from_symbol(...).vol.offset`
+    works for any of them);
+  - `linux_banner` is typed `char[len + 1]` and carries `constant_data` (its
+    bytes): Volatility's symbol cache identifies a memory image's kernel by
+    that banner.
+
+KASLR is not applied here: consumers add the run-time slide.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import lzma
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .btf import Btf, BtfError, IsfTypes
+from .kallsyms import Kallsyms, read_kallsyms
+from .kernel_image import Elf, KernelImageError, load_kernel
+
+FORMAT_VERSION = "6.2.0"
+PRODUCER = "pyrebox"
+# Version of this generator's output; bump it when the ISF it writes changes.
+GENERATOR_VERSION = "1.0.0"
+
+# xz level: the JSON is highly repetitive, so a fast preset already compresses
+# it ~10x; higher ones cost seconds for little.
+XZ_PRESET = 1
+
+REQUIRED_SYMBOLS = ("_text", "_stext", "init_task", "linux_banner")
+
+# Types of kernel variables BTF has no VAR for (BTF describes only per-CPU
+# variables), each with why it is here.  Written as C types over BTF names;
+# an entry is used only when the kernel has the symbol and BTF the type.
+SYMBOL_TYPES = {
+    # Volatility's pslist/psscan start from it; its automagic finds the KASLR
+    # shift by matching init_task's comm/pid/active_mm in memory.
+    "init_task": "struct task_struct",
+    # Compared with init_task.active_mm by the automagic; the kernel's mm.
+    "init_mm": "struct mm_struct",
+    # The automagic derives the virtual slide from init_task.files - &init_files.
+    "init_files": "struct files_struct",
+    # PID namespace root (pidhashtable, PID translation).
+    "init_pid_ns": "struct pid_namespace",
+    # The kernel page-table root the automagic uses as DTB on x86-64
+    # (PTRS_PER_PGD entries); swapper_pg_dir is the same object (a macro for
+    # init_top_pgt on x86-64, the real name on 32-bit x86).
+    "init_top_pgt": "pgd_t[512]",
+    "swapper_pg_dir": "pgd_t[512]",
+    # Module list head (lsmod walks it as struct module.list).
+    "modules": "struct list_head",
+    # Module address bounds, kernels >= 5.19 (modules utilities).
+    "mod_tree": "struct mod_tree_root",
+    # Modules from sysfs (hidden-module checks).
+    "module_kset": "struct kset *",
+    # Bases of the randomised memory layout (CONFIG_DYNAMIC_MEMORY_LAYOUT).
+    "page_offset_base": "unsigned long",
+    "vmemmap_base": "unsigned long",
+    "vmalloc_base": "unsigned long",
+    # SPARSEMEM_EXTREME section table (page -> pfn translation).
+    "mem_section": "struct mem_section **",
+    # Boot time for task start times (an unnamed struct in timekeeping.c).
+    "tk_core": "struct {seq timekeeper}",
+    # Network namespaces (ip, sockstat, netfilter plugins).
+    "net_namespace_list": "struct list_head",
+    # TTY drivers (tty_check).
+    "tty_drivers": "struct list_head",
+    # The IDT, IDT_ENTRIES gates (check_idt).
+    "idt_table": "gate_desc[256]",
+    # Keyboard notifier chain (keyboard_notifiers).
+    "keyboard_notifier_list": "struct atomic_notifier_head",
+    # Loaded BPF programs (ebpf).
+    "prog_idr": "struct idr",
+    # Socket file operations, compared by address (sockstat, sockscan).
+    "socket_file_ops": "struct file_operations",
+    "sockfs_dentry_operations": "struct dentry_operations",
+    # The printk ring buffer (kmsg, kernels >= 5.10) and the older buffer.
+    "prb": "struct printk_ringbuffer *",
+    "log_buf": "char *",
+    "log_buf_len": "u32",
+    # Highest capability number (capabilities).
+    "cap_last_cap": "int",
+    # ftrace hooks (ftrace plugin) and module symbol maps (kallsyms utilities).
+    "ftrace_ops_list": "struct ftrace_ops *",
+    "ftrace_list_end": "struct ftrace_ops",
+    "ftrace_mod_maps": "struct list_head",
+    "bpf_kallsyms": "struct list_head",
+    # Framebuffers (fbdev): FB_MAX slots.
+    "registered_fb": "struct fb_info *[32]",
+    "num_registered_fb": "int",
+}
+
+
+class IsfError(KernelImageError):
+    """The kernel's facts are inconsistent (message names the file)."""
+
+
+@dataclass
+class IsfResult:
+    isf: dict
+    btf_types: int  # libbpf's btf__type_cnt: ids 0..n-1, void included
+    user_types: int
+    kallsyms: int  # entries in the kernel's kallsyms tables
+    symbols: int  # distinct names in the ISF
+    banner: str
+    seconds: float
+
+
+def _kallsyms_symbols(kallsyms: Kallsyms) -> dict[str, int]:
+    """name -> address; a repeated name keeps the global symbol, else the first."""
+    chosen: dict[str, tuple[bool, int]] = {}
+    for sym in kallsyms.symbols:
+        is_global = sym.type.isupper()
+        previous = chosen.get(sym.name)
+        if previous is None or (is_global and not previous[0]):
+            chosen[sym.name] = (is_global, sym.address)
+    return {name: address for name, (_, address) in chosen.items()}
+
+
+def _anonymous_struct(types: IsfTypes, members: list[str]) -> dict | None:
+    """The unnamed user type whose fields are exactly MEMBERS, if one."""
+    for name, body in types.user_types.items():
+        if name.startswith("unnamed_struct_") and list(body["fields"]) == members:
+            return {"kind": "struct", "name": name}
+    return None
+
+
+def _descriptor(types: IsfTypes, spec: str) -> dict | None:
+    if spec.startswith("struct {") and spec.endswith("}"):
+        return _anonymous_struct(types, spec[len("struct {") : -1].split())
+    try:
+        return types.descriptor_for(spec)
+    except BtfError:
+        return None
+
+
+def _banner(elf: Elf, address: int) -> bytes:
+    try:
+        text = elf.read_cstring(address)
+    except KernelImageError:
+        text = b""
+    if not text.startswith(b"Linux version "):
+        raise IsfError(
+            f"{elf.name}: linux_banner ({address:#x}) does not hold the kernel banner: "
+            "the kallsyms addresses do not match this image"
+        )
+    return text + b"\0"
+
+
+def build_isf(elf: Elf, source_name: str = "", source_sha256: str = "") -> IsfResult:
+    """The ISF of the kernel ELF ELF."""
+    started = time.monotonic()
+    blob = elf.section_data(".BTF")
+    if not blob:
+        raise BtfError(f"{elf.name}: no .BTF section (kernel built without CONFIG_DEBUG_INFO_BTF?)")
+    btf = Btf(blob, elf.name, elf.pointer_size)
+    types = IsfTypes(btf)
+    kallsyms = read_kallsyms(elf)
+
+    addresses = _kallsyms_symbols(kallsyms)
+    for label, address in kallsyms.tables.items():
+        addresses.setdefault(label, address)
+    # On x86-64 swapper_pg_dir is a macro for init_top_pgt: same object.
+    if "swapper_pg_dir" not in addresses and "init_top_pgt" in addresses:
+        addresses["swapper_pg_dir"] = addresses["init_top_pgt"]
+    missing = [name for name in REQUIRED_SYMBOLS if name not in addresses]
+    if missing:
+        raise IsfError(f"{elf.name}: kallsyms has no {', '.join(missing)}")
+
+    void = {"kind": "base", "name": "void"}
+    symbols = {name: {"address": address, "type": void} for name, address in addresses.items()}
+    for name, type_id in btf.variables().items():
+        if name in symbols:
+            symbols[name]["type"] = types.descriptor(type_id)
+    specs = dict(SYMBOL_TYPES)
+    specs.update(kallsyms.table_types)
+    for name, spec in specs.items():
+        if name in symbols:
+            descriptor = _descriptor(types, spec)
+            if descriptor is not None:
+                symbols[name]["type"] = descriptor
+    if symbols["init_task"]["type"] is void:
+        raise IsfError(f"{elf.name}: BTF has no struct task_struct")
+
+    banner = _banner(elf, addresses["linux_banner"])
+    symbols["linux_banner"]["type"] = {
+        "kind": "array",
+        "count": len(banner),
+        "subtype": {"kind": "base", "name": "char"},
+    }
+    symbols["linux_banner"]["constant_data"] = base64.b64encode(banner).decode()
+
+    linux_meta: dict = {}
+    if source_name:
+        source = {"kind": "symtab", "name": source_name}
+        if source_sha256:
+            source.update(hash_type="sha256", hash_value=source_sha256)
+        linux_meta["symbols"] = [source]
+    isf = {
+        "metadata": {
+            "format": FORMAT_VERSION,
+            "producer": {"name": PRODUCER, "version": GENERATOR_VERSION},
+            "linux": linux_meta,
+        },
+        "base_types": types.base_types,
+        "user_types": types.user_types,
+        "enums": types.enums,
+        "symbols": symbols,
+    }
+    return IsfResult(
+        isf=isf,
+        btf_types=btf.type_count,
+        user_types=len(types.user_types),
+        kallsyms=len(kallsyms.symbols),
+        symbols=len(symbols),
+        banner=banner.rstrip(b"\0").decode("utf-8", "replace").strip(),
+        seconds=time.monotonic() - started,
+    )
+
+
+def generate(kernel_path: str | Path) -> IsfResult:
+    """The ISF of the kernel image at KERNEL_PATH (vmlinuz or vmlinux)."""
+    path = Path(kernel_path)
+    elf = load_kernel(path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return build_isf(elf, path.name, digest)
+
+
+def write_isf(isf: dict, target: str | Path) -> None:
+    """Write ISF as JSON to TARGET, xz-compressed when its name ends in .xz;
+    atomically (a partial file is renamed into place)."""
+    target = Path(target)
+    data = json.dumps(isf, separators=(",", ":")).encode()
+    if target.name.endswith(".xz"):
+        data = lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=XZ_PRESET)
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        partial.write_bytes(data)
+        os.replace(partial, target)
+    except OSError:
+        partial.unlink(missing_ok=True)
+        raise
+
