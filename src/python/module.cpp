@@ -111,7 +111,7 @@ PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
             if (trigger_path) {
                 auto library = value_or_raise(pyrebox::triggers::load_trigger(*trigger_path));
                 const int trigger_type = library->get_type();
-                if (trigger_type != type) {
+                if (!library->accepts(type)) {
                     auto name = [](int t) {
                         auto ct = pyrebox::callback_type_from_int(t);
                         return ct ? std::string(pyrebox::callback_type_name(*ct))

@@ -14,7 +14,15 @@ struct TriggerLibrary {
     int (*get_type)() = nullptr;
     void* trigger = nullptr;  // int trigger(callback_handle_t, callback_params_t)
     void (*clean)(unsigned handle) = nullptr;
+    // Optional: `int accepts_type(callback_type_t)` for a trigger that serves
+    // several callback types (its state shared between them).
+    int (*accepts_type)(int type) = nullptr;
     ~TriggerLibrary();
+
+    // Whether the trigger may be attached to a callback of `type`.
+    bool accepts(int type) const {
+        return accepts_type != nullptr ? accepts_type(type) != 0 : get_type() == type;
+    }
 };
 
 // dlopen()s `path` and resolves get_type, trigger and clean; an error names

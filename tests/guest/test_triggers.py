@@ -97,3 +97,30 @@ def test_trigger_of_another_callback_type_is_refused(run):
     assert r["errors"]["missing"].startswith("TriggerError: trigger ")
     assert f"no_such_trigger: no source {work / 'no_such_trigger.cpp'} or " in \
         r["errors"]["missing"]
+
+
+@pytest.fixture(scope="module")
+def write_execute(tmp_path_factory):
+    work = tmp_path_factory.mktemp("write_execute")
+    write(work / "scripts" / "__init__.py", "")
+    shutil.copy(os.path.join(HERE, "scripts", "write_execute.py"), work / "scripts")
+    conf = write(work / "pyrebox.conf", "[MODULES]\nscripts.write_execute: True\n")
+    result = run_pyrebox("run", "--conf", conf, "--timeout", "300", "--cmd", "wx",
+                         "--cmd", "probe 10 10 1 1", cwd=str(work))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    line = next(l for l in result.stdout.splitlines()
+                if l.startswith("[scripts.write_execute] RESULT "))
+    outputs = command_outputs(result.stdout)
+    return json.loads(line.split("RESULT ", 1)[1]), outputs
+
+
+def test_write_then_execute_fires_once_for_the_written_page_only(write_execute):
+    r, outputs = write_execute
+    wx_lines, rc = outputs[1]
+    assert outputs[2][1] == 0 and outputs[2][0][-1] == "done"
+    assert rc == 0 and wx_lines[-1] == "result=42"
+    page = int(wx_lines[0].split("=")[1], 16)
+    assert r["wx_pgd"] is not None
+    # One block runs from the written page (the 6-byte function), in wx only:
+    # nothing from probe or any other normal program.
+    assert r["events"] == [[page, r["wx_pgd"]]]

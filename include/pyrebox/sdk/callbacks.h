@@ -6,6 +6,10 @@
  *   int trigger(callback_handle_t handle, callback_params_t params);
  *                                     1: deliver the event to Python, 0: drop it
  *   void clean(callback_handle_t handle);  called once when it is removed
+ * and optionally
+ *   int accepts_type(callback_type_t type);
+ *                                     for a trigger serving several callback
+ *                                     types (then get_type() is not checked)
  * It runs for every event of its callback in every process (not only the
  * monitored ones) and checks the context itself.
  */
