@@ -1,0 +1,267 @@
+#include "vmi/linux/kernel_locator.h"
+
+#include <cinttypes>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+namespace pyrebox::vmi::linux_guest {
+
+namespace {
+
+constexpr uint64_t k2M = 2ull << 20;
+constexpr uint64_t k4K = 4096;
+constexpr uint64_t kKernelImageSize = 1ull << 30;  // KERNEL_IMAGE_SIZE with KASLR
+constexpr uint64_t k2G = 2ull << 30;
+const std::string kBannerPrefix = "Linux version ";
+
+std::string hex(uint64_t value) {
+    char text[24];
+    std::snprintf(text, sizeof text, "0x%" PRIx64, value);
+    return text;
+}
+
+// The text of a banner-like string for a message: up to the first NUL or
+// newline, non-printable bytes escaped, at most `max` bytes.
+std::string printable(const std::string& bytes, size_t max = 256) {
+    std::string out;
+    for (char c : bytes) {
+        if (c == '\0' || c == '\n' || out.size() >= max) {
+            break;
+        }
+        if (c >= 0x20 && c < 0x7f) {
+            out.push_back(c);
+        } else {
+            char esc[8];
+            std::snprintf(esc, sizeof esc, "\\x%02x", static_cast<unsigned char>(c));
+            out += esc;
+        }
+    }
+    return out;
+}
+
+bool read_string(PhysicalMemory& mem, uint64_t paddr, size_t len, std::string& out) {
+    out.resize(len);
+    return mem.read(paddr, out.data(), len);
+}
+
+struct Symbols {
+    uint64_t banner;
+    uint64_t pgd;
+    const char* pgd_name;
+    uint64_t text;  // _text, or linux_banner when the ISF has no _text
+    bool has_text;
+};
+
+// Whether the kernel page tables, found from the physical slide that a
+// banner at `banner_pa` implies, map linux_banner (and _text) there for some
+// virtual slide. `why` gets the walk's error for the unslid address.
+bool confirm(PhysicalMemory& mem, PagingMode mode, const Symbols& s, uint64_t banner_pa,
+             uint64_t& virt_slide, std::string& why) {
+    const uint64_t phys_slide = banner_pa - (s.banner - kStartKernelMap);
+    const uint64_t pgd_pa = s.pgd - kStartKernelMap + phys_slide;
+    const uint64_t text_pa = s.text - kStartKernelMap + phys_slide;
+    // Virtual slides that keep _text inside [__START_KERNEL_map,
+    // __START_KERNEL_map + 1 GiB), 2 MiB apart; 0 (no KASLR) first.
+    const uint64_t text_offset = s.text - kStartKernelMap;
+    const uint64_t lowest = 0 - (text_offset / k2M) * k2M;  // the slide that puts _text lowest
+    std::vector<uint64_t> slides{0};
+    for (uint64_t vs = lowest; s.text + vs >= kStartKernelMap &&
+                               s.text + vs < kStartKernelMap + kKernelImageSize;
+         vs += k2M) {
+        if (vs != 0) {
+            slides.push_back(vs);
+        }
+    }
+    for (uint64_t vs : slides) {
+        auto t = translate(mem, mode, pgd_pa, s.banner + vs);
+        if (!t) {
+            if (vs == 0) {
+                why = t.error();
+            }
+            continue;
+        }
+        if (t->paddr != banner_pa) {
+            if (vs == 0) {
+                why = hex(s.banner) + " maps to physical " + hex(t->paddr);
+            }
+            continue;
+        }
+        if (s.has_text) {
+            auto tt = translate(mem, mode, pgd_pa, s.text + vs);
+            if (!tt || tt->paddr != text_pa) {
+                continue;
+            }
+        }
+        virt_slide = vs;
+        return true;
+    }
+    return false;
+}
+
+}  // namespace
+
+Expected<uint64_t> read_page_offset_base(const SymbolTable& symbols, PhysicalMemory& mem,
+                                         uint64_t phys_slide, PagingMode mode) {
+    const auto va = symbols.symbol_address("page_offset_base");
+    if (!va) {
+        return mode == PagingMode::Long5 ? kDefaultPageOffset5 : kDefaultPageOffset4;
+    }
+    const uint64_t pa = *va - kStartKernelMap + phys_slide;
+    uint8_t bytes[8];
+    if (!mem.read(pa, bytes, sizeof bytes)) {
+        return Error{"page_offset_base (physical " + hex(pa) + ") is not in RAM"};
+    }
+    uint64_t value = 0;
+    for (int i = 7; i >= 0; --i) {
+        value = (value << 8) | bytes[i];
+    }
+    if (!(value >> 63)) {
+        return Error{"page_offset_base (physical " + hex(pa) + ") holds " + hex(value) +
+                     ", not a kernel address"};
+    }
+    return value;
+}
+
+Expected<KernelLocation> locate_kernel(const SymbolTable& symbols, PhysicalMemory& mem,
+                                       uint64_t ram_size, PagingMode mode) {
+    if (mode != PagingMode::Long4 && mode != PagingMode::Long5) {
+        return Error{"unsupported kernel layout: only x86-64 kernels (4- or 5-level paging) are "
+                     "supported, and the guest is not in long mode"};
+    }
+    const std::string& isf = symbols.origin();
+    const auto pointer = symbols.pointer_size();
+    if (pointer && *pointer != 8) {
+        return Error{"unsupported kernel layout: " + isf + " describes a kernel with " +
+                     std::to_string(*pointer) + "-byte pointers, expected an x86-64 kernel"};
+    }
+    Symbols s{};
+    const auto banner = symbols.symbol_address("linux_banner");
+    if (!banner) {
+        return Error{isf + " has no linux_banner symbol, which locating the kernel needs"};
+    }
+    s.banner = *banner;
+    if (auto pgd = symbols.symbol_address("init_top_pgt")) {
+        s.pgd = *pgd;
+        s.pgd_name = "init_top_pgt";
+    } else if (auto old = symbols.symbol_address("init_level4_pgt")) {
+        s.pgd = *old;
+        s.pgd_name = "init_level4_pgt";
+    } else {
+        return Error{"unsupported kernel layout: " + isf +
+                     " has neither init_top_pgt nor init_level4_pgt (expected an x86-64 kernel)"};
+    }
+    const auto text = symbols.symbol_address("_text");
+    s.has_text = text.has_value();
+    s.text = text ? *text : s.banner;
+    for (auto [name, va] : {std::pair<const char*, uint64_t>{"linux_banner", s.banner},
+                            {s.pgd_name, s.pgd},
+                            {"_text", s.text}}) {
+        if (va < kStartKernelMap) {
+            return Error{"unsupported kernel layout: " + std::string(name) + " is linked at " +
+                         hex(va) + ", expected an address in the x86-64 kernel image (from " +
+                         hex(kStartKernelMap) + ")"};
+        }
+    }
+
+    const std::optional<std::string> expected = symbols.banner();
+    // The banner with its terminating NUL, or only the prefix every Linux
+    // banner has when the ISF does not carry the text.
+    const std::string pattern = expected ? *expected + std::string(1, '\0') : kBannerPrefix;
+    // linux_banner's physical address without KASLR.
+    const uint64_t linked = s.banner - kStartKernelMap;
+    // PC machines with more than 2 GiB put part of it from 4 GiB up; the hole
+    // below 4 GiB is skipped by failed reads, which cost little.
+    const uint64_t limit = ram_size > k2G ? ram_size + k2G : ram_size;
+
+    std::vector<uint64_t> tried;
+    std::string foreign;  // another kernel's banner where this one should be
+    uint64_t foreign_pa = 0;
+    std::string why;
+    std::string bytes;
+    auto check = [&](uint64_t pa) -> std::optional<KernelLocation> {
+        if (!read_string(mem, pa, pattern.size(), bytes)) {
+            return std::nullopt;
+        }
+        if (bytes != pattern) {
+            if (expected && foreign.empty() &&
+                bytes.compare(0, kBannerPrefix.size(), kBannerPrefix) == 0) {
+                std::string more;
+                if (!read_string(mem, pa, 256, more)) {
+                    more = bytes;
+                }
+                // A copy of this kernel's banner without its NUL (the log
+                // buffer has one) is not another kernel's.
+                if (printable(more) != printable(*expected)) {
+                    foreign = printable(more);
+                    foreign_pa = pa;
+                }
+            }
+            return std::nullopt;
+        }
+        tried.push_back(pa);
+        uint64_t vs = 0;
+        std::string reason;
+        if (!confirm(mem, mode, s, pa, vs, reason)) {
+            if (why.empty()) {
+                why = reason;
+            }
+            return std::nullopt;
+        }
+        KernelLocation loc;
+        loc.phys_slide = pa - linked;
+        loc.virt_slide = vs;
+        loc.pgd_paddr = s.pgd - kStartKernelMap + loc.phys_slide;
+        loc.banner_paddr = pa;
+        return loc;
+    };
+
+    std::optional<KernelLocation> found;
+    // The kernel is loaded 2 MiB aligned: linux_banner keeps its offset
+    // within 2 MiB.
+    const uint64_t first2m = linked & (k2M - 1);
+    for (uint64_t pa = first2m; pa + pattern.size() <= limit && !found; pa += k2M) {
+        found = check(pa);
+    }
+    // Any page-aligned load address.
+    const uint64_t first4k = linked & (k4K - 1);
+    for (uint64_t pa = first4k; pa + pattern.size() <= limit && !found; pa += k4K) {
+        if ((pa & (k2M - 1)) != first2m) {
+            found = check(pa);
+        }
+    }
+    if (found) {
+        auto pob = read_page_offset_base(symbols, mem, found->phys_slide, mode);
+        if (!pob) {
+            return Error{pob.error()};
+        }
+        found->page_offset_base = *pob;
+        return *found;
+    }
+
+    const std::string wanted =
+        expected ? "'" + printable(*expected) + "'"
+                 : "a string starting with '" + kBannerPrefix + "'";
+    if (!tried.empty()) {
+        std::string places;
+        for (size_t i = 0; i < tried.size() && i < 4; ++i) {
+            places += (i ? ", " : "") + hex(tried[i]);
+        }
+        if (tried.size() > 4) {
+            places += ", ...";
+        }
+        return Error{"found the kernel banner " + wanted + " at physical " + places +
+                     " but no virtual slide maps linux_banner (" + hex(s.banner) +
+                     ") there through " + s.pgd_name + " (" + why + ")"};
+    }
+    if (!foreign.empty()) {
+        return Error{"kernel banner mismatch: found '" + foreign + "' at physical " +
+                     hex(foreign_pa) + " where " + isf + " expects " + wanted +
+                     " (the ISF is for another kernel)"};
+    }
+    return Error{"kernel banner not found in physical memory below " + hex(limit) + ": expected " +
+                 wanted + " where linux_banner (linked at " + hex(s.banner) +
+                 ") can be loaded, at physical addresses ending in " + hex(first4k)};
+}
+
+}  // namespace pyrebox::vmi::linux_guest

@@ -1,0 +1,386 @@
+#include "vmi/linux/kernel_locator.h"
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <map>
+#include <string>
+
+namespace {
+
+using pyrebox::vmi::PagingMode;
+using pyrebox::vmi::PhysicalMemory;
+using pyrebox::vmi::SymbolTable;
+using pyrebox::vmi::linux_guest::KernelLocation;
+using pyrebox::vmi::linux_guest::locate_kernel;
+using pyrebox::vmi::linux_guest::read_page_offset_base;
+
+constexpr uint64_t P = 1ull << 0;
+constexpr uint64_t RW = 1ull << 1;
+constexpr uint64_t PS = 1ull << 7;
+constexpr uint64_t MiB = 1ull << 20;
+constexpr uint64_t GiB = 1ull << 30;
+
+// Guest RAM: zeros below `zero_limit`, plus any page a test writes;
+// everything else is not RAM.
+class FakeRam : public PhysicalMemory {
+public:
+    explicit FakeRam(uint64_t zero_limit) : zero_limit_(zero_limit) {}
+
+    bool read(uint64_t paddr, void* buf, size_t len) override {
+        auto* out = static_cast<uint8_t*>(buf);
+        for (size_t i = 0; i < len; ++i) {
+            const uint64_t a = paddr + i;
+            auto it = pages_.find(a & ~0xFFFull);
+            if (it != pages_.end()) {
+                out[i] = it->second[a & 0xFFF];
+            } else if (a < zero_limit_) {
+                out[i] = 0;
+            } else {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    bool write(uint64_t, const void*, size_t) override { return false; }
+
+    void put(uint64_t paddr, uint64_t value) {
+        for (size_t i = 0; i < 8; ++i) {
+            byte(paddr + i) = static_cast<uint8_t>(value >> (8 * i));
+        }
+    }
+
+    void put_string(uint64_t paddr, const std::string& s) {
+        for (size_t i = 0; i < s.size(); ++i) {
+            byte(paddr + i) = static_cast<uint8_t>(s[i]);
+        }
+    }
+
+    uint64_t get(uint64_t paddr) {
+        uint64_t v = 0;
+        EXPECT_TRUE(read(paddr, &v, 8));
+        return v;
+    }
+
+private:
+    uint8_t& byte(uint64_t paddr) {
+        auto [it, inserted] = pages_.try_emplace(paddr & ~0xFFFull);
+        if (inserted) {
+            it->second.fill(0);
+        }
+        return it->second[paddr & 0xFFF];
+    }
+
+    uint64_t zero_limit_;
+    std::map<uint64_t, std::array<uint8_t, 4096>> pages_;
+};
+
+constexpr uint64_t kStart = 0xffffffff80000000ull;
+constexpr uint64_t kText = 0xffffffff81000000ull;
+constexpr uint64_t kBannerVa = 0xffffffff82233620ull;
+constexpr uint64_t kPgdVa = 0xffffffff8280a000ull;
+constexpr uint64_t kPageOffsetBaseVa = 0xffffffff8260d848ull;
+constexpr uint64_t kImageSize = 32 * MiB;  // _text .. _end, rounded up to 2 MiB
+const std::string kBanner = "Linux version 6.1.0-test (gcc) #1 SMP PREEMPT_DYNAMIC\n";
+
+std::string isf(bool with_banner_data, const std::string& extra_symbols = "",
+                const std::string& pointer_size = "8") {
+    // base64("Linux version 6.1.0-test (gcc) #1 SMP PREEMPT_DYNAMIC\n\0")
+    const std::string data =
+        with_banner_data
+            ? R"(, "constant_data": "TGludXggdmVyc2lvbiA2LjEuMC10ZXN0IChnY2MpICMxIFNNUCBQUkVFTVBUX0RZTkFNSUMKAA==")"
+            : "";
+    return R"({"metadata": {"format": "6.2.0"},
+      "base_types": {"pointer": {"size": )" +
+           pointer_size + R"(, "signed": false, "kind": "int", "endian": "little"}},
+      "user_types": {}, "enums": {},
+      "symbols": {
+        "_text": {"address": 18446744071578845184},
+        "linux_banner": {"address": 18446744071597930016)" +
+           data + R"(},
+        "init_top_pgt": {"address": 18446744071604051968},
+        "page_offset_base": {"address": 18446744071601969224})" +
+           extra_symbols + "}}";
+}
+
+SymbolTable table(const std::string& text) {
+    auto t = SymbolTable::parse(text, "test.isf");
+    EXPECT_TRUE(t.ok()) << t.error();
+    return *t;
+}
+
+// A kernel loaded at physical `_text` + `phys_slide`, mapped at
+// `_text` + `virt_slide` by its own page tables (init_top_pgt in the image,
+// the lower levels in a pool above it), with 2 MiB pages, or 4 KiB pages
+// for the pages the locator looks at.
+class Kernel {
+public:
+    Kernel(FakeRam& ram, uint64_t phys_slide, uint64_t virt_slide, bool small_pages = false)
+        : ram_(ram), ps_(phys_slide), vs_(virt_slide) {
+        pool_ = pa(kText) + kImageSize;  // page tables after the image
+        ram_.put(pa(kPgdVa), 0);           // makes init_top_pgt's page RAM
+        if (small_pages) {
+            for (uint64_t va : {kText, kBannerVa & ~uint64_t{0xFFF}, kPageOffsetBaseVa & ~uint64_t{0xFFF}}) {
+                map4k(va + vs_, pa(va));
+            }
+        } else {
+            for (uint64_t off = 0; off < kImageSize; off += 2 * MiB) {
+                map2m(kText + vs_ + off, pa(kText) + off);
+            }
+        }
+        ram_.put_string(pa(kBannerVa), kBanner + std::string(1, '\0'));
+    }
+
+    uint64_t pa(uint64_t va) const { return va - kStart + ps_; }
+
+private:
+    uint64_t table(uint64_t table_pa, uint64_t va, unsigned shift) {
+        const uint64_t slot = table_pa + ((va >> shift) & 511) * 8;
+        uint64_t e = ram_.get(slot);
+        if (!(e & P)) {
+            e = alloc() | P | RW;
+            ram_.put(slot, e);
+        }
+        return e & 0x000FFFFFFFFFF000ull;
+    }
+
+    uint64_t alloc() {
+        const uint64_t t = pool_;
+        pool_ += 0x1000;
+        ram_.put(t, 0);  // makes the page RAM
+        return t;
+    }
+
+    void map2m(uint64_t va, uint64_t target) {
+        const uint64_t pdpt = table(pa(kPgdVa), va, 39);
+        const uint64_t pd = table(pdpt, va, 30);
+        ram_.put(pd + ((va >> 21) & 511) * 8, target | P | RW | PS);
+    }
+
+    void map4k(uint64_t va, uint64_t target) {
+        const uint64_t pdpt = table(pa(kPgdVa), va, 39);
+        const uint64_t pd = table(pdpt, va, 30);
+        const uint64_t pt = table(pd, va, 21);
+        ram_.put(pt + ((va >> 12) & 511) * 8, target | P | RW);
+    }
+
+    FakeRam& ram_;
+    uint64_t ps_, vs_;
+    uint64_t pool_;
+};
+
+void expect_location(const pyrebox::Expected<KernelLocation>& loc, uint64_t phys_slide,
+                     uint64_t virt_slide, uint64_t page_offset_base) {
+    ASSERT_TRUE(loc.ok()) << loc.error();
+    EXPECT_EQ(loc->phys_slide, phys_slide);
+    EXPECT_EQ(loc->virt_slide, virt_slide);
+    EXPECT_EQ(loc->pgd_paddr, kPgdVa - kStart + phys_slide);
+    EXPECT_EQ(loc->banner_paddr, kBannerVa - kStart + phys_slide);
+    EXPECT_EQ(loc->page_offset_base, page_offset_base);
+}
+
+TEST(KernelLocator, NoKaslr) {
+    FakeRam ram(512 * MiB);
+    Kernel k(ram, 0, 0);
+    ram.put(k.pa(kPageOffsetBaseVa), 0xffff888000000000ull);
+    auto loc = locate_kernel(table(isf(true)), ram, 512 * MiB);
+    expect_location(loc, 0, 0, 0xffff888000000000ull);
+    EXPECT_EQ(loc->pgd_paddr, 0x280a000u);
+    EXPECT_EQ(loc->banner_paddr, 0x2233620u);
+}
+
+TEST(KernelLocator, KaslrPhysicalAndVirtualSlides) {
+    FakeRam ram(512 * MiB);
+    // Loaded at physical 0x1c600000, _text at virtual 0xffffffffab400000.
+    Kernel k(ram, 0x1b600000, 0x2a400000);
+    ram.put(k.pa(kPageOffsetBaseVa), 0xffff9a4a40000000ull);
+    auto loc = locate_kernel(table(isf(true)), ram, 512 * MiB);
+    expect_location(loc, 0x1b600000, 0x2a400000, 0xffff9a4a40000000ull);
+    EXPECT_EQ(loc->pgd_paddr, 0x1de0a000u);
+    EXPECT_EQ(loc->banner_paddr, 0x1d833620u);
+}
+
+TEST(KernelLocator, HighestVirtualSlide) {
+    FakeRam ram(512 * MiB);
+    // _text + 32 MiB image ending exactly at the top of the 1 GiB region.
+    const uint64_t vs = GiB - 16 * MiB - kImageSize;
+    Kernel k(ram, 0x4000000, vs);
+    ram.put(k.pa(kPageOffsetBaseVa), 0xffff888000000000ull);
+    expect_location(locate_kernel(table(isf(true)), ram, 512 * MiB), 0x4000000, vs,
+                    0xffff888000000000ull);
+}
+
+TEST(KernelLocator, WithoutTheBannerTextInTheIsf) {
+    FakeRam ram(512 * MiB);
+    Kernel k(ram, 0x7e00000, 0x11800000);
+    ram.put(k.pa(kPageOffsetBaseVa), 0xffffa0c280000000ull);
+    // A "Linux version" string earlier in memory at the same offset modulo
+    // 2 MiB, which the page tables do not confirm.
+    ram.put_string(0x233620, "Linux version 6.1.0-test (gcc) #1 in the log buffer\n");
+    expect_location(locate_kernel(table(isf(false)), ram, 512 * MiB), 0x7e00000, 0x11800000,
+                    0xffffa0c280000000ull);
+}
+
+TEST(KernelLocator, ACopyOfTheBannerThePageTablesDoNotConfirmIsPassedOver) {
+    FakeRam ram(512 * MiB);
+    Kernel k(ram, 0x10000000, 0x3c000000);
+    ram.put(k.pa(kPageOffsetBaseVa), 0xffff888000000000ull);
+    ram.put_string(0x2233620, kBanner + std::string(1, '\0'));  // where an unslid kernel would be
+    ram.put_string(0x4433620, kBanner + std::string(1, '\0'));
+    expect_location(locate_kernel(table(isf(true)), ram, 512 * MiB), 0x10000000, 0x3c000000,
+                    0xffff888000000000ull);
+}
+
+TEST(KernelLocator, PageAlignedLoadAddressFoundByThe4KScan) {
+    FakeRam ram(512 * MiB);
+    // Not 2 MiB aligned (x86-64 kernels are, but the scan does not rely on
+    // it); mapped with 4 KiB pages.
+    Kernel k(ram, 0x3403000, 0x1000000, true);
+    ram.put(k.pa(kPageOffsetBaseVa), 0xffff888000000000ull);
+    expect_location(locate_kernel(table(isf(true)), ram, 512 * MiB), 0x3403000, 0x1000000,
+                    0xffff888000000000ull);
+}
+
+TEST(KernelLocator, KernelInRamAboveFourGigabytes) {
+    // 6 GiB of RAM on a PC: 2 GiB below 4 GiB (zeros here), 4 GiB from
+    // 4 GiB up, the kernel at 5 GiB.
+    FakeRam ram(2 * GiB);
+    Kernel k(ram, 5 * GiB - 16 * MiB, 0x20000000);
+    ram.put(k.pa(kPageOffsetBaseVa), 0xffff888000000000ull);
+    expect_location(locate_kernel(table(isf(true)), ram, 6 * GiB), 5 * GiB - 16 * MiB,
+                    0x20000000, 0xffff888000000000ull);
+}
+
+TEST(KernelLocator, FiveLevelPaging) {
+    FakeRam ram(512 * MiB);
+    // init_top_pgt is the PML5; its last entry leads to a 4-level tree.
+    Kernel k(ram, 0, 0);
+    // Entry 511 indexes the kernel half at both the PML5 and the PML4 level:
+    // move the PML4 entry Kernel made into a PML4 of its own, and point
+    // init_top_pgt's entry 511 at that.
+    const uint64_t pml4_copy = 0x1f001000;
+    ram.put(pml4_copy + 511 * 8, ram.get(k.pa(kPgdVa) + 511 * 8));
+    ram.put(k.pa(kPgdVa) + 511 * 8, pml4_copy | P | RW);
+    ram.put(k.pa(kPageOffsetBaseVa), 0xff11000000000000ull);
+    auto loc = locate_kernel(table(isf(true)), ram, 512 * MiB, PagingMode::Long5);
+    expect_location(loc, 0, 0, 0xff11000000000000ull);
+    // Without the symbol: the 5-level default.
+    auto t = table(R"({"metadata": {"format": "6.2.0"}, "user_types": {}, "symbols": {}})");
+    auto d = read_page_offset_base(t, ram, 0, PagingMode::Long5);
+    ASSERT_TRUE(d.ok()) << d.error();
+    EXPECT_EQ(*d, 0xff11000000000000ull);
+}
+
+TEST(KernelLocator, PageOffsetBase) {
+    FakeRam ram(512 * MiB);
+    ram.put(0x260d848 + 0x1b600000, 0xffff9a4a40000000ull);
+    auto t = table(isf(true));
+    auto v = read_page_offset_base(t, ram, 0x1b600000, PagingMode::Long4);
+    ASSERT_TRUE(v.ok()) << v.error();
+    EXPECT_EQ(*v, 0xffff9a4a40000000ull);
+
+    auto none = table(R"({"metadata": {"format": "6.2.0"}, "user_types": {}, "symbols": {}})");
+    v = read_page_offset_base(none, ram, 0x1b600000, PagingMode::Long4);
+    ASSERT_TRUE(v.ok()) << v.error();
+    EXPECT_EQ(*v, 0xffff888000000000ull);
+
+    v = read_page_offset_base(t, ram, 0, PagingMode::Long4);  // zeros there
+    ASSERT_FALSE(v.ok());
+    EXPECT_EQ(v.error(), "page_offset_base (physical 0x260d848) holds 0x0, not a kernel address");
+
+    v = read_page_offset_base(t, ram, 0x40000000, PagingMode::Long4);
+    ASSERT_FALSE(v.ok());
+    EXPECT_EQ(v.error(), "page_offset_base (physical 0x4260d848) is not in RAM");
+}
+
+TEST(KernelLocator, AnotherKernelsBanner) {
+    FakeRam ram(512 * MiB);
+    ram.put_string(0x5233620, "Linux version 5.10.0-21-amd64 (gcc-10) #1 SMP Debian\n");
+    auto loc = locate_kernel(table(isf(true)), ram, 512 * MiB);
+    ASSERT_FALSE(loc.ok());
+    EXPECT_EQ(loc.error(),
+              "kernel banner mismatch: found 'Linux version 5.10.0-21-amd64 (gcc-10) #1 SMP "
+              "Debian' at physical 0x5233620 where test.isf expects 'Linux version 6.1.0-test "
+              "(gcc) #1 SMP PREEMPT_DYNAMIC' (the ISF is for another kernel)");
+}
+
+TEST(KernelLocator, NoBanner) {
+    FakeRam ram(512 * MiB);
+    auto loc = locate_kernel(table(isf(true)), ram, 512 * MiB);
+    ASSERT_FALSE(loc.ok());
+    EXPECT_EQ(loc.error(),
+              "kernel banner not found in physical memory below 0x20000000: expected 'Linux "
+              "version 6.1.0-test (gcc) #1 SMP PREEMPT_DYNAMIC' where linux_banner (linked at "
+              "0xffffffff82233620) can be loaded, at physical addresses ending in 0x620");
+
+    loc = locate_kernel(table(isf(false)), ram, 512 * MiB);
+    ASSERT_FALSE(loc.ok());
+    EXPECT_EQ(loc.error(),
+              "kernel banner not found in physical memory below 0x20000000: expected a string "
+              "starting with 'Linux version ' where linux_banner (linked at 0xffffffff82233620) "
+              "can be loaded, at physical addresses ending in 0x620");
+}
+
+TEST(KernelLocator, BannerWithoutPageTables) {
+    FakeRam ram(512 * MiB);
+    ram.put_string(0x2233620, kBanner + std::string(1, '\0'));
+    auto loc = locate_kernel(table(isf(true)), ram, 512 * MiB);
+    ASSERT_FALSE(loc.ok());
+    EXPECT_EQ(loc.error(),
+              "found the kernel banner 'Linux version 6.1.0-test (gcc) #1 SMP PREEMPT_DYNAMIC' at "
+              "physical 0x2233620 but no virtual slide maps linux_banner (0xffffffff82233620) "
+              "there through init_top_pgt (0xffffffff82233620 is not mapped in address space "
+              "0x280a000 (PML4E not present))");
+}
+
+TEST(KernelLocator, UnsupportedLayouts) {
+    FakeRam ram(64 * MiB);
+    auto loc = locate_kernel(table(isf(true)), ram, 64 * MiB, PagingMode::Pae);
+    ASSERT_FALSE(loc.ok());
+    EXPECT_EQ(loc.error(),
+              "unsupported kernel layout: only x86-64 kernels (4- or 5-level paging) are "
+              "supported, and the guest is not in long mode");
+
+    loc = locate_kernel(table(isf(true, "", "4")), ram, 64 * MiB);
+    ASSERT_FALSE(loc.ok());
+    EXPECT_EQ(loc.error(),
+              "unsupported kernel layout: test.isf describes a kernel with 4-byte pointers, "
+              "expected an x86-64 kernel");
+
+    loc = locate_kernel(
+        table(R"({"metadata": {"format": "6.2.0"}, "user_types": {}, "symbols": {
+            "linux_banner": {"address": 3238002688}, "swapper_pg_dir": {"address": 3251634176}}})"),
+        ram, 64 * MiB);
+    ASSERT_FALSE(loc.ok());
+    EXPECT_EQ(loc.error(),
+              "unsupported kernel layout: test.isf has neither init_top_pgt nor init_level4_pgt "
+              "(expected an x86-64 kernel)");
+
+    loc = locate_kernel(
+        table(R"({"metadata": {"format": "6.2.0"}, "user_types": {}, "symbols": {
+            "linux_banner": {"address": 3238002688}, "init_top_pgt": {"address": 3251634176}}})"),
+        ram, 64 * MiB);
+    ASSERT_FALSE(loc.ok());
+    EXPECT_EQ(loc.error(),
+              "unsupported kernel layout: linux_banner is linked at 0xc1000000, expected an "
+              "address in the x86-64 kernel image (from 0xffffffff80000000)");
+
+    loc = locate_kernel(table(R"({"metadata": {"format": "6.2.0"}, "user_types": {}})"), ram,
+                        64 * MiB);
+    ASSERT_FALSE(loc.ok());
+    EXPECT_EQ(loc.error(), "test.isf has no linux_banner symbol, which locating the kernel needs");
+}
+
+TEST(KernelLocator, OlderKernelsPgdSymbol) {
+    FakeRam ram(512 * MiB);
+    Kernel k(ram, 0x1000000, 0x2000000);
+    ram.put(k.pa(kPageOffsetBaseVa), 0xffff888000000000ull);
+    std::string text = isf(true);
+    const std::string from = "\"init_top_pgt\"";
+    text.replace(text.find(from), from.size(), "\"init_level4_pgt\"");
+    expect_location(locate_kernel(table(text), ram, 512 * MiB), 0x1000000, 0x2000000,
+                    0xffff888000000000ull);
+}
+
+}  // namespace
