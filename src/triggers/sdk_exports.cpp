@@ -78,22 +78,26 @@ SDK_EXPORT void declare_function(unsigned handle, const char* name,
     pyrebox::triggers::declare(handle, name, function);
 }
 
-SDK_EXPORT void utils_print(const char* format, ...) {
+namespace {
+void print_formatted(const char* prefix, const char* format, va_list args) {
     char buf[4096];
+    std::vsnprintf(buf, sizeof buf, format, args);
+    pyrebox::console().write_lines(prefix, buf);
+}
+}  // namespace
+
+SDK_EXPORT void utils_print(const char* format, ...) {
     va_list args;
     va_start(args, format);
-    std::vsnprintf(buf, sizeof buf, format, args);
+    print_formatted("[trigger] ", format, args);
     va_end(args);
-    pyrebox::console().write_lines("[trigger] ", buf);
 }
 
 SDK_EXPORT void utils_print_error(const char* format, ...) {
-    char buf[4096];
     va_list args;
     va_start(args, format);
-    std::vsnprintf(buf, sizeof buf, format, args);
+    print_formatted("[trigger] error: ", format, args);
     va_end(args);
-    pyrebox::console().write_lines("[trigger] error: ", buf);
 }
 
 SDK_EXPORT int read_register_convert(void* cpu, int reg, void* out) {
