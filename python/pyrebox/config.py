@@ -2,7 +2,8 @@
 
 The format is PyREBox's: `[MODULES]` lists scripts (`dotted.name: True|False`,
 True ones load at start-up); `[VOL]`, `[AGENT]` and `[SYMBOL_CACHE]` are
-accepted with their PyREBox keys. Every section and key is checked: an unknown
+accepted with their PyREBox keys; `[SYMBOLS] isf` names the guest kernel's
+symbol table (ISF). Every section and key is checked: an unknown
 one is an error naming it and what is valid, so a typo never silently
 disables something. docs/configuration.md documents every key.
 """
@@ -19,6 +20,7 @@ SCHEMA: dict[str, tuple[str, ...] | None] = {
     "VOL": ("profile",),
     "AGENT": ("name", "conf"),
     "SYMBOL_CACHE": ("path",),
+    "SYMBOLS": ("isf",),
 }
 
 _BOOLEANS = {"true": True, "false": False}
@@ -42,6 +44,17 @@ class Config:
     def startup_modules(self) -> list[str]:
         """Scripts to load at start-up, in file order."""
         return [name for name, enabled in self.modules.items() if enabled]
+
+    @property
+    def isf(self) -> str | None:
+        """[SYMBOLS] isf, relative paths taken from the configuration's folder."""
+        value = self.sections.get("SYMBOLS", {}).get("isf", "").strip()
+        if not value:
+            return None
+        value = os.path.expanduser(value)
+        if not os.path.isabs(value) and self.folder:
+            value = os.path.join(self.folder, value)
+        return value
 
 
 def load(path: str | None) -> Config:

@@ -12,6 +12,7 @@ import _pyrebox
 from .cpu import Cpu, register_names
 
 InvalidAddress = _pyrebox.InvalidAddress
+IntrospectionError = _pyrebox.IntrospectionError
 
 
 def _bytes(buff, length=None) -> bytes:
@@ -115,7 +116,31 @@ def is_kernel_running(cpu_index: int = 0) -> bool:
     return (_pyrebox.read_register(cpu_index, "cs") & 3) == 0
 
 
-__all__ = ["InvalidAddress", "Cpu", "register_names", "get_num_cpus", "r_cpu", "w_r", "r_pa",
+def get_os_bits() -> int:
+    """64 or 32: the guest kernel's word size (from its symbol table, else
+    the emulated target's)."""
+    return _pyrebox.os_bits()
+
+
+def get_process_list() -> list[dict]:
+    """The guest's processes (thread group leaders), each a dict with pid,
+    pgd (0 for kernel threads), name, kaddr (the task_struct) and ppid.
+    Raises IntrospectionError when introspection is off or fails."""
+    return _pyrebox.linux_processes()
+
+
+def get_module_list(pgd: int) -> list[dict]:
+    """The files the process `pgd` maps (main binary, loader, libraries...),
+    each {name, fullname, base, size, symbols_resolved}, sorted by base;
+    pgd 0 gives the kernel and its loaded modules. Raises
+    IntrospectionError when introspection is off or fails."""
+    if not isinstance(pgd, int) or pgd < 0:
+        raise ValueError(f"pgd must be a non-negative int, got {pgd!r}")
+    return _pyrebox.linux_modules(pgd)
+
+
+__all__ = ["InvalidAddress", "IntrospectionError", "get_os_bits", "get_process_list",
+           "get_module_list", "Cpu", "register_names", "get_num_cpus", "r_cpu", "w_r", "r_pa",
            "w_pa", "r_va", "w_va", "va_to_pa", "r_ioport", "w_ioport",
            "start_monitoring_process", "stop_monitoring_process", "is_monitored_process",
            "get_running_process", "is_kernel_running"]

@@ -10,6 +10,7 @@ PLUGIN = os.path.join(BUILD, "cmake", "libpyrebox.so")
 GUEST = os.path.join(BUILD, "guest")
 GUEST_KERNEL = os.path.join(GUEST, "vmlinuz")
 GUEST_INITRAMFS = os.path.join(GUEST, "initramfs.cpio.gz")
+GUEST_ISF = os.path.join(GUEST, "kernel.isf.json.xz")
 VENV = os.path.join(ROOT, ".venv")
 PYTHONPATH = os.path.join(ROOT, "python")
 

@@ -78,6 +78,26 @@ def overlay_archive(commands: list[str], files: list[GuestFile]) -> bytes:
     return archive.to_bytes()
 
 
+def memory_bytes(spec: str) -> int:
+    """QEMU's -m size in bytes: a number with an optional B, K, M, G or T
+    suffix (binary); a bare number is MiB, as QEMU takes it."""
+    text = spec.strip()
+    if "=" in text:  # -m size=...,slots=...
+        text = next((p.split("=", 1)[1] for p in text.split(",") if p.startswith("size=")), "")
+    units = {"B": 0, "K": 10, "M": 20, "G": 30, "T": 40}
+    shift = 20
+    if text and text[-1].upper() in units:
+        shift = units[text[-1].upper()]
+        text = text[:-1]
+    try:
+        value = float(text)
+    except ValueError:
+        raise RunError(f"--memory {spec}: not a size (e.g. 512M or 2G)") from None
+    if value <= 0:
+        raise RunError(f"--memory {spec}: must be positive")
+    return int(value * (1 << shift))
+
+
 def validate(opts: RunOptions) -> config_mod.Config:
     """Checks everything that can be checked before QEMU starts."""
     for cmd in opts.commands:
@@ -87,6 +107,7 @@ def validate(opts: RunOptions) -> config_mod.Config:
         raise RunError(f"--smp {opts.smp}: needs at least 1 vCPU")
     if opts.timeout is not None and opts.timeout <= 0:
         raise RunError(f"--timeout {opts.timeout}: must be a positive number of seconds")
+    memory_bytes(opts.memory)
     conf = config_mod.load(opts.conf)  # ConfigError names the key
     if qemu.describes_own_vm(opts.extra) and (opts.commands or opts.files):
         raise RunError("--cmd and --file work with the default guest only; the extra "
@@ -114,6 +135,9 @@ class Runner:
             plugin_opts["conf"] = os.path.abspath(opts.conf)
         if plugin_fd is not None:
             plugin_opts["out"] = plugin_fd
+        plugin_opts["ram"] = memory_bytes(opts.memory)
+        if not qemu.describes_own_vm(opts.extra) and os.path.isfile(paths.GUEST_ISF):
+            plugin_opts["isf"] = paths.GUEST_ISF
         cmd = [binary, "-m", opts.memory, "-smp", str(opts.smp), "-display", "none",
                "-no-reboot", "-nic", "none",
                "-qmp", f"unix:{rundir}/qmp.sock,server=on,wait=off"]

@@ -36,8 +36,30 @@ def boot(conf_path: str, target_name: str, plugin_api: int) -> None:
     scripts = ScriptManager(search_path=_script_search_path(config))
     output.message(f"ready (QEMU target {target}, plugin API {plugin_api}, "
                    f"Python {sys.version.split()[0]})")
+    load_linux_symbols(config)
     for name in config.startup_modules:
         scripts.load(name)
+
+
+def load_linux_symbols(cfg: config_mod.Config) -> None:
+    """Loads the guest kernel's ISF: [SYMBOLS] isf in pyrebox.conf, else the
+    plugin's isf= argument. Without one, or when it cannot be read, Linux
+    introspection is off (with a warning) and the VM runs on."""
+    import _pyrebox
+
+    path = cfg.isf or _pyrebox.linux_isf_argument()
+    if not path:
+        reason = ("no Linux symbol table given (plugin argument isf=FILE or [SYMBOLS] isf "
+                  "in pyrebox.conf)")
+        _pyrebox.linux_set_off(reason)
+        output.warning(f"{reason}: process and module lists are off")
+        return
+    try:
+        banner = _pyrebox.linux_load_symbols(path)
+    except ValueError as e:
+        output.warning(f"Linux symbols not loaded: {e}; process and module lists are off")
+        return
+    output.message(f"Linux symbols: {banner.strip()}")
 
 
 def _script_search_path(cfg: config_mod.Config) -> list[str]:

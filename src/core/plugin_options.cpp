@@ -1,11 +1,41 @@
 #include "core/plugin_options.h"
 
 #include <charconv>
+#include <cstdint>
+#include <optional>
 
 namespace pyrebox {
 
 namespace {
-constexpr const char* kValidKeys = "conf, venv, pythonpath, out";
+constexpr const char* kValidKeys = "conf, venv, pythonpath, out, isf, ram";
+
+// "536870912", "512M", "2G": a byte count, with an optional binary suffix.
+std::optional<uint64_t> parse_size(const std::string& text) {
+    uint64_t number = 0;
+    const char* first = text.data();
+    const char* last = text.data() + text.size();
+    const auto [end, ec] = std::from_chars(first, last, number);
+    if (ec != std::errc() || end == first) {
+        return std::nullopt;
+    }
+    int shift = 0;
+    if (end != last) {
+        if (end + 1 != last) {
+            return std::nullopt;
+        }
+        switch (*end) {
+            case 'k': case 'K': shift = 10; break;
+            case 'm': case 'M': shift = 20; break;
+            case 'g': case 'G': shift = 30; break;
+            case 't': case 'T': shift = 40; break;
+            default: return std::nullopt;
+        }
+    }
+    if (shift != 0 && number > (UINT64_MAX >> shift)) {
+        return std::nullopt;
+    }
+    return number << shift;
+}
 }
 
 Expected<PluginOptions> parse_plugin_options(const std::vector<std::string>& args,
@@ -35,6 +65,15 @@ Expected<PluginOptions> parse_plugin_options(const std::vector<std::string>& arg
                              "' is not a file descriptor number"};
             }
             opts.out_fd = fd;
+        } else if (key == "isf") {
+            opts.isf = value;
+        } else if (key == "ram") {
+            auto bytes = parse_size(value);
+            if (!bytes) {
+                return Error{"plugin argument ram='" + value +
+                             "' is not a size in bytes (e.g. 536870912 or 512M)"};
+            }
+            opts.ram_bytes = *bytes;
         } else {
             return Error{"unknown plugin argument '" + key + "' (valid keys: " + kValidKeys +
                          ")"};

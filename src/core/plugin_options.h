@@ -1,7 +1,8 @@
 // Options given to the plugin on QEMU's command line:
-//   -plugin libpyrebox.so,conf=FILE,venv=DIR,pythonpath=DIR,out=FD
+//   -plugin libpyrebox.so,conf=FILE,venv=DIR,pythonpath=DIR,out=FD,isf=FILE,ram=BYTES
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,10 @@ struct PluginOptions {
     std::string venv;        // the virtual environment whose site-packages scripts use
     std::string pythonpath;  // folder holding the `pyrebox` package and compat modules
     int out_fd = 2;          // where PyREBox and scripts print
+    std::string isf;         // the guest kernel's symbol table (ISF); empty: none
+    // The guest's RAM size in bytes (where the kernel is looked for); 0:
+    // unknown. A number of bytes, or with a K, M, G or T suffix (binary).
+    uint64_t ram_bytes = 0;
 };
 
 // Parses "key=value" arguments. Defaults for venv and pythonpath come from

@@ -3,12 +3,15 @@
 // machine accessor. Created at plugin install; lives until the process ends.
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <string>
 
 #include "core/callback_registry.h"
 #include "core/engine.h"
 #include "core/machine.h"
 #include "core/monitored_set.h"
+#include "vmi/linux/linux_kernel.h"
 
 namespace pyrebox {
 
@@ -18,6 +21,14 @@ struct Session {
     std::unique_ptr<Engine> engine;  // set at install
     Machine* machine = nullptr;      // set at install; owned by the boundary
     bool is_64bit = true;            // qemu-system-x86_64 vs qemu-system-i386
+
+    // Linux introspection: the plugin's isf= and ram= arguments; the kernel
+    // once its symbol table is loaded (located in memory on first use).
+    std::string isf_path;
+    uint64_t ram_bytes = 0;
+    std::unique_ptr<vmi::linux_guest::LinuxKernel> linux_kernel;
+    std::string linux_off_reason;  // why linux_kernel is null, for messages
+    std::string linux_locate_error;  // a final failure to locate the kernel
 };
 
 Session& session();

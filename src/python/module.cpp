@@ -6,6 +6,7 @@
 #include <pybind11/embed.h>
 #include <pybind11/stl.h>
 
+#include <cstdio>
 #include <cstring>
 #include <optional>
 #include <string>
@@ -18,6 +19,7 @@
 #include "triggers/trigger_handler.h"
 #include "triggers/trigger_library.h"
 #include "triggers/trigger_variables.h"
+#include "vmi/linux/linux_kernel.h"
 #include "vmi/paging.h"
 
 namespace py = pybind11;
@@ -28,6 +30,12 @@ using pyrebox::Expected;
 using pyrebox::session;
 
 PyObject* g_invalid_address = nullptr;
+PyObject* g_introspection_error = nullptr;
+
+[[noreturn]] void raise_introspection(const std::string& message) {
+    PyErr_SetString(g_introspection_error, message.c_str());
+    throw py::error_already_set();
+}
 
 template <typename T>
 T value_or_raise(Expected<T> result) {
@@ -69,6 +77,73 @@ void check_cpu(int cpu) {
 
 pyrebox::vmi::PagingMode mode_now() { return machine().paging_mode(0); }
 
+// The guest's Linux kernel, located in memory on first use (the page tables
+// it is found through exist only once the guest has booted).
+const pyrebox::vmi::linux_guest::LinuxKernel& linux_kernel() {
+    using pyrebox::vmi::PagingMode;
+    auto& s = session();
+    if (!s.linux_kernel) {
+        raise_introspection("Linux introspection is off: " +
+                            (s.linux_off_reason.empty() ? std::string("no symbol table loaded")
+                                                        : s.linux_off_reason));
+    }
+    if (s.linux_kernel->located()) {
+        return *s.linux_kernel;
+    }
+    if (!s.linux_locate_error.empty()) {
+        raise_introspection(s.linux_locate_error);
+    }
+    const PagingMode mode = mode_now();
+    if (mode != PagingMode::Long4 && mode != PagingMode::Long5) {
+        raise_introspection(
+            "the Linux kernel cannot be located yet: vCPU 0 is not in 64-bit long mode "
+            "(the guest has not booted far enough)");
+    }
+    const uint64_t ram = s.ram_bytes != 0 ? s.ram_bytes : (4ull << 30);
+    auto located = s.linux_kernel->locate(machine().physical_memory(), ram, mode);
+    if (!located) {
+        const std::string message = "cannot locate the Linux kernel in guest memory: " +
+                                    located.error();
+        // Another kernel's banner where this one's should be does not change
+        // with time: say it once, and do not scan memory again.
+        if (located.error().find("was expected") != std::string::npos) {
+            s.linux_locate_error = message + " (the symbol table is for another kernel)";
+            pyrebox::console().error(s.linux_locate_error);
+        }
+        raise_introspection(message);
+    }
+    const auto& loc = s.linux_kernel->location();
+    char text[160];
+    std::snprintf(text, sizeof text,
+                  "Linux kernel located: physical slide 0x%llx, virtual slide 0x%llx",
+                  static_cast<unsigned long long>(loc.phys_slide),
+                  static_cast<unsigned long long>(loc.virt_slide));
+    pyrebox::console().message(text);
+    return *s.linux_kernel;
+}
+
+template <typename T>
+T introspection_or_raise(Expected<T> result) {
+    if (!result) {
+        raise_introspection(result.error());
+    }
+    return std::move(result.value());
+}
+
+py::list module_dicts(const std::vector<pyrebox::vmi::linux_guest::Module>& modules) {
+    py::list out;
+    for (const auto& m : modules) {
+        py::dict d;
+        d["name"] = m.name;
+        d["fullname"] = m.fullname;
+        d["base"] = m.base;
+        d["size"] = m.size;
+        d["symbols_resolved"] = false;
+        out.append(d);
+    }
+    return out;
+}
+
 }  // namespace
 
 PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
@@ -78,6 +153,11 @@ PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
                                   "Guest memory that cannot be read or written.",
                                   PyExc_ValueError, nullptr);
     m.attr("InvalidAddress") = py::handle(g_invalid_address);
+    g_introspection_error = PyErr_NewExceptionWithDoc(
+        "_pyrebox.IntrospectionError",
+        "Guest OS introspection is off or failed (the message says why).",
+        PyExc_RuntimeError, nullptr);
+    m.attr("IntrospectionError") = py::handle(g_introspection_error);
 
     m.def(
         "write",
@@ -251,5 +331,66 @@ PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
     });
     m.def("io_write", [](uint32_t port, int size, uint64_t value) {
         value_or_raise(machine().io_write(port, size, value));
+    });
+
+    // --- Linux introspection ---
+    m.def("linux_isf_argument", [] { return session().isf_path; });
+    m.def(
+        "linux_load_symbols",
+        [](const std::string& path) -> std::string {
+            auto& s = session();
+            s.linux_kernel.reset();
+            s.linux_locate_error.clear();
+            auto table = pyrebox::vmi::SymbolTable::load(path);
+            if (!table) {
+                s.linux_off_reason = table.error();
+                throw py::value_error(table.error());
+            }
+            const auto banner = table->banner();
+            if (!banner) {
+                s.linux_off_reason = path + ": the symbol table has no kernel banner";
+                throw py::value_error(s.linux_off_reason);
+            }
+            s.linux_kernel = std::make_unique<pyrebox::vmi::linux_guest::LinuxKernel>(*table);
+            s.linux_off_reason.clear();
+            return *banner;
+        },
+        "Loads the guest kernel's ISF; returns its banner. Raises ValueError.");
+    m.def("linux_set_off", [](const std::string& reason) {
+        session().linux_kernel.reset();
+        session().linux_off_reason = reason;
+    });
+    m.def("linux_enabled", [] { return session().linux_kernel != nullptr; });
+    m.def("os_bits", [] {
+        if (session().linux_kernel) {
+            if (auto size = session().linux_kernel->symbols().pointer_size()) {
+                return static_cast<int>(*size * 8);
+            }
+        }
+        return session().is_64bit ? 64 : 32;
+    });
+    m.def("linux_processes", [] {
+        const auto& kernel = linux_kernel();
+        const auto procs =
+            introspection_or_raise(kernel.processes(machine().physical_memory(), engine().kpti()));
+        py::list out;
+        for (const auto& p : procs) {
+            py::dict d;
+            d["pid"] = p.pid;
+            d["pgd"] = p.pgd;
+            d["name"] = p.name;
+            d["kaddr"] = p.kaddr;
+            d["ppid"] = p.ppid;
+            out.append(d);
+        }
+        return out;
+    });
+    m.def("linux_modules", [](uint64_t pgd) {
+        const auto& kernel = linux_kernel();
+        auto& mem = machine().physical_memory();
+        if (pgd == 0) {
+            return module_dicts(introspection_or_raise(kernel.kernel_modules(mem)));
+        }
+        return module_dicts(introspection_or_raise(kernel.modules(mem, pgd, engine().kpti())));
     });
 }

@@ -12,6 +12,7 @@
 
 #include "core/console.h"
 #include "core/plugin_options.h"
+#include "core/session.h"
 #include "python/runtime.h"
 #include "qemu/host_check.h"
 #include "qemu/instrumentation.h"
@@ -91,6 +92,9 @@ PYREBOX_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t* i
     }
     const std::string target = info->target_name;
     pyrebox::qemu::install_instrumentation(id, info->system.max_vcpus, target == "x86_64");
+
+    pyrebox::session().isf_path = options->isf;
+    pyrebox::session().ram_bytes = options->ram_bytes;
 
     pyrebox::python::RuntimeConfig runtime{options->venv, options->pythonpath, options->conf,
                                            info->target_name, info->version.cur};

@@ -62,3 +62,13 @@ def test_missing_file_and_bad_syntax(tmp_path):
     path = write(tmp_path / "bad.conf", "no section header\n")
     with pytest.raises(config.ConfigError, match="not a valid INI file"):
         config.load(path)
+
+
+def test_symbols_isf_relative_to_the_configuration(tmp_path):
+    path = write(tmp_path / "pyrebox.conf", "[SYMBOLS]\nisf: k/kernel.isf.json.xz\n")
+    assert config.load(path).isf == str(tmp_path / "k" / "kernel.isf.json.xz")
+    assert config.load(write(tmp_path / "b.conf", "[SYMBOLS]\nisf: /abs.json\n")).isf \
+        == "/abs.json"
+    assert config.load(None).isf is None
+    with pytest.raises(config.ConfigError, match="valid keys: isf"):
+        config.load(write(tmp_path / "c.conf", "[SYMBOLS]\npath: x\n"))

@@ -42,3 +42,24 @@ TEST(PluginOptions, MissingEqualsAndBadFdAreErrors) {
     EXPECT_FALSE(parse_plugin_options({"out=-1"}, "/s").ok());
     EXPECT_FALSE(parse_plugin_options({"out=3x"}, "/s").ok());
 }
+
+TEST(PluginOptions, SymbolTableAndRamSize) {
+    const auto none = parse_plugin_options({}, "/s");
+    ASSERT_TRUE(none.ok());
+    EXPECT_EQ(none->isf, "");
+    EXPECT_EQ(none->ram_bytes, 0u);
+    const auto opts = parse_plugin_options({"isf=/g/kernel.isf.json.xz", "ram=536870912"}, "/s");
+    ASSERT_TRUE(opts.ok());
+    EXPECT_EQ(opts->isf, "/g/kernel.isf.json.xz");
+    EXPECT_EQ(opts->ram_bytes, 536870912u);
+    EXPECT_EQ(parse_plugin_options({"ram=512M"}, "/s")->ram_bytes, 512ull << 20);
+    EXPECT_EQ(parse_plugin_options({"ram=2G"}, "/s")->ram_bytes, 2ull << 30);
+}
+
+TEST(PluginOptions, BadRamSizeIsNamed) {
+    for (const char* bad : {"ram=", "ram=x", "ram=12Q", "ram=-5", "ram=5MM", "ram=99999999999T"}) {
+        const auto opts = parse_plugin_options({bad}, "/s");
+        ASSERT_FALSE(opts.ok()) << bad;
+        EXPECT_NE(opts.error().find("ram="), std::string::npos) << opts.error();
+    }
+}

@@ -1,0 +1,527 @@
+#include "vmi/linux/linux_kernel.h"
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+#include <map>
+#include <unordered_set>
+
+#include "vmi/linux/maple_tree.h"
+
+namespace pyrebox::vmi::linux_guest {
+
+namespace {
+
+std::string hex(uint64_t value) {
+    char text[24];
+    std::snprintf(text, sizeof text, "0x%" PRIx64, value);
+    return text;
+}
+
+// An integer field: where it is and how wide.
+struct Field {
+    uint64_t offset = 0;
+    size_t size = 8;
+};
+
+// Collects offsets from the ISF; the first missing one becomes the error.
+class LayoutBuilder {
+public:
+    explicit LayoutBuilder(const SymbolTable& s) : s_(s) {}
+
+    uint64_t offset(const std::string& type, const std::string& member) {
+        if (auto off = s_.member_offset(type, member)) {
+            return *off;
+        }
+        fail(type, member);
+        return 0;
+    }
+
+    // A member holding an integer or a pointer.
+    Field field(const std::string& type, const std::string& member) {
+        auto m = s_.member(type, member);
+        if (!m) {
+            fail(type, member);
+            return {};
+        }
+        Field f{m->offset, 8};
+        if (m->type.kind == "pointer") {
+            f.size = s_.pointer_size().value_or(8);
+        } else if (m->type.kind == "base" || m->type.kind == "enum") {
+            if (auto size = s_.type_size(m->type.name)) {
+                f.size = *size;
+            }
+        }
+        if (f.size == 0 || f.size > 8) {
+            set_error("the Linux symbol table gives " + type + "." + member + " a size of " +
+                      std::to_string(f.size) + " bytes, not an integer or pointer");
+        }
+        return f;
+    }
+
+    uint64_t symbol(const std::string& name) {
+        if (auto a = s_.symbol_address(name)) {
+            return *a;
+        }
+        set_error("the Linux symbol table has no symbol '" + name + "'");
+        return 0;
+    }
+
+    void set_error(std::string message) {
+        if (error_.empty()) {
+            error_ = std::move(message);
+        }
+    }
+    const std::string& error() const { return error_; }
+
+private:
+    void fail(const std::string& type, const std::string& member) {
+        set_error(s_.has_user_type(type)
+                      ? "the Linux symbol table has no member '" + member + "' in struct " + type
+                      : "the Linux symbol table has no type 'struct " + type + "'");
+    }
+
+    const SymbolTable& s_;
+    std::string error_;
+};
+
+// Kernel virtual memory, read through the kernel's page tables.
+struct Reader {
+    PhysicalMemory& mem;
+    PagingMode mode;
+    uint64_t pgd;
+
+    Expected<uint64_t> uint(uint64_t va, size_t size, const char* what) const {
+        uint64_t value = 0;
+        auto r = read_virtual(mem, mode, pgd, va, &value, size);
+        if (!r) {
+            return Error{std::string("cannot read ") + what + ": " + r.error()};
+        }
+        if (size < 8) {
+            value &= (1ull << (8 * size)) - 1;
+        }
+        return value;
+    }
+
+    Expected<uint64_t> field(uint64_t base, const Field& f, const char* what) const {
+        return uint(base + f.offset, f.size, what);
+    }
+
+    // A NUL-terminated string of at most `max` bytes, read a page at a time
+    // so that a short string near the end of a mapping reads.
+    Expected<std::string> cstring(uint64_t va, size_t max, const char* what) const {
+        std::string out;
+        while (out.size() < max) {
+            const size_t chunk =
+                std::min<uint64_t>(max - out.size(), 4096 - ((va + out.size()) & 4095));
+            std::string buf(chunk, '\0');
+            auto r = read_virtual(mem, mode, pgd, va + out.size(), buf.data(), chunk);
+            if (!r) {
+                return Error{std::string("cannot read ") + what + ": " + r.error()};
+            }
+            const auto nul = buf.find('\0');
+            if (nul != std::string::npos) {
+                return out + buf.substr(0, nul);
+            }
+            out += buf;
+        }
+        return out;
+    }
+};
+
+std::string basename(const std::string& path) {
+    const auto slash = path.rfind('/');
+    return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+}  // namespace
+
+struct LinuxKernel::Layout {
+    uint64_t init_task = 0, modules_head = 0, text = 0, end = 0;
+    uint64_t task_tasks = 0;
+    Field task_tgid, task_real_parent, task_mm, task_comm;
+    size_t comm_size = 16;
+    Field mm_pgd;
+    uint64_t mm_mt = 0;
+    MapleLayout maple;
+    Field vma_start, vma_end, vma_file;
+    uint64_t file_path = 0;
+    Field path_dentry, path_mnt;
+    Field dentry_parent;
+    uint64_t dentry_name = 0;
+    Field qstr_name;
+    // Crossing mount points: optional (not every ISF describes struct mount).
+    bool has_mounts = false;
+    Field vfsmount_root, mount_parent, mount_mountpoint;
+    uint64_t mount_mnt = 0;
+    // Loaded modules.
+    uint64_t module_list = 0, module_name = 0;
+    size_t module_name_size = 56;
+    uint64_t module_layout = 0;  // core_layout (<= 6.3) or mem[MOD_TEXT] (6.4+)
+    Field layout_base, layout_size;
+    std::string modules_error;  // why kernel_modules() cannot list .ko modules
+};
+
+Expected<const LinuxKernel::Layout*> LinuxKernel::layout() const {
+    if (layout_) {
+        return layout_.get();
+    }
+    auto l = std::make_shared<Layout>();
+    LayoutBuilder b(symbols_);
+    if (symbols_.pointer_size().value_or(8) != 8) {
+        return Error{"the Linux symbol table describes a 32-bit kernel; only x86-64 is supported"};
+    }
+    l->init_task = b.symbol("init_task");
+    l->text = b.symbol("_text");
+    l->end = b.symbol("_end");
+    l->task_tasks = b.offset("task_struct", "tasks");
+    l->task_tgid = b.field("task_struct", "tgid");
+    l->task_real_parent = b.field("task_struct", "real_parent");
+    l->task_mm = b.field("task_struct", "mm");
+    l->task_comm.offset = b.offset("task_struct", "comm");
+    if (auto comm = symbols_.member("task_struct", "comm"); comm && comm->type.count > 0) {
+        l->comm_size = comm->type.count;
+    }
+    l->mm_pgd = b.field("mm_struct", "pgd");
+    l->mm_mt = b.offset("mm_struct", "mm_mt");
+    l->vma_start = b.field("vm_area_struct", "vm_start");
+    l->vma_end = b.field("vm_area_struct", "vm_end");
+    l->vma_file = b.field("vm_area_struct", "vm_file");
+    l->file_path = b.offset("file", "f_path");
+    l->path_dentry = b.field("path", "dentry");
+    l->path_mnt = b.field("path", "mnt");
+    l->dentry_parent = b.field("dentry", "d_parent");
+    l->dentry_name = b.offset("dentry", "d_name");
+    l->qstr_name = b.field("qstr", "name");
+    if (!b.error().empty()) {
+        return Error{b.error()};
+    }
+    auto maple = MapleLayout::from_symbols(symbols_);
+    if (!maple) {
+        return Error{maple.error()};
+    }
+    l->maple = *maple;
+
+    LayoutBuilder mounts(symbols_);
+    l->vfsmount_root = mounts.field("vfsmount", "mnt_root");
+    l->mount_parent = mounts.field("mount", "mnt_parent");
+    l->mount_mountpoint = mounts.field("mount", "mnt_mountpoint");
+    l->mount_mnt = mounts.offset("mount", "mnt");
+    l->has_mounts = mounts.error().empty();
+
+    LayoutBuilder mods(symbols_);
+    l->modules_head = mods.symbol("modules");
+    l->module_list = mods.offset("module", "list");
+    l->module_name = mods.offset("module", "name");
+    if (auto name = symbols_.member("module", "name"); name && name->type.count > 0) {
+        l->module_name_size = name->type.count;
+    }
+    if (symbols_.member("module", "core_layout")) {
+        l->module_layout = mods.offset("module", "core_layout");
+        l->layout_base = mods.field("module_layout", "base");
+        l->layout_size = mods.field("module_layout", "size");
+    } else {
+        l->module_layout = mods.offset("module", "mem");  // mem[MOD_TEXT], MOD_TEXT = 0
+        l->layout_base = mods.field("module_memory", "base");
+        l->layout_size = mods.field("module_memory", "size");
+    }
+    l->modules_error = mods.error();
+    layout_ = l;
+    return layout_.get();
+}
+
+Expected<bool> LinuxKernel::locate(PhysicalMemory& mem, uint64_t ram_size, PagingMode mode) {
+    auto found = locate_kernel(symbols_, mem, ram_size, mode);
+    if (!found) {
+        return Error{found.error()};
+    }
+    set_location(*found, mode);
+    return true;
+}
+
+void LinuxKernel::set_location(const KernelLocation& location, PagingMode mode) {
+    location_ = location;
+    mode_ = mode;
+}
+
+Expected<bool> LinuxKernel::check_located() const {
+    if (!location_) {
+        return Error{"the Linux kernel has not been located in guest memory yet"};
+    }
+    return true;
+}
+
+namespace {
+
+// Calls `fn(entry)` for each entry of the circular list whose head is at
+// `head` (not the head itself). `fn` returns false to stop early.
+template <typename Fn>
+Expected<bool> walk_list(const Reader& r, uint64_t head, const std::string& name, Fn&& fn) {
+    std::unordered_set<uint64_t> seen;
+    auto next = r.uint(head, 8, ("the head of " + name).c_str());
+    if (!next) {
+        return Error{next.error()};
+    }
+    uint64_t entry = *next;
+    while (entry != head) {
+        if (entry == 0) {
+            return Error{name + " is broken: a NULL next pointer after " + std::to_string(seen.size()) +
+                         " entries"};
+        }
+        if (!seen.insert(entry).second) {
+            return Error{name + " is broken: entry " + hex(entry) + " comes back after " +
+                         std::to_string(seen.size()) + " entries without reaching the head"};
+        }
+        if (seen.size() > LinuxKernel::kMaxListEntries) {
+            return Error{name + " has more than " + std::to_string(LinuxKernel::kMaxListEntries) +
+                         " entries: giving up"};
+        }
+        auto keep = fn(entry);
+        if (!keep) {
+            return Error{keep.error()};
+        }
+        if (!*keep) {
+            break;
+        }
+        auto n = r.uint(entry, 8, (name + " entry " + hex(entry)).c_str());
+        if (!n) {
+            return Error{n.error()};
+        }
+        entry = *n;
+    }
+    return true;
+}
+
+}  // namespace
+
+Expected<std::vector<Process>> LinuxKernel::processes(PhysicalMemory& mem, bool kpti) const {
+    if (auto ok = check_located(); !ok) {
+        return Error{ok.error()};
+    }
+    auto lay = layout();
+    if (!lay) {
+        return Error{lay.error()};
+    }
+    const Layout& l = **lay;
+    const Reader r{mem, mode_, location_->pgd_paddr};
+    std::vector<Process> out;
+    const uint64_t head = l.init_task + location_->virt_slide + l.task_tasks;
+    auto walked = walk_list(r, head, "the task list (init_task.tasks)",
+                            [&](uint64_t entry) -> Expected<bool> {
+        Process p;
+        p.kaddr = entry - l.task_tasks;
+        auto tgid = r.field(p.kaddr, l.task_tgid, "task_struct.tgid");
+        auto parent = r.field(p.kaddr, l.task_real_parent, "task_struct.real_parent");
+        auto mm = r.field(p.kaddr, l.task_mm, "task_struct.mm");
+        auto comm = r.cstring(p.kaddr + l.task_comm.offset, l.comm_size, "task_struct.comm");
+        if (!tgid || !parent || !mm || !comm) {
+            return Error{"task_struct at " + hex(p.kaddr) + ": " +
+                         (!tgid ? tgid.error() : !parent ? parent.error() : !mm ? mm.error()
+                                                                               : comm.error())};
+        }
+        p.pid = *tgid;
+        p.name = *comm;
+        if (*parent != 0) {
+            auto ppid = r.field(*parent, l.task_tgid, "the parent's task_struct.tgid");
+            if (!ppid) {
+                return Error{"task_struct at " + hex(p.kaddr) + ": " + ppid.error()};
+            }
+            p.ppid = *ppid;
+        }
+        if (*mm != 0) {
+            auto pgd = r.field(*mm, l.mm_pgd, "mm_struct.pgd");
+            if (!pgd) {
+                return Error{"task_struct at " + hex(p.kaddr) + ": " + pgd.error()};
+            }
+            p.pgd = normalize_pgd(*pgd - location_->page_offset_base, PagingMode::Long4, kpti);
+        }
+        out.push_back(std::move(p));
+        return true;
+    });
+    if (!walked) {
+        return Error{walked.error()};
+    }
+    return out;
+}
+
+Expected<std::string> LinuxKernel::dentry_path(PhysicalMemory& mem, uint64_t dentry,
+                                               uint64_t vfsmount) const {
+    auto lay = layout();
+    if (!lay) {
+        return Error{lay.error()};
+    }
+    const Layout& l = **lay;
+    const Reader r{mem, mode_, location_ ? location_->pgd_paddr : 0};
+    std::vector<std::string> parts;
+    uint64_t mount = (vfsmount != 0 && l.has_mounts) ? vfsmount - l.mount_mnt : 0;
+    constexpr size_t kMaxDepth = 4096;
+    for (size_t depth = 0;; ++depth) {
+        if (depth > kMaxDepth) {
+            return Error{"the dentry chain from " + hex(dentry) + " is deeper than " +
+                         std::to_string(kMaxDepth) + " (a cycle?)"};
+        }
+        if (mount != 0) {
+            auto root = r.field(mount + l.mount_mnt, l.vfsmount_root, "vfsmount.mnt_root");
+            if (!root) {
+                return Error{root.error()};
+            }
+            if (*root == dentry) {
+                auto parent = r.field(mount, l.mount_parent, "mount.mnt_parent");
+                auto point = r.field(mount, l.mount_mountpoint, "mount.mnt_mountpoint");
+                if (!parent || !point) {
+                    return Error{!parent ? parent.error() : point.error()};
+                }
+                if (*parent == mount || *parent == 0) {
+                    break;  // the root of the root mount
+                }
+                mount = *parent;
+                dentry = *point;
+                continue;
+            }
+        }
+        auto parent = r.field(dentry, l.dentry_parent, "dentry.d_parent");
+        if (!parent) {
+            return Error{parent.error()};
+        }
+        if (*parent == dentry || *parent == 0) {
+            break;  // a root
+        }
+        auto name_ptr = r.field(dentry + l.dentry_name, l.qstr_name, "dentry.d_name.name");
+        if (!name_ptr) {
+            return Error{name_ptr.error()};
+        }
+        auto name = r.cstring(*name_ptr, 256, "a dentry's name");
+        if (!name) {
+            return Error{name.error()};
+        }
+        parts.push_back(*name);
+        dentry = *parent;
+    }
+    std::string path;
+    for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
+        path += "/" + *it;
+    }
+    return path.empty() ? std::string("/") : path;
+}
+
+Expected<std::vector<Module>> LinuxKernel::task_modules(PhysicalMemory& mem,
+                                                        uint64_t task) const {
+    if (auto ok = check_located(); !ok) {
+        return Error{ok.error()};
+    }
+    auto lay = layout();
+    if (!lay) {
+        return Error{lay.error()};
+    }
+    const Layout& l = **lay;
+    const Reader r{mem, mode_, location_->pgd_paddr};
+    auto mm = r.field(task, l.task_mm, "task_struct.mm");
+    if (!mm) {
+        return Error{mm.error()};
+    }
+    if (*mm == 0) {
+        return std::vector<Module>{};  // a kernel thread maps no files
+    }
+    auto vmas = maple_tree_entries(mem, mode_, location_->pgd_paddr, l.maple, *mm + l.mm_mt);
+    if (!vmas) {
+        return Error{"the VMAs of the mm_struct at " + hex(*mm) + ": " + vmas.error()};
+    }
+    std::map<std::string, Module> by_path;
+    std::map<uint64_t, std::string> path_of_dentry;
+    for (const auto& entry : *vmas) {
+        const uint64_t vma = entry.value;
+        auto start = r.field(vma, l.vma_start, "vm_area_struct.vm_start");
+        auto end = r.field(vma, l.vma_end, "vm_area_struct.vm_end");
+        auto file = r.field(vma, l.vma_file, "vm_area_struct.vm_file");
+        if (!start || !end || !file) {
+            return Error{"vm_area_struct at " + hex(vma) + ": " +
+                         (!start ? start.error() : !end ? end.error() : file.error())};
+        }
+        if (*file == 0) {
+            continue;
+        }
+        auto dentry = r.field(*file + l.file_path, l.path_dentry, "file.f_path.dentry");
+        auto mnt = r.field(*file + l.file_path, l.path_mnt, "file.f_path.mnt");
+        if (!dentry || !mnt) {
+            return Error{"struct file at " + hex(*file) + ": " +
+                         (!dentry ? dentry.error() : mnt.error())};
+        }
+        auto known = path_of_dentry.find(*dentry);
+        if (known == path_of_dentry.end()) {
+            auto path = dentry_path(mem, *dentry, *mnt);
+            if (!path) {
+                return Error{"the file mapped at " + hex(*start) + ": " + path.error()};
+            }
+            known = path_of_dentry.emplace(*dentry, *path).first;
+        }
+        auto [it, fresh] = by_path.try_emplace(known->second);
+        Module& m = it->second;
+        if (fresh) {
+            m.fullname = known->second;
+            m.name = basename(m.fullname);
+            m.base = *start;
+            m.size = *end - *start;
+        } else {
+            const uint64_t top = std::max(m.base + m.size, *end);
+            m.base = std::min(m.base, *start);
+            m.size = top - m.base;
+        }
+    }
+    std::vector<Module> out;
+    for (auto& [path, m] : by_path) {
+        out.push_back(std::move(m));
+    }
+    std::sort(out.begin(), out.end(),
+              [](const Module& a, const Module& b) { return a.base < b.base; });
+    return out;
+}
+
+Expected<std::vector<Module>> LinuxKernel::modules(PhysicalMemory& mem, uint64_t pgd,
+                                                   bool kpti) const {
+    auto procs = processes(mem, kpti);
+    if (!procs) {
+        return Error{procs.error()};
+    }
+    for (const auto& p : *procs) {
+        if (p.pgd == pgd && pgd != 0) {
+            return task_modules(mem, p.kaddr);
+        }
+    }
+    return Error{"no process has pgd " + hex(pgd)};
+}
+
+Expected<std::vector<Module>> LinuxKernel::kernel_modules(PhysicalMemory& mem) const {
+    if (auto ok = check_located(); !ok) {
+        return Error{ok.error()};
+    }
+    auto lay = layout();
+    if (!lay) {
+        return Error{lay.error()};
+    }
+    const Layout& l = **lay;
+    std::vector<Module> out;
+    out.push_back({"vmlinux", "vmlinux", l.text + location_->virt_slide, l.end - l.text});
+    if (!l.modules_error.empty()) {
+        return Error{"cannot list kernel modules: " + l.modules_error};
+    }
+    const Reader r{mem, mode_, location_->pgd_paddr};
+    auto walked = walk_list(r, l.modules_head + location_->virt_slide, "the module list (modules)",
+                            [&](uint64_t entry) -> Expected<bool> {
+        const uint64_t module = entry - l.module_list;
+        auto name = r.cstring(module + l.module_name, l.module_name_size, "module.name");
+        auto base = r.field(module + l.module_layout, l.layout_base, "the module's base");
+        auto size = r.field(module + l.module_layout, l.layout_size, "the module's size");
+        if (!name || !base || !size) {
+            return Error{"struct module at " + hex(module) + ": " +
+                         (!name ? name.error() : !base ? base.error() : size.error())};
+        }
+        out.push_back({*name, *name, *base, *size});
+        return true;
+    });
+    if (!walked) {
+        return Error{walked.error()};
+    }
+    return out;
+}
+
+}  // namespace pyrebox::vmi::linux_guest

@@ -1,0 +1,92 @@
+// A running x86-64 Linux kernel seen from outside: its processes, the files
+// each process maps, and the kernel's own modules, read from guest memory
+// with the offsets of an ISF symbol table.
+//
+// Use: construct from the kernel's SymbolTable; locate() once the guest has
+// booted far enough to have its page tables (it calls locate_kernel), or
+// set_location() with a known KernelLocation; then the lists. Every kernel
+// structure is read through the kernel's own page tables (init_top_pgt).
+//
+// Every offset comes from the ISF; a missing type, member or symbol is an
+// error naming it. List walks are bounded: a list that does not come back
+// to its head within kMaxListEntries entries, or that revisits an entry, is
+// an error naming the list.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/expected.h"
+#include "vmi/isf.h"
+#include "vmi/linux/kernel_locator.h"
+#include "vmi/paging.h"
+
+namespace pyrebox::vmi::linux_guest {
+
+struct Process {
+    uint64_t pid = 0;   // the thread group id (what user space calls the pid)
+    uint64_t ppid = 0;  // real_parent->tgid
+    std::string name;   // comm
+    // The physical address of the process's top-level page table
+    // (mm->pgd - page_offset_base), normalised as normalize_pgd does for
+    // CR3 values; 0 for kernel threads (no mm).
+    uint64_t pgd = 0;
+    uint64_t kaddr = 0;  // the task_struct's kernel virtual address
+};
+
+struct Module {
+    std::string name;      // basename
+    std::string fullname;  // the path, from the dentries
+    uint64_t base = 0;
+    uint64_t size = 0;
+};
+
+class LinuxKernel {
+public:
+    static constexpr size_t kMaxListEntries = 1 << 16;
+
+    explicit LinuxKernel(SymbolTable symbols) : symbols_(std::move(symbols)) {}
+
+    const SymbolTable& symbols() const { return symbols_; }
+
+    // Finds the kernel in memory (see locate_kernel) and keeps the result.
+    Expected<bool> locate(PhysicalMemory& mem, uint64_t ram_size, PagingMode mode);
+    void set_location(const KernelLocation& location, PagingMode mode = PagingMode::Long4);
+    bool located() const { return location_.has_value(); }
+    const KernelLocation& location() const { return *location_; }
+    PagingMode mode() const { return mode_; }
+
+    // The thread group leaders on init_task.tasks, in list order (init_task
+    // itself, pid 0, is not one of them). `kpti` as for normalize_pgd.
+    Expected<std::vector<Process>> processes(PhysicalMemory& mem, bool kpti) const;
+
+    // The files mapped by the process whose (normalised) pgd is `pgd`, one
+    // entry per file (lowest vm_start .. highest vm_end), sorted by base.
+    Expected<std::vector<Module>> modules(PhysicalMemory& mem, uint64_t pgd, bool kpti) const;
+    // The same for the task_struct at `task`.
+    Expected<std::vector<Module>> task_modules(PhysicalMemory& mem, uint64_t task) const;
+
+    // The kernel image ("vmlinux", _text .. _end) then each loaded module on
+    // the `modules` list.
+    Expected<std::vector<Module>> kernel_modules(PhysicalMemory& mem) const;
+
+    // The path of the dentry at `dentry` on the mount whose struct vfsmount
+    // is at `vfsmount` (0: do not cross mounts).
+    Expected<std::string> dentry_path(PhysicalMemory& mem, uint64_t dentry,
+                                      uint64_t vfsmount) const;
+
+private:
+    struct Layout;
+    Expected<const Layout*> layout() const;
+    Expected<bool> check_located() const;
+
+    SymbolTable symbols_;
+    std::optional<KernelLocation> location_;
+    PagingMode mode_ = PagingMode::Long4;
+    mutable std::shared_ptr<const Layout> layout_;
+};
+
+}  // namespace pyrebox::vmi::linux_guest
