@@ -90,7 +90,7 @@ class EngineChecks:
         r = probe_run[0]
         assert r["cpuid_opcode"] == CPUIDS
         assert r["cpuid_opcode_next_ok"] == CPUIDS  # next_pc and cpu.RIP = following insn
-        assert r["opcode_other"] == 0
+        assert r["opcode_other"] == 0  # no other user-space cpuid
 
     def test_insn_end_sees_the_state_after_the_instruction(self, probe_run):
         assert probe_run[0]["insn_end_cpuid"] == CPUIDS
