@@ -54,12 +54,8 @@ def load_linux_symbols(cfg: config_mod.Config) -> None:
         _pyrebox.linux_set_off(reason)
         output.warning(f"{reason}: process and module lists are off")
         return
-    try:
-        banner = _pyrebox.linux_load_symbols(path)
-    except ValueError as e:
-        output.warning(f"Linux symbols not loaded: {e}; process and module lists are off")
-        return
-    output.message(f"Linux symbols: {banner.strip()}")
+    # Loads in the background and reports its outcome; the first use waits.
+    _pyrebox.linux_load_symbols(path)
 
 
 def _script_search_path(cfg: config_mod.Config) -> list[str]:

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <future>
 #include <memory>
 #include <string>
 
@@ -29,6 +30,9 @@ struct Session {
     std::unique_ptr<vmi::linux_guest::LinuxKernel> linux_kernel;
     std::string linux_off_reason;  // why linux_kernel is null, for messages
     std::string linux_locate_error;  // a final failure to locate the kernel
+    // The symbol table loads in the background (a large ISF takes a few
+    // hundred ms and is not needed until a script asks): the first use waits.
+    std::shared_future<void> linux_loading;
 };
 
 Session& session();

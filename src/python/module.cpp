@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <future>
 #include <optional>
 #include <string>
 
@@ -79,8 +80,19 @@ pyrebox::vmi::PagingMode mode_now() { return machine().paging_mode(0); }
 
 // The guest's Linux kernel, located in memory on first use (the page tables
 // it is found through exist only once the guest has booted).
+// Waits (without the GIL) for a symbol table still loading.
+// Callers hold the GIL, which serialises the copy of the future.
+void wait_for_symbols() {
+    const std::shared_future<void> loading = session().linux_loading;
+    if (loading.valid()) {
+        py::gil_scoped_release unlocked;
+        loading.wait();
+    }
+}
+
 const pyrebox::vmi::linux_guest::LinuxKernel& linux_kernel() {
     using pyrebox::vmi::PagingMode;
+    wait_for_symbols();
     auto& s = session();
     if (!s.linux_kernel) {
         raise_introspection("Linux introspection is off: " +
@@ -337,31 +349,49 @@ PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
     m.def("linux_isf_argument", [] { return session().isf_path; });
     m.def(
         "linux_load_symbols",
-        [](const std::string& path) -> std::string {
+        [](const std::string& path) {
             auto& s = session();
+            wait_for_symbols();
             s.linux_kernel.reset();
             s.linux_locate_error.clear();
-            auto table = pyrebox::vmi::SymbolTable::load(path);
-            if (!table) {
-                s.linux_off_reason = table.error();
-                throw py::value_error(table.error());
-            }
-            const auto banner = table->banner();
-            if (!banner) {
-                s.linux_off_reason = path + ": the symbol table has no kernel banner";
-                throw py::value_error(s.linux_off_reason);
-            }
-            s.linux_kernel = std::make_unique<pyrebox::vmi::linux_guest::LinuxKernel>(*table);
-            s.linux_off_reason.clear();
-            return *banner;
+            s.linux_off_reason = "the symbol table " + path + " is still loading";
+            // Loaded off the main thread; the outcome is printed when known.
+            s.linux_loading = std::async(std::launch::async, [path] {
+                auto& s = session();
+                auto table = pyrebox::vmi::SymbolTable::load(path);
+                std::string problem;
+                if (!table) {
+                    problem = table.error();
+                } else if (!table->banner()) {
+                    problem = path + ": the symbol table has no kernel banner";
+                }
+                if (!problem.empty()) {
+                    s.linux_off_reason = problem;
+                    pyrebox::console().write_lines(
+                        "[pyrebox] warning: ",
+                        "Linux symbols not loaded: " + problem +
+                            "; process and module lists are off");
+                    return;
+                }
+                const std::string banner = *table->banner();
+                s.linux_kernel = std::make_unique<pyrebox::vmi::linux_guest::LinuxKernel>(*table);
+                s.linux_off_reason.clear();
+                pyrebox::console().message("Linux symbols: " +
+                                           banner.substr(0, banner.find_last_not_of(" \n") + 1));
+            });
         },
-        "Loads the guest kernel's ISF; returns its banner. Raises ValueError.");
+        "Starts loading the guest kernel's ISF in the background; the outcome is printed.");
     m.def("linux_set_off", [](const std::string& reason) {
+        wait_for_symbols();
         session().linux_kernel.reset();
         session().linux_off_reason = reason;
     });
-    m.def("linux_enabled", [] { return session().linux_kernel != nullptr; });
+    m.def("linux_enabled", [] {
+        wait_for_symbols();
+        return session().linux_kernel != nullptr;
+    });
     m.def("os_bits", [] {
+        wait_for_symbols();
         if (session().linux_kernel) {
             if (auto size = session().linux_kernel->symbols().pointer_size()) {
                 return static_cast<int>(*size * 8);
