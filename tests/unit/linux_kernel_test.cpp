@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "fake_ram.h"
+
 #include <array>
 #include <map>
 #include <string>
@@ -14,45 +16,7 @@ using pyrebox::vmi::SymbolTable;
 using pyrebox::vmi::linux_guest::KernelLocation;
 using pyrebox::vmi::linux_guest::LinuxKernel;
 
-// Guest memory made of the pages a test writes. The kernel is set up with
-// paging off (virtual == physical), so the structures sit at their kernel
-// addresses.
-class FakeRam : public PhysicalMemory {
-public:
-    bool read(uint64_t paddr, void* buf, size_t len) override {
-        auto* out = static_cast<uint8_t*>(buf);
-        for (size_t i = 0; i < len; ++i) {
-            auto it = pages_.find((paddr + i) & ~0xFFFull);
-            if (it == pages_.end()) {
-                return false;
-            }
-            out[i] = it->second[(paddr + i) & 0xFFF];
-        }
-        return true;
-    }
-    bool write(uint64_t, const void*, size_t) override { return false; }
-
-    void put(uint64_t addr, uint64_t value, size_t size = 8) {
-        for (size_t i = 0; i < size; ++i) {
-            byte(addr + i) = static_cast<uint8_t>(value >> (8 * i));
-        }
-    }
-    void put_string(uint64_t addr, const std::string& s) {
-        for (size_t i = 0; i <= s.size(); ++i) {
-            byte(addr + i) = i < s.size() ? static_cast<uint8_t>(s[i]) : 0;
-        }
-    }
-
-private:
-    uint8_t& byte(uint64_t addr) {
-        auto [it, inserted] = pages_.try_emplace(addr & ~0xFFFull);
-        if (inserted) {
-            it->second.fill(0);
-        }
-        return it->second[addr & 0xFFF];
-    }
-    std::map<uint64_t, std::array<uint8_t, 4096>> pages_;
-};
+using pyrebox::testing::FakeRam;
 
 // task_struct: tasks@16 (list_head), tgid@32 (int), real_parent@40, mm@48,
 // comm@64 (char[16]); mm_struct: mm_mt@0 (in an anonymous struct), pgd@80.

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "fake_ram.h"
+
 #include <array>
 #include <map>
 #include <string>
@@ -17,36 +19,7 @@ using pyrebox::vmi::linux_guest::maple_tree_entries;
 using pyrebox::vmi::linux_guest::MapleEntry;
 using pyrebox::vmi::linux_guest::MapleLayout;
 
-// Guest RAM made of the pages a test writes.
-class FakeRam : public PhysicalMemory {
-public:
-    bool read(uint64_t paddr, void* buf, size_t len) override {
-        auto* out = static_cast<uint8_t*>(buf);
-        for (size_t i = 0; i < len; ++i) {
-            auto it = pages_.find((paddr + i) & ~0xFFFull);
-            if (it == pages_.end()) {
-                return false;
-            }
-            out[i] = it->second[(paddr + i) & 0xFFF];
-        }
-        return true;
-    }
-
-    bool write(uint64_t, const void*, size_t) override { return false; }
-
-    void put(uint64_t paddr, uint64_t value, size_t size = 8) {
-        for (size_t i = 0; i < size; ++i) {
-            auto [it, inserted] = pages_.try_emplace((paddr + i) & ~0xFFFull);
-            if (inserted) {
-                it->second.fill(0);
-            }
-            it->second[(paddr + i) & 0xFFF] = static_cast<uint8_t>(value >> (8 * i));
-        }
-    }
-
-private:
-    std::map<uint64_t, std::array<uint8_t, 4096>> pages_;
-};
+using pyrebox::testing::FakeRam;
 
 // The direct map: kernel virtual 0xffff888000000000 + pa -> pa, with one
 // 1 GiB page, in the 4-level tables at 0x1000.
