@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "callback_specs.h"
+
 #include <functional>
 #include <memory>
 #include <ostream>
@@ -62,30 +64,9 @@ private:
     bool* destroyed_;
 };
 
-CallbackSpec generic(CallbackType type, bool all_processes = false) {
-    CallbackSpec spec;
-    spec.type = type;
-    spec.all_processes = all_processes;
-    return spec;
-}
-
-CallbackSpec at_address(CallbackType type, uint64_t addr,
-                        std::optional<uint64_t> pgd = std::nullopt) {
-    CallbackSpec spec;
-    spec.type = type;
-    spec.addr = addr;
-    spec.pgd = pgd;
-    return spec;
-}
-
-CallbackSpec opcode_range(uint16_t first, uint16_t last, bool all_processes = false) {
-    CallbackSpec spec;
-    spec.type = CallbackType::OpcodeRange;
-    spec.opcode_first = first;
-    spec.opcode_last = last;
-    spec.all_processes = all_processes;
-    return spec;
-}
+using pyrebox::testing::at_address;
+using pyrebox::testing::generic;
+using pyrebox::testing::opcode_range;
 
 Event event_of(CallbackType type, uint64_t pc = 0, uint64_t pgd = 0) {
     Event e;

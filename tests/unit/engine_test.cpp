@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "callback_specs.h"
+
 #include <array>
 #include <memory>
 #include <vector>
@@ -47,30 +49,9 @@ public:
     int monitored_calls = 0;
 };
 
-CallbackSpec generic(CallbackType type, bool all_processes = false) {
-    CallbackSpec spec;
-    spec.type = type;
-    spec.all_processes = all_processes;
-    return spec;
-}
-
-CallbackSpec at_address(CallbackType type, uint64_t addr,
-                        std::optional<uint64_t> pgd = std::nullopt) {
-    CallbackSpec spec;
-    spec.type = type;
-    spec.addr = addr;
-    spec.pgd = pgd;
-    return spec;
-}
-
-CallbackSpec opcode_range(uint16_t first, uint16_t last, bool all_processes = false) {
-    CallbackSpec spec;
-    spec.type = CallbackType::OpcodeRange;
-    spec.opcode_first = first;
-    spec.opcode_last = last;
-    spec.all_processes = all_processes;
-    return spec;
-}
+using pyrebox::testing::at_address;
+using pyrebox::testing::generic;
+using pyrebox::testing::opcode_range;
 
 constexpr TbInfo kTb1{0x401000, 0x10, 4, 0x40100c};
 constexpr TbInfo kTb2{0x402000, 0x8, 2, 0x402005};
