@@ -1,9 +1,10 @@
 """The demo script of `make demo`.
 
-Shows the script life-cycle and the execution engine on the default guest's
-static_loop program: when static_loop reaches `main`, the script starts
-monitoring its address space, counts the calls to `pyrebox_step` and the
-one-byte writes into `pyrebox_buffer`, and reports when the VM powers off.
+Shows the script life-cycle, the execution engine and Linux introspection on
+the default guest's static_loop program: when static_loop reaches `main`, the
+script shows its process-list entry and mapped files, starts monitoring its
+address space, counts the calls to `pyrebox_step` and the one-byte writes
+into `pyrebox_buffer`, and reports when the VM powers off.
 
 A PyREBox script defines initialize_callbacks(module_hdl, printer), called
 when the script is loaded, and clean(), called when it is unloaded.
@@ -41,9 +42,25 @@ def on_main(cpu_index, cpu):
     printer(f"static_loop reached main at {cpu.RIP:#x} in address space {pgd:#x}; "
             f"monitoring it")
     api.start_monitoring_process(pgd)
+    show_process(pgd)
     cm.add_callback(CallbackManager.BLOCK_BEGIN_CB, on_step, addr=symbols["pyrebox_step"],
                     pgd=pgd)
     cm.add_callback(CallbackManager.MEM_WRITE_CB, on_write, name="buffer_writes")
+
+
+def show_process(pgd):
+    """What Linux introspection tells about the process: its entry in the
+    process list and the files it maps."""
+    try:
+        process = next(p for p in api.get_process_list() if p["pgd"] == pgd)
+        modules = api.get_module_list(pgd)
+    except (api.IntrospectionError, StopIteration) as e:
+        printer(f"no process details: {e or 'not in the process list'}")
+        return
+    printer(f"process {process['name']} pid {process['pid']} (parent {process['ppid']}), "
+            f"task_struct at {process['kaddr']:#x}")
+    for module in modules:
+        printer(f"  maps {module['fullname']} at {module['base']:#x} ({module['size']:#x} bytes)")
 
 
 def on_step(cpu_index, cpu, tb):
