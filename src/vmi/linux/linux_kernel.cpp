@@ -244,11 +244,11 @@ void LinuxKernel::set_location(const KernelLocation& location, PagingMode mode) 
     mode_ = mode;
 }
 
-Expected<bool> LinuxKernel::check_located() const {
+Expected<const LinuxKernel::Layout*> LinuxKernel::located_layout() const {
     if (!location_) {
         return Error{"the Linux kernel has not been located in guest memory yet"};
     }
-    return true;
+    return layout();
 }
 
 namespace {
@@ -295,10 +295,7 @@ Expected<bool> walk_list(const Reader& r, uint64_t head, const std::string& name
 }  // namespace
 
 Expected<std::vector<Process>> LinuxKernel::processes(PhysicalMemory& mem, bool kpti) const {
-    if (auto ok = check_located(); !ok) {
-        return Error{ok.error()};
-    }
-    auto lay = layout();
+    auto lay = located_layout();
     if (!lay) {
         return Error{lay.error()};
     }
@@ -406,10 +403,7 @@ Expected<std::string> LinuxKernel::dentry_path(PhysicalMemory& mem, uint64_t den
 
 Expected<std::vector<Module>> LinuxKernel::task_modules(PhysicalMemory& mem,
                                                         uint64_t task) const {
-    if (auto ok = check_located(); !ok) {
-        return Error{ok.error()};
-    }
-    auto lay = layout();
+    auto lay = located_layout();
     if (!lay) {
         return Error{lay.error()};
     }
@@ -491,10 +485,7 @@ Expected<std::vector<Module>> LinuxKernel::modules(PhysicalMemory& mem, uint64_t
 }
 
 Expected<std::vector<Module>> LinuxKernel::kernel_modules(PhysicalMemory& mem) const {
-    if (auto ok = check_located(); !ok) {
-        return Error{ok.error()};
-    }
-    auto lay = layout();
+    auto lay = located_layout();
     if (!lay) {
         return Error{lay.error()};
     }

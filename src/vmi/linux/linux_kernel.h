@@ -81,7 +81,8 @@ public:
 private:
     struct Layout;
     Expected<const Layout*> layout() const;
-    Expected<bool> check_located() const;
+    // The layout, once the kernel has been located (every walk needs both).
+    Expected<const Layout*> located_layout() const;
 
     SymbolTable symbols_;
     std::optional<KernelLocation> location_;
