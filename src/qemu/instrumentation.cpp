@@ -147,11 +147,10 @@ void cb_cr3_load(unsigned vcpu, void* udata) {
 }
 
 void cb_memory(unsigned vcpu, qemu_plugin_meminfo_t info, uint64_t vaddr, void* udata) {
+    // Reads and writes are instrumented only when some callback wants them
+    // (translation chooses R, W or RW); a kind nobody listens to reaches no
+    // callback in dispatch.
     const bool is_write = qemu_plugin_mem_is_store(info);
-    const auto plan = session().registry.plan();
-    if (is_write ? !plan->mem_write : !plan->mem_read) {
-        return;
-    }
     const uint64_t size = uint64_t{1} << qemu_plugin_mem_size_shift(info);
     uint64_t paddr = ~uint64_t{0};
     if (const qemu_plugin_hwaddr* hw = qemu_plugin_get_hwaddr(info, vaddr);
