@@ -72,6 +72,11 @@ KERNEL_ARCH = "amd64"
 # /init insmods them, dependencies first, from /etc/pyrebox/modules.
 KERNEL_MODULES: list[str] = []
 
+# Kernel modules put into the initramfs but not loaded: tests insmod/rmmod
+# them to see module events.  crc7 is a small library module with no
+# dependencies and no hardware behind it; it exports crc7_be.
+KERNEL_MODULES_ON_DEMAND: list[str] = ["crc7"]
+
 # How each program in guest/programs is linked: (linkage, extra gcc flags).
 # Static, non-PIE programs have fixed addresses that tests read from their
 # symbol tables; the dynamic one exercises the loader and glibc.  A .c file
@@ -88,9 +93,14 @@ PROGRAMS = {
     "workload": ("static", ["-Wl,-Ttext-segment=0x40000000"]),
     "wx": ("static", ["-Wl,-Ttext-segment=0x50000000"]),
     "dyn_libc": ("dynamic", []),
+    "dl_cycle": ("dynamic", []),
+    # A shared library (installed as /usr/local/lib/<name>.so) that dl_cycle
+    # loads with dlopen and unloads with dlclose.
+    "libdltest": ("shared", ["-fPIC"]),
 }
 COMMON_CFLAGS = ["-Wall", "-Wextra"]
 GUEST_PROGRAM_DIR = "/usr/local/bin"
+GUEST_LIBRARY_DIR = "/usr/local/lib"
 
 # Fixed timestamp for cpio entries and the gzip header: same inputs, same bytes.
 IMAGE_MTIME = 0
@@ -284,8 +294,10 @@ def compile_programs(out: Path) -> list[dict]:
     for source in program_sources():
         name = source.stem
         linkage, extra_flags = PROGRAMS.get(name, ("dynamic", []))
-        flags = (STATIC_FLAGS if linkage == "static" else DYNAMIC_FLAGS) + extra_flags
-        target = bin_dir / name
+        flags = {"static": STATIC_FLAGS, "shared": [*DYNAMIC_FLAGS, "-shared"]}.get(linkage, DYNAMIC_FLAGS)
+        flags = flags + extra_flags
+        file_name = f"{name}.so" if linkage == "shared" else name
+        target = bin_dir / file_name
         partial = bin_dir / f".{name}.partial"
         log(f"compiling {source.name} ({linkage})")
         try:
@@ -301,8 +313,8 @@ def compile_programs(out: Path) -> list[dict]:
             {
                 "name": name,
                 "linkage": linkage,
-                "host_path": f"programs/{name}",
-                "guest_path": f"{GUEST_PROGRAM_DIR}/{name}",
+                "host_path": f"programs/{file_name}",
+                "guest_path": f"{GUEST_LIBRARY_DIR if linkage == 'shared' else GUEST_PROGRAM_DIR}/{file_name}",
             }
         )
     return programs
@@ -465,20 +477,28 @@ def resolve_modules(modules_dir: Path, names: list[str]) -> list[tuple[str, list
     return [(relpath, deps.get(relpath, [])) for relpath in load_order(deps, wanted)]
 
 
-def add_kernel_modules(archive, modules_dir: Path, release: str, names: list[str]) -> list[str]:
-    """Put NAMES (plus dependencies) under /lib/modules/<release>, with a
-    matching modules.dep and the load order in /etc/pyrebox/modules."""
-    if not names:
+def add_kernel_modules(
+    archive, modules_dir: Path, release: str, names: list[str], on_demand: list[str] = ()
+) -> list[str]:
+    """Put NAMES and ON_DEMAND (plus dependencies) under /lib/modules/<release>
+    (uncompressed, so busybox insmod takes them), with a matching modules.dep;
+    the load order of NAMES goes to /etc/pyrebox/modules."""
+    if not names and not on_demand:
         return []
     plain = lambda relpath: re.sub(r"\.ko\.(xz|gz|zst)$", ".ko", relpath)  # noqa: E731
     base = f"/lib/modules/{release}"
-    insmod_order, dep_lines = [], []
-    for relpath, dependencies in resolve_modules(modules_dir, names):
-        archive.add_file(f"{base}/{plain(relpath)}", read_module(modules_dir / relpath))
-        insmod_order.append(f"{base}/{plain(relpath)}")
-        dep_lines.append(f"{plain(relpath)}: {' '.join(plain(d) for d in dependencies)}".rstrip())
+    insmod_order, dep_lines, added = [], [], set()
+    for wanted, load in ((names, True), (on_demand, False)):
+        for relpath, dependencies in resolve_modules(modules_dir, list(wanted)) if wanted else []:
+            if relpath not in added:
+                added.add(relpath)
+                archive.add_file(f"{base}/{plain(relpath)}", read_module(modules_dir / relpath))
+                dep_lines.append(f"{plain(relpath)}: {' '.join(plain(d) for d in dependencies)}".rstrip())
+            if load and f"{base}/{plain(relpath)}" not in insmod_order:
+                insmod_order.append(f"{base}/{plain(relpath)}")
     archive.add_file(f"{base}/modules.dep", ("\n".join(dep_lines) + "\n").encode())
-    archive.add_file("/etc/pyrebox/modules", ("\n".join(insmod_order) + "\n").encode())
+    if insmod_order:
+        archive.add_file("/etc/pyrebox/modules", ("\n".join(insmod_order) + "\n").encode())
     return insmod_order
 
 
@@ -527,7 +547,7 @@ def build_initramfs(
     for library in libraries:
         add_host_file_as_is(archive, library)
 
-    modules = add_kernel_modules(archive, modules_dir, release, KERNEL_MODULES)
+    modules = add_kernel_modules(archive, modules_dir, release, KERNEL_MODULES, KERNEL_MODULES_ON_DEMAND)
     return archive, modules
 
 
@@ -666,7 +686,7 @@ def build(out: Path, force: bool) -> None:
 
     libraries: list[str] = []
     for program in programs:
-        if program["linkage"] == "dynamic":
+        if program["linkage"] in ("dynamic", "shared"):
             for library in shared_libraries(out / program["host_path"]):
                 if library not in libraries:
                     libraries.append(library)
