@@ -37,8 +37,10 @@ LOADMODULE_CB = 16
 REMOVEMODULE_CB = 17
 
 TYPE_NAMES = {value: name for name, value in globals().items() if name.endswith("_CB")}
+PROCESS_EVENT_TYPES = {CREATEPROC_CB, REMOVEPROC_CB, LOADMODULE_CB, REMOVEMODULE_CB}
 ENGINE_TYPES = {BLOCK_BEGIN_CB, BLOCK_END_CB, INSN_BEGIN_CB, INSN_END_CB, MEM_READ_CB,
-                MEM_WRITE_CB, OPCODE_RANGE_CB, TLB_EXEC_CB, CONTEXTCHANGE_CB}
+                MEM_WRITE_CB, OPCODE_RANGE_CB, TLB_EXEC_CB, CONTEXTCHANGE_CB,
+                *PROCESS_EVENT_TYPES}
 
 
 class ErrorReporter:
@@ -181,6 +183,25 @@ def _make_adapter(callback_type: int, func, new_style: bool, report):
                     func(old_pgd, new_pgd)
             except Exception as e:
                 report(e)
+    elif callback_type in (CREATEPROC_CB, REMOVEPROC_CB):
+        def adapter(pid, pgd, name):
+            try:
+                if new_style:
+                    func({"pid": pid, "pgd": pgd, "name": name})
+                else:
+                    func(pid, pgd, name)
+            except Exception as e:
+                report(e)
+    elif callback_type in (LOADMODULE_CB, REMOVEMODULE_CB):
+        def adapter(pid, pgd, base, size, name, fullname):
+            try:
+                if new_style:
+                    func({"pid": pid, "pgd": pgd, "base": base, "size": size, "name": name,
+                          "fullname": fullname})
+                else:
+                    func(pid, pgd, base, size, name, fullname)
+            except Exception as e:
+                report(e)
     else:
         raise ValueError(f"no adapter for callback type {callback_type}")
     return adapter
@@ -263,6 +284,9 @@ class CallbackManager:
                     start_opcode=start_opcode or 0, end_opcode=end_opcode or 0)
         self.callbacks[name], _ = _pyrebox.register_callback(**spec)
         self._specs[name] = spec
+        if callback_type in PROCESS_EVENT_TYPES and not _pyrebox.linux_enabled():
+            print(f"[pyrebox] warning: {owner}: {type_name} {name!r} is registered but will not "
+                  f"fire: {_pyrebox.linux_off_reason()}")
         return name
 
     def rm_callback(self, name: str) -> None:

@@ -19,14 +19,17 @@ std::optional<std::string> validate(const CallbackSpec& spec) {
     const auto name = std::string(callback_type_name(spec.type));
     const bool addressable =
         spec.type == CallbackType::BlockBegin || spec.type == CallbackType::InsnBegin;
-    if (!is_engine_type(spec.type)) {
-        return name + " is not delivered by the execution engine";
+    const bool module_event =
+        spec.type == CallbackType::LoadModule || spec.type == CallbackType::RemoveModule;
+    if (!is_engine_type(spec.type) && !is_process_event_type(spec.type)) {
+        return name + " is not delivered by this version of PyREBox";
     }
     if (spec.addr && !addressable) {
         return "addr applies to BLOCK_BEGIN_CB and INSN_BEGIN_CB only, not " + name;
     }
-    if (spec.pgd && !spec.addr) {
-        return "pgd needs addr (an address-specific BLOCK_BEGIN_CB or INSN_BEGIN_CB)";
+    if (spec.pgd && !spec.addr && !module_event) {
+        return "pgd needs addr (an address-specific BLOCK_BEGIN_CB or INSN_BEGIN_CB), "
+               "or a LOADMODULE_CB / REMOVEMODULE_CB";
     }
     if (spec.type == CallbackType::OpcodeRange) {
         if (spec.opcode_first > spec.opcode_last) {
@@ -159,7 +162,11 @@ void CallbackRegistry::dispatch(const Event& event, bool monitored, bool at_addr
             continue;  // removed during this dispatch
         }
         const CallbackSpec& spec = entry->spec;
-        if (spec.addr) {
+        if (is_process_event_type(spec.type)) {
+            if (spec.pgd && *spec.pgd != event.pgd) {
+                continue;
+            }
+        } else if (spec.addr) {
             if (!at_address || *spec.addr != event.pc || (spec.pgd && *spec.pgd != event.pgd)) {
                 continue;
             }
@@ -199,6 +206,7 @@ bool CallbackRegistry::republish_locked() {
                 continue;
             }
             const bool all = s.all_processes;
+            plan->process_events |= is_process_event_type(s.type);
             switch (s.type) {
                 case CallbackType::BlockBegin: (all ? plan->block_begin_all : plan->block_begin) = true; break;
                 case CallbackType::BlockEnd: (all ? plan->block_end_all : plan->block_end) = true; break;

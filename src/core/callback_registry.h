@@ -68,6 +68,9 @@ struct Plan {
     bool opcode_all = false;
     // Addresses with address-specific BLOCK_BEGIN / INSN_BEGIN callbacks.
     std::unordered_set<uint64_t> exec_addrs;
+    // Some CREATEPROC/REMOVEPROC/LOADMODULE/REMOVEMODULE callback exists
+    // (Linux introspection then tracks processes and modules).
+    bool process_events = false;
     // OPCODE_RANGE ranges (inclusive), merged as registered.
     std::vector<std::pair<uint16_t, uint16_t>> opcode_ranges;
 
@@ -94,6 +97,8 @@ public:
     // match: gated ones only when `monitored`; address-specific ones only
     // when `at_address` and the address/pgd match (they never fire from the
     // generic path, and generic ones never from the address path).
+    // Process and module events reach every callback of their type whose
+    // pgd (LOADMODULE/REMOVEMODULE only) is unset or equals event.pgd.
     void dispatch(const Event& event, bool monitored, bool at_address = false) const;
 
     std::shared_ptr<const Plan> plan() const;

@@ -48,4 +48,9 @@ bool is_engine_type(CallbackType type) {
     }
 }
 
+bool is_process_event_type(CallbackType type) {
+    return type == CallbackType::CreateProc || type == CallbackType::RemoveProc ||
+           type == CallbackType::LoadModule || type == CallbackType::RemoveModule;
+}
+
 }  // namespace pyrebox

@@ -37,5 +37,8 @@ std::optional<CallbackType> callback_type_from_int(int value);
 // Types the execution engine delivers (the rest come from introspection and
 // devices).
 bool is_engine_type(CallbackType type);
+// Types Linux introspection delivers (CREATEPROC, REMOVEPROC, LOADMODULE,
+// REMOVEMODULE).
+bool is_process_event_type(CallbackType type);
 
 }  // namespace pyrebox

@@ -7,6 +7,8 @@
 //   OPCODE_RANGE  cpu_index, pc (cur_pc), next_pc, opcode
 //   TLB_EXEC      cpu_index, vaddr
 //   CONTEXTCHANGE cpu_index, old_pgd, new_pgd
+//   CREATEPROC/REMOVEPROC   pid, pgd, name
+//   LOADMODULE/REMOVEMODULE pid, pgd (0: kernel), vaddr (base), size, name, fullname
 #pragma once
 
 #include <cstdint>
@@ -37,6 +39,10 @@ struct Event {
     uint64_t old_pgd = 0;
     uint64_t new_pgd = 0;
     uint64_t pgd = 0;  // the address space the event happened in
+    uint64_t pid = 0;
+    // Valid while the event is delivered (nullptr when the type has none).
+    const char* name = nullptr;
+    const char* fullname = nullptr;
 };
 
 }  // namespace pyrebox

@@ -12,6 +12,7 @@
 #include "core/engine.h"
 #include "core/machine.h"
 #include "core/monitored_set.h"
+#include "core/process_events.h"
 #include "vmi/linux/linux_kernel.h"
 
 namespace pyrebox {
@@ -33,6 +34,8 @@ struct Session {
     // The symbol table loads in the background (a large ISF takes a few
     // hundred ms and is not needed until a script asks): the first use waits.
     std::shared_future<void> linux_loading;
+    // CREATEPROC / REMOVEPROC / LOADMODULE / REMOVEMODULE delivery.
+    ProcessEvents process_events;
 };
 
 Session& session();

@@ -20,6 +20,7 @@
 #include "triggers/trigger_handler.h"
 #include "triggers/trigger_library.h"
 #include "triggers/trigger_variables.h"
+#include "core/linux_introspection.h"
 #include "vmi/linux/linux_kernel.h"
 #include "vmi/paging.h"
 
@@ -91,47 +92,12 @@ void wait_for_symbols() {
 }
 
 const pyrebox::vmi::linux_guest::LinuxKernel& linux_kernel() {
-    using pyrebox::vmi::PagingMode;
     wait_for_symbols();
-    auto& s = session();
-    if (!s.linux_kernel) {
-        raise_introspection("Linux introspection is off: " +
-                            (s.linux_off_reason.empty() ? std::string("no symbol table loaded")
-                                                        : s.linux_off_reason));
+    auto kernel = pyrebox::located_linux_kernel();
+    if (!kernel) {
+        raise_introspection(kernel.error());
     }
-    if (s.linux_kernel->located()) {
-        return *s.linux_kernel;
-    }
-    if (!s.linux_locate_error.empty()) {
-        raise_introspection(s.linux_locate_error);
-    }
-    const PagingMode mode = mode_now();
-    if (mode != PagingMode::Long4 && mode != PagingMode::Long5) {
-        raise_introspection(
-            "the Linux kernel cannot be located yet: vCPU 0 is not in 64-bit long mode "
-            "(the guest has not booted far enough)");
-    }
-    const uint64_t ram = s.ram_bytes != 0 ? s.ram_bytes : (4ull << 30);
-    auto located = s.linux_kernel->locate(machine().physical_memory(), ram, mode);
-    if (!located) {
-        const std::string message = "cannot locate the Linux kernel in guest memory: " +
-                                    located.error();
-        // Another kernel's banner where this one's should be does not change
-        // with time: say it once, and do not scan memory again.
-        if (located.error().find("was expected") != std::string::npos) {
-            s.linux_locate_error = message + " (the symbol table is for another kernel)";
-            pyrebox::console().error(s.linux_locate_error);
-        }
-        raise_introspection(message);
-    }
-    const auto& loc = s.linux_kernel->location();
-    char text[160];
-    std::snprintf(text, sizeof text,
-                  "Linux kernel located: physical slide 0x%llx, virtual slide 0x%llx",
-                  static_cast<unsigned long long>(loc.phys_slide),
-                  static_cast<unsigned long long>(loc.virt_slide));
-    pyrebox::console().message(text);
-    return *s.linux_kernel;
+    return **kernel;
 }
 
 template <typename T>
@@ -390,6 +356,15 @@ PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
         wait_for_symbols();
         return session().linux_kernel != nullptr;
     });
+    m.def("linux_off_reason", [] {
+        wait_for_symbols();
+        const auto& s = session();
+        return s.linux_kernel ? std::string()
+               : "Linux introspection is off: " +
+                     (s.linux_off_reason.empty() ? std::string("no symbol table loaded")
+                                                 : s.linux_off_reason);
+    });
+    m.def("process_events_active", [] { return session().process_events.active(); });
     m.def("os_bits", [] {
         wait_for_symbols();
         if (session().linux_kernel) {

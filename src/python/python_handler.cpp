@@ -48,6 +48,15 @@ void PythonHandler::deliver(const Event& e) {
             case CallbackType::ContextChange:
                 f(e.cpu_index, e.old_pgd, e.new_pgd);
                 break;
+            case CallbackType::CreateProc:
+            case CallbackType::RemoveProc:
+                f(e.pid, e.pgd, py::str(e.name ? e.name : ""));
+                break;
+            case CallbackType::LoadModule:
+            case CallbackType::RemoveModule:
+                f(e.pid, e.pgd, e.vaddr, e.size, py::str(e.name ? e.name : ""),
+                  py::str(e.fullname ? e.fullname : ""));
+                break;
             default:
                 break;
         }

@@ -143,6 +143,7 @@ void cb_cr3_load(unsigned vcpu, void* udata) {
     }
     ENTER(vcpu);
     engine().on_cr3_load(static_cast<int>(vcpu), value, mode);
+    session().process_events.on_cr3_load(static_cast<int>(vcpu));
     leave(vcpu);
 }
 
@@ -331,7 +332,10 @@ void install_instrumentation(qemu_plugin_id_t id, int max_vcpus, bool is_64bit) 
     s.is_64bit = is_64bit;
     s.machine = &machine();
     s.engine = std::make_unique<Engine>(s.registry, s.monitored, g_flags, max_vcpus);
-    s.registry.set_change_listener(request_retranslation);
+    s.registry.set_change_listener([] {
+        session().process_events.on_plan(*session().registry.plan());
+        request_retranslation();
+    });
 
     qemu_plugin_register_vcpu_init_cb(id, on_vcpu_init);
     qemu_plugin_register_vcpu_tb_trans_cb(id, on_tb_translate);

@@ -128,8 +128,8 @@ TEST_F(CallbackRegistryTest, IdsAreNotReusedAfterRemove) {
 }
 
 TEST_F(CallbackRegistryTest, RejectedAddDoesNotConsumeAnId) {
-    expect_rejected(generic(CallbackType::CreateProc),
-                    "CREATEPROC_CB is not delivered by the execution engine");
+    expect_rejected(generic(CallbackType::Keystroke),
+                    "KEYSTROKE_CB is not delivered by this version of PyREBox");
     EXPECT_EQ(add(generic(CallbackType::BlockBegin), std::make_shared<Recorder>()), 1u);
 }
 
@@ -201,7 +201,38 @@ TEST_F(CallbackRegistryTest, RejectsAddrOnContextChange) {
 TEST_F(CallbackRegistryTest, RejectsPgdWithoutAddr) {
     CallbackSpec spec = generic(CallbackType::BlockBegin);
     spec.pgd = 0x1000;
-    expect_rejected(spec, "pgd needs addr (an address-specific BLOCK_BEGIN_CB or INSN_BEGIN_CB)");
+    expect_rejected(spec, "pgd needs addr (an address-specific BLOCK_BEGIN_CB or INSN_BEGIN_CB), "
+                          "or a LOADMODULE_CB / REMOVEMODULE_CB");
+    CallbackSpec create = generic(CallbackType::CreateProc);
+    create.pgd = 0x1000;
+    expect_rejected(create, "pgd needs addr (an address-specific BLOCK_BEGIN_CB or INSN_BEGIN_CB), "
+                            "or a LOADMODULE_CB / REMOVEMODULE_CB");
+}
+
+TEST_F(CallbackRegistryTest, ProcessEventsReachEveryCallbackOfTheirTypeModulesByPgd) {
+    auto create = std::make_shared<Recorder>();
+    auto any_module = std::make_shared<Recorder>();
+    auto one_module = std::make_shared<Recorder>();
+    add(generic(CallbackType::CreateProc), create);
+    add(generic(CallbackType::LoadModule), any_module);
+    CallbackSpec filtered = generic(CallbackType::LoadModule);
+    filtered.pgd = 0x2000;
+    add(filtered, one_module);
+    EXPECT_TRUE(registry.plan()->process_events);
+
+    Event e;
+    e.type = CallbackType::CreateProc;
+    e.pid = 7;
+    e.pgd = 0x1000;
+    registry.dispatch(e, /*monitored=*/false);
+    e.type = CallbackType::LoadModule;
+    registry.dispatch(e, false);
+    e.pgd = 0x2000;
+    registry.dispatch(e, false);
+    EXPECT_EQ(create->events.size(), 1u);
+    EXPECT_EQ(any_module->events.size(), 2u);
+    ASSERT_EQ(one_module->events.size(), 1u);
+    EXPECT_EQ(one_module->events[0].pgd, 0x2000u);
 }
 
 TEST_F(CallbackRegistryTest, RejectsOpcodeRangeWithStartAfterEnd) {
@@ -230,20 +261,18 @@ TEST_F(CallbackRegistryTest, RejectsOpcodeFieldsOnOtherTypes) {
     expect_rejected(first_only, "start_opcode/end_opcode apply to OPCODE_RANGE_CB only, not BLOCK_END_CB");
 }
 
-TEST_F(CallbackRegistryTest, RejectsTypesTheEngineDoesNotDeliver) {
-    expect_rejected(generic(CallbackType::CreateProc),
-                    "CREATEPROC_CB is not delivered by the execution engine");
+TEST_F(CallbackRegistryTest, RejectsTypesNotDeliveredYet) {
     expect_rejected(generic(CallbackType::Keystroke),
-                    "KEYSTROKE_CB is not delivered by the execution engine");
-    expect_rejected(generic(CallbackType::LoadModule),
-                    "LOADMODULE_CB is not delivered by the execution engine");
+                    "KEYSTROKE_CB is not delivered by this version of PyREBox");
+    expect_rejected(generic(CallbackType::NicSend),
+                    "NIC_SEND_CB is not delivered by this version of PyREBox");
 }
 
 TEST_F(CallbackRegistryTest, RejectsTypeOutsideTheEnumeration) {
     expect_rejected(generic(static_cast<CallbackType>(99)),
-                    "UNKNOWN_CB is not delivered by the execution engine");
+                    "UNKNOWN_CB is not delivered by this version of PyREBox");
     expect_rejected(generic(static_cast<CallbackType>(0)),
-                    "UNKNOWN_CB is not delivered by the execution engine");
+                    "UNKNOWN_CB is not delivered by this version of PyREBox");
 }
 
 TEST_F(CallbackRegistryTest, RejectsNullHandler) {

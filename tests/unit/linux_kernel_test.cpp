@@ -18,7 +18,7 @@ using pyrebox::vmi::linux_guest::LinuxKernel;
 
 using pyrebox::testing::FakeRam;
 
-// task_struct: tasks@16 (list_head), tgid@32 (int), real_parent@40, mm@48,
+// task_struct: tasks@16 (list_head), pid@28 (int), tgid@32 (int), real_parent@40, mm@48,
 // comm@64 (char[16]); mm_struct: mm_mt@0 (in an anonymous struct), pgd@80.
 std::string isf(const std::string& task_fields = R"("tasks": {"offset": 16, "type": {"kind": "struct", "name": "list_head"}},)") {
     auto ptr = [](const char* to) {
@@ -39,6 +39,7 @@ std::string isf(const std::string& task_fields = R"("tasks": {"offset": 16, "typ
           "next": {"offset": 0, "type": )") + ptr("list_head") + R"(},
           "prev": {"offset": 8, "type": )" + ptr("list_head") + R"(}}},
         "task_struct": {"kind": "struct", "size": 128, "fields": {)" + task_fields + R"(
+          "pid": {"offset": 28, "type": {"kind": "base", "name": "int"}},
           "tgid": {"offset": 32, "type": {"kind": "base", "name": "int"}},
           "real_parent": {"offset": 40, "type": )" + ptr("task_struct") + R"(},
           "mm": {"offset": 48, "type": )" + ptr("mm_struct") + R"(},
@@ -53,6 +54,7 @@ std::string isf(const std::string& task_fields = R"("tasks": {"offset": 16, "typ
         "vm_area_struct": {"kind": "struct", "size": 152, "fields": {
           "vm_start": {"offset": 0, "type": )" + ulong + R"(},
           "vm_end": {"offset": 8, "type": )" + ulong + R"(},
+          "vm_mm": {"offset": 16, "type": )" + ptr("mm_struct") + R"(},
           "vm_file": {"offset": 112, "type": )" + ptr("file") + R"(}}},
         "file": {"kind": "struct", "size": 64, "fields": {
           "f_path": {"offset": 16, "type": {"kind": "struct", "name": "path"}}}},

@@ -139,12 +139,12 @@ std::string basename(const std::string& path) {
 struct LinuxKernel::Layout {
     uint64_t init_task = 0, modules_head = 0, text = 0, end = 0;
     uint64_t task_tasks = 0;
-    Field task_tgid, task_real_parent, task_mm, task_comm;
+    Field task_pid, task_tgid, task_real_parent, task_mm, task_comm;
     size_t comm_size = 16;
     Field mm_pgd;
     uint64_t mm_mt = 0;
     MapleLayout maple;
-    Field vma_start, vma_end, vma_file;
+    Field vma_start, vma_end, vma_file, vma_mm;
     uint64_t file_path = 0;
     Field path_dentry, path_mnt;
     Field dentry_parent;
@@ -175,6 +175,7 @@ Expected<const LinuxKernel::Layout*> LinuxKernel::layout() const {
     l->text = b.symbol("_text");
     l->end = b.symbol("_end");
     l->task_tasks = b.offset("task_struct", "tasks");
+    l->task_pid = b.field("task_struct", "pid");
     l->task_tgid = b.field("task_struct", "tgid");
     l->task_real_parent = b.field("task_struct", "real_parent");
     l->task_mm = b.field("task_struct", "mm");
@@ -187,6 +188,7 @@ Expected<const LinuxKernel::Layout*> LinuxKernel::layout() const {
     l->vma_start = b.field("vm_area_struct", "vm_start");
     l->vma_end = b.field("vm_area_struct", "vm_end");
     l->vma_file = b.field("vm_area_struct", "vm_file");
+    l->vma_mm = b.field("vm_area_struct", "vm_mm");
     l->file_path = b.offset("file", "f_path");
     l->path_dentry = b.field("path", "dentry");
     l->path_mnt = b.field("path", "mnt");
@@ -325,6 +327,7 @@ Expected<std::vector<Process>> LinuxKernel::processes(PhysicalMemory& mem, bool 
             }
             p.ppid = *ppid;
         }
+        p.mm = *mm;
         if (*mm != 0) {
             auto pgd = r.field(*mm, l.mm_pgd, "mm_struct.pgd");
             if (!pgd) {
@@ -407,21 +410,30 @@ Expected<std::vector<Module>> LinuxKernel::task_modules(PhysicalMemory& mem,
     if (!lay) {
         return Error{lay.error()};
     }
-    const Layout& l = **lay;
     const Reader r{mem, mode_, location_->pgd_paddr};
-    auto mm = r.field(task, l.task_mm, "task_struct.mm");
+    auto mm = r.field(task, (*lay)->task_mm, "task_struct.mm");
     if (!mm) {
         return Error{mm.error()};
     }
     if (*mm == 0) {
         return std::vector<Module>{};  // a kernel thread maps no files
     }
-    auto vmas = maple_tree_entries(mem, mode_, location_->pgd_paddr, l.maple, *mm + l.mm_mt);
+    return mm_modules(mem, *mm);
+}
+
+Expected<std::vector<Module>> LinuxKernel::mm_modules(PhysicalMemory& mem, uint64_t mm) const {
+    auto lay = located_layout();
+    if (!lay) {
+        return Error{lay.error()};
+    }
+    const Layout& l = **lay;
+    const Reader r{mem, mode_, location_->pgd_paddr};
+    auto vmas = maple_tree_entries(mem, mode_, location_->pgd_paddr, l.maple, mm + l.mm_mt);
     if (!vmas) {
-        return Error{"the VMAs of the mm_struct at " + hex(*mm) + ": " + vmas.error()};
+        return Error{"the VMAs of the mm_struct at " + hex(mm) + ": " + vmas.error()};
     }
     std::map<std::string, Module> by_path;
-    std::map<uint64_t, std::string> path_of_dentry;
+    std::map<uint64_t, std::string> path_of_file;
     for (const auto& entry : *vmas) {
         const uint64_t vma = entry.value;
         auto start = r.field(vma, l.vma_start, "vm_area_struct.vm_start");
@@ -434,19 +446,13 @@ Expected<std::vector<Module>> LinuxKernel::task_modules(PhysicalMemory& mem,
         if (*file == 0) {
             continue;
         }
-        auto dentry = r.field(*file + l.file_path, l.path_dentry, "file.f_path.dentry");
-        auto mnt = r.field(*file + l.file_path, l.path_mnt, "file.f_path.mnt");
-        if (!dentry || !mnt) {
-            return Error{"struct file at " + hex(*file) + ": " +
-                         (!dentry ? dentry.error() : mnt.error())};
-        }
-        auto known = path_of_dentry.find(*dentry);
-        if (known == path_of_dentry.end()) {
-            auto path = dentry_path(mem, *dentry, *mnt);
+        auto known = path_of_file.find(*file);
+        if (known == path_of_file.end()) {
+            auto path = file_path(mem, *file);
             if (!path) {
                 return Error{"the file mapped at " + hex(*start) + ": " + path.error()};
             }
-            known = path_of_dentry.emplace(*dentry, *path).first;
+            known = path_of_file.emplace(*file, *path).first;
         }
         auto [it, fresh] = by_path.try_emplace(known->second);
         Module& m = it->second;
@@ -498,21 +504,125 @@ Expected<std::vector<Module>> LinuxKernel::kernel_modules(PhysicalMemory& mem) c
     const Reader r{mem, mode_, location_->pgd_paddr};
     auto walked = walk_list(r, l.modules_head + location_->virt_slide, "the module list (modules)",
                             [&](uint64_t entry) -> Expected<bool> {
-        const uint64_t module = entry - l.module_list;
-        auto name = r.cstring(module + l.module_name, l.module_name_size, "module.name");
-        auto base = r.field(module + l.module_layout, l.layout_base, "the module's base");
-        auto size = r.field(module + l.module_layout, l.layout_size, "the module's size");
-        if (!name || !base || !size) {
-            return Error{"struct module at " + hex(module) + ": " +
-                         (!name ? name.error() : !base ? base.error() : size.error())};
+        auto module = kernel_module(mem, entry - l.module_list);
+        if (!module) {
+            return Error{module.error()};
         }
-        out.push_back({*name, *name, *base, *size});
+        out.push_back(std::move(*module));
         return true;
     });
     if (!walked) {
         return Error{walked.error()};
     }
     return out;
+}
+
+Expected<Module> LinuxKernel::kernel_module(PhysicalMemory& mem, uint64_t module) const {
+    auto lay = located_layout();
+    if (!lay) {
+        return Error{lay.error()};
+    }
+    const Layout& l = **lay;
+    if (!l.modules_error.empty()) {
+        return Error{"cannot read kernel modules: " + l.modules_error};
+    }
+    const Reader r{mem, mode_, location_->pgd_paddr};
+    auto name = r.cstring(module + l.module_name, l.module_name_size, "module.name");
+    auto base = r.field(module + l.module_layout, l.layout_base, "the module's base");
+    auto size = r.field(module + l.module_layout, l.layout_size, "the module's size");
+    if (!name || !base || !size) {
+        return Error{"struct module at " + hex(module) + ": " +
+                     (!name ? name.error() : !base ? base.error() : size.error())};
+    }
+    return Module{*name, *name, *base, *size};
+}
+
+Expected<Task> LinuxKernel::task(PhysicalMemory& mem, uint64_t task, bool kpti) const {
+    auto lay = located_layout();
+    if (!lay) {
+        return Error{lay.error()};
+    }
+    const Layout& l = **lay;
+    const Reader r{mem, mode_, location_->pgd_paddr};
+    auto pid = r.field(task, l.task_pid, "task_struct.pid");
+    auto tgid = r.field(task, l.task_tgid, "task_struct.tgid");
+    auto mm = r.field(task, l.task_mm, "task_struct.mm");
+    auto comm = r.cstring(task + l.task_comm.offset, l.comm_size, "task_struct.comm");
+    if (!pid || !tgid || !mm || !comm) {
+        return Error{"task_struct at " + hex(task) + ": " +
+                     (!pid ? pid.error() : !tgid ? tgid.error() : !mm ? mm.error() : comm.error())};
+    }
+    Task t{task, *pid, *tgid, *mm, 0, *comm};
+    if (*mm != 0) {
+        auto pgd = mm_pgd(mem, *mm, kpti);
+        if (!pgd) {
+            return Error{"task_struct at " + hex(task) + ": " + pgd.error()};
+        }
+        t.pgd = *pgd;
+    }
+    return t;
+}
+
+Expected<uint64_t> LinuxKernel::mm_pgd(PhysicalMemory& mem, uint64_t mm, bool kpti) const {
+    auto lay = located_layout();
+    if (!lay) {
+        return Error{lay.error()};
+    }
+    const Reader r{mem, mode_, location_->pgd_paddr};
+    auto pgd = r.field(mm, (*lay)->mm_pgd, "mm_struct.pgd");
+    if (!pgd) {
+        return Error{pgd.error()};
+    }
+    return normalize_pgd(*pgd - location_->page_offset_base, PagingMode::Long4, kpti);
+}
+
+Expected<Vma> LinuxKernel::vma(PhysicalMemory& mem, uint64_t vma) const {
+    auto lay = located_layout();
+    if (!lay) {
+        return Error{lay.error()};
+    }
+    const Layout& l = **lay;
+    const Reader r{mem, mode_, location_->pgd_paddr};
+    auto start = r.field(vma, l.vma_start, "vm_area_struct.vm_start");
+    auto end = r.field(vma, l.vma_end, "vm_area_struct.vm_end");
+    auto mm = r.field(vma, l.vma_mm, "vm_area_struct.vm_mm");
+    auto file = r.field(vma, l.vma_file, "vm_area_struct.vm_file");
+    if (!start || !end || !mm || !file) {
+        return Error{"vm_area_struct at " + hex(vma) + ": " +
+                     (!start ? start.error() : !end ? end.error() : !mm ? mm.error()
+                                                                    : file.error())};
+    }
+    return Vma{*start, *end, *mm, *file};
+}
+
+Expected<std::string> LinuxKernel::file_path(PhysicalMemory& mem, uint64_t file) const {
+    auto lay = located_layout();
+    if (!lay) {
+        return Error{lay.error()};
+    }
+    const Layout& l = **lay;
+    const Reader r{mem, mode_, location_->pgd_paddr};
+    auto dentry = r.field(file + l.file_path, l.path_dentry, "file.f_path.dentry");
+    auto mnt = r.field(file + l.file_path, l.path_mnt, "file.f_path.mnt");
+    if (!dentry || !mnt) {
+        return Error{"struct file at " + hex(file) + ": " +
+                     (!dentry ? dentry.error() : mnt.error())};
+    }
+    return dentry_path(mem, *dentry, *mnt);
+}
+
+Expected<std::string> LinuxKernel::kernel_string(PhysicalMemory& mem, uint64_t va,
+                                                 size_t max) const {
+    if (!location_) {
+        return Error{"the Linux kernel has not been located in guest memory yet"};
+    }
+    const Reader r{mem, mode_, location_->pgd_paddr};
+    return r.cstring(va, max, "a kernel string");
+}
+
+size_t LinuxKernel::comm_size() const {
+    auto lay = layout();
+    return lay ? (*lay)->comm_size : 16;
 }
 
 }  // namespace pyrebox::vmi::linux_guest

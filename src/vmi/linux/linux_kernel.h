@@ -35,6 +35,24 @@ struct Process {
     // CR3 values; 0 for kernel threads (no mm).
     uint64_t pgd = 0;
     uint64_t kaddr = 0;  // the task_struct's kernel virtual address
+    uint64_t mm = 0;     // the mm_struct's kernel virtual address; 0 for kernel threads
+};
+
+// One task_struct (a thread or a process's leader), read on its own.
+struct Task {
+    uint64_t kaddr = 0;
+    uint64_t pid = 0;   // the thread id (task_struct.pid)
+    uint64_t tgid = 0;  // the process id
+    uint64_t mm = 0;    // 0: a kernel thread, or a task whose mm is gone
+    uint64_t pgd = 0;   // normalised as in Process; 0 without mm
+    std::string name;   // comm
+};
+
+// One vm_area_struct.
+struct Vma {
+    uint64_t start = 0, end = 0;
+    uint64_t mm = 0;    // vm_mm
+    uint64_t file = 0;  // vm_file; 0 for anonymous memory
 };
 
 struct Module {
@@ -68,6 +86,22 @@ public:
     Expected<std::vector<Module>> modules(PhysicalMemory& mem, uint64_t pgd, bool kpti) const;
     // The same for the task_struct at `task`.
     Expected<std::vector<Module>> task_modules(PhysicalMemory& mem, uint64_t task) const;
+    // The same for the mm_struct at `mm`.
+    Expected<std::vector<Module>> mm_modules(PhysicalMemory& mem, uint64_t mm) const;
+
+    // Single structures, for event hooks that are handed a pointer.
+    Expected<Task> task(PhysicalMemory& mem, uint64_t task, bool kpti) const;
+    Expected<Vma> vma(PhysicalMemory& mem, uint64_t vma) const;
+    // The top-level page table of the mm_struct at `mm`, normalised.
+    Expected<uint64_t> mm_pgd(PhysicalMemory& mem, uint64_t mm, bool kpti) const;
+    // The path of the file (struct file at `file`).
+    Expected<std::string> file_path(PhysicalMemory& mem, uint64_t file) const;
+    // The loaded module (struct module at `module`), as kernel_modules lists it.
+    Expected<Module> kernel_module(PhysicalMemory& mem, uint64_t module) const;
+    // A NUL-terminated string of at most `max` bytes in kernel memory.
+    Expected<std::string> kernel_string(PhysicalMemory& mem, uint64_t va, size_t max) const;
+    // Size of task_struct.comm (TASK_COMM_LEN).
+    size_t comm_size() const;
 
     // The kernel image ("vmlinux", _text .. _end) then each loaded module on
     // the `modules` list.

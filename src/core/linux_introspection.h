@@ -1,0 +1,22 @@
+// The guest's Linux kernel as the bindings and process events reach it: the
+// session's symbol table, located in guest memory on the first call that
+// succeeds (the page tables it is found through exist only once the guest
+// has booted far enough). Any thread; calls are serialised.
+#pragma once
+
+#include "core/expected.h"
+#include "vmi/linux/linux_kernel.h"
+
+namespace pyrebox {
+
+// True once the symbol table has finished loading (or failed to): the
+// functions below then answer without waiting.
+bool linux_symbols_settled();
+
+// The located kernel. Never waits: an error says why there is none yet
+// (introspection off, symbols still loading, the guest not in long mode,
+// the kernel not found). A banner of another kernel is reported once on the
+// console and is final.
+Expected<vmi::linux_guest::LinuxKernel*> located_linux_kernel();
+
+}  // namespace pyrebox
