@@ -10,7 +10,9 @@ demo: bootstrap
 	./pyrebox run --conf scripts/demo.conf \
 	    --cmd 'static_loop 1000' \
 	    --cmd 'dyn_libc' \
-	    --cmd 'fork_exec 3 /usr/local/bin/static_loop 100'
+	    --cmd 'dl_cycle' \
+	    --cmd 'fork_exec 3 /usr/local/bin/static_loop 100' \
+	    --cmd 'insmod /lib/modules/$$(uname -r)/kernel/lib/crc7.ko && rmmod crc7'
 
 test: bootstrap
 	@$(MAKE) --no-print-directory unit-test python-test

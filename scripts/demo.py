@@ -1,10 +1,13 @@
 """The demo script of `make demo`.
 
 Shows the script life-cycle, the execution engine and Linux introspection on
-the default guest's static_loop program: when static_loop reaches `main`, the
-script shows its process-list entry and mapped files, starts monitoring its
-address space, counts the calls to `pyrebox_step` and the one-byte writes
-into `pyrebox_buffer`, and reports when the VM powers off.
+the default guest's test programs: it reports each test program's processes
+and the files they map as they start and end (exec shows as the old image
+ending and the new one starting), kernel modules as they come and go, and
+follows the first static_loop from its creation: it monitors its address
+space, shows its process-list entry and mapped files when it first calls
+`pyrebox_step`, counts those calls and the one-byte writes into
+`pyrebox_buffer`, and reports when the VM powers off.
 
 A PyREBox script defines initialize_callbacks(module_hdl, printer), called
 when the script is loaded, and clean(), called when it is unloaded.
@@ -20,11 +23,14 @@ from api import CallbackManager
 from pyrebox import paths
 
 PROGRAM = os.path.join(paths.GUEST, "programs", "static_loop")
+# The test programs in the guest's /usr/local/bin.
+TEST_PROGRAMS = {"static_loop", "dyn_libc", "fork_exec", "dl_cycle", "probe", "workload", "wx"}
 
 cm = None
 printer = None
 symbols = {}
-seen = {"steps": 0, "writes": 0, "pgd": None}
+seen = {"steps": 0, "writes": 0, "pgd": None, "shown": False}
+followed = {}  # pid -> name, for the test programs' processes
 
 
 def read_symbols(binary):
@@ -34,18 +40,37 @@ def read_symbols(binary):
             if len(parts) == 3}
 
 
-def on_main(cpu_index, cpu):
-    pgd = api.get_running_process(cpu_index)
-    if seen["pgd"] is not None:
-        return  # the first static_loop is the one we follow
-    seen["pgd"] = pgd
-    printer(f"static_loop reached main at {cpu.RIP:#x} in address space {pgd:#x}; "
-            f"monitoring it")
-    api.start_monitoring_process(pgd)
-    show_process(pgd)
-    cm.add_callback(CallbackManager.BLOCK_BEGIN_CB, on_step, addr=symbols["pyrebox_step"],
-                    pgd=pgd)
-    cm.add_callback(CallbackManager.MEM_WRITE_CB, on_write, name="buffer_writes")
+def on_create(pid, pgd, name):
+    if name not in TEST_PROGRAMS:
+        return
+    followed[pid] = name
+    printer(f"process {name} pid {pid} started (address space {pgd:#x})")
+    if name == "static_loop" and seen["pgd"] is None:
+        seen["pgd"] = pgd
+        printer(f"following static_loop pid {pid}: monitoring address space {pgd:#x}")
+        api.start_monitoring_process(pgd)
+        cm.add_callback(CallbackManager.BLOCK_BEGIN_CB, on_step, addr=symbols["pyrebox_step"],
+                        pgd=pgd)
+        cm.add_callback(CallbackManager.MEM_WRITE_CB, on_write, name="buffer_writes")
+
+
+def on_remove(pid, pgd, name):
+    if followed.pop(pid, None) is not None:
+        printer(f"process {name} pid {pid} ended (address space {pgd:#x})")
+
+
+def on_load_module(pid, pgd, base, size, name, fullname):
+    if pgd == 0:
+        printer(f"kernel module {name} loaded at {base:#x} ({size:#x} bytes)")
+    elif pid in followed:
+        printer(f"  {followed[pid]} pid {pid} maps {fullname} at {base:#x}")
+
+
+def on_remove_module(pid, pgd, base, size, name, fullname):
+    if pgd == 0:
+        printer(f"kernel module {name} removed from {base:#x}")
+    elif pid in followed:
+        printer(f"  {followed[pid]} pid {pid} unmaps {fullname} from {base:#x}")
 
 
 def show_process(pgd):
@@ -64,6 +89,10 @@ def show_process(pgd):
 
 
 def on_step(cpu_index, cpu, tb):
+    if not seen["shown"]:
+        seen["shown"] = True
+        printer(f"static_loop called pyrebox_step at {cpu.RIP:#x}")
+        show_process(api.get_running_process(cpu_index))
     seen["steps"] += 1
 
 
@@ -78,9 +107,11 @@ def initialize_callbacks(module_hdl, pyrebox_printer):
     printer = pyrebox_printer
     cm = CallbackManager(module_hdl)
     symbols = read_symbols(PROGRAM)
-    printer(f"demo script loaded (module handle {module_hdl}); waiting for static_loop "
-            f"to reach main at {symbols['main']:#x}")
-    cm.add_callback(CallbackManager.INSN_BEGIN_CB, on_main, addr=symbols["main"])
+    printer(f"demo script loaded (module handle {module_hdl}); waiting for the test programs")
+    cm.add_callback(CallbackManager.CREATEPROC_CB, on_create, name="created")
+    cm.add_callback(CallbackManager.REMOVEPROC_CB, on_remove, name="removed")
+    cm.add_callback(CallbackManager.LOADMODULE_CB, on_load_module, name="module_loaded")
+    cm.add_callback(CallbackManager.REMOVEMODULE_CB, on_remove_module, name="module_removed")
     utils.pp_print("utils.pp_print reaches the PyREBox console too")
 
 
