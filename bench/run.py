@@ -31,7 +31,8 @@ LAUNCHER = os.path.join(ROOT, "pyrebox")
 # script "n/a": not available yet.
 CONFIGS = [
     ("plugin", "1. plugin loaded, no scripts", None, "<= 1.05", 1),
-    ("tracking", "2. process and module tracking on", "n/a", "<= 1.10", 1),
+    ("tracking", "2. process and module tracking on (no work in the callbacks)",
+     "bench.scripts.process_tracking", "<= 1.10", 1),
     ("monitor", "2b. context-switch tracking, workload monitored", "bench.scripts.monitor_only",
      "<= 1.10", 1),
     ("blocks", "3. Python BLOCK_BEGIN (trivial body), workload monitored",
@@ -45,9 +46,10 @@ CONFIGS = [
     ("trigger_blocks", "6. C trigger counting BLOCK_BEGIN, all processes",
      "bench.scripts.trigger_block_counter", "<= 1.15", 1),
 ]
-NOT_AVAILABLE = {
-    "tracking": "needs Linux introspection (processes, modules)",
-}
+NOT_AVAILABLE: dict[str, str] = {}
+
+
+CALL_TIMES: dict[str, list[float]] = {}  # "BENCH call NAME=ms" lines, over all runs
 
 
 def run_once(rounds: int, script: str | None, plugin: bool, workdir: str) -> tuple[float, int | None]:
@@ -65,6 +67,8 @@ def run_once(rounds: int, script: str | None, plugin: bool, workdir: str) -> tup
     if result.returncode != 0 or f"rounds={rounds}" not in result.stdout:
         raise SystemExit(f"bench: run failed ({' '.join(args)}):\n{result.stdout[-2000:]}"
                          f"{result.stderr[-2000:]}")
+    for name, ms in re.findall(r"BENCH call (\S+)=([0-9.]+)", result.stdout):
+        CALL_TIMES.setdefault(name, []).append(float(ms))
     match = re.search(r"BENCH events=(\d+)", result.stdout)
     return elapsed, int(match.group(1)) if match else None
 
@@ -121,6 +125,12 @@ def main() -> int:
             rate = f"{count / (median - plain):,.0f}"
         count_text = f"{count:,.0f}" if count else ""
         print(f"| {label} | {median:.2f} | {median / plain:.2f} | {count_text} | {rate} | {target} |")
+    if CALL_TIMES:
+        print()
+        print("Introspection on demand (configuration 2, medians of the runs, "
+              "each the mean of 50 calls): " +
+              ", ".join(f"{name} {statistics.median(ms):.3f} ms/call"
+                        for name, ms in CALL_TIMES.items()))
     return 0
 
 

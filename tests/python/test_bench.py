@@ -25,7 +25,7 @@ def test_bench_quick_prints_a_table():
     body = rows[3:]
     assert len(body) == 8
     measured = [r for r in body if "not available yet" not in r]
-    assert len(measured) == 7
+    assert len(measured) == 8
     for row in measured:
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert float(cells[1]) > 0 and re.fullmatch(r"\d+\.\d\d", cells[2])
@@ -35,5 +35,14 @@ def test_bench_quick_prints_a_table():
     assert counts["4. address-specific INSN_BEGIN (one hit per round)"] == "1,000"
     assert counts["5a. MEM_WRITE, range filtered in Python"] == "1,000"
     assert counts["5b. MEM_WRITE, range filtered by a trigger"] == "1,000"
+    # At least the workload's own: the shell's fork (CREATEPROC, LOADMODULE of
+    # busybox), its exec (REMOVEPROC, CREATEPROC, LOADMODULE of workload) and
+    # its end (REMOVEPROC); the boot adds its own processes.
+    tracked = counts["2. process and module tracking on (no work in the callbacks)"]
+    assert int(tracked.replace(",", "")) >= 6
+    calls = [l for l in result.stdout.splitlines() if l.startswith("Introspection on demand")]
+    assert len(calls) == 1
+    assert re.findall(r"(get_\S+) [0-9.]+ ms/call", calls[0]) == [
+        "get_process_list", "get_module_list(init)", "get_module_list(0)"]
     blocks = counts["6. C trigger counting BLOCK_BEGIN, all processes"]
     assert int(blocks.replace(",", "")) > 1_000_000  # a whole boot's blocks
