@@ -1,0 +1,167 @@
+#include "vmi/linux/process_tracker.h"
+
+#include <gtest/gtest.h>
+
+#include "fake_ram.h"
+#include "linux_fixture.h"
+
+namespace {
+
+using pyrebox::testing::FakeRam;
+using pyrebox::vmi::linux_guest::ProcessTracker;
+using pyrebox::vmi::linux_guest::TrackerEvent;
+using namespace pyrebox::testing::linux_fixture;
+using Hook = ProcessTracker::Hook;
+using Kind = TrackerEvent::Kind;
+
+// Address spaces (mm_struct) with empty VMA trees, their pgd fields holding
+// direct-map addresses.
+constexpr uint64_t kInitMm = 0x5000, kChildMm = 0x6000, kExecMm = 0x7000;
+constexpr uint64_t kName = 0x9000;  // where __set_task_comm's buf points
+
+struct TrackerTest : ::testing::Test {
+    FakeRam ram;
+    LinuxKernel k = kernel();
+    ProcessTracker tracker{k};
+
+    void SetUp() override {
+        ram.put(kInitMm + 80, kPageOffset + 0x7a000);
+        ram.put(kChildMm + 80, kPageOffset + 0x7b000);
+        ram.put(kExecMm + 80, kPageOffset + 0x7c000);
+        put_tasks(ram, {{0x2000, 1, kInitTask, kInitMm, "init"},
+                        {0x3000, 2, kInitTask, 0, "kthreadd"}});
+        ASSERT_TRUE(tracker.seed(ram, false).ok());
+    }
+
+    // A task_struct that is not (yet) on the task list.
+    void put_task(uint64_t addr, int pid, int tgid, uint64_t mm, const std::string& comm) {
+        ram.put(addr + 28, static_cast<uint32_t>(pid), 4);
+        ram.put(addr + 32, static_cast<uint32_t>(tgid), 4);
+        ram.put(addr + 48, mm);
+        ram.put_string(addr + 64, comm);
+    }
+
+    std::vector<TrackerEvent> hook(Hook h, uint64_t a0, uint64_t a1 = 0, uint64_t a2 = 0) {
+        const uint64_t args[6] = {a0, a1, a2, 0, 0, 0};
+        auto events = tracker.on_hook(h, args, ram, false);
+        EXPECT_TRUE(events.ok()) << events.error();
+        return events.ok() ? *events : std::vector<TrackerEvent>{};
+    }
+};
+
+void expect_event(const TrackerEvent& e, Kind kind, uint64_t pid, uint64_t pgd,
+                  const std::string& name) {
+    EXPECT_EQ(e.kind, kind);
+    EXPECT_EQ(e.pid, pid);
+    EXPECT_EQ(e.pgd, pgd);
+    EXPECT_EQ(e.name, name);
+}
+
+TEST_F(TrackerTest, SeedKnowsUserProcessesOnly) {
+    EXPECT_EQ(tracker.process_count(), 1u);  // init; kthreadd has no mm
+}
+
+TEST_F(TrackerTest, ForkThenExecThenReap) {
+    put_task(0x4000, 77, 77, kChildMm, "init");
+    auto created = hook(Hook::NewTask, 0x4000);
+    ASSERT_EQ(created.size(), 1u);
+    expect_event(created[0], Kind::CreateProc, 77, 0x7b000, "init");
+
+    // exec: a new mm, then the new name.
+    ram.put(0x4000 + 48, kExecMm);
+    ram.put_string(kName, "static_loop");
+    auto exec = hook(Hook::SetComm, 0x4000, kName, 1);
+    ASSERT_EQ(exec.size(), 2u);
+    expect_event(exec[0], Kind::RemoveProc, 77, 0x7b000, "init");
+    expect_event(exec[1], Kind::CreateProc, 77, 0x7c000, "static_loop");
+
+    // At release the mm is gone; the tracked pgd and name are reported.
+    ram.put(0x4000 + 48, 0);
+    auto reaped = hook(Hook::ReleaseTask, 0x4000);
+    ASSERT_EQ(reaped.size(), 1u);
+    expect_event(reaped[0], Kind::RemoveProc, 77, 0x7c000, "static_loop");
+    EXPECT_TRUE(hook(Hook::ReleaseTask, 0x4000).empty());  // once
+    EXPECT_EQ(tracker.process_count(), 1u);
+}
+
+TEST_F(TrackerTest, ThreadsAndKernelThreadsFireNothing) {
+    put_task(0x4000, 78, 1, kInitMm, "init");  // a thread of init
+    put_task(0x4800, 79, 79, 0, "kworker/0:1");
+    EXPECT_TRUE(hook(Hook::NewTask, 0x4000).empty());
+    EXPECT_TRUE(hook(Hook::NewTask, 0x4800).empty());
+    EXPECT_TRUE(hook(Hook::ReleaseTask, 0x4000).empty());
+    EXPECT_EQ(tracker.process_count(), 1u);
+}
+
+TEST_F(TrackerTest, AKernelThreadThatExecsBecomesAProcess) {
+    put_task(0x4000, 80, 80, kExecMm, "kworker/u2:0");
+    ram.put_string(kName, "modprobe");
+    auto exec = hook(Hook::SetComm, 0x4000, kName, 1);
+    ASSERT_EQ(exec.size(), 1u);
+    expect_event(exec[0], Kind::CreateProc, 80, 0x7c000, "modprobe");
+}
+
+TEST_F(TrackerTest, ARenameIsNoEventButNamesTheRemoval) {
+    ram.put_string(kName, "sh");
+    EXPECT_TRUE(hook(Hook::SetComm, 0x2000, kName, 0).empty());
+    auto reaped = hook(Hook::ReleaseTask, 0x2000);
+    ASSERT_EQ(reaped.size(), 1u);
+    expect_event(reaped[0], Kind::RemoveProc, 1, 0x7a000, "sh");
+}
+
+TEST_F(TrackerTest, AnExecNameIsCutToTheCommLength) {
+    put_task(0x4000, 81, 81, kExecMm, "init");
+    ram.put_string(kName, "a_program_with_a_long_name");
+    auto exec = hook(Hook::SetComm, 0x4000, kName, 1);
+    ASSERT_EQ(exec.size(), 1u);
+    EXPECT_EQ(exec[0].name, "a_program_with_");  // TASK_COMM_LEN - 1
+}
+
+TEST_F(TrackerTest, AVforkChildSharesItsParentsAddressSpace) {
+    put_task(0x4000, 82, 82, kInitMm, "init");
+    auto created = hook(Hook::NewTask, 0x4000);
+    ASSERT_EQ(created.size(), 1u);
+    expect_event(created[0], Kind::CreateProc, 82, 0x7a000, "init");
+    // The child's exit leaves the parent's address space tracked.
+    ram.put(0x4000 + 48, 0);
+    ASSERT_EQ(hook(Hook::ReleaseTask, 0x4000).size(), 1u);
+    ram.put_string(kName, "init2");
+    EXPECT_TRUE(hook(Hook::SetComm, 0x2000, kName, 0).empty());
+    EXPECT_EQ(hook(Hook::ReleaseTask, 0x2000)[0].name, "init2");
+}
+
+TEST_F(TrackerTest, UnreadableTaskIsAnErrorAndChangesNothing) {
+    const uint64_t args[6] = {0xdead0000, 0, 0, 0, 0, 0};
+    auto events = tracker.on_hook(Hook::NewTask, args, ram, false);
+    ASSERT_FALSE(events.ok());
+    EXPECT_NE(events.error().find("a new task: task_struct at 0xdead0000"), std::string::npos)
+        << events.error();
+    EXPECT_EQ(tracker.process_count(), 1u);
+}
+
+TEST(ProcessTrackerHooks, NamesMissingFunctionsAndPicksTheUnmapFunction) {
+    LinuxKernel bare = kernel();
+    ProcessTracker none(bare);
+    auto missing = none.hooks();
+    ASSERT_FALSE(missing.ok());
+    EXPECT_EQ(missing.error(),
+              "the kernel's symbol table lacks functions that process events hook: "
+              "wake_up_new_task, __set_task_comm, release_task, perf_event_mmap, "
+              "do_vmi_munmap/do_mas_munmap/do_munmap");
+
+    std::string text = isf();
+    const std::string end = R"("_end": {"address": 131072})";
+    text.replace(text.find(end), end.size(),
+                 end + R"(, "wake_up_new_task": {"address": 1}, "__set_task_comm": {"address": 2},
+                    "release_task": {"address": 3}, "perf_event_mmap": {"address": 4},
+                    "do_munmap": {"address": 5}, "do_mas_munmap": {"address": 6})");
+    LinuxKernel full = kernel(text);
+    ProcessTracker tracker(full);
+    auto sites = tracker.hooks();
+    ASSERT_TRUE(sites.ok()) << sites.error();
+    ASSERT_EQ(sites->size(), 5u);  // no module hooks: do_init_module/free_module absent
+    EXPECT_EQ((*sites)[4].function, "do_mas_munmap");  // 6.1's, not the older wrapper
+    EXPECT_EQ((*sites)[4].addr, 6u);
+}
+
+}  // namespace
