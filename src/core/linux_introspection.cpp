@@ -48,10 +48,14 @@ Expected<vmi::linux_guest::LinuxKernel*> located_linux_kernel() {
     if (!located) {
         const std::string message =
             "cannot locate the Linux kernel in guest memory: " + located.error();
-        // Another kernel's banner where this one's should be does not change
-        // with time: say it once, and do not scan memory again.
-        if (located.error().find("was expected") != std::string::npos) {
-            s.linux_locate_error = message + " (the symbol table is for another kernel)";
+        // Another kernel's banner where this one's should be, or a layout
+        // the table says is unsupported, does not change with time: say it
+        // once, and do not scan memory again.
+        const std::string& why = located.error();
+        if (why.rfind("kernel banner mismatch", 0) == 0 ||
+            why.rfind("unsupported kernel layout", 0) == 0 ||
+            why.find("has no linux_banner symbol") != std::string::npos) {
+            s.linux_locate_error = message;
             console().error(s.linux_locate_error);
         }
         return Error{message};

@@ -330,6 +330,10 @@ PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
                     problem = table.error();
                 } else if (!table->banner()) {
                     problem = path + ": the symbol table has no kernel banner";
+                } else if (auto supported =
+                               pyrebox::vmi::linux_guest::check_supported_kernel(*table->banner());
+                           !supported) {
+                    problem = path + ": " + supported.error();
                 }
                 if (!problem.empty()) {
                     s.linux_off_reason = problem;

@@ -100,3 +100,23 @@ TEST(LinuxKernel, DentryPathGoesUpToTheRoot) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(SupportedKernel, SixOneAndLaterOnly) {
+    using pyrebox::vmi::linux_guest::check_supported_kernel;
+    EXPECT_TRUE(check_supported_kernel("Linux version 6.1.0-56-amd64 (debian-kernel@...)").ok());
+    EXPECT_TRUE(check_supported_kernel("Linux version 6.12.9 (x@y)").ok());
+    EXPECT_TRUE(check_supported_kernel("Linux version 7.0.0 (x@y)").ok());
+    auto old = check_supported_kernel("Linux version 5.10.0-28-amd64 (debian-kernel@...)");
+    ASSERT_FALSE(old.ok());
+    EXPECT_EQ(old.error(),
+              "Linux 5.10 is not supported: introspection walks the maple tree that holds a "
+              "process's mappings since Linux 6.1 (supported: x86-64 Linux 6.1 and later)");
+    EXPECT_FALSE(check_supported_kernel("Linux version 6.0.19 (x@y)").ok());
+    auto garbage = check_supported_kernel("FreeBSD 14.0");
+    ASSERT_FALSE(garbage.ok());
+    EXPECT_NE(garbage.error().find("does not name a Linux version"), std::string::npos);
+}
+
+}  // namespace

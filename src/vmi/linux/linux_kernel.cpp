@@ -625,4 +625,21 @@ size_t LinuxKernel::comm_size() const {
     return lay ? (*lay)->comm_size : 16;
 }
 
+Expected<bool> check_supported_kernel(const std::string& banner) {
+    static const std::string prefix = "Linux version ";
+    unsigned major = 0, minor = 0;
+    if (banner.compare(0, prefix.size(), prefix) != 0 ||
+        std::sscanf(banner.c_str() + prefix.size(), "%u.%u", &major, &minor) != 2) {
+        return Error{"the symbol table's banner does not name a Linux version ('" +
+                     banner.substr(0, 40) + "')"};
+    }
+    if (major < 6 || (major == 6 && minor < 1)) {
+        return Error{"Linux " + std::to_string(major) + "." + std::to_string(minor) +
+                     " is not supported: introspection walks the maple tree that holds a "
+                     "process's mappings since Linux 6.1 (supported: x86-64 Linux 6.1 and "
+                     "later)"};
+    }
+    return true;
+}
+
 }  // namespace pyrebox::vmi::linux_guest

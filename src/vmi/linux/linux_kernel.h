@@ -62,6 +62,13 @@ struct Module {
     uint64_t size = 0;
 };
 
+// The kernels introspection supports: x86-64 Linux 6.1 and later, where a
+// process's mappings are kept in a maple tree (older kernels keep them in an
+// rbtree and a linked list, which is not walked). `banner` is the kernel's
+// linux_banner ("Linux version 6.1.0-... "); an error says why a kernel is
+// not supported and which are.
+Expected<bool> check_supported_kernel(const std::string& banner);
+
 class LinuxKernel {
 public:
     static constexpr size_t kMaxListEntries = 1 << 16;
