@@ -1,7 +1,10 @@
-"""PyREBox's `api` module for scripts: CallbackManager and machine state."""
+"""PyREBox's `api` module for scripts: CallbackManager, breakpoints,
+snapshots and machine state."""
 
+from pyrebox.breakpoints import BP  # noqa: F401
 from pyrebox.callbacks import CallbackManager  # noqa: F401
 from pyrebox.machine import *  # noqa: F401,F403
 from pyrebox.machine import __all__ as _machine_all
+from pyrebox.snapshots import load_vm, save_vm  # noqa: F401
 
-__all__ = ["CallbackManager", *_machine_all]
+__all__ = ["CallbackManager", "BP", "save_vm", "load_vm", *_machine_all]

@@ -26,6 +26,14 @@ def _run_parser(sub) -> None:
     p.add_argument("--smp", type=int, default=1, metavar="N", help="number of vCPUs")
     p.add_argument("--memory", "-m", default="512M", help="guest memory (QEMU -m)")
     p.add_argument("--nokaslr", action="store_true", help="boot the guest kernel with nokaslr")
+    p.add_argument("--disk", metavar="FILE",
+                   help="qcow2 file that keeps snapshots across runs (created if missing; "
+                        "default: a scratch disk for this run only)")
+    p.add_argument("--savevm", metavar="NAME",
+                   help="after the --cmd commands, save the VM as snapshot NAME in --disk "
+                        "and stop")
+    p.add_argument("--loadvm", metavar="NAME",
+                   help="start from snapshot NAME of --disk and run the --cmd commands there")
     p.add_argument("--no-plugin", action="store_true",
                    help="run plain QEMU without PyREBox (same machine; for comparisons)")
     p.add_argument("extra", nargs="*", metavar="-- QEMU_ARGS",
@@ -58,8 +66,9 @@ def main(argv: list[str] | None = None) -> int:
                 conf=args.conf, files=[run.parse_file_spec(f) for f in args.file],
                 commands=args.cmd, smp=args.smp, memory=args.memory, nokaslr=args.nokaslr,
                 plugin=not args.no_plugin,
-                timeout=args.timeout if args.timeout is not None else (600 if args.cmd else None),
-                extra=args.extra)
+                timeout=args.timeout if args.timeout is not None else (
+                    600 if args.cmd or args.savevm or args.loadvm else None),
+                extra=args.extra, disk=args.disk, savevm=args.savevm, loadvm=args.loadvm)
             run.validate(opts)
             return run.Runner(opts).run()
         except (run.RunError, config_mod.ConfigError, qemu.QemuError, paths.SetupError) as e:

@@ -11,6 +11,16 @@ Interactive mode (no --cmd): the serial console is the terminal (with QEMU's
 monitor on Ctrl-A c) and the plugin prints on stderr.
 
 Either way QEMU's QMP socket is at <run dir>/qmp.sock, printed at start.
+
+Snapshots: every run has a qcow2 disk that is not the guest's (QEMU keeps
+snapshots in it): a scratch one in the run dir, or --disk FILE (created if
+missing) to keep snapshots across runs. --savevm NAME runs the commands,
+then lets the guest wait for more commands on its console (the "snapshot
+point"), saves the VM there as NAME and ends the run. --loadvm NAME starts
+QEMU from that snapshot: the guest is at its snapshot point, and the
+launcher types the --cmd lines into its console, where they run with the
+same markers as in a fresh boot (numbered from 1). So one boot is paid
+once, and each analysis starts from the same machine state.
 """
 
 from __future__ import annotations
@@ -28,8 +38,14 @@ import time
 from . import config as config_mod
 from . import paths, qemu
 from .cpio import CpioArchive
+from .qmp import Qmp, QmpError, snapshot
 
 END_MARKER = "PYREBOX-GUEST-END"
+# The guest waits at its snapshot point for command lines on its console;
+# this line ends the wait (see guest/init).
+SNAPSHOT_POINT = "PYREBOX-SNAPSHOT-POINT"
+SERVE_END = "PYREBOX-SERVE-END"
+SCRATCH_DISK_SIZE = "64M"
 GUEST_HOME = "/root"
 
 
@@ -54,6 +70,13 @@ class RunOptions:
     nokaslr: bool = False
     plugin: bool = True  # False: plain QEMU (for comparisons)
     extra: list[str] = dataclasses.field(default_factory=list)
+    disk: str | None = None    # qcow2 file for snapshots (None: a scratch one per run)
+    savevm: str | None = None  # save the VM at its snapshot point under this name
+    loadvm: str | None = None  # start from this snapshot
+
+    @property
+    def batch(self) -> bool:
+        return bool(self.commands or self.savevm or self.loadvm)
 
 
 def parse_file_spec(spec: str) -> GuestFile:
@@ -68,13 +91,17 @@ def parse_file_spec(spec: str) -> GuestFile:
     return GuestFile(os.path.abspath(host), guest)
 
 
-def overlay_archive(commands: list[str], files: list[GuestFile]) -> bytes:
-    """The per-run archive: /pyrebox/commands plus the user's files."""
+def overlay_archive(commands: list[str], files: list[GuestFile],
+                    snapshot_point: bool = False) -> bytes:
+    """The per-run archive: /pyrebox/commands plus the user's files, and
+    /pyrebox/snapshot-point when the guest is to wait for a snapshot."""
     archive = CpioArchive()
     for f in files:
         st = os.stat(f.host)
         archive.add_file(f.guest, source=f.host, mode=st.st_mode & 0o777)
-    archive.add_file("/pyrebox/commands", ("\n".join(commands) + "\n").encode())
+    archive.add_file("/pyrebox/commands", "".join(c + "\n" for c in commands).encode())
+    if snapshot_point:
+        archive.add_file("/pyrebox/snapshot-point", b"")
     return archive.to_bytes()
 
 
@@ -108,6 +135,24 @@ def validate(opts: RunOptions) -> config_mod.Config:
     if opts.timeout is not None and opts.timeout <= 0:
         raise RunError(f"--timeout {opts.timeout}: must be a positive number of seconds")
     memory_bytes(opts.memory)
+    for flag, name in (("--savevm", opts.savevm), ("--loadvm", opts.loadvm)):
+        if name is not None:
+            if not name or any(c.isspace() for c in name):
+                raise RunError(f"{flag} {name!r}: a snapshot name is one word")
+            if opts.disk is None:
+                raise RunError(f"{flag} needs --disk FILE: snapshots live in that qcow2 file, "
+                               f"which outlives the run")
+            if qemu.describes_own_vm(opts.extra):
+                raise RunError(f"{flag} works with the default guest only")
+    if opts.savevm and opts.loadvm:
+        raise RunError("--savevm and --loadvm cannot be combined: save from a fresh boot, "
+                       "then load in later runs")
+    if opts.loadvm and opts.files:
+        raise RunError("--file cannot be used with --loadvm: the snapshot's memory replaces "
+                       "the guest image; copy files in the run that saves the snapshot")
+    if opts.loadvm and not os.path.isfile(opts.disk):
+        raise RunError(f"--loadvm {opts.loadvm}: {opts.disk} does not exist (make it with "
+                       f"--disk {opts.disk} --savevm NAME)")
     conf = config_mod.load(opts.conf)  # ConfigError names the key
     if qemu.describes_own_vm(opts.extra) and (opts.commands or opts.files):
         raise RunError("--cmd and --file work with the default guest only; the extra "
@@ -135,6 +180,7 @@ class Runner:
             plugin_opts["conf"] = os.path.abspath(opts.conf)
         if plugin_fd is not None:
             plugin_opts["out"] = plugin_fd
+        plugin_opts["qmp"] = os.path.join(rundir, "qmp.sock")
         plugin_opts["ram"] = memory_bytes(opts.memory)
         if not qemu.describes_own_vm(opts.extra) and os.path.isfile(paths.GUEST_ISF):
             plugin_opts["isf"] = paths.GUEST_ISF
@@ -144,31 +190,47 @@ class Runner:
         if opts.plugin:
             cmd += ["-plugin", qemu.plugin_arg(paths.require(paths.PLUGIN, "the PyREBox plugin"),
                                                **plugin_opts)]
-        if opts.commands:
+        if opts.batch:
             cmd += ["-serial", "stdio", "-monitor", "none"]
         else:
             cmd += ["-serial", "mon:stdio"]
+        cmd += ["-drive", f"if=none,id=pyrebox-disk,format=qcow2,file={self._disk(rundir)}"]
+        if opts.loadvm:
+            cmd += ["-loadvm", opts.loadvm]
         if not qemu.describes_own_vm(opts.extra):
             append = "console=ttyS0 quiet panic=-1" + (" nokaslr" if opts.nokaslr else "")
             cmd += ["-kernel", paths.require(paths.GUEST_KERNEL, "the default guest kernel"),
                     "-initrd", self._initrd(rundir), "-append", append]
         return cmd + opts.extra
 
+    def _disk(self, rundir: str) -> str:
+        """The qcow2 file QEMU keeps snapshots in (created when missing)."""
+        path = os.path.abspath(self.opts.disk) if self.opts.disk else os.path.join(rundir,
+                                                                                  "scratch.qcow2")
+        if not os.path.exists(path):
+            made = subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", path,
+                                   SCRATCH_DISK_SIZE], capture_output=True, text=True)
+            if made.returncode != 0:
+                raise RunError(f"cannot create the snapshot disk {path}: "
+                               f"{made.stderr.strip() or made.stdout.strip()}")
+        return path
+
     def _initrd(self, rundir: str) -> str:
         base = paths.require(paths.GUEST_INITRAMFS, "the default guest image")
-        if not self.opts.commands and not self.opts.files:
+        if not self.opts.commands and not self.opts.files and not self.opts.savevm:
             return base
         # The kernel unpacks concatenated archives in order; ours go last.
         path = os.path.join(rundir, "initrd")
         with open(path, "wb") as out, open(base, "rb") as src:
             shutil.copyfileobj(src, out)
-            out.write(overlay_archive(self.opts.commands, self.opts.files))
+            out.write(overlay_archive(self.opts.commands, self.opts.files,
+                                      snapshot_point=bool(self.opts.savevm)))
         return path
 
     def run(self) -> int:
         rundir = tempfile.mkdtemp(prefix="pyrebox-run-")
         try:
-            if self.opts.commands:
+            if self.opts.batch:
                 return self._run_batch(rundir)
             return self._run_interactive(rundir)
         finally:
@@ -192,8 +254,18 @@ class Runner:
         try:
             cmd = self.command_line(rundir, plugin_fd=write_fd)
             self.emit(f"[pyrebox] QMP socket: {rundir}/qmp.sock")
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, pass_fds=(write_fd,))
+            typing = bool(self.opts.savevm or self.opts.loadvm)
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if typing else subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    pass_fds=(write_fd,))
+            self._proc = proc
+            self._rundir = rundir
+            self.snapshot_error = None
+            if self.opts.loadvm:
+                # The restored guest waits at its snapshot point: type the
+                # commands (QEMU hands them to the serial port as the guest
+                # reads), then the end of the list.
+                self._type([*self.opts.commands, SERVE_END])
         finally:
             os.close(write_fd)
         stderr_lines: list[str] = []
@@ -219,6 +291,9 @@ class Runner:
             return 124
         for t in readers:
             t.join(timeout=10)
+        if self.snapshot_error:
+            self.emit(f"pyrebox: {self.snapshot_error}")
+            return 1
         if rc != 0:
             self.emit(f"pyrebox: QEMU failed (exit status {rc})")
             return 1
@@ -233,6 +308,26 @@ class Runner:
             if line == END_MARKER:
                 self.saw_end = True
             self.emit(line)
+            if line == SNAPSHOT_POINT and self.opts.savevm:
+                threading.Thread(target=self._save_snapshot, daemon=True).start()
+
+    def _type(self, lines: list[str]) -> None:
+        try:
+            self._proc.stdin.write("".join(l + "\n" for l in lines).encode())
+            self._proc.stdin.flush()
+        except OSError:
+            pass  # QEMU is gone; its exit status says why
+
+    def _save_snapshot(self) -> None:
+        """At the guest's snapshot point: save, then let the guest finish."""
+        name = self.opts.savevm
+        try:
+            with Qmp.wait_for(os.path.join(self._rundir, "qmp.sock")) as qmp:
+                snapshot(qmp, "savevm", name)
+            self.emit(f"[pyrebox] saved snapshot {name} in {self.opts.disk}")
+        except (QmpError, OSError) as e:
+            self.snapshot_error = f"saving snapshot {name} failed: {e}"
+        self._type([SERVE_END])
 
     def _pump_plugin(self, stream) -> None:
         with stream:

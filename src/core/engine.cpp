@@ -67,6 +67,19 @@ void Engine::on_cr3_load(int vcpu, uint64_t value, vmi::PagingMode mode) {
     registry_.dispatch(e, /*monitored=*/true);
 }
 
+void Engine::resync(int vcpu, uint64_t cr3, vmi::PagingMode mode) {
+    if (vcpu < 0 || static_cast<size_t>(vcpu) >= vcpus_.size()) {
+        return;
+    }
+    Vcpu& v = vcpus_[static_cast<size_t>(vcpu)];
+    v.pgd = normalize(cr3, mode);
+    v.exec_pages.clear();
+    v.pending = Pending{};
+    flags_.set_pending(vcpu, false);
+    v.monitored = monitored_.contains(v.pgd);
+    flags_.set_monitored(vcpu, v.monitored);
+}
+
 void Engine::fire_pending(int vcpu, uint64_t next_pc, bool block_starts) {
     Vcpu& v = vcpus_[static_cast<size_t>(vcpu)];
     // Copy and clear first: a callback may run code that arms new events.

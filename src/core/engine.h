@@ -51,6 +51,12 @@ public:
     // turns the pair merging on (a non-KPTI system would need two processes
     // with adjacent pgds switching directly into each other that often).
     void on_cr3_load(int vcpu, uint64_t value, vmi::PagingMode mode);
+    // The machine's state was replaced or may have been (the VM resumes,
+    // after a loadvm for instance): vCPU `vcpu` now runs with `cr3`. Sets
+    // its address space and monitored flag without a CONTEXTCHANGE, drops
+    // its pending end events and its TLB_EXEC history. Called while the
+    // vCPUs are stopped.
+    void resync(int vcpu, uint64_t cr3, vmi::PagingMode mode);
     // A block starts and some end event is pending on this vCPU.
     void on_pending_at_block(int vcpu, const TbInfo& tb);
     // An instruction starts and some end event is pending on this vCPU.

@@ -36,6 +36,9 @@ public:
 
     virtual Expected<uint64_t> io_read(uint32_t port, int size) = 0;
     virtual Expected<bool> io_write(uint32_t port, int size, uint64_t value) = 0;
+    // True on a vCPU thread inside a PyREBox callback: the VM cannot be
+    // stopped from there until the callback returns.
+    virtual bool in_callback() const = 0;
 };
 
 }  // namespace pyrebox

@@ -1,5 +1,5 @@
 // Options given to the plugin on QEMU's command line:
-//   -plugin libpyrebox.so,conf=FILE,venv=DIR,pythonpath=DIR,out=FD,isf=FILE,ram=BYTES
+//   -plugin libpyrebox.so,conf=FILE,venv=DIR,pythonpath=DIR,out=FD,isf=FILE,ram=BYTES,qmp=SOCKET
 #pragma once
 
 #include <cstdint>
@@ -16,6 +16,7 @@ struct PluginOptions {
     std::string pythonpath;  // folder holding the `pyrebox` package and compat modules
     int out_fd = 2;          // where PyREBox and scripts print
     std::string isf;         // the guest kernel's symbol table (ISF); empty: none
+    std::string qmp;         // QEMU's QMP Unix socket (snapshots from scripts); empty: none
     // The guest's RAM size in bytes (where the kernel is looked for); 0:
     // unknown. A number of bytes, or with a K, M, G or T suffix (binary).
     uint64_t ram_bytes = 0;

@@ -102,6 +102,18 @@ void ProcessEvents::try_activate() {
     }
 }
 
+void ProcessEvents::resync() {
+    std::lock_guard<std::mutex> guard(lock_);
+    if (!tracker_) {
+        return;
+    }
+    Session& s = session();
+    if (auto seeded = tracker_->seed(s.machine->physical_memory(), s.engine->kpti()); !seeded) {
+        warn_once("process and module tracking could not re-read the processes: " +
+                  seeded.error());
+    }
+}
+
 void ProcessEvents::on_hook(ProcessTracker::Hook hook, int vcpu) {
     if (!tracker_) {
         return;

@@ -35,6 +35,10 @@ public:
         }
     }
     bool active() const { return active_.load(); }
+    // The machine's state may have been replaced (the VM resumes, after a
+    // loadvm for instance): the tracker forgets what it knew and reads the
+    // processes and modules again. Called while the vCPUs are stopped.
+    void resync();
 
     // A hook placed by this class was reached on `vcpu` (vCPU thread).
     void on_hook(vmi::linux_guest::ProcessTracker::Hook hook, int vcpu);

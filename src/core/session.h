@@ -3,6 +3,7 @@
 // machine accessor. Created at plugin install; lives until the process ends.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <future>
 #include <memory>
@@ -27,6 +28,8 @@ struct Session {
     // Linux introspection: the plugin's isf= and ram= arguments; the kernel
     // once its symbol table is loaded (located in memory on first use).
     std::string isf_path;
+    std::string qmp_path;  // the plugin's qmp= argument
+    std::atomic<bool> vm_started{false};  // QEMU's main loop has started the VM once
     uint64_t ram_bytes = 0;
     std::unique_ptr<vmi::linux_guest::LinuxKernel> linux_kernel;
     std::string linux_off_reason;  // why linux_kernel is null, for messages

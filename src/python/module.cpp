@@ -313,6 +313,9 @@ PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
 
     // --- Linux introspection ---
     m.def("linux_isf_argument", [] { return session().isf_path; });
+    m.def("qmp_socket", [] { return session().qmp_path; });
+    m.def("in_callback", [] { return machine().in_callback(); });
+    m.def("vm_started", [] { return session().vm_started.load(); });
     m.def(
         "linux_load_symbols",
         [](const std::string& path) {

@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "core/engine.h"
+#include "core/machine_resume.h"
 #include "core/session.h"
 #include "core/x86_insn.h"
 #include "qemu/internals.h"
@@ -303,6 +304,13 @@ void on_vcpu_init(qemu_plugin_id_t /*id*/, unsigned int vcpu) {
 
 void flush_work(CPUState* cpu, uint64_t /*data*/) { internals().tb_flush(cpu); }
 
+// QEMU's main loop, BQL held: the VM starts or stops.
+void on_vm_state_change(void* /*opaque*/, bool running, int /*run_state*/) {
+    if (running && !g_exiting) {
+        on_machine_resume();
+    }
+}
+
 }  // namespace
 
 void stop_instrumentation() { g_exiting = true; }
@@ -337,6 +345,7 @@ void install_instrumentation(qemu_plugin_id_t id, int max_vcpus, bool is_64bit) 
         request_retranslation();
     });
 
+    internals().qemu_add_vm_change_state_handler(on_vm_state_change, nullptr);
     qemu_plugin_register_vcpu_init_cb(id, on_vcpu_init);
     qemu_plugin_register_vcpu_tb_trans_cb(id, on_tb_translate);
     qemu_plugin_register_flush_cb(id, on_flush);

@@ -41,6 +41,8 @@ std::vector<Entry> required_table(Internals& t) {
         {"cpu_outb", reinterpret_cast<void**>(&t.cpu_outb)},
         {"cpu_outw", reinterpret_cast<void**>(&t.cpu_outw)},
         {"cpu_outl", reinterpret_cast<void**>(&t.cpu_outl)},
+        {"qemu_add_vm_change_state_handler",
+         reinterpret_cast<void**>(&t.qemu_add_vm_change_state_handler)},
     };
 }
 

@@ -58,6 +58,11 @@ struct Internals {
     void (*cpu_outb)(uint32_t port, uint8_t value) = nullptr;
     void (*cpu_outw)(uint32_t port, uint16_t value) = nullptr;
     void (*cpu_outl)(uint32_t port, uint32_t value) = nullptr;
+    // Calls `cb(opaque, running, run_state)` in the main loop whenever the
+    // VM stops or starts (after a loadvm too). Returns QEMU's entry handle.
+    void* (*qemu_add_vm_change_state_handler)(void (*cb)(void* opaque, bool running,
+                                                         int run_state),
+                                              void* opaque) = nullptr;
 
     // Optional: plugin API >= 5 (QEMU 10.1+). Signatures differ between API
     // versions, so they stay untyped until an adapter for that version uses them.

@@ -92,6 +92,8 @@ public:
         return true;
     }
 
+    bool in_callback() const override { return callback_context().vcpu >= 0; }
+
     Expected<std::string> dump_state(int cpu) override {
         CPUState* state = internals().qemu_get_cpu(cpu);
         if (state == nullptr) {

@@ -94,6 +94,7 @@ PYREBOX_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t* i
     pyrebox::qemu::install_instrumentation(id, info->system.max_vcpus, target == "x86_64");
 
     pyrebox::session().isf_path = options->isf;
+    pyrebox::session().qmp_path = options->qmp;
     pyrebox::session().ram_bytes = options->ram_bytes;
 
     pyrebox::python::RuntimeConfig runtime{options->venv, options->pythonpath, options->conf,

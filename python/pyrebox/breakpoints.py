@@ -1,0 +1,193 @@
+"""api.BP: PyREBox breakpoints.
+
+A breakpoint is a callback PyREBox manages for you:
+
+- EXECUTION at one address (size 0 or 1): an address-specific INSN_BEGIN
+  callback, in address space `pgd` (None: any);
+- EXECUTION over [addr, addr+size), MEM_READ / MEM_WRITE over virtual
+  [addr, addr+max(size, 1)) of `pgd` (None: any), MEM_READ_PHYS /
+  MEM_WRITE_PHYS over physical memory: a callback with a native range
+  trigger in front (triggers/trigger_bp*_memrange*), so only events in the
+  range reach Python. A memory access counts when its first byte is in the
+  range.
+
+`func` is called with the arguments of the callback type (INSN_BEGIN_CB for
+execution: `cpu_index, cpu`; MEM_READ_CB: `cpu_index, vaddr, size, haddr`;
+MEM_WRITE_CB: `..., data`), or one dict of them with `new_style=True`.
+Without `func` a hit opens the interactive shell at that point
+(`ipython_shell.start_shell`). `addr` may be "module!symbol" (resolved with
+api.sym_to_va in `pgd`).
+
+A breakpoint starts disabled: `enable()` places it, `disable()` removes it.
+`BP.list()` gives every breakpoint made in this session, each with an `id`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+import _pyrebox
+
+from . import callbacks as cb
+from . import paths
+
+TRIGGERS = os.path.join(paths.ROOT, "triggers")
+
+
+class BP:
+    EXECUTION = 0
+    MEM_READ = 1
+    MEM_WRITE = 2
+    MEM_READ_PHYS = 3
+    MEM_WRITE_PHYS = 4
+
+    TYPE_NAMES = {EXECUTION: "EXECUTION", MEM_READ: "MEM_READ", MEM_WRITE: "MEM_WRITE",
+                  MEM_READ_PHYS: "MEM_READ_PHYS", MEM_WRITE_PHYS: "MEM_WRITE_PHYS"}
+    # Callback type and range trigger of each kind.
+    _KINDS = {
+        EXECUTION: (cb.INSN_BEGIN_CB, "trigger_bp_memrange"),
+        MEM_READ: (cb.MEM_READ_CB, "trigger_bpr_memrange"),
+        MEM_WRITE: (cb.MEM_WRITE_CB, "trigger_bpw_memrange"),
+        MEM_READ_PHYS: (cb.MEM_READ_CB, "trigger_bpr_memrange_phys"),
+        MEM_WRITE_PHYS: (cb.MEM_WRITE_CB, "trigger_bpw_memrange_phys"),
+    }
+
+    _all: dict[int, "BP"] = {}
+    _ids = itertools.count(1)
+    _managers: dict[bool, cb.CallbackManager] = {}
+
+    def __init__(self, addr, pgd, size=0, typ=EXECUTION, func=None, new_style=False):
+        if typ not in self.TYPE_NAMES:
+            raise ValueError(f"unknown breakpoint type {typ!r}; use BP.EXECUTION, BP.MEM_READ, "
+                             f"BP.MEM_WRITE, BP.MEM_READ_PHYS or BP.MEM_WRITE_PHYS")
+        if not isinstance(size, int) or size < 0:
+            raise ValueError(f"size must be a non-negative int, got {size!r}")
+        if pgd is not None and (not isinstance(pgd, int) or pgd < 0):
+            raise ValueError(f"pgd must be a non-negative int or None, got {pgd!r}")
+        if func is not None and not callable(func):
+            raise TypeError(f"func must be callable or None, got {type(func).__name__}")
+        self._typ = typ
+        self._pgd = None if typ in (self.MEM_READ_PHYS, self.MEM_WRITE_PHYS) else pgd
+        self._addr = self._resolve(addr, self._pgd)
+        self._size = size
+        self._func = func
+        self._new_style = bool(new_style)
+        self._name = None
+        self.id = next(self._ids)
+        BP._all[self.id] = self
+
+    @staticmethod
+    def _resolve(addr, pgd) -> int:
+        if isinstance(addr, int):
+            if addr < 0:
+                raise ValueError(f"address must be non-negative, got {addr:#x}")
+            return addr
+        if isinstance(addr, str) and "!" in addr:
+            module, _, symbol = addr.partition("!")
+            from . import machine
+            sym_to_va = getattr(machine, "sym_to_va", None)
+            if sym_to_va is None:
+                raise ValueError(f"cannot resolve {addr!r}: symbols are not available")
+            va = sym_to_va(pgd if pgd is not None else 0, module, symbol)
+            if va is None:
+                raise ValueError(f"cannot resolve {addr!r}: no symbol {symbol!r} in module "
+                                 f"{module!r} of address space {pgd if pgd is not None else 0:#x}")
+            return va
+        raise ValueError(f"address must be an int or 'module!symbol', got {addr!r}")
+
+    # --- PyREBox's interface ---
+
+    def enable(self) -> None:
+        if self._name is not None:
+            return
+        callback_type, trigger = self._KINDS[self._typ]
+        manager = self._manager(self._new_style)
+        handler = self._func if self._func is not None else self._open_shell
+        name = f"bp_{self.id}"
+        single = self._typ == self.EXECUTION and self._size <= 1
+        if single:
+            self._name = manager.add_callback(callback_type, handler, name=name, addr=self._addr,
+                                              pgd=self._pgd)
+            return
+        self._name = manager.add_callback(callback_type, handler, name=name)
+        try:
+            manager.add_trigger(self._name, os.path.join(TRIGGERS, trigger))
+            end = self._addr + max(self._size, 1)
+            manager.set_trigger_var(self._name, "begin", self._addr)
+            manager.set_trigger_var(self._name, "end", end)
+            if self._typ in (self.EXECUTION, self.MEM_READ, self.MEM_WRITE):
+                word = 64 if _pyrebox.is_64bit() else 32
+                manager.set_trigger_var(self._name, "pgd", self._pgd if self._pgd is not None
+                                        else (1 << word) - 1)
+        except Exception:
+            manager.rm_callback(self._name)
+            self._name = None
+            raise
+
+    def disable(self) -> None:
+        if self._name is not None:
+            self._manager(self._new_style).rm_callback(self._name)
+            self._name = None
+
+    def enabled(self) -> bool:
+        return self._name is not None
+
+    def get_addr(self) -> int:
+        return self._addr
+
+    def get_pgd(self):
+        return self._pgd
+
+    def get_size(self) -> int:
+        return self._size
+
+    def get_type(self) -> int:
+        return self._typ
+
+    def remove(self) -> None:
+        """Disables the breakpoint and forgets it (BP.list() no longer has it)."""
+        self.disable()
+        BP._all.pop(self.id, None)
+
+    def __str__(self) -> str:
+        span = (f"{self._addr:#x}" if self._size <= 1
+                else f"{self._addr:#x}-{self._addr + self._size:#x}")
+        where = "physical" if self._typ in (self.MEM_READ_PHYS, self.MEM_WRITE_PHYS) else (
+            "any process" if self._pgd is None else f"pgd {self._pgd:#x}")
+        state = "enabled" if self.enabled() else "disabled"
+        action = "shell" if self._func is None else getattr(self._func, "__name__", "func")
+        return (f"[{self.id}] {self.TYPE_NAMES[self._typ]} {span} ({where}) {state} "
+                f"-> {action}")
+
+    __repr__ = __str__
+
+    @classmethod
+    def list(cls) -> list["BP"]:
+        return list(cls._all.values())
+
+    @classmethod
+    def get(cls, bp_id: int) -> "BP":
+        if bp_id not in cls._all:
+            raise ValueError(f"no breakpoint {bp_id} (have: "
+                             f"{', '.join(str(i) for i in cls._all) or 'none'})")
+        return cls._all[bp_id]
+
+    # --- internals ---
+
+    @classmethod
+    def _manager(cls, new_style: bool) -> cb.CallbackManager:
+        if new_style not in cls._managers:
+            cls._managers[new_style] = cb.CallbackManager(0, new_style=new_style)
+        return cls._managers[new_style]
+
+    def _open_shell(self, *args) -> None:
+        cpu_index = args[0]["cpu_index"] if self._new_style else args[0]
+        print(f"[pyrebox] breakpoint {self}: hit on vCPU {cpu_index}")
+        try:
+            import ipython_shell
+        except ImportError as e:
+            print(f"[pyrebox] error: breakpoint {self.id} has no function and the shell "
+                  f"cannot open: {e}")
+            return
+        ipython_shell.start_shell(cpu_index)
