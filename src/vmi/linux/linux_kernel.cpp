@@ -162,7 +162,7 @@ struct LinuxKernel::Layout {
     std::string modules_error;  // why kernel_modules() cannot list .ko modules
     // File identity (optional: Module.inode stays 0 without it).
     bool has_identity = false, has_mtime = false;
-    Field file_inode, inode_ino, inode_sb, inode_size, sb_dev, mtime_sec, mtime_nsec;
+    Field file_inode, inode_ino, inode_sb, inode_size, sb_dev, mtime_sec, mtime_nsec, vma_pgoff;
 };
 
 Expected<const LinuxKernel::Layout*> LinuxKernel::layout() const {
@@ -236,6 +236,7 @@ Expected<const LinuxKernel::Layout*> LinuxKernel::layout() const {
     l->inode_sb = ident.field("inode", "i_sb");
     l->inode_size = ident.field("inode", "i_size");
     l->sb_dev = ident.field("super_block", "s_dev");
+    l->vma_pgoff = ident.field("vm_area_struct", "vm_pgoff");
     l->has_identity = ident.error().empty();
     // i_mtime is a timespec64 up to 6.5, then __i_mtime, then i_mtime_sec/_nsec.
     LayoutBuilder mtime(symbols_);
@@ -454,10 +455,15 @@ Expected<std::vector<Module>> LinuxKernel::task_modules(PhysicalMemory& mem,
     std::map<std::string, Module> by_path;
     std::map<uint64_t, std::string> path_of_dentry;
     // The file's identity, through file->f_inode. Unreadable: left 0.
-    auto identify = [&](Module& m, uint64_t file) {
+    auto identify = [&](Module& m, uint64_t vma, uint64_t file) {
         if (!l.has_identity) {
             return;
         }
+        auto pgoff = r.field(vma, l.vma_pgoff, "vm_area_struct.vm_pgoff");
+        if (!pgoff) {
+            return;
+        }
+        m.base_pgoff = *pgoff;
         auto inode = r.field(file, l.file_inode, "file.f_inode");
         if (!inode || *inode == 0) {
             return;
@@ -518,7 +524,7 @@ Expected<std::vector<Module>> LinuxKernel::task_modules(PhysicalMemory& mem,
             m.name = basename(m.fullname);
             m.base = *start;
             m.size = *end - *start;
-            identify(m, *file);
+            identify(m, vma, *file);
         } else {
             const uint64_t top = std::max(m.base + m.size, *end);
             m.base = std::min(m.base, *start);

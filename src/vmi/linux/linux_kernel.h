@@ -53,6 +53,9 @@ struct Module {
     uint64_t file_size = 0;
     uint64_t mtime_sec = 0;
     uint64_t mtime_nsec = 0;
+    // The file offset, in pages, that `base` maps (vm_pgoff of the lowest
+    // mapping): 0 when the file's start is mapped at `base`.
+    uint64_t base_pgoff = 0;
 };
 
 class LinuxKernel {

@@ -4,6 +4,9 @@ namespace pyrebox::vmi::linux_guest {
 
 std::shared_ptr<const ElfImage> UserSymbolCache::get(PhysicalMemory& mem, PagingMode mode,
                                                      uint64_t pgd, const Module& module) {
+    if (module.base_pgoff != 0) {
+        return nullptr;  // the file's start (its ELF header) is not at the base
+    }
     const Key key{module.inode, module.dev, module.file_size, module.mtime_sec,
                   module.mtime_nsec};
     if (module.inode != 0) {

@@ -66,6 +66,11 @@ def dyn_libc_snapshot(pgd):
     getpid = timed("sym_to_va", api.sym_to_va, pgd, "libc.so.6", "getpid")
     mods = modules_by_name(pgd)
     libc = mods["libc.so.6"]
+    for _ in range(20):  # warm calls, for the per-call times
+        timed("sym_to_va", api.sym_to_va, pgd, "libc.so.6", "getpid")
+        timed("va_to_sym", api.va_to_sym, pgd, getpid + 3)
+    for _ in range(5):
+        timed("get_module_list(pgd)", api.get_module_list, pgd)
     syms = timed("get_symbol_list(pgd)", api.get_symbol_list, pgd)
     everything = timed("get_symbol_list(None)", api.get_symbol_list)
     return {
@@ -104,6 +109,10 @@ def dl_snapshot(pgd):
 def kernel_snapshot(pgd):
     crc7 = timed("sym_to_va(kernel module)", api.sym_to_va, 0, "crc7", "crc7_be")
     dge = timed("sym_to_va(vmlinux)", api.sym_to_va, 0, "vmlinux", "do_group_exit")
+    for _ in range(20):
+        timed("sym_to_va(kernel module)", api.sym_to_va, 0, "crc7", "crc7_be")
+        timed("sym_to_va(vmlinux)", api.sym_to_va, 0, "vmlinux", "do_group_exit")
+        timed("va_to_sym(kernel)", api.va_to_sym, 0, dge + 5)
     syms = timed("get_symbol_list(0)", api.get_symbol_list, 0)
     return {
         "modules": api.get_module_list(0),
