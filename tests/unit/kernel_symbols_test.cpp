@@ -2,6 +2,7 @@
 
 #include "fake_ram.h"
 #include "vmi/linux/linux_kernel.h"
+#include "vmi/linux/user_symbols.h"
 
 #include <string>
 
@@ -12,6 +13,8 @@ using pyrebox::vmi::PagingMode;
 using pyrebox::vmi::SymbolTable;
 using pyrebox::vmi::linux_guest::KernelLocation;
 using pyrebox::vmi::linux_guest::LinuxKernel;
+using pyrebox::vmi::linux_guest::Module;
+using pyrebox::vmi::linux_guest::UserSymbolCache;
 
 // struct module: kallsyms@544 (a pointer to struct mod_kallsyms);
 // struct mod_kallsyms: symtab@0, num_symtab@8, strtab@16.
@@ -114,6 +117,45 @@ TEST(KernelSymbols, UnreadableKallsymsIsAnError) {
     EXPECT_NE(set.error().find("of the struct module at 0x10000"), std::string::npos) << set.error();
     FakeRam empty;
     EXPECT_FALSE(k.module_kallsyms(empty, 0x10000).ok());
+}
+
+// The cache of user files: keyed by file identity, filled only by parses
+// that succeed.
+TEST(UserSymbols, ParsedOncePerFileIdentity) {
+    FakeRam ram;
+    UserSymbolCache cache;
+    Module m;
+    m.name = "data.bin";
+    m.base = 0x400000;
+    m.size = 0x1000;
+    m.inode = 7;
+    m.dev = 0x800001;
+    // Not present yet: not resolved, nothing cached.
+    EXPECT_EQ(cache.get(ram, PagingMode::None, 0, m), nullptr);
+    EXPECT_EQ(cache.size(), 0u);
+    ram.put_string(0x400000, "not an ELF file");
+    auto first = cache.get(ram, PagingMode::None, 0, m);
+    ASSERT_NE(first, nullptr);
+    EXPECT_FALSE(first->is_elf);
+    EXPECT_EQ(cache.size(), 1u);
+    // Another process mapping the same file elsewhere: the same parse.
+    Module elsewhere = m;
+    elsewhere.base = 0x800000;
+    EXPECT_EQ(cache.get(ram, PagingMode::None, 0, elsewhere), first);
+    // Another file (another size) is parsed on its own.
+    Module other = m;
+    other.file_size = 99;
+    EXPECT_NE(cache.get(ram, PagingMode::None, 0, other), first);
+    EXPECT_EQ(cache.size(), 2u);
+    // No identity: parsed, never cached.
+    Module unknown = m;
+    unknown.inode = 0;
+    EXPECT_NE(cache.get(ram, PagingMode::None, 0, unknown), nullptr);
+    EXPECT_EQ(cache.size(), 2u);
+    // A base that maps another part of the file than its start: no symbols.
+    Module offset = m;
+    offset.base_pgoff = 3;
+    EXPECT_EQ(cache.get(ram, PagingMode::None, 0, offset), nullptr);
 }
 
 }  // namespace
