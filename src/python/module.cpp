@@ -10,7 +10,6 @@
 #include <cstring>
 #include <future>
 #include <optional>
-#include <set>
 #include <string>
 
 #include "core/console.h"
@@ -22,6 +21,7 @@
 #include "triggers/trigger_library.h"
 #include "triggers/trigger_variables.h"
 #include "vmi/linux/linux_kernel.h"
+#include "vmi/linux/module_symbols.h"
 #include "vmi/linux/user_symbols.h"
 #include "vmi/paging.h"
 
@@ -146,101 +146,27 @@ T introspection_or_raise(Expected<T> result) {
 
 // --- Symbols of modules ---
 
-using pyrebox::vmi::ElfSymbol;
-using pyrebox::vmi::SymbolSet;
-using pyrebox::vmi::linux_guest::LinuxKernel;
 using pyrebox::vmi::linux_guest::Module;
+using pyrebox::vmi::linux_guest::ModuleSymbolResolver;
+using pyrebox::vmi::linux_guest::ModuleSymbols;
 
 // Parsed dynamic symbols of user files, shared by every process.
 pyrebox::vmi::linux_guest::UserSymbolCache g_user_symbols;
 
-// A module with its symbols, when they can be read now.
-struct ModuleSymbols {
-    Module module;
-    std::shared_ptr<const SymbolSet> symbols;  // null: not resolved (yet)
-    uint64_t bias = 0;                         // address = bias + symbol value
-    bool kernel = false;  // kernel symbols: nearest preceding; ELF: containing
-};
-
-// Kernel addresses (the upper half of the address space) belong to the
-// kernel in every process.
-constexpr uint64_t kKernelHalf = 0xffff800000000000ull;
-
-ModuleSymbols kernel_module_symbols(const LinuxKernel& kernel, const Module& m) {
-    ModuleSymbols out{m, nullptr, 0, true};
-    if (m.kaddr == 0) {
-        auto set = kernel.vmlinux_symbols();
-        if (set) {
-            out.symbols = *set;
-        }
-    } else {
-        auto set = kernel.module_kallsyms(machine().physical_memory(), m.kaddr);
-        if (set) {
-            out.symbols = std::make_shared<const SymbolSet>(std::move(*set));
-        }
-    }
-    return out;
+ModuleSymbolResolver resolver() {
+    return ModuleSymbolResolver(linux_kernel(), machine().physical_memory(), engine().kpti(),
+                                g_user_symbols);
 }
 
-ModuleSymbols user_module_symbols(uint64_t pgd, const Module& m) {
-    ModuleSymbols out{m, nullptr, 0, false};
-    auto image = g_user_symbols.get(machine().physical_memory(), mode_now(), pgd, m);
-    if (image) {
-        out.bias = image->bias(m.base);
-        out.symbols = std::shared_ptr<const SymbolSet>(image, &image->symbols);
-    }
-    return out;
-}
-
-// The task_struct of the process with that pgd; nullopt when none has it.
-std::optional<uint64_t> task_of(const LinuxKernel& kernel, uint64_t pgd) {
-    const auto procs =
-        introspection_or_raise(kernel.processes(machine().physical_memory(), engine().kpti()));
-    for (const auto& p : procs) {
-        if (p.pgd == pgd && pgd != 0) {
-            return p.kaddr;
-        }
-    }
-    return std::nullopt;
-}
-
-std::vector<Module> user_modules(const LinuxKernel& kernel, uint64_t task) {
-    return introspection_or_raise(kernel.task_modules(machine().physical_memory(), task));
-}
-
-std::vector<Module> kernel_module_list(const LinuxKernel& kernel) {
-    return introspection_or_raise(kernel.kernel_modules(machine().physical_memory()));
-}
-
-bool matches(const Module& m, const std::string& name) {
-    return m.name == name || m.fullname == name;
-}
-
-// The symbol of `ms` at `addr`, by its rule: for ELF images the symbol that
-// contains it (st_size), for the kernel the nearest preceding one inside
-// the module.
-const ElfSymbol* symbol_at(const ModuleSymbols& ms, uint64_t addr) {
-    if (!ms.symbols || addr < ms.module.base || addr - ms.module.base >= ms.module.size) {
-        return nullptr;
-    }
-    if (!ms.kernel) {
-        return ms.symbols->containing(addr - ms.bias);
-    }
-    const ElfSymbol* s = ms.symbols->preceding(addr);
-    return (s != nullptr && s->value >= ms.module.base) ? s : nullptr;
-}
-
-py::list module_dicts(const std::vector<Module>& modules,
-                      const std::vector<bool>& resolved) {
+py::list module_dicts(const std::vector<std::pair<Module, bool>>& modules) {
     py::list out;
-    for (size_t i = 0; i < modules.size(); ++i) {
-        const auto& m = modules[i];
+    for (const auto& [m, resolved] : modules) {
         py::dict d;
         d["name"] = m.name;
         d["fullname"] = m.fullname;
         d["base"] = m.base;
         d["size"] = m.size;
-        d["symbols_resolved"] = static_cast<bool>(resolved[i]);
+        d["symbols_resolved"] = resolved;
         d["inode"] = m.inode;
         d["dev"] = m.dev;
         out.append(d);
@@ -537,136 +463,23 @@ PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
         return out;
     });
     m.def("linux_modules", [](uint64_t pgd) {
-        const auto& kernel = linux_kernel();
-        std::vector<Module> mods;
-        std::vector<bool> resolved;
-        if (pgd == 0) {
-            mods = kernel_module_list(kernel);
-            for (const auto& m : mods) {
-                resolved.push_back(kernel_module_symbols(kernel, m).symbols != nullptr);
-            }
-        } else {
-            mods = introspection_or_raise(
-                kernel.modules(machine().physical_memory(), pgd, engine().kpti()));
-            for (const auto& m : mods) {
-                resolved.push_back(user_module_symbols(pgd, m).symbols != nullptr);
-            }
-        }
-        return module_dicts(mods, resolved);
+        return module_dicts(introspection_or_raise(resolver().modules(pgd)));
     });
     m.def(
         "linux_symbols",
         [](std::optional<uint64_t> pgd) {
-            const auto& kernel = linux_kernel();
             py::list out;
-            if (!pgd || *pgd == 0) {
-                for (const auto& m : kernel_module_list(kernel)) {
-                    append_symbol_dicts(out, kernel_module_symbols(kernel, m));
-                }
-            }
-            if (pgd && *pgd != 0) {
-                auto task = task_of(kernel, *pgd);
-                if (!task) {
-                    raise_introspection("no process has pgd " + std::to_string(*pgd));
-                }
-                for (const auto& m : user_modules(kernel, *task)) {
-                    append_symbol_dicts(out, user_module_symbols(*pgd, m));
-                }
-            } else if (!pgd) {
-                // Every process: each file once, where the first process on
-                // the list that has its symbols maps it.
-                std::set<std::string> done;
-                const auto procs = introspection_or_raise(
-                    kernel.processes(machine().physical_memory(), engine().kpti()));
-                for (const auto& p : procs) {
-                    if (p.pgd == 0) {
-                        continue;
-                    }
-                    auto mods = kernel.task_modules(machine().physical_memory(), p.kaddr);
-                    if (!mods) {
-                        continue;  // exiting while we look
-                    }
-                    for (const auto& m : *mods) {
-                        if (done.count(m.fullname) != 0) {
-                            continue;
-                        }
-                        auto ms = user_module_symbols(p.pgd, m);
-                        if (ms.symbols) {
-                            done.insert(m.fullname);
-                            append_symbol_dicts(out, ms);
-                        }
-                    }
-                }
+            for (const auto& ms : introspection_or_raise(resolver().symbols(pgd))) {
+                append_symbol_dicts(out, ms);
             }
             return out;
         },
         py::arg("pgd") = py::none());
-    m.def("linux_sym_to_va",
-          [](uint64_t pgd, const std::string& mod, const std::string& name)
-              -> std::optional<uint64_t> {
-        const auto& kernel = linux_kernel();
-        bool found_module = false;
-        if (pgd != 0) {
-            auto task = task_of(kernel, pgd);
-            if (!task) {
-                return std::nullopt;
-            }
-            for (const auto& m : user_modules(kernel, *task)) {
-                if (!matches(m, mod)) {
-                    continue;
-                }
-                found_module = true;
-                auto ms = user_module_symbols(pgd, m);
-                if (ms.symbols) {
-                    if (const auto* s = ms.symbols->find(name)) {
-                        return ms.bias + s->value;
-                    }
-                }
-            }
-        }
-        if (found_module) {
-            return std::nullopt;
-        }
-        // The kernel is mapped in every address space.
-        for (const auto& m : kernel_module_list(kernel)) {
-            if (matches(m, mod)) {
-                auto ms = kernel_module_symbols(kernel, m);
-                if (ms.symbols) {
-                    if (const auto* s = ms.symbols->find(name)) {
-                        return s->value;
-                    }
-                }
-                return std::nullopt;
-            }
-        }
-        return std::nullopt;
+    m.def("linux_sym_to_va", [](uint64_t pgd, const std::string& mod, const std::string& name) {
+        return introspection_or_raise(resolver().sym_to_va(pgd, mod, name));
     });
-    m.def("linux_va_to_sym",
-          [](uint64_t pgd, uint64_t addr) -> std::optional<std::pair<std::string, std::string>> {
-        const auto& kernel = linux_kernel();
-        std::vector<Module> mods;
-        const bool in_kernel = pgd == 0 || addr >= kKernelHalf;
-        if (in_kernel) {
-            mods = kernel_module_list(kernel);
-        } else {
-            auto task = task_of(kernel, pgd);
-            if (!task) {
-                return std::nullopt;
-            }
-            mods = user_modules(kernel, *task);
-        }
-        for (const auto& m : mods) {
-            if (addr < m.base || addr - m.base >= m.size) {
-                continue;
-            }
-            const auto ms = in_kernel ? kernel_module_symbols(kernel, m)
-                                      : user_module_symbols(pgd, m);
-            if (const auto* s = symbol_at(ms, addr)) {
-                return std::make_pair(m.name, s->name);
-            }
-            return std::nullopt;
-        }
-        return std::nullopt;
+    m.def("linux_va_to_sym", [](uint64_t pgd, uint64_t addr) {
+        return introspection_or_raise(resolver().va_to_sym(pgd, addr));
     });
     m.def("linux_symbol_cache_size", [] { return g_user_symbols.size(); });
 }
