@@ -2,6 +2,7 @@
 
 #include "fake_ram.h"
 #include "vmi/linux/linux_kernel.h"
+#include "vmi/linux/module_symbols.h"
 #include "vmi/linux/user_symbols.h"
 
 #include <string>
@@ -14,6 +15,7 @@ using pyrebox::vmi::SymbolTable;
 using pyrebox::vmi::linux_guest::KernelLocation;
 using pyrebox::vmi::linux_guest::LinuxKernel;
 using pyrebox::vmi::linux_guest::Module;
+using pyrebox::vmi::linux_guest::ModuleSymbols;
 using pyrebox::vmi::linux_guest::UserSymbolCache;
 
 // struct module: kallsyms@544 (a pointer to struct mod_kallsyms);
@@ -156,6 +158,40 @@ TEST(UserSymbols, ParsedOncePerFileIdentity) {
     Module offset = m;
     offset.base_pgoff = 3;
     EXPECT_EQ(cache.get(ram, PagingMode::None, 0, offset), nullptr);
+}
+
+// The rule of va_to_sym: containing symbol for ELF files (bias applied),
+// nearest preceding inside the module for the kernel.
+TEST(ModuleSymbolsAt, ElfContainsKernelPrecedes) {
+    using pyrebox::vmi::ElfSymbol;
+    using pyrebox::vmi::SymbolSet;
+    auto set = std::make_shared<const SymbolSet>(std::vector<ElfSymbol>{
+        {"f", 0x1000, 0x10, 2, 1, false}, {"g", 0x2000, 0, 2, 1, false}});
+    Module m;
+    m.base = 0x7f0000000000;
+    m.size = 0x3000;
+    ModuleSymbols elf{m, set, m.base, false};
+    EXPECT_EQ(elf.at(m.base + 0x1004)->name, "f");
+    EXPECT_EQ(elf.at(m.base + 0x1010), nullptr);  // past f
+    EXPECT_EQ(elf.at(m.base + 0x2000)->name, "g");
+    EXPECT_EQ(elf.at(m.base + 0x2001), nullptr);
+    EXPECT_EQ(elf.at(m.base + 0x3000), nullptr);  // outside the module
+
+    auto kset = std::make_shared<const SymbolSet>(std::vector<ElfSymbol>{
+        {"before", 0xffffffffc0000000ull, 0, 2, 1, false},
+        {"crc7_be", 0xffffffffc0a01000ull, 0, 2, 1, false}});
+    Module ko;
+    ko.name = "crc7";
+    ko.base = 0xffffffffc0a01000ull;
+    ko.size = 0x2000;
+    ModuleSymbols kernel{ko, kset, 0, true};
+    EXPECT_EQ(kernel.at(ko.base + 0x1fff)->name, "crc7_be");
+    EXPECT_EQ(kernel.at(ko.base - 1), nullptr);  // outside
+    ko.base += 0x100;  // a preceding symbol outside the module is not its
+    ModuleSymbols shifted{ko, kset, 0, true};
+    EXPECT_EQ(shifted.at(ko.base), nullptr);
+    ModuleSymbols unresolved{ko, nullptr, 0, true};
+    EXPECT_EQ(unresolved.at(ko.base), nullptr);
 }
 
 }  // namespace
