@@ -133,14 +133,58 @@ def get_module_list(pgd: int) -> list[dict]:
     """The files the process `pgd` maps (main binary, loader, libraries...),
     each {name, fullname, base, size, symbols_resolved}, sorted by base;
     pgd 0 gives the kernel and its loaded modules. Raises
-    IntrospectionError when introspection is off or fails."""
-    if not isinstance(pgd, int) or pgd < 0:
-        raise ValueError(f"pgd must be a non-negative int, got {pgd!r}")
+    IntrospectionError when introspection is off or fails.
+    symbols_resolved says whether the module's symbols could be read (a
+    file whose pages are not all in memory yet is tried again next call)."""
+    _check_pgd(pgd)
     return _pyrebox.linux_modules(pgd)
 
 
+def _check_pgd(pgd) -> None:
+    if not isinstance(pgd, int) or isinstance(pgd, bool) or pgd < 0:
+        raise ValueError(f"pgd must be a non-negative int, got {pgd!r}")
+
+
+def get_symbol_list(pgd=None) -> list[dict]:
+    """Symbols as {mod, mod_fullname, name, addr}. pgd 0: the kernel
+    (vmlinux's symbol table, slid) and each loaded kernel module (its
+    kallsyms); a process's pgd: the dynamic symbols of every file it maps
+    whose symbols are resolved; None: the kernel, then each file mapped by
+    any process, once, at its address in the first process (in process-list
+    order) that has it resolved. Raises IntrospectionError when
+    introspection is off or fails, or no process has `pgd`."""
+    if pgd is not None:
+        _check_pgd(pgd)
+    return _pyrebox.linux_symbols(pgd)
+
+
+def sym_to_va(pgd: int, mod: str, func: str):
+    """The address of symbol `func` of module `mod` (its basename, e.g.
+    "libc.so.6", or its full path; "vmlinux" or a kernel module's name such
+    as "crc7" for the kernel, found from any pgd) in the address space
+    `pgd`, or None when there is no such module, symbol or process, or the
+    module's symbols are not resolved yet."""
+    _check_pgd(pgd)
+    if not isinstance(mod, str) or not isinstance(func, str):
+        raise TypeError(f"mod and func must be str, got {mod!r} and {func!r}")
+    return _pyrebox.linux_sym_to_va(pgd, mod, func)
+
+
+def va_to_sym(pgd: int, addr: int):
+    """(module name, symbol name) for the address `addr` of address space
+    `pgd`: in a mapped ELF file, the dynamic symbol whose [addr, addr+size)
+    holds it; in the kernel (pgd 0 or a kernel address), the nearest
+    preceding symbol inside vmlinux or the kernel module holding it. None
+    when no module or symbol holds it."""
+    _check_pgd(pgd)
+    if not isinstance(addr, int) or isinstance(addr, bool) or addr < 0:
+        raise ValueError(f"addr must be a non-negative int, got {addr!r}")
+    found = _pyrebox.linux_va_to_sym(pgd, addr)
+    return None if found is None else tuple(found)
+
+
 __all__ = ["InvalidAddress", "IntrospectionError", "get_os_bits", "get_process_list",
-           "get_module_list", "Cpu", "register_names", "get_num_cpus", "r_cpu", "w_r", "r_pa",
+           "get_module_list", "get_symbol_list", "sym_to_va", "va_to_sym", "Cpu", "register_names", "get_num_cpus", "r_cpu", "w_r", "r_pa",
            "w_pa", "r_va", "w_va", "va_to_pa", "r_ioport", "w_ioport",
            "start_monitoring_process", "stop_monitoring_process", "is_monitored_process",
            "get_running_process", "is_kernel_running"]

@@ -22,6 +22,8 @@
 #include "triggers/trigger_variables.h"
 #include "core/linux_introspection.h"
 #include "vmi/linux/linux_kernel.h"
+#include "vmi/linux/module_symbols.h"
+#include "vmi/linux/user_symbols.h"
 #include "vmi/paging.h"
 
 namespace py = pybind11;
@@ -108,18 +110,63 @@ T introspection_or_raise(Expected<T> result) {
     return std::move(result.value());
 }
 
-py::list module_dicts(const std::vector<pyrebox::vmi::linux_guest::Module>& modules) {
+// --- Symbols of modules ---
+
+using pyrebox::vmi::linux_guest::Module;
+using pyrebox::vmi::linux_guest::ModuleSymbolResolver;
+using pyrebox::vmi::linux_guest::ModuleSymbols;
+
+// Parsed dynamic symbols of user files, shared by every process.
+pyrebox::vmi::linux_guest::UserSymbolCache g_user_symbols;
+
+ModuleSymbolResolver resolver() {
+    return ModuleSymbolResolver(linux_kernel(), machine().physical_memory(), engine().kpti(),
+                                g_user_symbols);
+}
+
+py::list module_dicts(const std::vector<std::pair<Module, bool>>& modules) {
     py::list out;
-    for (const auto& m : modules) {
+    for (const auto& [m, resolved] : modules) {
         py::dict d;
         d["name"] = m.name;
         d["fullname"] = m.fullname;
         d["base"] = m.base;
         d["size"] = m.size;
-        d["symbols_resolved"] = false;
+        d["symbols_resolved"] = resolved;
+        d["inode"] = m.inode;
+        d["dev"] = m.dev;
         out.append(d);
     }
     return out;
+}
+
+// Appends {mod, mod_fullname, name, addr} for every symbol of `ms` (kernel
+// symbols outside the kernel image's span, the per-CPU offsets, included).
+// Dicts are built through the C API with shared key objects: the kernel
+// alone has ~90,000 symbols.
+void append_symbol_dicts(py::list& out, const ModuleSymbols& ms) {
+    if (!ms.symbols) {
+        return;
+    }
+    // Interned once and never released (they outlive the interpreter's
+    // last use of this module).
+    static PyObject* const k_mod = PyUnicode_InternFromString("mod");
+    static PyObject* const k_full = PyUnicode_InternFromString("mod_fullname");
+    static PyObject* const k_name = PyUnicode_InternFromString("name");
+    static PyObject* const k_addr = PyUnicode_InternFromString("addr");
+    const py::str mod(ms.module.name), full(ms.module.fullname);
+    for (const auto& s : ms.symbols->symbols()) {
+        py::dict d;
+        py::str name(s.name);
+        py::int_ addr(ms.bias + s.value);
+        PyDict_SetItem(d.ptr(), k_mod, mod.ptr());
+        PyDict_SetItem(d.ptr(), k_full, full.ptr());
+        PyDict_SetItem(d.ptr(), k_name, name.ptr());
+        PyDict_SetItem(d.ptr(), k_addr, addr.ptr());
+        if (PyList_Append(out.ptr(), d.ptr()) != 0) {
+            throw py::error_already_set();
+        }
+    }
 }
 
 }  // namespace
@@ -398,11 +445,23 @@ PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
         return out;
     });
     m.def("linux_modules", [](uint64_t pgd) {
-        const auto& kernel = linux_kernel();
-        auto& mem = machine().physical_memory();
-        if (pgd == 0) {
-            return module_dicts(introspection_or_raise(kernel.kernel_modules(mem)));
-        }
-        return module_dicts(introspection_or_raise(kernel.modules(mem, pgd, engine().kpti())));
+        return module_dicts(introspection_or_raise(resolver().modules(pgd)));
     });
+    m.def(
+        "linux_symbols",
+        [](std::optional<uint64_t> pgd) {
+            py::list out;
+            for (const auto& ms : introspection_or_raise(resolver().symbols(pgd))) {
+                append_symbol_dicts(out, ms);
+            }
+            return out;
+        },
+        py::arg("pgd") = py::none());
+    m.def("linux_sym_to_va", [](uint64_t pgd, const std::string& mod, const std::string& name) {
+        return introspection_or_raise(resolver().sym_to_va(pgd, mod, name));
+    });
+    m.def("linux_va_to_sym", [](uint64_t pgd, uint64_t addr) {
+        return introspection_or_raise(resolver().va_to_sym(pgd, addr));
+    });
+    m.def("linux_symbol_cache_size", [] { return g_user_symbols.size(); });
 }

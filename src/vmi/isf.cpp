@@ -745,6 +745,13 @@ std::optional<uint64_t> SymbolTable::symbol_address(const std::string& name) con
     return it->second.address;
 }
 
+void SymbolTable::for_each_symbol(
+    const std::function<void(const std::string&, uint64_t)>& fn) const {
+    for (const auto& [name, symbol] : data_->symbols) {
+        fn(name, symbol.address);
+    }
+}
+
 std::optional<TypeRef> SymbolTable::symbol_type(const std::string& name) const {
     auto it = data_->symbols.find(name);
     if (it == data_->symbols.end()) {

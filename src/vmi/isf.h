@@ -14,6 +14,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -64,6 +65,8 @@ public:
 
     // The linked address of a symbol ("symbols" section).
     std::optional<uint64_t> symbol_address(const std::string& name) const;
+    // Calls fn(name, address) for every symbol, in no particular order.
+    void for_each_symbol(const std::function<void(const std::string&, uint64_t)>& fn) const;
     // The type of a symbol, when the ISF gives one.
     std::optional<TypeRef> symbol_type(const std::string& name) const;
     // The bytes of a symbol's "constant_data" (base64 in the file), decoded.

@@ -160,6 +160,9 @@ struct LinuxKernel::Layout {
     uint64_t module_layout = 0;  // core_layout (<= 6.3) or mem[MOD_TEXT] (6.4+)
     Field layout_base, layout_size;
     std::string modules_error;  // why kernel_modules() cannot list .ko modules
+    // File identity (optional: Module.inode stays 0 without it).
+    bool has_identity = false, has_mtime = false;
+    Field file_inode, inode_ino, inode_sb, inode_size, sb_dev, mtime_sec, mtime_nsec, vma_pgoff;
 };
 
 Expected<const LinuxKernel::Layout*> LinuxKernel::layout() const {
@@ -228,6 +231,34 @@ Expected<const LinuxKernel::Layout*> LinuxKernel::layout() const {
         l->layout_size = mods.field("module_memory", "size");
     }
     l->modules_error = mods.error();
+
+    LayoutBuilder ident(symbols_);
+    l->file_inode = ident.field("file", "f_inode");
+    l->inode_ino = ident.field("inode", "i_ino");
+    l->inode_sb = ident.field("inode", "i_sb");
+    l->inode_size = ident.field("inode", "i_size");
+    l->sb_dev = ident.field("super_block", "s_dev");
+    l->vma_pgoff = ident.field("vm_area_struct", "vm_pgoff");
+    l->has_identity = ident.error().empty();
+    // i_mtime is a timespec64 up to 6.5, then __i_mtime, then i_mtime_sec/_nsec.
+    LayoutBuilder mtime(symbols_);
+    for (const char* name : {"i_mtime", "__i_mtime"}) {
+        if (symbols_.member("inode", name)) {
+            const uint64_t at = mtime.offset("inode", name);
+            l->mtime_sec = mtime.field("timespec64", "tv_sec");
+            l->mtime_nsec = mtime.field("timespec64", "tv_nsec");
+            l->mtime_sec.offset += at;
+            l->mtime_nsec.offset += at;
+            l->has_mtime = mtime.error().empty();
+            break;
+        }
+    }
+    if (!l->has_mtime && symbols_.member("inode", "i_mtime_sec")) {
+        LayoutBuilder split(symbols_);
+        l->mtime_sec = split.field("inode", "i_mtime_sec");
+        l->mtime_nsec = split.field("inode", "i_mtime_nsec");
+        l->has_mtime = split.error().empty();
+    }
     layout_ = l;
     return layout_.get();
 }
@@ -244,6 +275,7 @@ Expected<bool> LinuxKernel::locate(PhysicalMemory& mem, uint64_t ram_size, Pagin
 void LinuxKernel::set_location(const KernelLocation& location, PagingMode mode) {
     location_ = location;
     mode_ = mode;
+    vmlinux_symbols_.reset();
 }
 
 Expected<const LinuxKernel::Layout*> LinuxKernel::located_layout() const {
@@ -434,6 +466,43 @@ Expected<std::vector<Module>> LinuxKernel::mm_modules(PhysicalMemory& mem, uint6
     }
     std::map<std::string, Module> by_path;
     std::map<uint64_t, std::string> path_of_file;
+    // The file's identity, through file->f_inode. Unreadable: left 0.
+    auto identify = [&](Module& m, uint64_t vma, uint64_t file) {
+        if (!l.has_identity) {
+            return;
+        }
+        auto pgoff = r.field(vma, l.vma_pgoff, "vm_area_struct.vm_pgoff");
+        if (!pgoff) {
+            return;
+        }
+        m.base_pgoff = *pgoff;
+        auto inode = r.field(file, l.file_inode, "file.f_inode");
+        if (!inode || *inode == 0) {
+            return;
+        }
+        auto ino = r.field(*inode, l.inode_ino, "inode.i_ino");
+        auto sb = r.field(*inode, l.inode_sb, "inode.i_sb");
+        auto size = r.field(*inode, l.inode_size, "inode.i_size");
+        if (!ino || !sb || !size || *sb == 0) {
+            return;
+        }
+        auto dev = r.field(*sb, l.sb_dev, "super_block.s_dev");
+        if (!dev) {
+            return;
+        }
+        if (l.has_mtime) {
+            auto sec = r.field(*inode, l.mtime_sec, "inode mtime");
+            auto nsec = r.field(*inode, l.mtime_nsec, "inode mtime");
+            if (!sec || !nsec) {
+                return;
+            }
+            m.mtime_sec = *sec;
+            m.mtime_nsec = *nsec;
+        }
+        m.inode = *ino;
+        m.dev = *dev;
+        m.file_size = *size;
+    };
     for (const auto& entry : *vmas) {
         const uint64_t vma = entry.value;
         auto start = r.field(vma, l.vma_start, "vm_area_struct.vm_start");
@@ -461,6 +530,7 @@ Expected<std::vector<Module>> LinuxKernel::mm_modules(PhysicalMemory& mem, uint6
             m.name = basename(m.fullname);
             m.base = *start;
             m.size = *end - *start;
+            identify(m, vma, *file);
         } else {
             const uint64_t top = std::max(m.base + m.size, *end);
             m.base = std::min(m.base, *start);
@@ -497,7 +567,11 @@ Expected<std::vector<Module>> LinuxKernel::kernel_modules(PhysicalMemory& mem) c
     }
     const Layout& l = **lay;
     std::vector<Module> out;
-    out.push_back({"vmlinux", "vmlinux", l.text + location_->virt_slide, l.end - l.text});
+    Module kernel;
+    kernel.name = kernel.fullname = "vmlinux";
+    kernel.base = l.text + location_->virt_slide;
+    kernel.size = l.end - l.text;
+    out.push_back(std::move(kernel));
     if (!l.modules_error.empty()) {
         return Error{"cannot list kernel modules: " + l.modules_error};
     }
@@ -534,7 +608,12 @@ Expected<Module> LinuxKernel::kernel_module(PhysicalMemory& mem, uint64_t module
         return Error{"struct module at " + hex(module) + ": " +
                      (!name ? name.error() : !base ? base.error() : size.error())};
     }
-    return Module{*name, *name, *base, *size};
+    Module m;
+    m.name = m.fullname = *name;
+    m.base = *base;
+    m.size = *size;
+    m.kaddr = module;
+    return m;
 }
 
 Expected<Task> LinuxKernel::task(PhysicalMemory& mem, uint64_t task, bool kpti) const {

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/expected.h"
+#include "vmi/elf_symbols.h"
 #include "vmi/isf.h"
 #include "vmi/linux/kernel_locator.h"
 #include "vmi/paging.h"
@@ -60,6 +61,19 @@ struct Module {
     std::string fullname;  // the path, from the dentries
     uint64_t base = 0;
     uint64_t size = 0;
+    // A kernel module: the address of its struct module (0 for vmlinux).
+    uint64_t kaddr = 0;
+    // A mapped file: its identity, read through the struct file of its
+    // lowest mapping (inode number, device of its super block, size and
+    // modification time). `inode` 0: unknown (the ISF lacks the members).
+    uint64_t inode = 0;
+    uint64_t dev = 0;
+    uint64_t file_size = 0;
+    uint64_t mtime_sec = 0;
+    uint64_t mtime_nsec = 0;
+    // The file offset, in pages, that `base` maps (vm_pgoff of the lowest
+    // mapping): 0 when the file's start is mapped at `base`.
+    uint64_t base_pgoff = 0;
 };
 
 // The kernels introspection supports: x86-64 Linux 6.1 and later, where a
@@ -114,6 +128,17 @@ public:
     // the `modules` list.
     Expected<std::vector<Module>> kernel_modules(PhysicalMemory& mem) const;
 
+    // Every symbol of the symbol table at its run-time address: link
+    // addresses in the kernel image's mapping (at or above
+    // __START_KERNEL_map) get the virtual KASLR slide, others (per-CPU
+    // offsets) are kept as they are. Built once per location.
+    Expected<std::shared_ptr<const SymbolSet>> vmlinux_symbols() const;
+
+    // The kallsyms of the loaded module whose struct module is at `module`
+    // (module->kallsyms: symtab, num_symtab, strtab), at their run-time
+    // addresses; defined, named symbols only (kernel_symbols.cpp).
+    Expected<SymbolSet> module_kallsyms(PhysicalMemory& mem, uint64_t module) const;
+
     // The path of the dentry at `dentry` on the mount whose struct vfsmount
     // is at `vfsmount` (0: do not cross mounts).
     Expected<std::string> dentry_path(PhysicalMemory& mem, uint64_t dentry,
@@ -129,6 +154,7 @@ private:
     std::optional<KernelLocation> location_;
     PagingMode mode_ = PagingMode::Long4;
     mutable std::shared_ptr<const Layout> layout_;
+    mutable std::shared_ptr<const SymbolSet> vmlinux_symbols_;
 };
 
 }  // namespace pyrebox::vmi::linux_guest

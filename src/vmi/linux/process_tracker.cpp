@@ -289,7 +289,11 @@ Expected<bool> ProcessTracker::map_file(uint64_t vma_addr, PhysicalMemory& mem, 
         m.size = top - m.base;
         return true;
     }
-    Module m{basename(*path), *path, v->start, v->end - v->start};
+    Module m;
+    m.name = basename(*path);
+    m.fullname = *path;
+    m.base = v->start;
+    m.size = v->end - v->start;
     modules[*path] = m;
     out.push_back({TrackerEvent::Kind::LoadModule, pid_of_mm(v->mm), space->second.pgd, m.name,
                    m.fullname, m.base, m.size});
