@@ -19,7 +19,7 @@ std::optional<std::string> validate(const CallbackSpec& spec) {
     const auto name = std::string(callback_type_name(spec.type));
     const bool addressable =
         spec.type == CallbackType::BlockBegin || spec.type == CallbackType::InsnBegin;
-    if (!is_engine_type(spec.type)) {
+    if (!is_engine_type(spec.type) && !is_device_type(spec.type)) {
         return name + " is not delivered by the execution engine";
     }
     if (spec.addr && !addressable) {
@@ -207,6 +207,7 @@ bool CallbackRegistry::republish_locked() {
                 case CallbackType::MemRead: plan->mem_read = true; plan->mem_all |= all; break;
                 case CallbackType::MemWrite: plan->mem_write = true; plan->mem_all |= all; break;
                 case CallbackType::TlbExec: plan->tlb_exec = true; break;
+                case CallbackType::Keystroke: plan->keystroke = true; break;
                 case CallbackType::OpcodeRange:
                     plan->opcode_ranges.emplace_back(s.opcode_first, s.opcode_last);
                     plan->opcode_all |= all;

@@ -48,4 +48,9 @@ bool is_engine_type(CallbackType type) {
     }
 }
 
+bool is_device_type(CallbackType type) {
+    return type == CallbackType::Keystroke || type == CallbackType::NicSend ||
+           type == CallbackType::NicRec;
+}
+
 }  // namespace pyrebox

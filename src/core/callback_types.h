@@ -38,4 +38,8 @@ std::optional<CallbackType> callback_type_from_int(int value);
 // devices).
 bool is_engine_type(CallbackType type);
 
+// Types delivered from devices: KEYSTROKE (the keyboard bytes the guest
+// reads) and NIC_SEND / NIC_REC (the frames of the observed NIC).
+bool is_device_type(CallbackType type);
+
 }  // namespace pyrebox

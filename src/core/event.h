@@ -7,6 +7,8 @@
 //   OPCODE_RANGE  cpu_index, pc (cur_pc), next_pc, opcode
 //   TLB_EXEC      cpu_index, vaddr
 //   CONTEXTCHANGE cpu_index, old_pgd, new_pgd
+//   KEYSTROKE     cpu_index (the vCPU that read the byte), data (the keycode)
+//   NIC_SEND/REC  buffer, size (one whole Ethernet frame); cpu_index 0
 #pragma once
 
 #include <cstdint>
@@ -37,6 +39,8 @@ struct Event {
     uint64_t old_pgd = 0;
     uint64_t new_pgd = 0;
     uint64_t pgd = 0;  // the address space the event happened in
+    // NIC_SEND / NIC_REC: the frame, valid only while the event is delivered.
+    const uint8_t* buffer = nullptr;
 };
 
 }  // namespace pyrebox

@@ -277,6 +277,12 @@ PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
     m.def("kpti", [] { return engine().kpti(); });
     m.def("normalize_pgd", [](uint64_t cr3) { return engine().normalize(cr3, mode_now()); });
 
+    // --- Devices ---
+    m.def("qmp_path", [] { return session().qmp_path; },
+          "The QMP socket the plugin was given (qmp=), or an empty string.");
+    m.def("nic_observed", [] { return session().nic_observed; },
+          "True when the plugin reads a NIC's frames (nic_send= / nic_recv= given).");
+
     // --- CPU state ---
     m.def("is_64bit", [] { return session().is_64bit; });
     m.def("num_cpus", [] { return machine().num_cpus(); });

@@ -48,6 +48,13 @@ void PythonHandler::deliver(const Event& e) {
             case CallbackType::ContextChange:
                 f(e.cpu_index, e.old_pgd, e.new_pgd);
                 break;
+            case CallbackType::Keystroke:
+                f(e.data);
+                break;
+            case CallbackType::NicSend:
+            case CallbackType::NicRec:
+                f(py::bytes(reinterpret_cast<const char*>(e.buffer), e.size));
+                break;
             default:
                 break;
         }

@@ -233,10 +233,19 @@ TEST_F(CallbackRegistryTest, RejectsOpcodeFieldsOnOtherTypes) {
 TEST_F(CallbackRegistryTest, RejectsTypesTheEngineDoesNotDeliver) {
     expect_rejected(generic(CallbackType::CreateProc),
                     "CREATEPROC_CB is not delivered by the execution engine");
-    expect_rejected(generic(CallbackType::Keystroke),
-                    "KEYSTROKE_CB is not delivered by the execution engine");
     expect_rejected(generic(CallbackType::LoadModule),
                     "LOADMODULE_CB is not delivered by the execution engine");
+}
+
+TEST_F(CallbackRegistryTest, AcceptsDeviceTypesAndPlansKeyboardReads) {
+    for (auto type : {CallbackType::Keystroke, CallbackType::NicSend, CallbackType::NicRec}) {
+        add(generic(type), std::make_shared<Recorder>());
+    }
+    EXPECT_TRUE(registry.plan()->keystroke);
+    EXPECT_TRUE(registry.plan()->any_end_events());
+    CallbackSpec addressed = generic(CallbackType::Keystroke);
+    addressed.addr = 0x1000;
+    expect_rejected(addressed, "addr applies to BLOCK_BEGIN_CB and INSN_BEGIN_CB only, not KEYSTROKE_CB");
 }
 
 TEST_F(CallbackRegistryTest, RejectsTypeOutsideTheEnumeration) {
