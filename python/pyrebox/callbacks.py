@@ -39,6 +39,8 @@ REMOVEMODULE_CB = 17
 TYPE_NAMES = {value: name for name, value in globals().items() if name.endswith("_CB")}
 ENGINE_TYPES = {BLOCK_BEGIN_CB, BLOCK_END_CB, INSN_BEGIN_CB, INSN_END_CB, MEM_READ_CB,
                 MEM_WRITE_CB, OPCODE_RANGE_CB, TLB_EXEC_CB, CONTEXTCHANGE_CB}
+DEVICE_TYPES = {KEYSTROKE_CB, NIC_SEND_CB, NIC_REC_CB}
+NIC_TYPES = {NIC_SEND_CB, NIC_REC_CB}
 
 
 class ErrorReporter:
@@ -181,6 +183,37 @@ def _make_adapter(callback_type: int, func, new_style: bool, report):
                     func(old_pgd, new_pgd)
             except Exception as e:
                 report(e)
+    elif callback_type == KEYSTROKE_CB:
+        def adapter(keycode):
+            try:
+                if new_style:
+                    func({"keycode": keycode})
+                else:
+                    func(keycode)
+            except Exception as e:
+                report(e)
+    elif callback_type == NIC_SEND_CB:
+        # addr (the frame's place in the NIC's memory, from PyREBox's ne2000
+        # hook) is not observable through QEMU's net filters: 0.
+        def adapter(frame):
+            try:
+                if new_style:
+                    func({"addr": 0, "size": len(frame), "buf": frame, "buff": frame})
+                else:
+                    func(0, len(frame), frame)
+            except Exception as e:
+                report(e)
+    elif callback_type == NIC_REC_CB:
+        # cur_pos, start, stop (ne2000 ring-buffer positions): 0, as above.
+        def adapter(frame):
+            try:
+                if new_style:
+                    func({"buf": frame, "buff": frame, "size": len(frame), "cur_pos": 0,
+                          "curr": 0, "start": 0, "stop": 0})
+                else:
+                    func(frame, len(frame), 0, 0, 0)
+            except Exception as e:
+                report(e)
     else:
         raise ValueError(f"no adapter for callback type {callback_type}")
     return adapter
@@ -239,7 +272,7 @@ class CallbackManager:
         if type_name is None:
             raise ValueError(f"unknown callback type {callback_type!r}; use one of "
                              f"{', '.join('CallbackManager.' + n for n in TYPE_NAMES.values())}")
-        if callback_type not in ENGINE_TYPES:
+        if callback_type not in ENGINE_TYPES and callback_type not in DEVICE_TYPES:
             raise ValueError(f"{type_name} is not available in this version of PyREBox")
         if not callable(func):
             raise TypeError(f"callback function must be callable, got {type(func).__name__}")
@@ -263,6 +296,10 @@ class CallbackManager:
                     start_opcode=start_opcode or 0, end_opcode=end_opcode or 0)
         self.callbacks[name], _ = _pyrebox.register_callback(**spec)
         self._specs[name] = spec
+        if callback_type in NIC_TYPES and not _pyrebox.nic_observed():
+            output.warning(f"{type_name} callback {name!r} of {owner} is registered, but this VM "
+                           f"has no NIC PyREBox observes, so it will never fire: start the VM "
+                           f"with `pyrebox run --nic MODEL` (ne2k_pci, e1000 or virtio-net-pci)")
         return name
 
     def rm_callback(self, name: str) -> None:

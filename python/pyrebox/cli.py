@@ -26,6 +26,12 @@ def _run_parser(sub) -> None:
     p.add_argument("--smp", type=int, default=1, metavar="N", help="number of vCPUs")
     p.add_argument("--memory", "-m", default="512M", help="guest memory (QEMU -m)")
     p.add_argument("--nokaslr", action="store_true", help="boot the guest kernel with nokaslr")
+    p.add_argument("--nic", metavar="MODEL",
+                   help="give the VM a NIC (ne2k_pci, e1000 or virtio-net-pci) on an isolated "
+                        "network whose frames reach NIC_SEND_CB / NIC_REC_CB")
+    p.add_argument("--hostfwd", action="append", default=[], metavar="RULE",
+                   help="with --nic: forward a host port into the guest, in QEMU's form "
+                        "udp|tcp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT (repeatable)")
     p.add_argument("--no-plugin", action="store_true",
                    help="run plain QEMU without PyREBox (same machine; for comparisons)")
     p.add_argument("extra", nargs="*", metavar="-- QEMU_ARGS",
@@ -57,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             opts = run.RunOptions(
                 conf=args.conf, files=[run.parse_file_spec(f) for f in args.file],
                 commands=args.cmd, smp=args.smp, memory=args.memory, nokaslr=args.nokaslr,
-                plugin=not args.no_plugin,
+                plugin=not args.no_plugin, nic=args.nic, hostfwd=args.hostfwd,
                 timeout=args.timeout if args.timeout is not None else (600 if args.cmd else None),
                 extra=args.extra)
             run.validate(opts)
