@@ -170,6 +170,8 @@ def test_nic_rec_delivers_the_frames_the_guest_socket_reads(devices_run):
     assert [udp_payload_of(f) for f in frames] == read_by_guest
     for frame in frames:
         assert frame[0:6] == GUEST_MAC
+    # QMP works from the NIC callbacks' thread too.
+    assert report["qmp_thread_ok"] is True
     # The old-style callback saw every received frame too.
     assert report["recv_old_style"] == len(report["recv"])
     assert report["udp_ready"] == 1

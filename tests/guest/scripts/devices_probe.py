@@ -40,6 +40,13 @@ def on_send(params):
 def on_recv(params):
     assert params["buf"] is params["buff"] and params["cur_pos"] == params["curr"] == 0
     report["recv"].append(params["buf"].hex())
+    if report["qmp_thread_ok"] is None:
+        # QMP from the NIC callbacks' thread (not a vCPU thread).
+        try:
+            api.screenshot("nic-thread.png")
+            report["qmp_thread_ok"] = os.path.getsize("nic-thread.png") > 0
+        except Exception as e:  # noqa: BLE001
+            report["qmp_thread_ok"] = f"{type(e).__name__}: {e}"
 
 
 def on_recv_old(buf, size, cur_pos, start, stop):
