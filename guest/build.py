@@ -70,7 +70,7 @@ KERNEL_ARCH = "amd64"
 # Kernel modules to put into the initramfs and load at boot (by module name,
 # e.g. "virtio_net"); their modules.dep dependencies come along.  The guest's
 # /init insmods them, dependencies first, from /etc/pyrebox/modules.
-KERNEL_MODULES: list[str] = []
+KERNEL_MODULES: list[str] = ["ne2k_pci", "e1000", "virtio_pci", "virtio_net"]
 
 # Kernel modules put into the initramfs but not loaded: tests insmod/rmmod
 # them to see module events.  crc7 is a small library module with no
@@ -92,6 +92,8 @@ PROGRAMS = {
     "fork_exec": ("static", ["-Wl,-Ttext-segment=0x30000000"]),
     "workload": ("static", ["-Wl,-Ttext-segment=0x40000000"]),
     "wx": ("static", ["-Wl,-Ttext-segment=0x50000000"]),
+    "keys": ("static", ["-Wl,-Ttext-segment=0x60000000"]),
+    "udp_peer": ("static", ["-Wl,-Ttext-segment=0x70000000"]),
     "dyn_libc": ("dynamic", []),
     "dl_cycle": ("dynamic", []),
     # A shared library (installed as /usr/local/lib/<name>.so) that dl_cycle

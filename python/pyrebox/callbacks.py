@@ -41,6 +41,8 @@ PROCESS_EVENT_TYPES = {CREATEPROC_CB, REMOVEPROC_CB, LOADMODULE_CB, REMOVEMODULE
 ENGINE_TYPES = {BLOCK_BEGIN_CB, BLOCK_END_CB, INSN_BEGIN_CB, INSN_END_CB, MEM_READ_CB,
                 MEM_WRITE_CB, OPCODE_RANGE_CB, TLB_EXEC_CB, CONTEXTCHANGE_CB,
                 *PROCESS_EVENT_TYPES}
+DEVICE_TYPES = {KEYSTROKE_CB, NIC_SEND_CB, NIC_REC_CB}
+NIC_TYPES = {NIC_SEND_CB, NIC_REC_CB}
 
 
 class ErrorReporter:
@@ -202,6 +204,37 @@ def _make_adapter(callback_type: int, func, new_style: bool, report):
                     func(pid, pgd, base, size, name, fullname)
             except Exception as e:
                 report(e)
+    elif callback_type == KEYSTROKE_CB:
+        def adapter(keycode):
+            try:
+                if new_style:
+                    func({"keycode": keycode})
+                else:
+                    func(keycode)
+            except Exception as e:
+                report(e)
+    elif callback_type == NIC_SEND_CB:
+        # addr (the frame's place in the NIC's memory, from PyREBox's ne2000
+        # hook) is not observable through QEMU's net filters: 0.
+        def adapter(frame):
+            try:
+                if new_style:
+                    func({"addr": 0, "size": len(frame), "buf": frame, "buff": frame})
+                else:
+                    func(0, len(frame), frame)
+            except Exception as e:
+                report(e)
+    elif callback_type == NIC_REC_CB:
+        # cur_pos, start, stop (ne2000 ring-buffer positions): 0, as above.
+        def adapter(frame):
+            try:
+                if new_style:
+                    func({"buf": frame, "buff": frame, "size": len(frame), "cur_pos": 0,
+                          "curr": 0, "start": 0, "stop": 0})
+                else:
+                    func(frame, len(frame), 0, 0, 0)
+            except Exception as e:
+                report(e)
     else:
         raise ValueError(f"no adapter for callback type {callback_type}")
     return adapter
@@ -260,7 +293,7 @@ class CallbackManager:
         if type_name is None:
             raise ValueError(f"unknown callback type {callback_type!r}; use one of "
                              f"{', '.join('CallbackManager.' + n for n in TYPE_NAMES.values())}")
-        if callback_type not in ENGINE_TYPES:
+        if callback_type not in ENGINE_TYPES and callback_type not in DEVICE_TYPES:
             raise ValueError(f"{type_name} is not available in this version of PyREBox")
         if not callable(func):
             raise TypeError(f"callback function must be callable, got {type(func).__name__}")
@@ -285,8 +318,12 @@ class CallbackManager:
         self.callbacks[name], _ = _pyrebox.register_callback(**spec)
         self._specs[name] = spec
         if callback_type in PROCESS_EVENT_TYPES and not _pyrebox.linux_enabled():
-            print(f"[pyrebox] warning: {owner}: {type_name} {name!r} is registered but will not "
-                  f"fire: {_pyrebox.linux_off_reason()}")
+            output.warning(f"{owner}: {type_name} {name!r} is registered but will not fire: "
+                           f"{_pyrebox.linux_off_reason()}")
+        if callback_type in NIC_TYPES and not _pyrebox.nic_observed():
+            output.warning(f"{type_name} callback {name!r} of {owner} is registered, but this VM "
+                           f"has no NIC PyREBox observes, so it will never fire: start the VM "
+                           f"with `pyrebox run --nic MODEL` (ne2k_pci, e1000 or virtio-net-pci)")
         return name
 
     def rm_callback(self, name: str) -> None:

@@ -34,6 +34,12 @@ def _run_parser(sub) -> None:
                         "and stop")
     p.add_argument("--loadvm", metavar="NAME",
                    help="start from snapshot NAME of --disk and run the --cmd commands there")
+    p.add_argument("--nic", metavar="MODEL",
+                   help="give the VM a NIC (ne2k_pci, e1000 or virtio-net-pci) on an isolated "
+                        "network whose frames reach NIC_SEND_CB / NIC_REC_CB")
+    p.add_argument("--hostfwd", action="append", default=[], metavar="RULE",
+                   help="with --nic: forward a host port into the guest, in QEMU's form "
+                        "udp|tcp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT (repeatable)")
     p.add_argument("--no-plugin", action="store_true",
                    help="run plain QEMU without PyREBox (same machine; for comparisons)")
     p.add_argument("extra", nargs="*", metavar="-- QEMU_ARGS",
@@ -65,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             opts = run.RunOptions(
                 conf=args.conf, files=[run.parse_file_spec(f) for f in args.file],
                 commands=args.cmd, smp=args.smp, memory=args.memory, nokaslr=args.nokaslr,
-                plugin=not args.no_plugin,
+                plugin=not args.no_plugin, nic=args.nic, hostfwd=args.hostfwd,
                 timeout=args.timeout if args.timeout is not None else (
                     600 if args.cmd or args.savevm or args.loadvm else None),
                 extra=args.extra, disk=args.disk, savevm=args.savevm, loadvm=args.loadvm)

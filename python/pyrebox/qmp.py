@@ -1,92 +1,60 @@
-"""A small synchronous QMP client (QEMU Machine Protocol over a Unix socket).
+"""A small synchronous QMP client: how scripts drive QEMU's UI (keyboard,
+mouse, screen) from inside the VM's own process.
 
-Used by the launcher (snapshots around a batch run) and, inside QEMU, by the
-api's save_vm/load_vm. One command at a time; asynchronous events QEMU sends
-in between are skipped.
+The plugin is given a QMP server socket of its own (plugin argument qmp=;
+`pyrebox run` creates it beside the user's qmp.sock, so a user's QMP client
+and the scripts never compete for the one connection a QMP server accepts).
+
+Threads: QMP commands run on QEMU's main loop. A call blocks the calling
+thread (with the GIL released while it waits on the socket) until the reply
+arrives. That is safe from a vCPU-thread callback: a TCG vCPU runs guest code,
+and so our callbacks, without QEMU's big lock, so the main loop serves the
+command meanwhile. It is not possible while the main loop is not running:
+during start-up (initialize_callbacks of start-up scripts runs while the plugin
+is being installed) and at exit (clean()); calls then raise QmpError at once.
 """
 
 from __future__ import annotations
 
-import json
-import socket
-import time
+import threading
+
+import _pyrebox
+
+from .qmp_client import Qmp, QmpError  # noqa: F401 - QmpError is part of this API
+
+TIMEOUT = 30.0
 
 
-class QmpError(RuntimeError):
-    """QEMU refused a command, or the connection failed; the message says which."""
+_lock = threading.Lock()
+_conn: Qmp | None = None
+_unavailable: str | None = None  # why commands cannot run now, if they cannot
 
 
-class Qmp:
-    def __init__(self, path: str, timeout: float = 600.0):
-        self.path = path
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._sock.settimeout(timeout)
+def set_unavailable(reason: str | None) -> None:
+    """Marks QMP unusable (start-up, exit) with a reason, or usable again."""
+    global _unavailable
+    _unavailable = reason
+
+
+def _connect() -> Qmp:
+    path = _pyrebox.qmp_path()
+    if not path:
+        raise QmpError("no QMP socket: this VM was not started by `pyrebox run` (or the plugin "
+                       "was given no qmp=SOCKET argument)")
+    return Qmp(path, timeout=TIMEOUT)
+
+
+def command(name: str, **arguments):
+    """Runs one QMP command and returns its result."""
+    global _conn
+    if _unavailable is not None:
+        raise QmpError(f"{name}: {_unavailable}")
+    with _lock:
+        if _conn is None:
+            _conn = _connect()
         try:
-            self._sock.connect(path)
-        except OSError as e:
-            self._sock.close()
-            raise QmpError(f"cannot connect to QEMU's QMP socket {path}: {e}") from None
-        self._file = self._sock.makefile("rb")
-        greeting = self._read()
-        if "QMP" not in greeting:
-            raise QmpError(f"{path} is not a QMP socket (greeting {greeting!r})")
-        self.execute("qmp_capabilities")
-
-    @classmethod
-    def wait_for(cls, path: str, timeout: float = 30.0) -> "Qmp":
-        """Connects once QEMU has created the socket."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                return cls(path)
-            except QmpError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def _read(self) -> dict:
-        line = self._file.readline()
-        if not line:
-            raise QmpError("QEMU closed the QMP connection")
-        return json.loads(line)
-
-    def execute(self, command: str, **arguments):
-        message = {"execute": command}
-        if arguments:
-            message["arguments"] = arguments
-        self._sock.sendall(json.dumps(message).encode() + b"\n")
-        while True:
-            reply = self._read()
-            if "event" in reply:
-                continue
-            if "error" in reply:
-                raise QmpError(f"{command}: {reply['error'].get('desc', reply['error'])}")
-            return reply.get("return")
-
-    def hmp(self, command_line: str) -> str:
-        """A human monitor command; its output text."""
-        return self.execute("human-monitor-command", **{"command-line": command_line}) or ""
-
-    def close(self) -> None:
-        try:
-            self._file.close()
-        finally:
-            self._sock.close()
-
-    def __enter__(self) -> "Qmp":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def snapshot(qmp: Qmp, verb: str, name: str) -> None:
-    """savevm / loadvm NAME through the human monitor, which reports
-    failures as text ("Error: ..."): raised as QmpError."""
-    if verb not in ("savevm", "loadvm", "delvm"):
-        raise ValueError(f"unknown snapshot command {verb!r}")
-    if not isinstance(name, str) or not name or any(c.isspace() for c in name):
-        raise ValueError(f"snapshot name must be a non-empty word, got {name!r}")
-    output = qmp.hmp(f"{verb} {name}").strip()
-    if output:
-        raise QmpError(f"{verb} {name}: {output}")
+            return _conn.execute(name, **arguments)
+        except (OSError, ValueError) as e:
+            _conn.close()
+            _conn = None
+            raise QmpError(f"{name}: the QMP connection failed ({e})") from None

@@ -21,6 +21,15 @@ QEMU from that snapshot: the guest is at its snapshot point, and the
 launcher types the --cmd lines into its console, where they run with the
 same markers as in a fresh boot (numbered from 1). So one boot is paid
 once, and each analysis starts from the same machine state.
+The plugin gets a QMP socket of its own (<run dir>/pyrebox-qmp.sock) for the
+scripts' send_key, mouse and screenshot calls: a QMP server serves one client
+at a time, so the user's stays free.
+
+With --nic MODEL the VM gets that NIC on an isolated user-mode network
+(restrict=on: the guest reaches only QEMU's own gateway, DHCP and DNS
+addresses, never the host or another machine; --hostfwd rules let the host
+send in), and two filter-mirror objects copy every frame the guest sends and
+receives to chardev sockets the plugin reads (NIC_SEND_CB / NIC_REC_CB).
 """
 
 from __future__ import annotations
@@ -38,7 +47,7 @@ import time
 from . import config as config_mod
 from . import paths, qemu
 from .cpio import CpioArchive
-from .qmp import Qmp, QmpError, snapshot
+from .qmp_client import Qmp, QmpError, snapshot
 
 END_MARKER = "PYREBOX-GUEST-END"
 # The guest waits at its snapshot point for command lines on its console;
@@ -46,6 +55,11 @@ END_MARKER = "PYREBOX-GUEST-END"
 SNAPSHOT_POINT = "PYREBOX-SNAPSHOT-POINT"
 SERVE_END = "PYREBOX-SERVE-END"
 SCRATCH_DISK_SIZE = "64M"
+# NIC models --nic accepts (the guest image has their drivers).
+NIC_MODELS = ("ne2k_pci", "e1000", "virtio-net-pci")
+NIC_ALIASES = {"ne2k-pci": "ne2k_pci", "virtio-net": "virtio-net-pci", "virtio": "virtio-net-pci"}
+# The observed NIC's MAC address (QEMU's default first address).
+NIC_MAC = "52:54:00:12:34:56"
 GUEST_HOME = "/root"
 
 
@@ -69,6 +83,8 @@ class RunOptions:
     memory: str = "512M"
     nokaslr: bool = False
     plugin: bool = True  # False: plain QEMU (for comparisons)
+    nic: str | None = None  # NIC model to add (NIC_MODELS), on an isolated network
+    hostfwd: list[str] = dataclasses.field(default_factory=list)  # QEMU hostfwd rules
     extra: list[str] = dataclasses.field(default_factory=list)
     disk: str | None = None    # qcow2 file for snapshots (None: a scratch one per run)
     savevm: str | None = None  # save the VM at its snapshot point under this name
@@ -153,6 +169,17 @@ def validate(opts: RunOptions) -> config_mod.Config:
     if opts.loadvm and not os.path.isfile(opts.disk):
         raise RunError(f"--loadvm {opts.loadvm}: {opts.disk} does not exist (make it with "
                        f"--disk {opts.disk} --savevm NAME)")
+    if opts.nic is not None:
+        opts.nic = NIC_ALIASES.get(opts.nic, opts.nic)
+        if opts.nic not in NIC_MODELS:
+            raise RunError(f"--nic {opts.nic}: unknown NIC model (use one of "
+                           f"{', '.join(NIC_MODELS)})")
+    if opts.hostfwd and opts.nic is None:
+        raise RunError("--hostfwd needs --nic MODEL (the forwarded ports reach that NIC)")
+    for rule in opts.hostfwd:
+        if "," in rule or not rule.startswith(("tcp:", "udp:")):
+            raise RunError(f"--hostfwd {rule}: expected QEMU's hostfwd form "
+                           f"udp|tcp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT")
     conf = config_mod.load(opts.conf)  # ConfigError names the key
     if qemu.describes_own_vm(opts.extra) and (opts.commands or opts.files):
         raise RunError("--cmd and --file work with the default guest only; the extra "
@@ -180,13 +207,22 @@ class Runner:
             plugin_opts["conf"] = os.path.abspath(opts.conf)
         if plugin_fd is not None:
             plugin_opts["out"] = plugin_fd
-        plugin_opts["qmp"] = os.path.join(rundir, "qmp.sock")
+        plugin_opts["qmp"] = f"{rundir}/pyrebox-qmp.sock"
         plugin_opts["ram"] = memory_bytes(opts.memory)
         if not qemu.describes_own_vm(opts.extra) and os.path.isfile(paths.GUEST_ISF):
             plugin_opts["isf"] = paths.GUEST_ISF
         cmd = [binary, "-m", opts.memory, "-smp", str(opts.smp), "-display", "none",
                "-no-reboot", "-nic", "none",
                "-qmp", f"unix:{rundir}/qmp.sock,server=on,wait=off"]
+        if opts.plugin:
+            cmd += ["-chardev", f"socket,id=pyrebox-qmp,path={rundir}/pyrebox-qmp.sock,"
+                                "server=on,wait=off",
+                    "-mon", "chardev=pyrebox-qmp,mode=control"]
+        if opts.nic is not None:
+            cmd += self._nic_args(rundir)
+            if opts.plugin:
+                plugin_opts["nic_send"] = f"{rundir}/nic-send.sock"
+                plugin_opts["nic_recv"] = f"{rundir}/nic-recv.sock"
         if opts.plugin:
             cmd += ["-plugin", qemu.plugin_arg(paths.require(paths.PLUGIN, "the PyREBox plugin"),
                                                **plugin_opts)]
@@ -214,6 +250,22 @@ class Runner:
                 raise RunError(f"cannot create the snapshot disk {path}: "
                                f"{made.stderr.strip() or made.stdout.strip()}")
         return path
+    def _nic_args(self, rundir: str) -> list[str]:
+        """The NIC, its isolated user-mode network and, for the plugin, one
+        filter-mirror per direction. On a netdev, queue=rx carries what the
+        netdev receives (frames the guest sends) and queue=tx what it
+        transmits (frames to the guest)."""
+        netdev = "user,id=pyrebox-net,restrict=on,ipv6=off" + "".join(
+            f",hostfwd={rule}" for rule in self.opts.hostfwd)
+        args = ["-netdev", netdev, "-device", f"{self.opts.nic},netdev=pyrebox-net,mac={NIC_MAC}"]
+        if self.opts.plugin:
+            for direction, queue in (("send", "rx"), ("recv", "tx")):
+                args += ["-chardev", f"socket,id=pyrebox-nic-{direction},"
+                                     f"path={rundir}/nic-{direction}.sock,server=on,wait=off",
+                         "-object", f"filter-mirror,id=pyrebox-mirror-{direction},"
+                                    f"netdev=pyrebox-net,queue={queue},"
+                                    f"outdev=pyrebox-nic-{direction}"]
+        return args
 
     def _initrd(self, rundir: str) -> str:
         base = paths.require(paths.GUEST_INITRAMFS, "the default guest image")

@@ -29,7 +29,11 @@ def boot(conf_path: str, target_name: str, plugin_api: int) -> None:
     script that fails to import or initialise is reported and skipped.
     """
     global target, qemu_plugin_api, config, scripts
+    from . import qmp
     target, qemu_plugin_api = target_name, plugin_api
+    # QEMU's main loop, which serves QMP, starts after the plugin is installed.
+    qmp.set_unavailable("QEMU's monitor does not run yet while start-up scripts initialise; "
+                        "call it from a callback")
     sys.stdout = output.ConsoleStream("[python] ")
     sys.stderr = output.ConsoleStream("[python] ")
     config = config_mod.load(conf_path or _default_conf())
@@ -37,8 +41,11 @@ def boot(conf_path: str, target_name: str, plugin_api: int) -> None:
     output.message(f"ready (QEMU target {target}, plugin API {plugin_api}, "
                    f"Python {sys.version.split()[0]})")
     load_linux_symbols(config)
-    for name in config.startup_modules:
-        scripts.load(name)
+    try:
+        for name in config.startup_modules:
+            scripts.load(name)
+    finally:
+        qmp.set_unavailable(None)
 
 
 def load_linux_symbols(cfg: config_mod.Config) -> None:
@@ -69,6 +76,8 @@ def _script_search_path(cfg: config_mod.Config) -> list[str]:
 
 def shutdown() -> None:
     """Unloads every script (each gets clean()), when QEMU exits."""
+    from . import qmp
+    qmp.set_unavailable("QEMU is exiting; its monitor no longer runs")
     if scripts is not None:
         scripts.unload_all()
     for stream in (sys.stdout, sys.stderr):

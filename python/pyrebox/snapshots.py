@@ -18,18 +18,19 @@ import threading
 
 import _pyrebox
 
-from .qmp import Qmp, QmpError, snapshot
+from . import qmp
+from .qmp import QmpError
 
 _queue_lock = threading.Lock()
 
 
 def _run(verb: str, name: str) -> None:
-    path = _pyrebox.qmp_socket()
-    if not path:
-        raise RuntimeError(f"{verb} {name}: no QMP socket (start the VM with `pyrebox run`, or "
-                           f"give the plugin argument qmp=SOCKET of QEMU's -qmp unix:SOCKET)")
-    with Qmp(path) as qmp:
-        snapshot(qmp, verb, name)
+    # The human monitor reports a failed savevm/loadvm as text, not as a
+    # QMP error.
+    output = (qmp.command("human-monitor-command", **{"command-line": f"{verb} {name}"})
+              or "").strip()
+    if output:
+        raise QmpError(f"{verb} {name}: {output}")
 
 
 def _request(verb: str, name: str) -> None:

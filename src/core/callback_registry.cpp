@@ -21,7 +21,8 @@ std::optional<std::string> validate(const CallbackSpec& spec) {
         spec.type == CallbackType::BlockBegin || spec.type == CallbackType::InsnBegin;
     const bool module_event =
         spec.type == CallbackType::LoadModule || spec.type == CallbackType::RemoveModule;
-    if (!is_engine_type(spec.type) && !is_process_event_type(spec.type)) {
+    if (!is_engine_type(spec.type) && !is_process_event_type(spec.type) &&
+        !is_device_type(spec.type)) {
         return name + " is not delivered by this version of PyREBox";
     }
     if (spec.addr && !addressable) {
@@ -215,6 +216,7 @@ bool CallbackRegistry::republish_locked() {
                 case CallbackType::MemRead: plan->mem_read = true; plan->mem_all |= all; break;
                 case CallbackType::MemWrite: plan->mem_write = true; plan->mem_all |= all; break;
                 case CallbackType::TlbExec: plan->tlb_exec = true; break;
+                case CallbackType::Keystroke: plan->keystroke = true; break;
                 case CallbackType::OpcodeRange:
                     plan->opcode_ranges.emplace_back(s.opcode_first, s.opcode_last);
                     plan->opcode_all |= all;

@@ -59,6 +59,9 @@ struct Plan {
     bool mem_read = false;
     bool mem_write = false;
     bool tlb_exec = false;
+    // KEYSTROKE: reads of the keyboard data port are instrumented (in every
+    // process; the byte read is known when the next instruction starts).
+    bool keystroke = false;
     // The same, for callbacks that want every process (ungated).
     bool block_begin_all = false;
     bool block_end_all = false;
@@ -76,7 +79,8 @@ struct Plan {
 
     bool matches_opcode(uint16_t opcode) const;
     bool any_end_events() const {
-        return block_end || insn_end || block_end_all || insn_end_all || !opcode_ranges.empty();
+        return block_end || insn_end || block_end_all || insn_end_all ||
+               !opcode_ranges.empty() || keystroke;
     }
     bool operator==(const Plan& other) const = default;
 };

@@ -53,4 +53,9 @@ bool is_process_event_type(CallbackType type) {
            type == CallbackType::LoadModule || type == CallbackType::RemoveModule;
 }
 
+bool is_device_type(CallbackType type) {
+    return type == CallbackType::Keystroke || type == CallbackType::NicSend ||
+           type == CallbackType::NicRec;
+}
+
 }  // namespace pyrebox

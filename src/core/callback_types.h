@@ -41,4 +41,8 @@ bool is_engine_type(CallbackType type);
 // REMOVEMODULE).
 bool is_process_event_type(CallbackType type);
 
+// Types delivered from devices: KEYSTROKE (the keyboard bytes the guest
+// reads) and NIC_SEND / NIC_REC (the frames of the observed NIC).
+bool is_device_type(CallbackType type);
+
 }  // namespace pyrebox

@@ -1,5 +1,7 @@
 #include "core/engine.h"
 
+#include "core/ps2_keycodes.h"
+
 namespace pyrebox {
 
 Engine::Engine(CallbackRegistry& registry, MonitoredSet& monitored, VcpuFlags& flags,
@@ -92,6 +94,14 @@ void Engine::fire_pending(int vcpu, uint64_t next_pc, bool block_starts) {
         v.pending.block_end_monitored = p.block_end_monitored;
     }
     flags_.set_pending(vcpu, v.pending.block_end);
+    if (p.keyboard && read_keyboard_byte_) {
+        const Keycodes keys = ps2_keycodes_for_read(read_keyboard_byte_(vcpu));
+        for (size_t i = 0; i < keys.count; ++i) {
+            Event e = base_event(CallbackType::Keystroke, vcpu);
+            e.data = keys.codes[i];
+            registry_.dispatch(e, /*monitored=*/true);
+        }
+    }
     if (p.opcode) {
         Event e = base_event(CallbackType::OpcodeRange, vcpu);
         e.pc = p.opcode_pc;
@@ -122,7 +132,7 @@ void Engine::on_pending_at_block(int vcpu, const TbInfo& tb) {
 
 void Engine::on_pending_at_insn(int vcpu, uint64_t pc) {
     const Pending& p = vcpus_[static_cast<size_t>(vcpu)].pending;
-    if (p.insn_end || p.opcode) {
+    if (p.insn_end || p.opcode || p.keyboard) {
         fire_pending(vcpu, pc, /*block_starts=*/false);
     }
 }
@@ -181,6 +191,11 @@ void Engine::on_opcode(int vcpu, uint64_t pc, uint16_t opcode) {
     v.pending.opcode_pc = pc;
     v.pending.opcode_value = opcode;
     v.pending.opcode_monitored = v.monitored;
+    flags_.set_pending(vcpu, true);
+}
+
+void Engine::on_keyboard_read(int vcpu) {
+    vcpus_[static_cast<size_t>(vcpu)].pending.keyboard = true;
     flags_.set_pending(vcpu, true);
 }
 

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <unordered_set>
 #include <vector>
@@ -73,6 +74,15 @@ public:
     void on_exec_address(int vcpu, uint64_t pc, const TbInfo& tb);
     // An instruction whose opcode is in some OPCODE_RANGE range starts.
     void on_opcode(int vcpu, uint64_t pc, uint16_t opcode);
+    // The instruction starting now reads the PS/2 keyboard data port and the
+    // controller holds a keyboard byte: the byte (AL after the instruction)
+    // is read when the next instruction or block of this vCPU starts, and
+    // KEYSTROKE is delivered for each keycode it stands for, in any process.
+    void on_keyboard_read(int vcpu);
+    // How the engine reads AL of a vCPU (set by the QEMU boundary).
+    void set_keyboard_byte_reader(std::function<uint8_t(int vcpu)> reader) {
+        read_keyboard_byte_ = std::move(reader);
+    }
     // A memory access completed.
     void on_memory(int vcpu, uint64_t pc, bool is_write, uint64_t vaddr, uint64_t paddr,
                    uint64_t size, uint64_t data, uint64_t data_high);
@@ -94,6 +104,7 @@ private:
         bool block_end = false;
         bool insn_end = false;
         bool opcode = false;
+        bool keyboard = false;
         TbInfo block_tb;
         uint64_t insn_pc = 0;
         uint64_t opcode_pc = 0;
@@ -113,12 +124,15 @@ private:
     Event base_event(CallbackType type, int vcpu) const;
     void fire_pending(int vcpu, uint64_t next_pc, bool block_starts);
     void refresh_flags();
-    bool any_pending(const Pending& p) const { return p.block_end || p.insn_end || p.opcode; }
+    bool any_pending(const Pending& p) const {
+        return p.block_end || p.insn_end || p.opcode || p.keyboard;
+    }
 
     CallbackRegistry& registry_;
     MonitoredSet& monitored_;
     VcpuFlags& flags_;
     std::vector<Vcpu> vcpus_;
+    std::function<uint8_t(int)> read_keyboard_byte_;
     bool kpti_ = false;
     bool kpti_forced_ = false;
     int kpti_evidence_ = 0;

@@ -9,6 +9,8 @@
 //   CONTEXTCHANGE cpu_index, old_pgd, new_pgd
 //   CREATEPROC/REMOVEPROC   pid, pgd, name
 //   LOADMODULE/REMOVEMODULE pid, pgd (0: kernel), vaddr (base), size, name, fullname
+//   KEYSTROKE     cpu_index (the vCPU that read the byte), data (the keycode)
+//   NIC_SEND/REC  buffer, size (one whole Ethernet frame); cpu_index 0
 #pragma once
 
 #include <cstdint>
@@ -43,6 +45,8 @@ struct Event {
     // Valid while the event is delivered (nullptr when the type has none).
     const char* name = nullptr;
     const char* fullname = nullptr;
+    // NIC_SEND / NIC_REC: the frame, valid only while the event is delivered.
+    const uint8_t* buffer = nullptr;
 };
 
 }  // namespace pyrebox

@@ -7,7 +7,8 @@
 namespace pyrebox {
 
 namespace {
-constexpr const char* kValidKeys = "conf, venv, pythonpath, out, isf, ram, qmp";
+constexpr const char* kValidKeys =
+    "conf, venv, pythonpath, out, isf, ram, qmp, nic_send, nic_recv";
 
 // "536870912", "512M", "2G": a byte count, with an optional binary suffix.
 std::optional<uint64_t> parse_size(const std::string& text) {
@@ -69,6 +70,10 @@ Expected<PluginOptions> parse_plugin_options(const std::vector<std::string>& arg
             opts.isf = value;
         } else if (key == "qmp") {
             opts.qmp = value;
+        } else if (key == "nic_send") {
+            opts.nic_send = value;
+        } else if (key == "nic_recv") {
+            opts.nic_recv = value;
         } else if (key == "ram") {
             auto bytes = parse_size(value);
             if (!bytes) {
@@ -80,6 +85,10 @@ Expected<PluginOptions> parse_plugin_options(const std::vector<std::string>& arg
             return Error{"unknown plugin argument '" + key + "' (valid keys: " + kValidKeys +
                          ")"};
         }
+    }
+    if (opts.nic_send.empty() != opts.nic_recv.empty()) {
+        return Error{"plugin arguments nic_send and nic_recv go together (the two sockets "
+                     "of the observed NIC)"};
     }
     return opts;
 }

@@ -1,5 +1,6 @@
 // Options given to the plugin on QEMU's command line:
-//   -plugin libpyrebox.so,conf=FILE,venv=DIR,pythonpath=DIR,out=FD,isf=FILE,ram=BYTES,qmp=SOCKET
+//   -plugin libpyrebox.so,conf=FILE,venv=DIR,pythonpath=DIR,out=FD,isf=FILE,ram=BYTES,
+//           qmp=SOCKET,nic_send=SOCKET,nic_recv=SOCKET
 #pragma once
 
 #include <cstdint>
@@ -16,10 +17,15 @@ struct PluginOptions {
     std::string pythonpath;  // folder holding the `pyrebox` package and compat modules
     int out_fd = 2;          // where PyREBox and scripts print
     std::string isf;         // the guest kernel's symbol table (ISF); empty: none
-    std::string qmp;         // QEMU's QMP Unix socket (snapshots from scripts); empty: none
     // The guest's RAM size in bytes (where the kernel is looked for); 0:
     // unknown. A number of bytes, or with a K, M, G or T suffix (binary).
     uint64_t ram_bytes = 0;
+    // A QMP server socket of this QEMU for api.send_key, screenshot...; empty: none.
+    std::string qmp;
+    // Unix sockets of QEMU chardevs that filter-mirror objects copy the
+    // observed NIC's frames to: sent by the guest, received by the guest.
+    std::string nic_send;
+    std::string nic_recv;
 };
 
 // Parses "key=value" arguments. Defaults for venv and pythonpath come from

@@ -24,11 +24,12 @@ struct Session {
     std::unique_ptr<Engine> engine;  // set at install
     Machine* machine = nullptr;      // set at install; owned by the boundary
     bool is_64bit = true;            // qemu-system-x86_64 vs qemu-system-i386
+    std::string qmp_path;            // plugin argument qmp= (empty: none)
+    bool nic_observed = false;       // plugin arguments nic_send= / nic_recv= given
 
     // Linux introspection: the plugin's isf= and ram= arguments; the kernel
     // once its symbol table is loaded (located in memory on first use).
     std::string isf_path;
-    std::string qmp_path;  // the plugin's qmp= argument
     std::atomic<bool> vm_started{false};  // QEMU's main loop has started the VM once
     uint64_t ram_bytes = 0;
     std::unique_ptr<vmi::linux_guest::LinuxKernel> linux_kernel;

@@ -290,6 +290,12 @@ PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
     m.def("kpti", [] { return engine().kpti(); });
     m.def("normalize_pgd", [](uint64_t cr3) { return engine().normalize(cr3, mode_now()); });
 
+    // --- Devices ---
+    m.def("qmp_path", [] { return session().qmp_path; },
+          "The QMP socket the plugin was given (qmp=), or an empty string.");
+    m.def("nic_observed", [] { return session().nic_observed; },
+          "True when the plugin reads a NIC's frames (nic_send= / nic_recv= given).");
+
     // --- CPU state ---
     m.def("is_64bit", [] { return session().is_64bit; });
     m.def("num_cpus", [] { return machine().num_cpus(); });
@@ -360,7 +366,6 @@ PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
 
     // --- Linux introspection ---
     m.def("linux_isf_argument", [] { return session().isf_path; });
-    m.def("qmp_socket", [] { return session().qmp_path; });
     m.def("in_callback", [] { return machine().in_callback(); });
     m.def("vm_started", [] { return session().vm_started.load(); });
     m.def(

@@ -57,6 +57,13 @@ void PythonHandler::deliver(const Event& e) {
                 f(e.pid, e.pgd, e.vaddr, e.size, py::str(e.name ? e.name : ""),
                   py::str(e.fullname ? e.fullname : ""));
                 break;
+            case CallbackType::Keystroke:
+                f(e.data);
+                break;
+            case CallbackType::NicSend:
+            case CallbackType::NicRec:
+                f(py::bytes(reinterpret_cast<const char*>(e.buffer), e.size));
+                break;
             default:
                 break;
         }

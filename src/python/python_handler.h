@@ -24,6 +24,8 @@ public:
     //   OPCODE_RANGE (cpu_index, cur_pc, next_pc, opcode)
     //   TLB_EXEC     (cpu_index, vaddr)
     //   CONTEXTCHANGE (cpu_index, old_pgd, new_pgd)
+    //   KEYSTROKE    (keycode)
+    //   NIC_SEND/REC (frame: bytes)
     // The adapter reports the script's exceptions itself; anything escaping
     // it is printed here and never reaches QEMU.
     void deliver(const Event& event) override;

@@ -28,6 +28,8 @@ struct State {
     qemu_plugin_u64 pending{};
     bool is_64bit = true;
     int cr4_regnum = -1;
+    int rax_regnum = -1;  // rax / eax
+    int rdx_regnum = -1;  // rdx / edx
     // Sites referenced by translated code (udata). Freed when QEMU flushes
     // all translations (nothing can reference them afterwards).
     std::mutex arena_lock;
@@ -179,6 +181,44 @@ void cb_memory(unsigned vcpu, qemu_plugin_meminfo_t info, uint64_t vaddr, void* 
     leave(vcpu);
 }
 
+// The PS/2 controller (i8042): data port, status port and status bits.
+constexpr uint16_t kPs2DataPort = 0x60;
+constexpr uint16_t kPs2StatusPort = 0x64;
+constexpr uint8_t kPs2OutputFull = 0x01;
+constexpr uint8_t kPs2MouseData = 0x20;
+
+// Which kind of keyboard-port read an instruction is, decided at translation.
+enum class PortRead : uintptr_t { None = 0, Fixed = 1, ThroughDx = 2 };
+
+// `in al, 0x60` (E4 60) reads the keyboard data port; `in al, dx` (EC) does
+// when DX holds 0x60 (Linux's i8042 driver keeps the port in a variable).
+PortRead keyboard_port_read(const uint8_t* bytes, size_t len) {
+    if (len >= 2 && bytes[0] == 0xE4 && bytes[1] == kPs2DataPort) {
+        return PortRead::Fixed;
+    }
+    if (len >= 1 && bytes[0] == 0xEC) {
+        return PortRead::ThroughDx;
+    }
+    return PortRead::None;
+}
+
+// Before an instruction that may read the keyboard data port: when it does
+// and the controller holds a keyboard byte (not a mouse byte), the engine
+// reads AL once the instruction has run. Reading the status port has no
+// side effect on QEMU's i8042.
+void cb_keyboard_port_read(unsigned vcpu, void* udata) {
+    const auto kind = static_cast<PortRead>(reinterpret_cast<uintptr_t>(udata));
+    if (kind == PortRead::ThroughDx &&
+        (g.rdx_regnum < 0 || (read_gdb_register(vcpu, g.rdx_regnum) & 0xffff) != kPs2DataPort)) {
+        return;
+    }
+    const uint8_t status = internals().cpu_inb(kPs2StatusPort);
+    if ((status & kPs2OutputFull) == 0 || (status & kPs2MouseData) != 0) {
+        return;
+    }
+    engine().on_keyboard_read(static_cast<int>(vcpu));
+}
+
 // x86 encoding order of general registers -> their gdb names.
 const char* gpr_name(int encoding, bool is_64bit) {
     static const char* const names64[16] = {"rax", "rcx", "rdx", "rbx", "rsp", "rbp",
@@ -230,6 +270,7 @@ void on_tb_translate(qemu_plugin_id_t /*id*/, qemu_plugin_tb* tb) {
                         : plan->mem_read                   ? QEMU_PLUGIN_MEM_R
                                                            : QEMU_PLUGIN_MEM_W;
     bool previous_matched_opcode = false;
+    bool previous_port_read = false;
     for (size_t i = 0; i < n; ++i) {
         qemu_plugin_insn* insn = qemu_plugin_tb_get_insn(tb, i);
         const uint64_t pc = qemu_plugin_insn_vaddr(insn);
@@ -245,7 +286,7 @@ void on_tb_translate(qemu_plugin_id_t /*id*/, qemu_plugin_tb* tb) {
                     reinterpret_cast<void*>(static_cast<intptr_t>(*regnum)));
             }
         }
-        if (i > 0 && (insn_end_any || previous_matched_opcode)) {
+        if (i > 0 && (insn_end_any || previous_matched_opcode || previous_port_read)) {
             qemu_plugin_register_vcpu_insn_exec_cond_cb(insn, cb_pending_insn,
                                                         QEMU_PLUGIN_CB_RW_REGS, QEMU_PLUGIN_COND_NE,
                                                         g.pending, 0, pc_udata);
@@ -261,6 +302,15 @@ void on_tb_translate(qemu_plugin_id_t /*id*/, qemu_plugin_tb* tb) {
             qemu_plugin_register_vcpu_insn_exec_cond_cb(insn, cb_insn, QEMU_PLUGIN_CB_RW_REGS,
                                                         QEMU_PLUGIN_COND_NE, g.monitored, 0,
                                                         pc_udata);
+        }
+        previous_port_read = false;
+        if (plan->keystroke) {
+            if (const PortRead kind = keyboard_port_read(bytes, len); kind != PortRead::None) {
+                qemu_plugin_register_vcpu_insn_exec_cb(
+                    insn, cb_keyboard_port_read, QEMU_PLUGIN_CB_R_REGS,
+                    reinterpret_cast<void*>(static_cast<uintptr_t>(kind)));
+                previous_port_read = true;
+            }
         }
         previous_matched_opcode = false;
         if (!plan->opcode_ranges.empty()) {
@@ -297,6 +347,8 @@ void on_vcpu_init(qemu_plugin_id_t /*id*/, unsigned int vcpu) {
     registers().capture();
     if (g.cr4_regnum < 0) {
         g.cr4_regnum = registers().number("cr4").value_or(-1);
+        g.rax_regnum = registers().number(g.is_64bit ? "rax" : "eax").value_or(-1);
+        g.rdx_regnum = registers().number(g.is_64bit ? "rdx" : "edx").value_or(-1);
     }
     g_flags.set_monitored(static_cast<int>(vcpu), false);
     g_flags.set_pending(static_cast<int>(vcpu), false);
@@ -343,6 +395,12 @@ void install_instrumentation(qemu_plugin_id_t id, int max_vcpus, bool is_64bit) 
     s.registry.set_change_listener([] {
         session().process_events.on_plan(*session().registry.plan());
         request_retranslation();
+    });
+    s.engine->set_keyboard_byte_reader([](int vcpu) {
+        return g.rax_regnum < 0
+                   ? uint8_t{0}
+                   : static_cast<uint8_t>(read_gdb_register(static_cast<unsigned>(vcpu),
+                                                            g.rax_regnum));
     });
 
     internals().qemu_add_vm_change_state_handler(on_vm_state_change, nullptr);

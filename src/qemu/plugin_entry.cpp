@@ -17,6 +17,7 @@
 #include "qemu/host_check.h"
 #include "qemu/instrumentation.h"
 #include "qemu/internals.h"
+#include "qemu/net_mirror.h"
 #include "qemu/plugin_api.h"
 
 #ifndef PYREBOX_SOURCE_DIR
@@ -39,6 +40,7 @@ constexpr const char* kPretendMissingEnv = "PYREBOX_PRETEND_MISSING_SYMBOLS";
 
 void on_exit(qemu_plugin_id_t /*id*/, void* /*udata*/) {
     pyrebox::qemu::stop_instrumentation();
+    pyrebox::qemu::stop_net_mirror();
     pyrebox::python::shutdown();
 }
 
@@ -94,8 +96,11 @@ PYREBOX_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t* i
     pyrebox::qemu::install_instrumentation(id, info->system.max_vcpus, target == "x86_64");
 
     pyrebox::session().isf_path = options->isf;
-    pyrebox::session().qmp_path = options->qmp;
     pyrebox::session().ram_bytes = options->ram_bytes;
+    pyrebox::session().qmp_path = options->qmp;
+    if (!options->nic_send.empty()) {
+        pyrebox::qemu::start_net_mirror(options->nic_send, options->nic_recv);
+    }
 
     pyrebox::python::RuntimeConfig runtime{options->venv, options->pythonpath, options->conf,
                                            info->target_name, info->version.cur};

@@ -48,8 +48,8 @@ def test_missing_symbol_is_reported_by_name():
 def test_unknown_plugin_argument_is_named():
     result = run_plugin_only("x86_64", "colour=blue")
     assert result.returncode != 0
-    assert "unknown plugin argument 'colour' (valid keys: conf, venv, pythonpath, out, isf, ram, qmp)" \
-        in result.stderr
+    assert ("unknown plugin argument 'colour' (valid keys: conf, venv, pythonpath, out, isf, "
+            "ram, qmp, nic_send, nic_recv)") in result.stderr
 
 
 def test_missing_venv_is_explained(tmp_path):

@@ -61,3 +61,30 @@ def test_bad_memory_size():
     result = run_pyrebox("run", "--memory", "lots", "--cmd", "true")
     assert result.returncode == 2
     assert "--memory lots: not a size" in result.stderr
+
+
+def test_nic_options_are_checked():
+    assert "unknown NIC model" in run_pyrebox("run", "--nic", "rtl9999", "--cmd", "x").stderr
+    result = run_pyrebox("run", "--hostfwd", "udp::5555-:7777", "--cmd", "x")
+    assert result.returncode == 2 and "--hostfwd needs --nic MODEL" in result.stderr
+    result = run_pyrebox("run", "--nic", "e1000", "--hostfwd", "5555:7777", "--cmd", "x")
+    assert result.returncode == 2 and "expected QEMU's hostfwd form" in result.stderr
+
+
+def test_nic_is_isolated_and_mirrored_to_the_plugin():
+    from pyrebox import run
+    opts = run.RunOptions(nic="ne2k-pci", hostfwd=["udp:127.0.0.1:5555-:7777"])
+    run.validate(opts)
+    cmd = run.Runner(opts).command_line("/r", plugin_fd=None)
+    netdev = cmd[cmd.index("-netdev") + 1]
+    assert netdev == ("user,id=pyrebox-net,restrict=on,ipv6=off,"
+                      "hostfwd=udp:127.0.0.1:5555-:7777")
+    assert "ne2k_pci,netdev=pyrebox-net,mac=52:54:00:12:34:56" in cmd
+    assert ("filter-mirror,id=pyrebox-mirror-send,netdev=pyrebox-net,queue=rx,"
+            "outdev=pyrebox-nic-send") in cmd
+    plugin = cmd[cmd.index("-plugin") + 1]
+    assert "nic_send=/r/nic-send.sock,nic_recv=/r/nic-recv.sock" in plugin
+    assert "qmp=/r/pyrebox-qmp.sock" in plugin
+    # Without --nic: no network device at all.
+    plain = run.Runner(run.RunOptions()).command_line("/r", plugin_fd=None)
+    assert "-netdev" not in plain and "nic_send" not in " ".join(plain)

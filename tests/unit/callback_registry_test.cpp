@@ -128,8 +128,8 @@ TEST_F(CallbackRegistryTest, IdsAreNotReusedAfterRemove) {
 }
 
 TEST_F(CallbackRegistryTest, RejectedAddDoesNotConsumeAnId) {
-    expect_rejected(generic(CallbackType::Keystroke),
-                    "KEYSTROKE_CB is not delivered by this version of PyREBox");
+    expect_rejected(generic(static_cast<CallbackType>(99)),
+                    "UNKNOWN_CB is not delivered by this version of PyREBox");
     EXPECT_EQ(add(generic(CallbackType::BlockBegin), std::make_shared<Recorder>()), 1u);
 }
 
@@ -261,11 +261,25 @@ TEST_F(CallbackRegistryTest, RejectsOpcodeFieldsOnOtherTypes) {
     expect_rejected(first_only, "start_opcode/end_opcode apply to OPCODE_RANGE_CB only, not BLOCK_END_CB");
 }
 
-TEST_F(CallbackRegistryTest, RejectsTypesNotDeliveredYet) {
-    expect_rejected(generic(CallbackType::Keystroke),
-                    "KEYSTROKE_CB is not delivered by this version of PyREBox");
-    expect_rejected(generic(CallbackType::NicSend),
-                    "NIC_SEND_CB is not delivered by this version of PyREBox");
+TEST_F(CallbackRegistryTest, EveryPyreboxTypeIsAccepted) {
+    for (int t = pyrebox::kFirstCallbackType; t <= pyrebox::kLastCallbackType; ++t) {
+        if (t == static_cast<int>(CallbackType::OpcodeRange)) {
+            continue;  // needs a range (tested above)
+        }
+        EXPECT_TRUE(registry.add(generic(static_cast<CallbackType>(t)),
+                                 std::make_shared<Recorder>()).ok()) << t;
+    }
+}
+
+TEST_F(CallbackRegistryTest, AcceptsDeviceTypesAndPlansKeyboardReads) {
+    for (auto type : {CallbackType::Keystroke, CallbackType::NicSend, CallbackType::NicRec}) {
+        add(generic(type), std::make_shared<Recorder>());
+    }
+    EXPECT_TRUE(registry.plan()->keystroke);
+    EXPECT_TRUE(registry.plan()->any_end_events());
+    CallbackSpec addressed = generic(CallbackType::Keystroke);
+    addressed.addr = 0x1000;
+    expect_rejected(addressed, "addr applies to BLOCK_BEGIN_CB and INSN_BEGIN_CB only, not KEYSTROKE_CB");
 }
 
 TEST_F(CallbackRegistryTest, RejectsTypeOutsideTheEnumeration) {

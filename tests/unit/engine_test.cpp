@@ -893,3 +893,36 @@ TEST_F(EngineTest, ForcedKptiOffIsNotOverriddenByDetection) {
     }
     EXPECT_FALSE(engine.kpti());
 }
+
+// --- keyboard reads (KEYSTROKE) ---
+
+TEST_F(EngineTest, KeyboardReadIsDeliveredAtTheNextInstructionInAnyProcess) {
+    monitor_a_on_vcpu0();  // vCPU 1 runs an unmonitored process
+    auto rec = record(generic(CallbackType::Keystroke));
+    uint8_t al = 0x9e;  // 'a' released, as the guest reads it (set 1)
+    engine.set_keyboard_byte_reader([&al](int) { return al; });
+    engine.on_keyboard_read(1);
+    EXPECT_TRUE(flags.pending[1]);
+    EXPECT_TRUE(rec->events.empty());
+    engine.on_pending_at_insn(1, 0x401002);
+    ASSERT_EQ(rec->events.size(), 2u);
+    EXPECT_EQ(rec->events[0].type, CallbackType::Keystroke);
+    EXPECT_EQ(rec->events[0].data, 0xf0u);
+    EXPECT_EQ(rec->events[1].data, 0x1cu);
+    EXPECT_EQ(rec->events[1].cpu_index, 1);
+    EXPECT_FALSE(flags.pending[1]);
+    al = 0x1e;  // pressed
+    engine.on_keyboard_read(1);
+    engine.on_pending_at_block(1, kTb2);
+    ASSERT_EQ(rec->events.size(), 3u);
+    EXPECT_EQ(rec->events[2].data, 0x1cu);
+}
+
+TEST_F(EngineTest, KeyboardAcknowledgementsAreNotKeystrokes) {
+    auto rec = record(generic(CallbackType::Keystroke));
+    engine.set_keyboard_byte_reader([](int) { return uint8_t{0xfa}; });
+    engine.on_keyboard_read(0);
+    engine.on_pending_at_insn(0, 0x401002);
+    EXPECT_TRUE(rec->events.empty());
+    EXPECT_FALSE(flags.pending[0]);
+}

@@ -63,3 +63,15 @@ TEST(PluginOptions, BadRamSizeIsNamed) {
         EXPECT_NE(opts.error().find("ram="), std::string::npos) << opts.error();
     }
 }
+
+TEST(PluginOptions, QmpAndNicSockets) {
+    const auto opts =
+        parse_plugin_options({"qmp=/r/q.sock", "nic_send=/r/s.sock", "nic_recv=/r/r.sock"}, "/s");
+    ASSERT_TRUE(opts.ok());
+    EXPECT_EQ(opts->qmp, "/r/q.sock");
+    EXPECT_EQ(opts->nic_send, "/r/s.sock");
+    EXPECT_EQ(opts->nic_recv, "/r/r.sock");
+    const auto half = parse_plugin_options({"nic_send=/r/s.sock"}, "/s");
+    ASSERT_FALSE(half.ok());
+    EXPECT_NE(half.error().find("nic_send and nic_recv go together"), std::string::npos);
+}
