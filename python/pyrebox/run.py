@@ -240,16 +240,21 @@ class Runner:
         return cmd + opts.extra
 
     def _disk(self, rundir: str) -> str:
-        """The qcow2 file QEMU keeps snapshots in (created when missing)."""
-        path = os.path.abspath(self.opts.disk) if self.opts.disk else os.path.join(rundir,
-                                                                                  "scratch.qcow2")
-        if not os.path.exists(path):
-            made = subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", path,
-                                   SCRATCH_DISK_SIZE], capture_output=True, text=True)
-            if made.returncode != 0:
-                raise RunError(f"cannot create the snapshot disk {path}: "
-                               f"{made.stderr.strip() or made.stdout.strip()}")
-        return path
+        """The qcow2 file QEMU keeps snapshots in."""
+        return (os.path.abspath(self.opts.disk) if self.opts.disk
+                else os.path.join(rundir, "scratch.qcow2"))
+
+    def _make_disk(self, rundir: str) -> None:
+        """Creates the snapshot disk when it does not exist yet."""
+        path = self._disk(rundir)
+        if os.path.exists(path):
+            return
+        made = subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", path,
+                               SCRATCH_DISK_SIZE], capture_output=True, text=True)
+        if made.returncode != 0:
+            raise RunError(f"cannot create the snapshot disk {path}: "
+                           f"{made.stderr.strip() or made.stdout.strip()}")
+
     def _nic_args(self, rundir: str) -> list[str]:
         """The NIC, its isolated user-mode network and, for the plugin, one
         filter-mirror per direction. On a netdev, queue=rx carries what the
@@ -282,6 +287,7 @@ class Runner:
     def run(self) -> int:
         rundir = tempfile.mkdtemp(prefix="pyrebox-run-")
         try:
+            self._make_disk(rundir)
             if self.opts.batch:
                 return self._run_batch(rundir)
             return self._run_interactive(rundir)
