@@ -1,5 +1,6 @@
 // Options given to the plugin on QEMU's command line:
-//   -plugin libpyrebox.so,conf=FILE,venv=DIR,pythonpath=DIR,out=FD,isf=FILE,ram=BYTES
+//   -plugin libpyrebox.so,conf=FILE,venv=DIR,pythonpath=DIR,out=FD,isf=FILE,ram=BYTES,
+//           console=SOCKET,qmp=SOCKET
 #pragma once
 
 #include <cstdint>
@@ -19,6 +20,12 @@ struct PluginOptions {
     // The guest's RAM size in bytes (where the kernel is looked for); 0:
     // unknown. A number of bytes, or with a K, M, G or T suffix (binary).
     uint64_t ram_bytes = 0;
+    // The PyREBox console's Unix socket (created by the plugin); empty: no
+    // console server.
+    std::string console;
+    // A QMP socket of the same QEMU the console passes monitor commands and
+    // stop/cont through; empty: the console has no QEMU monitor.
+    std::string qmp;
 };
 
 // Parses "key=value" arguments. Defaults for venv and pythonpath come from

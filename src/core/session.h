@@ -28,6 +28,10 @@ struct Session {
     // once its symbol table is loaded (located in memory on first use).
     std::string isf_path;
     uint64_t ram_bytes = 0;
+    // The console server's socket and the QMP socket it uses (plugin
+    // arguments console= and qmp=); empty when not given.
+    std::string console_path;
+    std::string qmp_path;
     std::unique_ptr<vmi::linux_guest::LinuxKernel> linux_kernel;
     std::string linux_off_reason;  // why linux_kernel is null, for messages
     std::string linux_locate_error;  // a final failure to locate the kernel

@@ -95,6 +95,8 @@ PYREBOX_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t* i
 
     pyrebox::session().isf_path = options->isf;
     pyrebox::session().ram_bytes = options->ram_bytes;
+    pyrebox::session().console_path = options->console;
+    pyrebox::session().qmp_path = options->qmp;
 
     pyrebox::python::RuntimeConfig runtime{options->venv, options->pythonpath, options->conf,
                                            info->target_name, info->version.cur};

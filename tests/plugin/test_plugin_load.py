@@ -48,7 +48,7 @@ def test_missing_symbol_is_reported_by_name():
 def test_unknown_plugin_argument_is_named():
     result = run_plugin_only("x86_64", "colour=blue")
     assert result.returncode != 0
-    assert "unknown plugin argument 'colour' (valid keys: conf, venv, pythonpath, out, isf, ram)" \
+    assert "unknown plugin argument 'colour' (valid keys: conf, venv, pythonpath, out, isf, ram, console, qmp)" \
         in result.stderr
 
 
