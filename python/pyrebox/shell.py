@@ -72,7 +72,7 @@ def _magic_for(name):
         if _active is None:
             print(f"{name}: no PyREBox shell is active")
             return
-        _active.dispatch(name, line)
+        _active.dispatch(name, line)  # IPython has expanded {expr} already
     magic.__doc__ = getattr(Shell, "cmd_" + name).__doc__
     magic.__name__ = name
     return magic
@@ -152,7 +152,12 @@ class Shell:
             self.cmd_help(bare.rstrip("?"))
             return False
         if word in COMMANDS and (text.startswith("%") or not self._shadowed(word)):
-            self.dispatch(word, self.ip.var_expand(args, depth=1) if "{" in args else args)
+            try:
+                args = self.expand(args)
+            except Exception as e:  # noqa: BLE001 - the user's expression
+                print(f"{word}: cannot expand {{...}}: {type(e).__name__}: {e}")
+                return False
+            self.dispatch(word, args)
             return False
         if self._unknown_command(text, word):
             close = difflib.get_close_matches(word, list(COMMANDS) + list(self._custom()), n=4,
@@ -163,6 +168,14 @@ class Shell:
             return False
         self.ip.run_cell(line, store_history=False)
         return False
+
+    def expand(self, args: str) -> str:
+        """Replaces each {python expression} by its value (ints in hex)."""
+        def value(match):
+            result = eval(match.group(1), self.ip.user_ns)  # noqa: S307 - the user's shell
+            return hex(result) if isinstance(result, int) and not isinstance(result, bool) \
+                else str(result)
+        return re.sub(r"\{([^{}]+)\}", value, args)
 
     def _shadowed(self, word: str) -> bool:
         return word in self.ip.user_ns
