@@ -45,13 +45,20 @@ def find_run_dir(rundir: str | None) -> str:
     candidates = glob.glob(os.path.join(tempfile.gettempdir(), RUN_DIR_PATTERN, CONSOLE_SOCKET))
     candidates.sort(key=lambda p: os.stat(p).st_mtime if os.path.exists(p) else 0, reverse=True)
     for path in candidates:
-        try:
-            connect(path).close()
+        if _alive(os.path.dirname(path)):
             return path
-        except OSError:
-            continue
     raise AttachError("no running PyREBox VM with a console was found (start one with "
                       "pyrebox run, or give its run dir: pyrebox attach RUNDIR)")
+
+
+def _alive(rundir: str) -> bool:
+    """Whether the QEMU of a run dir runs (its pid file names it)."""
+    try:
+        with open(os.path.join(rundir, "qemu.pid")) as f:
+            os.kill(int(f.read().strip()), 0)
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 class _Interrupted:
@@ -190,6 +197,7 @@ class ConsoleClient:
 
     def interact(self) -> None:
         """Serves the user until the console is left (q, or the VM ends)."""
+        self.send(op="hello")
         threading.Thread(target=self._reader, daemon=True).start()
         try:
             while True:

@@ -6,7 +6,8 @@ launcher passes `<run dir>/console.sock`). One client at a time talks to it
 the console is busy.
 
 Protocol: one JSON object per line, both ways.
-  client -> server  {"op": "line", "text": ..., "seq": N}   a line typed at prompt N
+  client -> server  {"op": "hello"}                         first, once
+                    {"op": "line", "text": ..., "seq": N}   a line typed at prompt N
                     {"op": "eof", "seq": N}                 Ctrl-D at prompt N
                     {"op": "complete", "text": ...}         text before the cursor
   server -> client  {"t": "out", "data": ...}               output to show
@@ -281,7 +282,8 @@ class ConsoleServer:
 
     def _serve_session(self, session: "Session") -> None:
         try:
-            session.run()
+            if session.handshake():
+                session.run()
         except Exception:
             output.error(f"the console session failed:\n{traceback.format_exc().rstrip()}")
         finally:
@@ -315,6 +317,20 @@ class Session:
         self._completer = None  # (text) -> (items, start) for the current mode
 
     # --- talking to the client ---
+
+    def handshake(self) -> bool:
+        """A client first says {"op": "hello"}; a connection that does not
+        (a probe, a stray connect) is closed without serving anything."""
+        self.chan.sock.settimeout(10)
+        try:
+            while not self.chan.pending():
+                if not self.chan.fill():
+                    return False
+        except OSError:
+            return False
+        finally:
+            self.chan.sock.settimeout(None)
+        return self.chan.recv_nowait().get("op") == "hello"
 
     def prompt(self, text: str, mode: str) -> None:
         self.seq += 1

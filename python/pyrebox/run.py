@@ -126,6 +126,12 @@ def validate(opts: RunOptions) -> config_mod.Config:
     return conf
 
 
+def write_pid(rundir: str, pid: int) -> None:
+    """<run dir>/qemu.pid: lets `pyrebox attach` tell live runs from stale ones."""
+    with open(os.path.join(rundir, "qemu.pid"), "w") as f:
+        f.write(f"{pid}\n")
+
+
 class Runner:
     def __init__(self, opts: RunOptions, out=None):
         self.opts = opts
@@ -198,6 +204,7 @@ class Runner:
                                     stderr=subprocess.PIPE, pass_fds=(write_fd,))
         finally:
             os.close(write_fd)
+        write_pid(rundir, proc.pid)
         term = Terminal(rundir, proc, os.fdopen(read_fd, "rb"), self.opts.plugin)
         term.say(f"[pyrebox] QMP socket: {rundir}/qmp.sock")
         if self.opts.plugin:
@@ -213,6 +220,7 @@ class Runner:
                                     stderr=subprocess.PIPE, pass_fds=(write_fd,))
         finally:
             os.close(write_fd)
+        write_pid(rundir, proc.pid)
         stderr_lines: list[str] = []
         readers = [
             threading.Thread(target=self._pump_guest, args=(proc.stdout,), daemon=True),

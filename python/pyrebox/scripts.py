@@ -199,7 +199,10 @@ class ScriptManager:
 
     @staticmethod
     def _remove_leftover_callbacks(name: str, handle: int, quiet: bool = False) -> None:
-        from .callbacks import remove_callbacks_of
+        try:
+            from .callbacks import remove_callbacks_of
+        except ImportError:  # outside QEMU (no _pyrebox): no callbacks exist
+            return
         count = remove_callbacks_of(handle)
         if count and not quiet:
             output.warning(f"script {name} left {count} callback(s) registered after "
