@@ -60,6 +60,9 @@ def _interactive_shell():
         cfg.InteractiveShell.colors = "nocolor"
         cfg.InteractiveShell.autocall = 0
         cfg.InteractiveShell.automagic = True
+        # IPython's own completer: jedi's static analysis is slow and would
+        # run inside QEMU with the VM frozen.
+        cfg.IPCompleter.use_jedi = False
         _ipython = InteractiveShell.instance(config=cfg)
         for name in COMMANDS:
             _ipython.register_magic_function(_magic_for(name), "line", name)
@@ -212,8 +215,9 @@ class Shell:
             token = stripped.lstrip("%")
             items = [c for c in COMMANDS if c.startswith(token)]
             try:
-                _, matches = self.ip.complete(token, stripped, len(stripped))
-                items += [m for m in matches if m not in items and not m.startswith("%")]
+                matched, matches = self.ip.complete("", token, len(token))
+                head = token[:len(token) - len(matched)]
+                items += [head + m for m in matches if not m.startswith("%")]
             except Exception:
                 pass
             return sorted(set(items)), -len(token)

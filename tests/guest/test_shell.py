@@ -300,9 +300,52 @@ def test_script_opens_the_shell_in_a_callback(vm, console, program):
     assert int(run.match.group(1)) == expected_checksum(LOOPS) + 0x55
 
 
-def test_leaving_the_console_and_powering_off(vm, console):
+class Wire:
+    """The console protocol spoken directly (JSON lines)."""
+
+    def __init__(self, path):
+        import socket
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(60)
+        self.sock.connect(path)
+        self.file = self.sock.makefile("rb")
+        self.send(op="hello")
+
+    def send(self, **msg):
+        import json
+        self.sock.sendall(json.dumps(msg).encode() + b"\n")
+
+    def until(self, kind):
+        import json
+        while True:
+            msg = json.loads(self.file.readline())
+            if msg.get("t") == kind:
+                return msg
+
+
+def test_completions_come_from_the_server(vm, console):
     console.child.sendline("q")
     console.child.expect(pexpect.EOF)
+    wire = Wire(os.path.join(vm["rundir"], "console.sock"))
+    prompt = wire.until("prompt")
+    wire.send(op="complete", text="list_m")
+    assert wire.until("completions")["items"] == ["list_modules"]
+    wire.send(op="line", text="sh", seq=prompt["seq"])
+    prompt = wire.until("prompt")
+    assert prompt["mode"] == "shell"
+    wire.send(op="complete", text="print_c")
+    assert "print_cpu" in wire.until("completions")["items"]
+    wire.send(op="complete", text="cpu.RI")
+    msg = wire.until("completions")
+    assert any(item.endswith("RIP") for item in msg["items"]), msg
+    wire.send(op="eof", seq=prompt["seq"])  # Ctrl-D leaves the shell
+    prompt = wire.until("prompt")
+    assert prompt["mode"] == "console"
+    wire.send(op="line", text="q", seq=prompt["seq"])
+    wire.until("bye")
+
+
+def test_leaving_the_console_and_powering_off(vm):
     run = vm["run"]
     run.send("exit\r")
     run.expect(pexpect.EOF, timeout=120)
