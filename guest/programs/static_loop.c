@@ -11,7 +11,12 @@
  *   buffer=0x<hex address of pyrebox_buffer>
  *   function=0x<hex address of pyrebox_step>
  *   waiting                      (only with "wait": then one line is read
- *                                 from stdin; EOF just continues)
+ *                                 from stdin; EOF just continues. Before
+ *                                 waiting, a 0 is stored at the buffer's last
+ *                                 byte, so its page is mapped and writable
+ *                                 while the program waits: a debugger can
+ *                                 change the buffer and see the checksum
+ *                                 change.)
  *   iterations=<N>
  *   checksum=<decimal sum of all 4096 bytes of pyrebox_buffer>
  *
@@ -76,6 +81,9 @@ int main(int argc, char **argv)
 
     if (wait_for_line) {
         char line[256];
+        /* Maps the buffer's page (bss pages appear on first write); 0 keeps
+         * every byte's value. */
+        ((volatile unsigned char *)pyrebox_buffer)[PYREBOX_BUFFER_SIZE - 1] = 0;
         printf("waiting\n");
         fflush(stdout);
         /* Any line, or EOF, releases the loop. */

@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import sys
 import traceback
+import weakref
 
 import _pyrebox
 
@@ -240,6 +241,21 @@ def _make_adapter(callback_type: int, func, new_style: bool, report):
     return adapter
 
 
+# module handle -> the CallbackManagers created for it (weakly held): lets
+# unloading a script remove callbacks its clean() forgot.
+_managers: dict[int, "weakref.WeakSet[CallbackManager]"] = {}
+
+
+def remove_callbacks_of(module_hdl: int) -> int:
+    """Removes every callback still registered by managers of `module_hdl`;
+    returns how many there were."""
+    count = 0
+    for manager in list(_managers.get(module_hdl, ())):
+        count += len(manager.callbacks)
+        manager.clean()
+    return count
+
+
 class CallbackManager:
     """Registers callbacks for one script (module handle) and removes them
     all with clean(). See the scripting document for each type's arguments."""
@@ -272,6 +288,7 @@ class CallbackManager:
         # name -> what registered it (to re-register with or without a trigger)
         self._specs: dict[str, dict] = {}
         self._triggers: dict[str, int] = {}  # name -> trigger handle
+        _managers.setdefault(module_hdl, weakref.WeakSet()).add(self)
 
     def get_module_handle(self) -> int:
         return self.module_hdl

@@ -14,7 +14,8 @@ def _run_parser(sub) -> None:
     p = sub.add_parser(
         "run", help="boot a VM with PyREBox (the default guest unless QEMU args say otherwise)",
         description="Boot QEMU with the PyREBox plugin. With --cmd, the default guest runs "
-                    "the commands in order and powers off; without, you get its shell.")
+                    "the commands in order and powers off; without, you get its shell "
+                    "(Ctrl-] switches to the PyREBox console and q back).")
     p.add_argument("--conf", help="pyrebox.conf to use (default: ./pyrebox.conf if present)")
     p.add_argument("--file", action="append", default=[], metavar="HOST[:GUEST]",
                    help="copy a host file into the guest before the commands run "
@@ -46,6 +47,16 @@ def _run_parser(sub) -> None:
                    help="extra QEMU arguments after --")
 
 
+def _attach_parser(sub) -> None:
+    p = sub.add_parser(
+        "attach", help="open the PyREBox console of a running VM",
+        description="Open the PyREBox console (console commands, the shell) of a VM started "
+                    "with pyrebox run, from another terminal.")
+    p.add_argument("rundir", nargs="?", metavar="RUNDIR",
+                   help="the VM's run dir (printed at start; default: the most recent one "
+                        "that is running)")
+
+
 def _symbols_parser(sub) -> None:
     p = sub.add_parser(
         "symbols", help="write a Volatility 3 ISF for a Linux kernel from its own image",
@@ -60,11 +71,16 @@ def main(argv: list[str] | None = None) -> int:
                                      "reverse-engineering sandbox on stock QEMU")
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)
+    _attach_parser(sub)
     _symbols_parser(sub)
     args = parser.parse_args(argv)
 
     if args.command == "symbols":
         return args.symbols_run(args)
+
+    if args.command == "attach":
+        from . import client
+        return client.attach(args.rundir)
 
     if args.command == "run":
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import sys
+import threading
 
 try:
     import _pyrebox
@@ -16,11 +17,32 @@ except ImportError:  # not inside QEMU
     _pyrebox = None
 
 
+# Threads whose output goes elsewhere (the shell's client): thread id ->
+# function taking text.
+_captured: dict[int, object] = {}
+
+
+def capture_thread(thread_id: int, sink) -> None:
+    _captured[thread_id] = sink
+
+
+def release_thread(thread_id: int) -> None:
+    _captured.pop(thread_id, None)
+
+
+def _sink():
+    return _captured.get(threading.get_ident()) if _captured else None
+
+
 def write(prefix: str, text: str) -> None:
     """Writes `text`, each of its lines starting with `prefix`."""
     text = str(text)
     if text.endswith("\n"):
         text = text[:-1]
+    sink = _sink()
+    if sink is not None:
+        sink("".join(prefix + line + "\n" for line in text.split("\n")))
+        return
     if _pyrebox is not None:
         _pyrebox.write(prefix, text)
     else:
@@ -64,6 +86,10 @@ class ConsoleStream(io.TextIOBase):
         return True
 
     def write(self, text: str) -> int:
+        sink = _sink()
+        if sink is not None:
+            sink(text)
+            return len(text)
         self._pending += text
         if "\n" in self._pending:
             complete, self._pending = self._pending.rsplit("\n", 1)

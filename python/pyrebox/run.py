@@ -7,10 +7,16 @@ QEMU's stdout is the guest's serial console; the plugin prints on a pipe of
 its own. Both are streamed to our stdout line by line: guest lines as they
 are, PyREBox and script lines with their "[...] " prefix.
 
-Interactive mode (no --cmd): the serial console is the terminal (with QEMU's
-monitor on Ctrl-A c) and the plugin prints on stderr.
+Interactive mode (no --cmd): the guest's serial console is the terminal.
+QEMU's serial port is a Unix socket of the run dir; the launcher relays it
+to the terminal (in raw mode) and prints the plugin's lines between, and the
+escape key (Ctrl-], ESCAPE_KEY) switches the terminal to the PyREBox console
+and `q` back (see Terminal). When a script opens the shell, the terminal
+switches to the console by itself.
 
-Either way QEMU's QMP socket is at <run dir>/qmp.sock, printed at start.
+Either way QEMU's QMP socket is at <run dir>/qmp.sock, printed at start, and
+the PyREBox console at <run dir>/console.sock (`pyrebox attach`). The user's
+QMP socket stays free for the user.
 
 Snapshots: every run has a qcow2 disk that is not the guest's (QEMU keeps
 snapshots in it): a scratch one in the run dir, or --disk FILE (created if
@@ -21,9 +27,9 @@ QEMU from that snapshot: the guest is at its snapshot point, and the
 launcher types the --cmd lines into its console, where they run with the
 same markers as in a fresh boot (numbered from 1). So one boot is paid
 once, and each analysis starts from the same machine state.
-The plugin gets a QMP socket of its own (<run dir>/pyrebox-qmp.sock) for the
-scripts' send_key, mouse and screenshot calls: a QMP server serves one client
-at a time, so the user's stays free.
+The plugin gets two QMP sockets of its own, since a QMP server serves one
+client at a time: <run dir>/pyrebox-qmp.sock for the scripts' send_key,
+mouse, screenshot and snapshot calls, and console-qmp.sock for the console.
 
 With --nic MODEL the VM gets that NIC on an isolated user-mode network
 (restrict=on: the guest reaches only QEMU's own gateway, DHCP and DNS
@@ -37,7 +43,9 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import os
+import select
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -61,6 +69,8 @@ NIC_ALIASES = {"ne2k-pci": "ne2k_pci", "virtio-net": "virtio-net-pci", "virtio":
 # The observed NIC's MAC address (QEMU's default first address).
 NIC_MAC = "52:54:00:12:34:56"
 GUEST_HOME = "/root"
+ESCAPE_KEY = b"\x1d"  # Ctrl-]: from the guest's console to the PyREBox console
+ESCAPE_NAME = "Ctrl-]"
 
 
 class RunError(Exception):
@@ -187,6 +197,12 @@ def validate(opts: RunOptions) -> config_mod.Config:
     return conf
 
 
+def write_pid(rundir: str, pid: int) -> None:
+    """<run dir>/qemu.pid: lets `pyrebox attach` tell live runs from stale ones."""
+    with open(os.path.join(rundir, "qemu.pid"), "w") as f:
+        f.write(f"{pid}\n")
+
+
 class Runner:
     def __init__(self, opts: RunOptions, out=None):
         self.opts = opts
@@ -209,6 +225,8 @@ class Runner:
             plugin_opts["out"] = plugin_fd
         plugin_opts["qmp"] = f"{rundir}/pyrebox-qmp.sock"
         plugin_opts["ram"] = memory_bytes(opts.memory)
+        plugin_opts["console"] = os.path.join(rundir, "console.sock")
+        plugin_opts["console_qmp"] = os.path.join(rundir, "console-qmp.sock")
         if not qemu.describes_own_vm(opts.extra) and os.path.isfile(paths.GUEST_ISF):
             plugin_opts["isf"] = paths.GUEST_ISF
         cmd = [binary, "-m", opts.memory, "-smp", str(opts.smp), "-display", "none",
@@ -225,11 +243,14 @@ class Runner:
                 plugin_opts["nic_recv"] = f"{rundir}/nic-recv.sock"
         if opts.plugin:
             cmd += ["-plugin", qemu.plugin_arg(paths.require(paths.PLUGIN, "the PyREBox plugin"),
-                                               **plugin_opts)]
+                                               **plugin_opts),
+                    "-qmp", f"unix:{plugin_opts['console_qmp']},server=on,wait=off"]
         if opts.batch:
             cmd += ["-serial", "stdio", "-monitor", "none"]
         else:
-            cmd += ["-serial", "mon:stdio"]
+            cmd += ["-chardev", f"socket,id=pyrebox-serial,path={rundir}/serial.sock,"
+                                f"server=on,wait=on",
+                    "-serial", "chardev:pyrebox-serial", "-monitor", "none"]
         cmd += ["-drive", f"if=none,id=pyrebox-disk,format=qcow2,file={self._disk(rundir)}"]
         if opts.loadvm:
             cmd += ["-loadvm", opts.loadvm]
@@ -295,17 +316,19 @@ class Runner:
             shutil.rmtree(rundir, ignore_errors=True)
 
     def _run_interactive(self, rundir: str) -> int:
-        cmd = self.command_line(rundir, plugin_fd=None)
-        print(f"[pyrebox] QMP socket: {rundir}/qmp.sock", file=sys.stderr)
-        proc = subprocess.Popen(cmd)
+        read_fd, write_fd = os.pipe()
         try:
-            return proc.wait(timeout=self.opts.timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            print(f"pyrebox: timeout: the VM ran longer than {self.opts.timeout:g} s",
-                  file=sys.stderr)
-            return 124
+            cmd = self.command_line(rundir, plugin_fd=write_fd if self.opts.plugin else None)
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, pass_fds=(write_fd,))
+        finally:
+            os.close(write_fd)
+        write_pid(rundir, proc.pid)
+        term = Terminal(rundir, proc, os.fdopen(read_fd, "rb"), self.opts.plugin)
+        term.say(f"[pyrebox] QMP socket: {rundir}/qmp.sock")
+        if self.opts.plugin:
+            term.say(f"[pyrebox] PyREBox console: {ESCAPE_NAME} here, or pyrebox attach {rundir}")
+        return term.run(self.opts.timeout)
 
     def _run_batch(self, rundir: str) -> int:
         read_fd, write_fd = os.pipe()
@@ -326,6 +349,7 @@ class Runner:
                 self._type([*self.opts.commands, SERVE_END])
         finally:
             os.close(write_fd)
+        write_pid(rundir, proc.pid)
         stderr_lines: list[str] = []
         readers = [
             threading.Thread(target=self._pump_guest, args=(proc.stdout,), daemon=True),
@@ -397,3 +421,193 @@ class Runner:
             line = raw.decode("utf-8", "replace").rstrip("\n")
             lines.append(line)
             self.emit(f"[qemu] {line}")
+
+
+class Terminal:
+    """Interactive mode: the terminal shows the guest's serial console, or
+    the PyREBox console after ESCAPE_KEY (until `q`). Guest output that
+    arrives while the PyREBox console is shown is kept and shown on return;
+    PyREBox lines are shown in either mode."""
+
+    def __init__(self, rundir: str, proc: subprocess.Popen, plugin_stream, plugin: bool):
+        self.rundir = rundir
+        self.proc = proc
+        self.plugin_stream = plugin_stream
+        self.plugin = plugin
+        self.tty = sys.stdin.isatty()
+        self._saved_tty = None
+        self._lock = threading.Lock()
+        self.mode = "guest"
+        self.client = None
+        self._held: list[bytes] = []
+        self._wake_r, self._wake_w = os.pipe()
+        self._want_console = False
+        self.serial: socket.socket | None = None
+
+    # --- output ---
+
+    def _write(self, data: bytes) -> None:
+        out = sys.stdout.buffer
+        out.write(data)
+        out.flush()
+
+    def say(self, line: str) -> None:
+        """A launcher or plugin line, shown in either mode."""
+        with self._lock:
+            client = self.client
+            if client is None:
+                self._write((line + ("\r\n" if self._saved_tty else "\n")).encode())
+        if client is not None:
+            client.show(line + "\n")
+
+    def _pump_serial(self) -> None:
+        while True:
+            try:
+                data = self.serial.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            with self._lock:
+                if self.mode == "guest":
+                    self._write(data)
+                else:
+                    self._held.append(data)
+        self._wake()
+
+    def _pump_plugin(self) -> None:
+        from .console import WAITING_SHELL_MARKER
+        with self.plugin_stream as stream:
+            for raw in stream:
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                self.say(line)
+                if WAITING_SHELL_MARKER in line:
+                    self._want_console = True
+                    self._wake()
+
+    def _pump_stderr(self) -> None:
+        for raw in self.proc.stderr:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            if "QEMU waiting for connection on" not in line:  # the serial socket, ours
+                self.say("[qemu] " + line)
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"!")
+        except OSError:
+            pass
+
+    # --- terminal modes ---
+
+    def _raw(self) -> None:
+        if self.tty and self._saved_tty is None:
+            import termios
+            import tty
+            self._saved_tty = termios.tcgetattr(0)
+            tty.setraw(0)
+
+    def _cooked(self) -> None:
+        if self._saved_tty is not None:
+            import termios
+            termios.tcsetattr(0, termios.TCSADRAIN, self._saved_tty)
+            self._saved_tty = None
+
+    # --- the loop ---
+
+    def _connect_serial(self, deadline: float | None) -> bool:
+        path = os.path.join(self.rundir, "serial.sock")
+        while self.proc.poll() is None:
+            try:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.connect(path)
+                self.serial = sock
+                return True
+            except OSError:
+                sock.close()
+                if deadline is not None and time.monotonic() > deadline:
+                    return False
+                time.sleep(0.05)
+        return False
+
+    def run(self, timeout: float | None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        threading.Thread(target=self._pump_stderr, daemon=True).start()
+        if self.plugin:
+            threading.Thread(target=self._pump_plugin, daemon=True).start()
+        else:
+            self.plugin_stream.close()
+        if self._connect_serial(deadline):
+            threading.Thread(target=self._pump_serial, daemon=True).start()
+        stdin_open = True
+        timed_out = False
+        try:
+            self._raw()
+            while self.proc.poll() is None:
+                if deadline is not None and time.monotonic() > deadline:
+                    timed_out = True
+                    break
+                if self._want_console:
+                    self._want_console = False
+                    self._console()
+                    continue
+                fds = [self._wake_r] + ([0] if stdin_open else [])
+                ready, _, _ = select.select(fds, [], [], 0.5)
+                if self._wake_r in ready:
+                    os.read(self._wake_r, 4096)
+                if 0 not in ready:
+                    continue
+                data = os.read(0, 4096)
+                if not data:
+                    stdin_open = False
+                    continue
+                if ESCAPE_KEY in data and self.plugin:
+                    before, _, after = data.partition(ESCAPE_KEY)
+                    self._send_serial(before)
+                    self._console()
+                    self._send_serial(after)
+                    continue
+                self._send_serial(data)
+        finally:
+            self._cooked()
+        if timed_out:
+            self.proc.kill()
+            self.proc.wait()
+            print(f"pyrebox: timeout: the VM ran longer than {timeout:g} s", file=sys.stderr)
+            return 124
+        return self.proc.wait()
+
+    def _send_serial(self, data: bytes) -> None:
+        if data and self.serial is not None:
+            try:
+                self.serial.sendall(data)
+            except OSError:
+                pass
+
+    def _console(self) -> None:
+        """Shows the PyREBox console until the user leaves it."""
+        from .client import ConsoleClient, connect
+        self._cooked()
+        try:
+            sock = connect(os.path.join(self.rundir, "console.sock"))
+        except OSError as e:
+            self.say(f"[pyrebox] the PyREBox console is not reachable: {e}")
+            self._raw()
+            return
+        print(f"\n[pyrebox] PyREBox console ('q' returns to the guest's console)", flush=True)
+        client = ConsoleClient(sock)
+        with self._lock:
+            self.mode = "console"
+            self.client = client
+        try:
+            client.interact()
+        finally:
+            with self._lock:
+                self.client = None
+                self.mode = "guest"
+                held, self._held = self._held, []
+            print(f"[pyrebox] back to the guest's console ({ESCAPE_NAME} for the PyREBox "
+                  f"console)", flush=True)
+            self._raw()
+            with self._lock:
+                for data in held:
+                    self._write(data)

@@ -41,6 +41,7 @@ def boot(conf_path: str, target_name: str, plugin_api: int) -> None:
     output.message(f"ready (QEMU target {target}, plugin API {plugin_api}, "
                    f"Python {sys.version.split()[0]})")
     load_linux_symbols(config)
+    start_console()
     try:
         for name in config.startup_modules:
             scripts.load(name)
@@ -63,6 +64,20 @@ def load_linux_symbols(cfg: config_mod.Config) -> None:
         return
     # Loads in the background and reports its outcome; the first use waits.
     _pyrebox.linux_load_symbols(path)
+
+
+def start_console() -> None:
+    """Starts the console server when the plugin got console=PATH."""
+    import _pyrebox
+
+    from . import console
+    path = _pyrebox.console_argument()
+    if not path:
+        return
+    try:
+        console.start(path, _pyrebox.qmp_argument())
+    except OSError as e:
+        output.error(f"cannot start the PyREBox console on {path}: {e}")
 
 
 def _script_search_path(cfg: config_mod.Config) -> list[str]:

@@ -5,12 +5,23 @@ defining `initialize_callbacks(module_hdl, printer)` and `clean()`, and
 optionally `requirements = [...]` (other scripts, loaded first).
 A script that fails to import or initialise is reported with its traceback
 and left unloaded; the VM keeps running.
+
+Scripts can be loaded, unloaded and reloaded at any time (console commands
+import_module / unload_module / reload_module, or the api functions of the
+same names). A script keeps its handle for the life of the VM: unloading
+marks it not loaded, reloading (or importing it again) re-imports its code
+and initialises it with the same handle. Unloading calls its clean() and then
+removes any callback it left registered, so no callback of an old version
+survives. A script other loaded scripts require is not unloaded: the message
+names them (unload those first).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
+import os
 import sys
 import traceback
 from types import ModuleType
@@ -23,6 +34,20 @@ class LoadedScript:
     handle: int
     name: str
     module: ModuleType
+    is_loaded: bool = True
+
+    @property
+    def requirements(self) -> list[str]:
+        return list(getattr(self.module, "requirements", []) or [])
+
+
+def _drop_bytecode(module: ModuleType) -> None:
+    source = getattr(module, "__file__", None)
+    if source and source.endswith(".py"):
+        try:
+            os.unlink(importlib.util.cache_from_source(source))
+        except (OSError, NotImplementedError, ValueError):
+            pass
 
 
 class ScriptError(Exception):
@@ -35,10 +60,22 @@ class ScriptManager:
             if folder not in sys.path:
                 sys.path.insert(0, folder)
         self._next_handle = 1
-        self._by_name: dict[str, LoadedScript] = {}
+        self._by_name: dict[str, LoadedScript] = {}  # every script ever loaded
 
     def loaded(self) -> list[LoadedScript]:
-        return list(self._by_name.values())
+        """Scripts loaded now, in load order."""
+        return [s for s in self._by_name.values() if s.is_loaded]
+
+    def known(self) -> list[LoadedScript]:
+        """Every script loaded at some point (loaded or not now), by handle."""
+        return sorted(self._by_name.values(), key=lambda s: s.handle)
+
+    def by_handle(self, handle: int) -> LoadedScript:
+        for script in self._by_name.values():
+            if script.handle == handle:
+                return script
+        known = ", ".join(f"{s.handle} ({s.name})" for s in self.known()) or "none"
+        raise ScriptError(f"no script with handle {handle!r} (known: {known})")
 
     def load(self, name: str) -> int | None:
         """Loads `name` and its requirements; returns its handle, or None
@@ -50,12 +87,13 @@ class ScriptManager:
             return None
 
     def _load(self, name: str, chain: tuple[str, ...]) -> int:
-        if name in self._by_name:
-            return self._by_name[name].handle
+        previous = self._by_name.get(name)
+        if previous is not None and previous.is_loaded:
+            return previous.handle
         if name in chain:
             raise ScriptError(
                 f"script requirements form a cycle: {' -> '.join(chain + (name,))}")
-        module = self._import(name)
+        module = self._import(name, fresh=previous is not None)
         for required in getattr(module, "requirements", []) or []:
             try:
                 self._load(required, chain + (name,))
@@ -66,20 +104,34 @@ class ScriptManager:
             raise ScriptError(
                 f"script {name} ({module.__file__}) defines no "
                 f"initialize_callbacks(module_hdl, printer) function")
-        handle = self._next_handle  # taken only when initialisation succeeds
+        # A new handle is taken only when initialisation succeeds; a script
+        # loaded before keeps its handle.
+        handle = previous.handle if previous is not None else self._next_handle
         try:
             init(handle, output.printer_for(name))
         except Exception:
+            self._remove_leftover_callbacks(name, handle, quiet=True)
             raise ScriptError(
                 f"script {name} raised in initialize_callbacks; it is not loaded:\n"
                 f"{traceback.format_exc().rstrip()}") from None
-        self._next_handle += 1
-        self._by_name[name] = LoadedScript(handle, name, module)
+        if previous is None:
+            self._next_handle += 1
+            self._by_name[name] = LoadedScript(handle, name, module)
+        else:
+            previous.module, previous.is_loaded = module, True
         output.message(f"loaded script {name} (handle {handle})")
         return handle
 
-    def _import(self, name: str) -> ModuleType:
+    def _import(self, name: str, fresh: bool = False) -> ModuleType:
         try:
+            if fresh and name in sys.modules:
+                # Picks up edited code: the module is executed again (its
+                # cached bytecode is dropped: an edit within the same second
+                # and of the same size would not invalidate it).
+                module = sys.modules[name]
+                _drop_bytecode(module)
+                importlib.invalidate_caches()
+                return importlib.reload(module)
             return importlib.import_module(name)
         except ModuleNotFoundError as e:
             if e.name is not None and (name == e.name or name.startswith(e.name + ".")):
@@ -94,11 +146,46 @@ class ScriptManager:
             raise ScriptError(
                 f"script {name} failed to import:\n{traceback.format_exc().rstrip()}") from None
 
+    def dependents(self, name: str) -> list[str]:
+        """Loaded scripts that list `name` in their requirements."""
+        return [s.name for s in self.loaded() if name in s.requirements]
+
+    def unload(self, handle: int) -> None:
+        """Unloads the script `handle`: its clean() runs, then any callback
+        it left is removed. Raises ScriptError (not loaded, unknown handle,
+        or required by loaded scripts, which are named)."""
+        script = self.by_handle(handle)
+        if not script.is_loaded:
+            raise ScriptError(f"script {script.name} (handle {handle}) is not loaded")
+        dependents = self.dependents(script.name)
+        if dependents:
+            raise ScriptError(
+                f"script {script.name} (handle {handle}) is required by "
+                f"{', '.join(dependents)}, which {'is' if len(dependents) == 1 else 'are'} "
+                f"loaded: nothing was unloaded; unload "
+                f"{'it' if len(dependents) == 1 else 'them'} first")
+        self._clean(script)
+        script.is_loaded = False
+        output.message(f"unloaded script {script.name} (handle {handle})")
+
+    def reload(self, handle: int) -> int:
+        """Unloads (if loaded) and loads again the script `handle` from its
+        current source, with the same handle. Scripts that require it stay
+        loaded (they keep references to the old version's objects). Raises
+        ScriptError when the new version cannot be loaded; the script is
+        then not loaded."""
+        script = self.by_handle(handle)
+        if script.is_loaded:
+            self._clean(script)
+            script.is_loaded = False
+        self._load(script.name, chain=())
+        return handle
+
     def unload_all(self) -> None:
         """Unloads in reverse load order (dependents before requirements)."""
-        for script in reversed(list(self._by_name.values())):
+        for script in reversed(self.loaded()):
             self._clean(script)
-        self._by_name.clear()
+            script.is_loaded = False
 
     def _clean(self, script: LoadedScript) -> None:
         clean = getattr(script.module, "clean", None)
@@ -108,3 +195,15 @@ class ScriptManager:
             except Exception:
                 output.error(f"script {script.name} raised in clean():\n"
                              f"{traceback.format_exc().rstrip()}")
+        self._remove_leftover_callbacks(script.name, script.handle)
+
+    @staticmethod
+    def _remove_leftover_callbacks(name: str, handle: int, quiet: bool = False) -> None:
+        try:
+            from .callbacks import remove_callbacks_of
+        except ImportError:  # outside QEMU (no _pyrebox): no callbacks exist
+            return
+        count = remove_callbacks_of(handle)
+        if count and not quiet:
+            output.warning(f"script {name} left {count} callback(s) registered after "
+                           f"clean(); they were removed")

@@ -39,6 +39,15 @@ public:
     // True on a vCPU thread inside a PyREBox callback: the VM cannot be
     // stopped from there until the callback returns.
     virtual bool in_callback() const = 0;
+
+    // The vCPU whose callback this thread is running, or -1 (not inside a
+    // callback, or not a vCPU thread).
+    virtual int callback_vcpu() const { return -1; }
+    // Inside a callback: keeps every other vCPU from executing guest code
+    // until thaw_other_vcpus(). Returns false when that is not possible
+    // here (then nothing was done). Must be called without the GIL.
+    virtual bool freeze_other_vcpus() { return false; }
+    virtual void thaw_other_vcpus() {}
 };
 
 }  // namespace pyrebox

@@ -8,7 +8,7 @@ namespace pyrebox {
 
 namespace {
 constexpr const char* kValidKeys =
-    "conf, venv, pythonpath, out, isf, ram, qmp, nic_send, nic_recv";
+    "conf, venv, pythonpath, out, isf, ram, console, console_qmp, qmp, nic_send, nic_recv";
 
 // "536870912", "512M", "2G": a byte count, with an optional binary suffix.
 std::optional<uint64_t> parse_size(const std::string& text) {
@@ -68,6 +68,10 @@ Expected<PluginOptions> parse_plugin_options(const std::vector<std::string>& arg
             opts.out_fd = fd;
         } else if (key == "isf") {
             opts.isf = value;
+        } else if (key == "console") {
+            opts.console = value;
+        } else if (key == "console_qmp") {
+            opts.console_qmp = value;
         } else if (key == "qmp") {
             opts.qmp = value;
         } else if (key == "nic_send") {

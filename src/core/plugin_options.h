@@ -1,6 +1,6 @@
 // Options given to the plugin on QEMU's command line:
 //   -plugin libpyrebox.so,conf=FILE,venv=DIR,pythonpath=DIR,out=FD,isf=FILE,ram=BYTES,
-//           qmp=SOCKET,nic_send=SOCKET,nic_recv=SOCKET
+//           console=SOCKET,console_qmp=SOCKET,qmp=SOCKET,nic_send=SOCKET,nic_recv=SOCKET
 #pragma once
 
 #include <cstdint>
@@ -20,7 +20,14 @@ struct PluginOptions {
     // The guest's RAM size in bytes (where the kernel is looked for); 0:
     // unknown. A number of bytes, or with a K, M, G or T suffix (binary).
     uint64_t ram_bytes = 0;
-    // A QMP server socket of this QEMU for api.send_key, screenshot...; empty: none.
+    // The PyREBox console's Unix socket (created by the plugin); empty: no
+    // console server.
+    std::string console;
+    // A QMP socket of the same QEMU the console passes monitor commands and
+    // stop/cont through; empty: the console has no QEMU monitor.
+    std::string console_qmp;
+    // A QMP server socket of this QEMU for scripts (api.send_key,
+    // screenshot, save_vm...); empty: none.
     std::string qmp;
     // Unix sockets of QEMU chardevs that filter-mirror objects copy the
     // observed NIC's frames to: sent by the guest, received by the guest.

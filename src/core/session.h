@@ -32,6 +32,10 @@ struct Session {
     std::string isf_path;
     std::atomic<bool> vm_started{false};  // QEMU's main loop has started the VM once
     uint64_t ram_bytes = 0;
+    // The console server's socket and the QMP socket it uses (plugin
+    // arguments console= and console_qmp=); empty when not given.
+    std::string console_path;
+    std::string console_qmp_path;
     std::unique_ptr<vmi::linux_guest::LinuxKernel> linux_kernel;
     std::string linux_off_reason;  // why linux_kernel is null, for messages
     std::string linux_locate_error;  // a final failure to locate the kernel

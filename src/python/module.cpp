@@ -275,6 +275,8 @@ PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
         }
         function(handle);
     });
+    m.def("callback_count", [] { return session().registry.size(); },
+          "How many callbacks are registered (every script, every type).");
     m.def("unregister_callback", [](uint64_t id) { return session().registry.remove(id); });
     m.def("callback_exists", [](uint64_t id) { return session().registry.contains(id); });
 
@@ -362,6 +364,20 @@ PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
     });
     m.def("io_write", [](uint32_t port, int size, uint64_t value) {
         value_or_raise(machine().io_write(port, size, value));
+    });
+
+    // --- Console and shell ---
+    m.def("console_argument", [] { return session().console_path; });
+    m.def("qmp_argument", [] { return session().console_qmp_path; });
+    m.def("callback_vcpu", [] { return session().machine ? machine().callback_vcpu() : -1; },
+          "The vCPU whose callback this thread runs, or -1.");
+    m.def("freeze_other_vcpus", [] {
+        py::gil_scoped_release unlocked;  // other vCPUs may wait for the GIL
+        return machine().freeze_other_vcpus();
+    });
+    m.def("thaw_other_vcpus", [] {
+        py::gil_scoped_release unlocked;
+        machine().thaw_other_vcpus();
     });
 
     // --- Linux introspection ---

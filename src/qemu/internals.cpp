@@ -52,6 +52,10 @@ std::vector<Entry> optional_table(Internals& t) {
         {"qemu_plugin_write_memory_vaddr", &t.plugin_write_memory_vaddr},
         {"qemu_plugin_read_memory_hwaddr", &t.plugin_read_memory_hwaddr},
         {"qemu_plugin_write_memory_hwaddr", &t.plugin_write_memory_hwaddr},
+        {"start_exclusive", reinterpret_cast<void**>(&t.start_exclusive)},
+        {"end_exclusive", reinterpret_cast<void**>(&t.end_exclusive)},
+        {"cpu_exec_start", reinterpret_cast<void**>(&t.cpu_exec_start)},
+        {"cpu_exec_end", reinterpret_cast<void**>(&t.cpu_exec_end)},
     };
 }
 

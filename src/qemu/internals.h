@@ -71,6 +71,18 @@ struct Internals {
     void* plugin_read_memory_hwaddr = nullptr;
     void* plugin_write_memory_hwaddr = nullptr;
 
+    // Optional: exclusive sections (every other vCPU out of guest code), used
+    // to freeze the machine while a shell opened from a callback is served.
+    void (*start_exclusive)(void) = nullptr;
+    void (*end_exclusive)(void) = nullptr;
+    void (*cpu_exec_start)(CPUState*) = nullptr;
+    void (*cpu_exec_end)(CPUState*) = nullptr;
+
+    bool has_exclusive() const {
+        return start_exclusive != nullptr && end_exclusive != nullptr &&
+               cpu_exec_start != nullptr && cpu_exec_end != nullptr;
+    }
+
     bool has_official_writes() const {
         return plugin_write_register != nullptr && plugin_write_memory_vaddr != nullptr;
     }

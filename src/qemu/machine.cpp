@@ -145,6 +145,38 @@ public:
         return Error{"I/O port access size " + std::to_string(size) + " is not 1, 2 or 4"};
     }
 
+    int callback_vcpu() const override { return callback_context().vcpu; }
+
+    // QEMU's exclusive sections require the caller not to count as running
+    // guest code: leave that state (cpu_exec_end), wait for every other vCPU
+    // to leave guest code (start_exclusive), and undo both in reverse order.
+    bool freeze_other_vcpus() override {
+        const auto& q = internals();
+        const int vcpu = callback_context().vcpu;
+        if (vcpu < 0 || !q.has_exclusive() || frozen_vcpu_ >= 0) {
+            return false;
+        }
+        CPUState* state = q.qemu_get_cpu(vcpu);
+        if (state == nullptr) {
+            return false;
+        }
+        q.cpu_exec_end(state);
+        q.start_exclusive();
+        frozen_vcpu_ = vcpu;
+        return true;
+    }
+
+    void thaw_other_vcpus() override {
+        const auto& q = internals();
+        if (frozen_vcpu_ < 0 || callback_context().vcpu != frozen_vcpu_) {
+            return;
+        }
+        CPUState* state = q.qemu_get_cpu(frozen_vcpu_);
+        frozen_vcpu_ = -1;
+        q.end_exclusive();
+        q.cpu_exec_start(state);
+    }
+
 private:
     std::string pc_name() const { return registers().number("rip") ? "rip" : "eip"; }
 
@@ -168,6 +200,7 @@ private:
     }
 
     SystemMemory memory_;
+    int frozen_vcpu_ = -1;  // the vCPU holding the exclusive section, or -1
     static thread_local std::string regnum_error_;
 };
 

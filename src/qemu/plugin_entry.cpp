@@ -98,6 +98,8 @@ PYREBOX_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t* i
     pyrebox::session().isf_path = options->isf;
     pyrebox::session().ram_bytes = options->ram_bytes;
     pyrebox::session().qmp_path = options->qmp;
+    pyrebox::session().console_path = options->console;
+    pyrebox::session().console_qmp_path = options->console_qmp;
     if (!options->nic_send.empty()) {
         pyrebox::qemu::start_net_mirror(options->nic_send, options->nic_recv);
     }

@@ -49,7 +49,7 @@ def test_unknown_plugin_argument_is_named():
     result = run_plugin_only("x86_64", "colour=blue")
     assert result.returncode != 0
     assert ("unknown plugin argument 'colour' (valid keys: conf, venv, pythonpath, out, isf, "
-            "ram, qmp, nic_send, nic_recv)") in result.stderr
+            "ram, console, console_qmp, qmp, nic_send, nic_recv)") in result.stderr
 
 
 def test_missing_venv_is_explained(tmp_path):

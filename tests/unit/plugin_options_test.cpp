@@ -23,6 +23,14 @@ TEST(PluginOptions, ParsesEveryKey) {
     EXPECT_EQ(opts->out_fd, 7);
 }
 
+TEST(PluginOptions, ConsoleAndQmpSockets) {
+    const auto opts = parse_plugin_options({"console=/r/console.sock", "qmp=/r/q.sock"}, "/s");
+    ASSERT_TRUE(opts.ok());
+    EXPECT_EQ(opts->console, "/r/console.sock");
+    EXPECT_EQ(opts->qmp, "/r/q.sock");
+    EXPECT_EQ(parse_plugin_options({}, "/s")->console, "");
+}
+
 TEST(PluginOptions, ValueMayContainEquals) {
     const auto opts = parse_plugin_options({"conf=/a=b/c"}, "/s");
     ASSERT_TRUE(opts.ok());

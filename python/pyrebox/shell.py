@@ -1,0 +1,848 @@
+"""The PyREBox shell: IPython inside QEMU with PyREBox's commands.
+
+A Shell runs on the thread that serves it (the console session after the
+VM was stopped, or the vCPU thread of a script that called
+ipython_shell.start_shell()); the console relays lines typed by the client
+to run_line() and its output back. Every command is also an IPython line
+magic, so it works with and without `%`; anything that is not a command is
+Python, run by one IPython InteractiveShell shared by every shell of the run
+(variables survive between shells).
+
+Conventions (docs/shell.md): numbers are hex by default (`10` is 0x10;
+pids are decimal), `p` before an address makes it physical (`p0x1000`),
+`mod!sym[+off]` and register names are accepted wherever an address is,
+`{python expr}` is expanded first, `addr:n` gives a length in bytes (hex),
+`cmd?` shows a command's help.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import fnmatch
+import inspect
+import keyword
+import re
+import string
+import struct
+import threading
+
+import api
+from . import machine, output
+
+LEAVE_WORDS = ("q", "c", "continue", "quit", "exit")
+INVALID = (machine.InvalidAddress, machine.IntrospectionError, ValueError, TypeError,
+           RuntimeError, OSError, KeyError, IndexError)
+
+
+class CommandError(Exception):
+    """Bad input to a shell command; the message says what is wrong."""
+
+
+_ipython = None
+_active: "Shell | None" = None
+_serving = threading.local()  # .active: this thread is running a shell line
+
+
+def in_shell() -> bool:
+    """True on a thread that is running a line of a PyREBox shell."""
+    return getattr(_serving, "active", False)
+
+
+def _interactive_shell():
+    """The one IPython InteractiveShell of the run (created on first use)."""
+    global _ipython
+    if _ipython is None:
+        from IPython.core.interactiveshell import InteractiveShell
+        from traitlets.config import Config
+        cfg = Config()
+        cfg.HistoryManager.enabled = False
+        cfg.InteractiveShell.colors = "nocolor"
+        cfg.InteractiveShell.autocall = 0
+        cfg.InteractiveShell.automagic = True
+        # IPython's own completer: jedi's static analysis is slow and would
+        # run inside QEMU with the VM frozen.
+        cfg.IPCompleter.use_jedi = False
+        _ipython = InteractiveShell.instance(config=cfg)
+        for name in COMMANDS:
+            _ipython.register_magic_function(_magic_for(name), "line", name)
+        _ipython.user_ns.update({"api": api})
+    return _ipython
+
+
+def _magic_for(name):
+    def magic(line):
+        if _active is None:
+            print(f"{name}: no PyREBox shell is active")
+            return
+        _active.dispatch(name, line)  # IPython has expanded {expr} already
+    magic.__doc__ = getattr(Shell, "cmd_" + name).__doc__
+    magic.__name__ = name
+    return magic
+
+
+def _hex(text: str) -> int:
+    t = text.strip().lower()
+    if t.startswith("0x"):
+        t = t[2:]
+    if not t or any(c not in string.hexdigits for c in t):
+        raise CommandError(f"'{text}' is not a hex number")
+    return int(t, 16)
+
+
+class Shell:
+    prompt = "pyrebox-shell> "
+
+    def __init__(self, cpu_index: int = 0, origin: str = "console"):
+        num = api.get_num_cpus()
+        if not 0 <= cpu_index < num:
+            raise CommandError(f"no vCPU {cpu_index} (this VM has {num})")
+        self.cpu_index = cpu_index
+        self.origin = origin
+        self.ip = _interactive_shell()
+        self.pgd = self._running_pgd()
+        self._refresh_cpu()
+
+    # --- session ---
+
+    def _running_pgd(self) -> int:
+        try:
+            return api.get_running_process(self.cpu_index)
+        except INVALID:
+            return 0
+
+    def _refresh_cpu(self) -> None:
+        try:
+            self.cpu = api.r_cpu(self.cpu_index)
+        except INVALID as e:
+            self.cpu = None
+            print(f"warning: the registers of vCPU {self.cpu_index} cannot be read: {e}")
+        self.ip.user_ns["cpu"] = self.cpu
+        self.ip.user_ns["cpu_index"] = self.cpu_index
+
+    def banner(self) -> str:
+        pc = f"{self.cpu.PC:#x}" if self.cpu is not None else "?"
+        frozen = ("opened by a script; this vCPU is stopped in its callback"
+                  if self.origin == "script" else "the VM is stopped")
+        return (f"PyREBox shell ({frozen}): vCPU {self.cpu_index}, PC {pc}, process pgd "
+                f"{self.pgd:#x}.\n'list_commands' lists the commands, 'cmd?' explains one; "
+                f"q, c, continue, quit or Ctrl-D leave the shell and resume the VM.\n")
+
+    def farewell(self) -> str:
+        return "left the shell; the VM continues\n"
+
+    def run_line(self, line: str) -> bool:
+        """Runs one line; True when it asks to leave the shell."""
+        global _active
+        _active = self
+        _serving.active = True
+        try:
+            return self._run_line(line)
+        finally:
+            _serving.active = False
+
+    def _run_line(self, line: str) -> bool:
+        self._refresh_cpu()
+        text = line.strip()
+        if not text:
+            return False
+        bare = text[1:] if text.startswith("%") and not text.startswith("%%") else text
+        word, _, args = bare.partition(" ")
+        args = args.strip()
+        if word in LEAVE_WORDS and not args:
+            return True
+        if bare.endswith("?") and bare.rstrip("?") in COMMANDS:
+            self.cmd_help(bare.rstrip("?"))
+            return False
+        if word in COMMANDS and (text.startswith("%") or not self._shadowed(word)):
+            try:
+                args = self.expand(args)
+            except Exception as e:  # noqa: BLE001 - the user's expression
+                print(f"{word}: cannot expand {{...}}: {type(e).__name__}: {e}")
+                return False
+            self.dispatch(word, args)
+            return False
+        if self._unknown_command(text, word):
+            close = difflib.get_close_matches(word, list(COMMANDS) + list(self._custom()), n=4,
+                                              cutoff=0.5)
+            hint = f"; did you mean: {', '.join(close)}?" if close else \
+                "; 'list_commands' lists the commands"
+            print(f"unknown command '{word}'{hint}")
+            return False
+        self.ip.run_cell(line, store_history=False)
+        return False
+
+    def expand(self, args: str) -> str:
+        """Replaces each {python expression} by its value (ints in hex)."""
+        def value(match):
+            result = eval(match.group(1), self.ip.user_ns)  # noqa: S307 - the user's shell
+            return hex(result) if isinstance(result, int) and not isinstance(result, bool) \
+                else str(result)
+        return re.sub(r"\{([^{}]+)\}", value, args)
+
+    def _shadowed(self, word: str) -> bool:
+        return word in self.ip.user_ns
+
+    def _unknown_command(self, text: str, word: str) -> bool:
+        if text.startswith("%") or not word.isidentifier() or keyword.iskeyword(word):
+            return False
+        if word in self.ip.user_ns or word in self.ip.user_global_ns or \
+                word in _builtin_names():
+            return False
+        if self.ip.find_magic(word) is not None:
+            return False
+        try:
+            tree = ast.parse(text)
+        except SyntaxError:
+            return True
+        # `name` or `name(...)`/`name.attr` of an undefined name: a mistyped command.
+        return not any(isinstance(n, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Import,
+                                      ast.ImportFrom, ast.FunctionDef, ast.ClassDef, ast.For,
+                                      ast.With, ast.If, ast.While, ast.Try))
+                       for n in ast.walk(tree))
+
+    def dispatch(self, name: str, args: str) -> None:
+        try:
+            getattr(self, "cmd_" + name)(args.strip())
+        except CommandError as e:
+            print(f"{name}: {e}")
+        except INVALID as e:
+            print(f"{name}: {type(e).__name__}: {e}")
+
+    def complete(self, text: str) -> tuple[list[str], int]:
+        stripped = text.lstrip()
+        if " " not in stripped:
+            token = stripped.lstrip("%")
+            items = [c for c in COMMANDS if c.startswith(token)]
+            try:
+                matched, matches = self.ip.complete("", token, len(token))
+                head = token[:len(token) - len(matched)]
+                items += [head + m for m in matches if not m.startswith("%")]
+            except Exception:
+                pass
+            return sorted(set(items)), -len(token)
+        word, _, rest = stripped.partition(" ")
+        word = word.lstrip("%")
+        if word == "custom" and " " not in rest:
+            return sorted(c for c in self._custom() if c.startswith(rest)), -len(rest)
+        try:
+            matched, matches = self.ip.complete("", stripped, len(stripped))
+            return list(matches), -len(matched)
+        except Exception:
+            return [], 0
+
+    # --- argument helpers ---
+
+    def _registers(self) -> dict[str, int]:
+        if self.cpu is None:
+            return {}
+        out = {}
+        for name in api.register_names():
+            value = getattr(self.cpu, name, None)
+            if isinstance(value, int):
+                out[name] = value
+        return out
+
+    def address(self, text: str) -> tuple[int, bool]:
+        """[p]addr, mod!sym, a register, or sums of them -> (address, physical)."""
+        t = text.strip()
+        if not t:
+            raise CommandError("an address is missing")
+        physical = False
+        if re.fullmatch(r"[pP](0[xX])?[0-9a-fA-F]+", t):
+            return _hex(t[1:]), True
+        total, sign = 0, 1
+        for part in re.split(r"([+-])", t):
+            part = part.strip()
+            if part in ("+", "-"):
+                sign = 1 if part == "+" else -1
+                continue
+            if not part:
+                continue
+            total += sign * self._term(part)
+        return total & 0xFFFFFFFFFFFFFFFF, physical
+
+    def _term(self, part: str) -> int:
+        if "!" in part:
+            mod, _, sym = part.partition("!")
+            return self._sym_to_va(mod, sym)
+        regs = self._registers()
+        if part.upper() in regs:
+            return regs[part.upper()]
+        return _hex(part)
+
+    def _sym_to_va(self, mod: str, sym: str) -> int:
+        if not hasattr(api, "sym_to_va"):
+            raise CommandError(f"{mod}!{sym}: symbols not available")
+        try:
+            addr = api.sym_to_va(self.pgd, mod, sym)
+        except INVALID as e:
+            raise CommandError(f"unknown symbol {mod}!{sym}: {e}") from None
+        if addr is None:
+            raise CommandError(f"unknown symbol {mod}!{sym}")
+        return addr
+
+    def range(self, text: str, default: int) -> tuple[int, int, bool]:
+        """addr[:n] -> (address, length, physical)."""
+        t = text.strip()
+        length = default
+        match = re.fullmatch(r"(.*):((?:0[xX])?[0-9a-fA-F]+)", t)
+        if match and not match.group(1).endswith(":"):
+            t, length = match.group(1), _hex(match.group(2))
+        addr, physical = self.address(t)
+        if length <= 0:
+            raise CommandError("the length must be positive")
+        return addr, length, physical
+
+    def read(self, addr: int, length: int, physical: bool) -> bytes:
+        if physical:
+            return api.r_pa(addr, length)
+        return api.r_va(self.pgd, addr, length)
+
+    def write(self, addr: int, data: bytes, physical: bool) -> None:
+        if physical:
+            api.w_pa(addr, data)
+        else:
+            api.w_va(self.pgd, addr, data)
+
+    def _process(self, text: str) -> dict:
+        """A process by decimal pid, 0x pgd or name."""
+        procs = api.get_process_list()
+        t = text.strip()
+        if t.lower().startswith("0x"):
+            pgd = _hex(t)
+            found = [p for p in procs if p["pgd"] == pgd]
+            if not found:
+                return {"pid": None, "pgd": pgd, "name": "?"}
+        elif t.isdigit():
+            found = [p for p in procs if p["pid"] == int(t)]
+        else:
+            found = [p for p in procs if p["name"] == t]
+        if not found:
+            raise CommandError(f"no process '{t}' (give a decimal pid, a 0x pgd or a name; "
+                               f"ps lists them)")
+        if len(found) > 1:
+            raise CommandError(f"{len(found)} processes are named '{t}' (pids "
+                               f"{', '.join(str(p['pid']) for p in found)}): give a pid")
+        return found[0]
+
+    def _custom(self) -> dict:
+        from . import runtime
+        out = {}
+        if runtime.scripts is None:
+            return out
+        for script in runtime.scripts.loaded():
+            for attr, fn in vars(script.module).items():
+                if attr.startswith("do_") and callable(fn):
+                    out[attr[3:]] = (script.name, fn)
+        return out
+
+    # --- commands (each docstring's first line is its summary) ---
+
+    def cmd_help(self, args: str) -> None:
+        """help CMD: explain a command (also CMD?)."""
+        name = args.strip().lstrip("%")
+        if name in COMMANDS:
+            print(inspect.cleandoc(getattr(self, "cmd_" + name).__doc__))
+        elif name in self._custom():
+            script, fn = self._custom()[name]
+            print(inspect.cleandoc(fn.__doc__ or f"custom command of {script}"))
+        else:
+            print(f"no command '{name}'; 'list_commands' lists them")
+
+    def cmd_list_commands(self, args: str) -> None:
+        """list_commands: list the shell's commands, then the scripts' custom ones."""
+        for name in COMMANDS:
+            doc = inspect.cleandoc(getattr(self, "cmd_" + name).__doc__).split("\n")[0]
+            print(f"  {name:<18} {doc}")
+        print("  q c continue quit  leave the shell (also Ctrl-D); the VM resumes")
+        custom = self._custom()
+        if custom:
+            print("Custom commands of the loaded scripts (custom NAME ARGS):")
+            for name, (script, fn) in sorted(custom.items()):
+                doc = inspect.cleandoc(fn.__doc__ or "").split("\n")[0]
+                print(f"  {name:<18} {doc} [{script}]")
+
+    def cmd_list_vol_commands(self, args: str) -> None:
+        """list_vol_commands: Volatility plugins (not available yet)."""
+        print("Volatility commands are not available yet in this version of PyREBox")
+
+    def cmd_vol(self, args: str) -> None:
+        """vol PLUGIN [ARGS]: run a Volatility plugin (not available yet)."""
+        print("Volatility commands are not available yet in this version of PyREBox")
+
+    def cmd_custom(self, args: str) -> None:
+        """custom NAME [ARGS]: run a script's do_NAME(line) command."""
+        name, _, line = args.partition(" ")
+        custom = self._custom()
+        if not name:
+            print("custom commands: " + (", ".join(sorted(custom)) or "none (no loaded script "
+                                         "defines a do_<name>(line) function)"))
+            return
+        if name not in custom:
+            close = difflib.get_close_matches(name, list(custom), n=3)
+            raise CommandError(f"no custom command '{name}'"
+                               + (f"; did you mean: {', '.join(close)}?" if close else
+                                  f" (available: {', '.join(sorted(custom)) or 'none'})"))
+        script, fn = custom[name]
+        try:
+            params = [p for p in inspect.signature(fn).parameters.values()
+                      if p.default is inspect.Parameter.empty
+                      and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        except (TypeError, ValueError):
+            params = [None]
+        try:
+            if len(params) >= 2:  # PyREBox's documented do_command(self, line)
+                fn(None, line.strip())
+            else:
+                fn(line.strip())
+        except Exception as e:
+            import traceback
+            print(f"custom {name} ({script}) raised:\n{traceback.format_exc().rstrip()}")
+            del e
+
+    def cmd_proc(self, args: str) -> None:
+        """proc [PID|NAME|0xPGD]: show or change the process whose memory commands read."""
+        if args:
+            p = self._process(args)
+            self.pgd = p["pgd"]
+            if not self.pgd:
+                raise CommandError(f"process {p['pid']} ({p['name']}) is a kernel thread "
+                                   f"(no address space of its own)")
+        names = {}
+        try:
+            names = {p["pgd"]: p for p in api.get_process_list() if p["pgd"]}
+        except INVALID:
+            pass
+        p = names.get(self.pgd)
+        desc = f"pid {p['pid']} ({p['name']})" if p else "process not in the list"
+        print(f"process context: pgd {self.pgd:#x}, {desc}")
+
+    def cmd_set_cpu(self, args: str) -> None:
+        """set_cpu N: use vCPU N (decimal) for registers, PC and the process context."""
+        if not args.isdigit():
+            raise CommandError("usage: set_cpu N (a vCPU index)")
+        n = int(args)
+        if n >= api.get_num_cpus():
+            raise CommandError(f"no vCPU {n} (this VM has {api.get_num_cpus()})")
+        self.cpu_index = n
+        self.pgd = self._running_pgd()
+        self._refresh_cpu()
+        print(f"vCPU {n}: PC {self.cpu.PC:#x}, process pgd {self.pgd:#x}")
+
+    def cmd_mon(self, args: str) -> None:
+        """mon PID|NAME|0xPGD: start monitoring a process (its callbacks fire)."""
+        p = self._process(args) if args else {"pgd": self.pgd, "pid": None, "name": "?"}
+        api.start_monitoring_process(p["pgd"])
+        print(f"monitoring pgd {p['pgd']:#x}")
+
+    def cmd_unmon(self, args: str) -> None:
+        """unmon PID|NAME|0xPGD: stop monitoring a process."""
+        p = self._process(args) if args else {"pgd": self.pgd}
+        api.stop_monitoring_process(p["pgd"])
+        print(f"not monitoring pgd {p['pgd']:#x}")
+
+    def cmd_ps(self, args: str) -> None:
+        """ps: list the guest's processes (* monitored, > the shell's context)."""
+        procs = api.get_process_list()
+        print(f"  {'PID':>6} {'PPID':>6}  {'PGD':<18}  NAME")
+        for p in procs:
+            mark = ">" if p["pgd"] and p["pgd"] == self.pgd else \
+                ("*" if p["pgd"] and api.is_monitored_process(p["pgd"]) else " ")
+            print(f"{mark} {p['pid']:>6} {p.get('ppid', 0):>6}  {p['pgd']:#018x}  {p['name']}")
+
+    def cmd_lm(self, args: str) -> None:
+        """lm [PID|NAME|0xPGD|0|kernel]: list the modules of a process (default: the context); 0 or kernel: kernel modules."""
+        if args in ("0", "kernel"):
+            pgd = 0
+        elif args:
+            pgd = self._process(args)["pgd"]
+        else:
+            pgd = self.pgd
+        mods = api.get_module_list(pgd)
+        print(f"{'BASE':<18}  {'SIZE':<10}  {'NAME':<24}  FULLNAME")
+        for m in mods:
+            print(f"{m['base']:#018x}  {m['size']:#010x}  {m['name']:<24}  {m['fullname']}")
+
+    def cmd_x(self, args: str) -> None:
+        """x MOD!SYM: list the symbols matching (wildcards * ? allowed) with their addresses."""
+        if "!" not in args:
+            raise CommandError("usage: x MOD!SYM (wildcards allowed, e.g. libc*!mem*)")
+        if not hasattr(api, "get_symbol_list"):
+            raise CommandError("symbols not available")
+        mod_pat, _, sym_pat = args.partition("!")
+        hits = [s for s in api.get_symbol_list(self.pgd)
+                if fnmatch.fnmatch(s["mod"], mod_pat) and fnmatch.fnmatch(s["name"], sym_pat)]
+        for s in hits:
+            print(f"{s['addr']:#018x}  {s['mod']}!{s['name']}")
+        if not hits:
+            print(f"no symbol matches {args}")
+
+    def cmd_ln(self, args: str) -> None:
+        """ln ADDR: the symbol at or before an address."""
+        addr, _ = self.address(args)
+        if not hasattr(api, "va_to_sym"):
+            raise CommandError("symbols not available")
+        found = api.va_to_sym(self.pgd, addr)
+        if not found or found == (None, None):
+            print(f"{addr:#x}: no symbol")
+        else:
+            mod, func = found
+            print(f"{addr:#x}: {mod}!{func}")
+
+    def cmd_r(self, args: str) -> None:
+        """r [REG=VALUE ...]: show the general registers, or set some (values in hex)."""
+        if args:
+            for assignment in args.split():
+                reg, sep, value = assignment.partition("=")
+                if not sep:
+                    raise CommandError("usage: r REG=VALUE (e.g. r RAX=1f)")
+                api.w_r(self.cpu_index, reg.upper(), self.address(value)[0])
+                print(f"{reg.upper()} = {self.address(value)[0]:#x}")
+            self._refresh_cpu()
+            return
+        regs = self._registers()
+        names = [n for n in regs if n not in ("CPU_INDEX",)]
+        for i in range(0, len(names), 4):
+            print("  ".join(f"{n:>7}={regs[n]:#018x}" for n in names[i:i + 4]))
+
+    def cmd_print_cpu(self, args: str) -> None:
+        """print_cpu: every register of the current vCPU, segments and tables included."""
+        for name in api.register_names():
+            value = getattr(self.cpu, name, None)
+            if isinstance(value, dict):
+                print(f"{name:>9} " + " ".join(f"{k}={v:#x}" for k, v in value.items()))
+            elif value is not None:
+                print(f"{name:>9} {value:#x}")
+
+    def _dump(self, args: str, width: int) -> None:
+        addr, length, physical = self.range(args, 0x80)
+        data = self.read(addr, length, physical)
+        fmt = {1: "B", 2: "H", 4: "I", 8: "Q"}[width]
+        prefix = "p" if physical else ""
+        for off in range(0, len(data), 16):
+            chunk = data[off:off + 16]
+            words = [struct.unpack_from("<" + fmt, chunk, i)[0]
+                     for i in range(0, len(chunk) - len(chunk) % width, width)]
+            cells = " ".join(f"{w:0{width * 2}x}" for w in words)
+            text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+            print(f"{prefix}{addr + off:016x}  {cells:<{(16 // width) * (width * 2 + 1)}} {text}")
+
+    def cmd_db(self, args: str) -> None:
+        """db [p]ADDR[:N]: show N bytes (hex, default 80) as bytes."""
+        self._dump(args, 1)
+
+    def cmd_dw(self, args: str) -> None:
+        """dw [p]ADDR[:N]: show N bytes as 16-bit words."""
+        self._dump(args, 2)
+
+    def cmd_dd(self, args: str) -> None:
+        """dd [p]ADDR[:N]: show N bytes as 32-bit words."""
+        self._dump(args, 4)
+
+    def cmd_dq(self, args: str) -> None:
+        """dq [p]ADDR[:N]: show N bytes as 64-bit words."""
+        self._dump(args, 8)
+
+    def _edit(self, args: str, width: int) -> None:
+        parts = args.split()
+        if len(parts) < 2:
+            raise CommandError(f"usage: ADDR VALUE [VALUE...] (values in hex)")
+        addr, physical = self.address(parts[0])
+        data = b""
+        for v in parts[1:]:
+            value = self.address(v)[0]
+            if value >= 1 << (8 * width):
+                raise CommandError(f"{v} does not fit in {width} byte(s)")
+            data += value.to_bytes(width, "little")
+        self.write(addr, data, physical)
+        print(f"wrote {len(data)} byte(s) at {'p' if physical else ''}{addr:#x}")
+
+    def cmd_eb(self, args: str) -> None:
+        """eb [p]ADDR VALUE...: write bytes (hex values)."""
+        self._edit(args, 1)
+
+    def cmd_ew(self, args: str) -> None:
+        """ew [p]ADDR VALUE...: write 16-bit words."""
+        self._edit(args, 2)
+
+    def cmd_ed(self, args: str) -> None:
+        """ed [p]ADDR VALUE...: write 32-bit words."""
+        self._edit(args, 4)
+
+    def cmd_eq(self, args: str) -> None:
+        """eq [p]ADDR VALUE...: write 64-bit words."""
+        self._edit(args, 8)
+
+    def cmd_write(self, args: str) -> None:
+        """write [p]ADDR TEXT: write text ("..." is a Python string literal, escapes allowed)."""
+        target, _, text = args.partition(" ")
+        if not text:
+            raise CommandError('usage: write ADDR TEXT or write ADDR "text\\x00"')
+        text = text.strip()
+        if text[:1] in "'\"" and text[-1:] == text[:1]:
+            try:
+                value = ast.literal_eval(text)
+            except (SyntaxError, ValueError) as e:
+                raise CommandError(f"bad string literal: {e}") from None
+            data = value if isinstance(value, bytes) else value.encode("latin-1")
+        else:
+            data = text.encode("latin-1")
+        addr, physical = self.address(target)
+        self.write(addr, data, physical)
+        print(f"wrote {len(data)} byte(s) at {'p' if physical else ''}{addr:#x}")
+
+    def cmd_dump(self, args: str) -> None:
+        """dump [p]ADDR:N FILE: save N bytes of guest memory to a host file."""
+        target, _, path = args.partition(" ")
+        if not path or ":" not in target:
+            raise CommandError("usage: dump ADDR:N FILE")
+        addr, length, physical = self.range(target, 0)
+        data = self.read(addr, length, physical)
+        with open(path.strip(), "wb") as f:
+            f.write(data)
+        print(f"saved {len(data)} byte(s) to {path.strip()}")
+
+    def cmd_strings(self, args: str) -> None:
+        """strings [p]ADDR:N [MIN]: ASCII and UTF-16LE strings of at least MIN (default 4) chars."""
+        parts = args.split()
+        if not parts:
+            raise CommandError("usage: strings ADDR:N [MIN]")
+        minimum = int(parts[1], 10) if len(parts) > 1 else 4
+        addr, length, physical = self.range(parts[0], 0x1000)
+        data = self.read(addr, length, physical)
+        printable = rb"[\x20-\x7e]"
+        for m in re.finditer(printable + b"{%d,}" % minimum, data):
+            print(f"{addr + m.start():#018x}  a  {m.group().decode()}")
+        for m in re.finditer(b"(?:" + printable + b"\x00){%d,}" % minimum, data):
+            print(f"{addr + m.start():#018x}  u  {m.group().decode('utf-16le')}")
+
+    def cmd_s(self, args: str) -> None:
+        """s [p]ADDR:N PATTERN: search memory; "text" finds ASCII and UTF-16LE, otherwise hex bytes (41 42 or 4142)."""
+        target, _, pattern = args.partition(" ")
+        pattern = pattern.strip()
+        if not pattern:
+            raise CommandError('usage: s ADDR:N "text" | s ADDR:N 41 42 43')
+        addr, length, physical = self.range(target, 0x1000)
+        if pattern[:1] in "'\"" and pattern[-1:] == pattern[:1]:
+            text = ast.literal_eval(pattern)
+            needles = [("ascii", text.encode("latin-1")), ("utf16", text.encode("utf-16le"))]
+        else:
+            hexdigits = pattern.replace(" ", "")
+            try:
+                needles = [("hex", bytes.fromhex(hexdigits))]
+            except ValueError:
+                raise CommandError(f"'{pattern}' is neither \"text\" nor hex bytes") from None
+        data = self.read(addr, length, physical)
+        hits = 0
+        for kind, needle in needles:
+            start = data.find(needle)
+            while start >= 0:
+                hits += 1
+                print(f"{'p' if physical else ''}{addr + start:#018x}  {kind}")
+                start = data.find(needle, start + 1)
+        if not hits:
+            print("not found")
+
+    def _ior(self, args: str, size: int) -> None:
+        port = self.address(args)[0]
+        print(f"port {port:#x}: {api.r_ioport(port, size):#0{size * 2 + 2}x}")
+
+    def _iow(self, args: str, size: int) -> None:
+        parts = args.split()
+        if len(parts) != 2:
+            raise CommandError("usage: PORT VALUE (hex)")
+        api.w_ioport(_hex(parts[0]), size, _hex(parts[1]))
+        print(f"port {_hex(parts[0]):#x} <- {_hex(parts[1]):#x}")
+
+    def cmd_ior(self, args: str) -> None:
+        """ior PORT: read a byte from an I/O port (iorb, iorw, iord: 1, 2, 4 bytes)."""
+        self._ior(args, 1)
+
+    def cmd_iorb(self, args: str) -> None:
+        """iorb PORT: read a byte from an I/O port."""
+        self._ior(args, 1)
+
+    def cmd_iorw(self, args: str) -> None:
+        """iorw PORT: read 2 bytes from an I/O port."""
+        self._ior(args, 2)
+
+    def cmd_iord(self, args: str) -> None:
+        """iord PORT: read 4 bytes from an I/O port."""
+        self._ior(args, 4)
+
+    def cmd_iow(self, args: str) -> None:
+        """iow PORT VALUE: write a byte to an I/O port (iowb, ioww, iowd: 1, 2, 4 bytes)."""
+        self._iow(args, 1)
+
+    def cmd_iowb(self, args: str) -> None:
+        """iowb PORT VALUE: write a byte to an I/O port."""
+        self._iow(args, 1)
+
+    def cmd_ioww(self, args: str) -> None:
+        """ioww PORT VALUE: write 2 bytes to an I/O port."""
+        self._iow(args, 2)
+
+    def cmd_iowd(self, args: str) -> None:
+        """iowd PORT VALUE: write 4 bytes to an I/O port."""
+        self._iow(args, 4)
+
+    def cpu_mode(self) -> int:
+        """16, 32 or 64: the current vCPU's execution mode."""
+        cpu = self.cpu
+        if cpu is None or not cpu.CR0 & 1:
+            return 16
+        cs_flags = cpu.CS["flags"]
+        if getattr(cpu, "EFER", 0) & (1 << 10) and cs_flags & (1 << 21):
+            return 64
+        return 32 if cs_flags & (1 << 22) else 16
+
+    def _disassemble(self, addr: int, data: bytes, physical: bool, count: int | None) -> None:
+        import capstone
+        mode = {16: capstone.CS_MODE_16, 32: capstone.CS_MODE_32,
+                64: capstone.CS_MODE_64}[self.cpu_mode()]
+        md = capstone.Cs(capstone.CS_ARCH_X86, mode)
+        shown = 0
+        for insn in md.disasm(data, addr):
+            raw = insn.bytes.hex()
+            print(f"{'p' if physical else ''}{insn.address:016x}  {raw:<20}  "
+                  f"{insn.mnemonic} {insn.op_str}".rstrip())
+            shown += 1
+            if count is not None and shown >= count:
+                break
+        if shown == 0:
+            print(f"{addr:#x}: no valid instruction")
+
+    def _read_code(self, addr: int, length: int, physical: bool) -> bytes:
+        # The end of the range may be unmapped: read what is there.
+        while length > 0:
+            try:
+                return self.read(addr, length, physical)
+            except machine.InvalidAddress:
+                if length <= 1:
+                    raise
+                page_end = (addr | 0xFFF) + 1
+                length = page_end - addr if addr + length > page_end else length // 2
+        return b""
+
+    def cmd_dis(self, args: str) -> None:
+        """dis [ADDR[:N]]: disassemble N instructions (hex, default a) at ADDR (default PC)."""
+        count = 10
+        if args:
+            match = re.fullmatch(r"(.*):((?:0[xX])?[0-9a-fA-F]+)", args.strip())
+            if match:
+                args, count = match.group(1), _hex(match.group(2))
+            addr, physical = self.address(args)
+        else:
+            addr, physical = self.cpu.PC, False
+        self._disassemble(addr, self._read_code(addr, 16 * count, physical), physical, count)
+
+    def cmd_u(self, args: str) -> None:
+        """u ADDR[:N]: disassemble N bytes (hex, default 40) at ADDR."""
+        if not args:
+            args = f"{self.cpu.PC:x}"
+        addr, length, physical = self.range(args, 0x40)
+        self._disassemble(addr, self._read_code(addr, length, physical), physical, None)
+
+    # --- breakpoints (api.BP) ---
+
+    def _bp_class(self):
+        bp = getattr(api, "BP", None)
+        if bp is None:
+            raise CommandError("breakpoints are not available in this version of PyREBox "
+                               "(no api.BP)")
+        return bp
+
+    def _add_bp(self, args: str, kind: str) -> None:
+        BP = self._bp_class()
+        if not args:
+            raise CommandError(f"usage: {'bp ADDR' if kind == 'x' else kind + ' [p]ADDR[:N]'}")
+        addr, size, physical = self.range(args, 1 if kind != "x" else 0)
+        if kind == "x":
+            typ = BP.EXECUTION
+        elif kind == "r":
+            typ = BP.MEM_READ_PHYS if physical else BP.MEM_READ
+        else:
+            typ = BP.MEM_WRITE_PHYS if physical else BP.MEM_WRITE
+        bp = BP(addr, 0 if physical else self.pgd, size=size, typ=typ)
+        bp.enable()
+        print(f"breakpoint {getattr(bp, 'id', '?')} at {'p' if physical else ''}{addr:#x}")
+
+    def cmd_bp(self, args: str) -> None:
+        """bp ADDR: execution breakpoint in the context process; a hit opens the shell."""
+        self._add_bp(args, "x")
+
+    def cmd_bpr(self, args: str) -> None:
+        """bpr [p]ADDR[:N]: memory read breakpoint on N bytes (default 1)."""
+        self._add_bp(args, "r")
+
+    def cmd_bpw(self, args: str) -> None:
+        """bpw [p]ADDR[:N]: memory write breakpoint on N bytes (default 1)."""
+        self._add_bp(args, "w")
+
+    def _find_bp(self, args: str):
+        BP = self._bp_class()
+        if not args.strip().isdigit():
+            raise CommandError("give a breakpoint number (bl lists them)")
+        for bp in BP.list():
+            if bp.id == int(args):
+                return bp
+        raise CommandError(f"no breakpoint {args} (bl lists them)")
+
+    def cmd_bl(self, args: str) -> None:
+        """bl: list the breakpoints."""
+        BP = self._bp_class()
+        names = {getattr(BP, n): n for n in ("EXECUTION", "MEM_READ", "MEM_WRITE",
+                                            "MEM_READ_PHYS", "MEM_WRITE_PHYS") if hasattr(BP, n)}
+        bps = BP.list()
+        if not bps:
+            print("no breakpoints")
+        for bp in bps:
+            print(f"{bp.id:>3} {'enabled ' if bp.enabled() else 'disabled'} "
+                  f"{names.get(bp.get_type(), bp.get_type())!s:<14} {bp.get_addr():#018x} "
+                  f"size {bp.get_size():#x} pgd {bp.get_pgd():#x}")
+
+    def cmd_bd(self, args: str) -> None:
+        """bd N: disable breakpoint N."""
+        self._find_bp(args).disable()
+        print(f"breakpoint {args} disabled")
+
+    def cmd_be(self, args: str) -> None:
+        """be N: enable breakpoint N."""
+        self._find_bp(args).enable()
+        print(f"breakpoint {args} enabled")
+
+    # --- snapshots ---
+
+    def cmd_savevm(self, args: str) -> None:
+        """savevm NAME: save a snapshot of the VM (api.save_vm)."""
+        if not hasattr(api, "save_vm"):
+            raise CommandError("snapshots are not available in this version of PyREBox")
+        if not args:
+            raise CommandError("usage: savevm NAME")
+        api.save_vm(args)
+        print(f"saved snapshot {args}")
+
+    def cmd_loadvm(self, args: str) -> None:
+        """loadvm NAME: restore a snapshot of the VM (api.load_vm)."""
+        if not hasattr(api, "load_vm"):
+            raise CommandError("snapshots are not available in this version of PyREBox")
+        if not args:
+            raise CommandError("usage: loadvm NAME")
+        api.load_vm(args)
+        print(f"restored snapshot {args}")
+
+
+def _builtin_names() -> set[str]:
+    import builtins
+    return set(dir(builtins))
+
+
+COMMANDS = [name[4:] for name in vars(Shell) if name.startswith("cmd_")]
+
+
+def active() -> Shell | None:
+    return _active
+
+
+__all__ = ["Shell", "CommandError", "COMMANDS", "output"]
