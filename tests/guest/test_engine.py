@@ -141,9 +141,10 @@ class EngineChecks:
         r, values = probe_run[0], probe_run[1]
         assert values["flags"] == "100"
         # cmp 1,2: CF SF AF PF; cmp 5,5: ZF PF; cmp -1,3: SF PF; IF and bit 1 always.
-        # RF (bit 16) is also set when the site runs right after the return
-        # from a page fault (the CPU restarts the instruction with RF=1):
-        # whether it does depends on which pages are present, not on us.
+        # RF (bit 16) is also set when the site's block is the one a return
+        # from a page fault resumes (the fault frame has RF=1; QEMU clears it
+        # at the end of that block): whether it is depends on which pages
+        # are present, not on PyREBox.
         rf = 1 << 16
         assert [v & ~rf for v in r["eflags_at_site"]] == [0x297, 0x246, 0x286]
         assert r["rip_at_site"] == [probe_symbols()["pyrebox_flags_site"]] * 3
