@@ -1,0 +1,135 @@
+"""api.BP on static_loop (addresses from its symbol table, given by the test
+in bp_facts.json) and on dyn_libc's libc getpid ("libc.so.6!getpid"):
+execution at one address and over a range, memory reads and writes over the
+buffer, physical reads and writes of the buffer's page, disable from inside
+a hit. Breakpoints are placed at the programs' CREATEPROC and removed at
+their REMOVEPROC. Writes one RESULT line."""
+
+import json
+import os
+
+import api
+from api import BP, CallbackManager
+
+cm = None
+printer = None
+facts = {}
+r = {"exec": 0, "exec_until_disabled": 0, "range_pcs": [], "writes": [], "reads": 0,
+     "phys_writes": 0, "phys_reads": 0, "getpid_hits": [], "listed": [], "errors": [],
+     "bad": {}}
+bps = []
+
+
+def guarded(fn):
+    def wrapper(*args):
+        try:
+            fn(*args)
+        except Exception as e:  # noqa: BLE001 - reported to the test
+            r["errors"].append(f"{fn.__name__}: {type(e).__name__}: {e}")
+    wrapper.__name__ = fn.__name__
+    return wrapper
+
+
+def place(bp):
+    bp.enable()
+    bps.append(bp)
+    return bp
+
+
+@guarded
+def on_create(pid, pgd, name):
+    if name == "static_loop" and not bps:
+        func, buf = facts["pyrebox_step"], facts["pyrebox_buffer"]
+
+        def on_exec(cpu_index, cpu):
+            r["exec"] += 1
+            if r["exec"] == 2:  # the buffer's page exists after the first store
+                pa = api.va_to_pa(pgd, buf)
+                place(BP(pa, None, 4096, BP.MEM_WRITE_PHYS, func=on_phys_write))
+                place(BP(pa, None, 4096, BP.MEM_READ_PHYS, func=on_phys_read))
+
+        def until_disabled(cpu_index, cpu):
+            r["exec_until_disabled"] += 1
+            if r["exec_until_disabled"] == 5:
+                stop.disable()
+
+        place(BP(func, pgd, func=on_exec))
+        stop = place(BP(func, pgd, func=until_disabled))
+        place(BP(func, pgd, size=facts["pyrebox_step_size"], func=on_range))
+        place(BP(buf, pgd, 4096, BP.MEM_WRITE, func=on_write))
+        place(BP(buf, pgd, 4096, BP.MEM_READ, func=on_read))
+    elif name == "dyn_libc":
+        # libc's symbols can be read once the loader has relocated it: wait
+        # for the program's first write(2), then break on libc's getpid.
+        write_syscall = api.sym_to_va(0, "vmlinux", "ksys_write")
+
+        @guarded
+        def on_first_write(cpu_index, cpu):
+            cm.rm_callback("first_write")
+            place(BP("libc.so.6!getpid", pgd, func=on_getpid, new_style=True))
+
+        cm.add_callback(CallbackManager.INSN_BEGIN_CB, on_first_write, name="first_write",
+                        addr=write_syscall, pgd=pgd)
+
+
+def on_range(cpu_index, cpu):
+    r["range_pcs"].append(cpu.RIP)
+
+
+def on_write(cpu_index, vaddr, size, haddr, data):
+    r["writes"].append([vaddr - facts["pyrebox_buffer"], size, data])
+
+
+def on_read(cpu_index, vaddr, size, haddr):
+    r["reads"] += 1
+
+
+def on_phys_write(cpu_index, vaddr, size, haddr, data):
+    r["phys_writes"] += 1
+
+
+def on_phys_read(cpu_index, vaddr, size, haddr):
+    r["phys_reads"] += 1
+
+
+def on_getpid(params):
+    r["getpid_hits"].append(params["cpu"].RIP)
+
+
+@guarded
+def on_remove(pid, pgd, name):
+    if name in ("static_loop", "dyn_libc"):
+        r["listed"] += [str(b) for b in BP.list() if b.enabled()]
+        for b in list(bps):
+            b.remove()
+        bps.clear()
+
+
+def bad_inputs():
+    for label, make in (
+            ("type", lambda: BP(0x1000, 0, typ=9)),
+            ("size", lambda: BP(0x1000, 0, size=-1)),
+            ("addr", lambda: BP(3.5, 0)),
+            ("func", lambda: BP(0x1000, 0, func=42)),
+            ("symbol", lambda: BP("libc.so.6!no_such_function", 0))):
+        try:
+            make()
+            r["bad"][label] = "accepted"
+        except Exception as e:  # noqa: BLE001
+            r["bad"][label] = f"{type(e).__name__}: {e}"
+
+
+def initialize_callbacks(module_hdl, printer_fn):
+    global cm, printer
+    printer = printer_fn
+    with open(os.path.join(os.getcwd(), "bp_facts.json")) as f:
+        facts.update(json.load(f))
+    cm = CallbackManager(module_hdl)
+    cm.add_callback(CallbackManager.CREATEPROC_CB, on_create, name="create")
+    cm.add_callback(CallbackManager.REMOVEPROC_CB, on_remove, name="remove")
+    bad_inputs()
+
+
+def clean():
+    printer("RESULT " + json.dumps(r))
+    cm.clean()

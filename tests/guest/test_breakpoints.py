@@ -1,0 +1,115 @@
+"""api.BP on the default guest (tests/guest/scripts/breakpoints.py): exact
+hit counts and values on static_loop and dyn_libc."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import command_outputs, key_values, run_pyrebox, write
+from pyrebox import paths
+
+pytestmark = pytest.mark.guest
+
+SCRIPT = os.path.join(os.path.dirname(__file__), "scripts", "breakpoints.py")
+ITERATIONS = 10
+
+
+def static_loop_facts() -> dict:
+    binary = os.path.join(paths.GUEST, "programs", "static_loop")
+    out = subprocess.run(["nm", "-S", binary], capture_output=True, text=True,
+                         check=True).stdout
+    facts = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[3] in ("pyrebox_step", "pyrebox_buffer"):
+            facts[parts[3]] = int(parts[0], 16)
+            facts[parts[3] + "_size"] = int(parts[1], 16)
+    disassembly = subprocess.run(
+        ["objdump", "-d", "--no-show-raw-insn", f"--start-address={facts['pyrebox_step']:#x}",
+         f"--stop-address={facts['pyrebox_step'] + facts['pyrebox_step_size']:#x}", binary],
+        capture_output=True, text=True, check=True).stdout
+    facts["step_insns"] = [int(l.split(":")[0], 16) for l in disassembly.splitlines()
+                           if l.startswith("  ") and ":" in l]
+    return facts
+
+
+@pytest.fixture(scope="module")
+def bp_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("breakpoints")
+    write(work / "scripts" / "__init__.py", "")
+    shutil.copy(SCRIPT, work / "scripts" / "breakpoints.py")
+    facts = static_loop_facts()
+    with open(work / "bp_facts.json", "w") as f:
+        json.dump(facts, f)
+    conf = write(work / "pyrebox.conf", "[MODULES]\nscripts.breakpoints: True\n")
+    result = run_pyrebox("run", "--conf", conf, "--timeout", "300",
+                         "--cmd", f"static_loop {ITERATIONS}", "--cmd", "dyn_libc",
+                         cwd=str(work))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    line = [l for l in result.stdout.splitlines()
+            if l.startswith("[scripts.breakpoints] RESULT ")]
+    assert len(line) == 1, result.stdout[-3000:]
+    report = json.loads(line[0].split("RESULT ", 1)[1])
+    assert report["errors"] == []
+    return report, command_outputs(result.stdout), facts
+
+
+def test_execution_breakpoint_fires_once_per_call_and_can_disable_itself(bp_run):
+    report, _, _ = bp_run
+    assert report["exec"] == ITERATIONS
+    assert report["exec_until_disabled"] == 5
+
+
+def test_execution_range_sees_every_instruction_of_the_function(bp_run):
+    report, _, facts = bp_run
+    insns = facts["step_insns"]
+    pcs = report["range_pcs"]
+    # Every instruction of pyrebox_step once per call, plus the store once
+    # more: the first store into the untouched buffer page faults and the
+    # instruction starts again after the fault.
+    store = facts["pyrebox_step"] + 0x1c  # mov %al,(%rcx,%rdx,1)
+    assert store in insns
+    expected = sorted(insns * ITERATIONS + [store])
+    assert sorted(pcs) == expected
+
+
+def test_memory_write_breakpoint_sees_exactly_the_programs_stores(bp_run):
+    report, _, _ = bp_run
+    assert report["writes"] == [[i, 1, (i * 7 + 3) & 0xFF] for i in range(ITERATIONS)]
+
+
+def test_memory_read_breakpoint_sees_the_checksum_loop(bp_run):
+    report, _, _ = bp_run
+    assert report["reads"] == 4096  # one volatile byte load per buffer byte
+
+
+def test_physical_breakpoints_on_the_buffers_page(bp_run):
+    report, _, _ = bp_run
+    # Placed at the second call: the first store already happened.
+    assert report["phys_writes"] == ITERATIONS - 1
+    assert report["phys_reads"] == 4096
+
+
+def test_module_symbol_breakpoint_hits_libc_getpid(bp_run):
+    report, outputs, _ = bp_run
+    printed = key_values(outputs[2][0])
+    getpid = int(printed["getpid"], 16)
+    assert report["getpid_hits"] and set(report["getpid_hits"]) == {getpid}
+
+
+def test_breakpoints_are_listed_and_bad_input_is_refused(bp_run):
+    report, _, facts = bp_run
+    assert any(f"EXECUTION {facts['pyrebox_step']:#x} " in line for line in report["listed"])
+    assert any("MEM_WRITE_PHYS" in line for line in report["listed"])
+    bad = report["bad"]
+    assert bad["type"].startswith("ValueError: unknown breakpoint type 9")
+    assert bad["size"] == "ValueError: size must be a non-negative int, got -1"
+    assert bad["addr"] == "ValueError: address must be an int or 'module!symbol', got 3.5"
+    assert bad["func"] == "TypeError: func must be callable or None, got int"
+    assert bad["symbol"].startswith("ValueError: cannot resolve 'libc.so.6!no_such_function'") \
+        or bad["symbol"].startswith("IntrospectionError")
