@@ -47,7 +47,57 @@ std::optional<std::string> validate(const CallbackSpec& spec) {
     return std::nullopt;
 }
 
+std::atomic<uint64_t> g_instances{0};
+
+// Dispatches running on this thread (they nest: a callback can cause
+// events), and the snapshots a refresh replaced while one was running: the
+// outer loops still iterate over them.
+thread_local int t_dispatch_depth = 0;
+thread_local std::vector<std::shared_ptr<const void>> t_retired;
+
 }  // namespace
+
+struct CallbackRegistry::Snapshot {
+    std::shared_ptr<const List> lists[kCallbackTypeSlots];
+    std::shared_ptr<const Plan> plan;
+};
+
+CallbackRegistry::CallbackRegistry() : instance_(++g_instances) {
+    std::lock_guard<std::mutex> guard(lock_);
+    republish_locked();
+}
+
+namespace {
+
+struct SnapshotCache {
+    uint64_t instance = 0;
+    uint64_t generation = 0;
+    std::shared_ptr<const void> snapshot;
+};
+thread_local SnapshotCache t_cache;
+
+}  // namespace
+
+const CallbackRegistry::Snapshot& CallbackRegistry::current() const {
+    SnapshotCache& cache = t_cache;
+    const uint64_t generation = generation_.load(std::memory_order_acquire);
+    if (cache.instance != instance_ || cache.generation != generation || !cache.snapshot) {
+        std::shared_ptr<const void> replaced;
+        {
+            std::lock_guard<std::mutex> guard(lock_);
+            replaced = std::exchange(cache.snapshot, snapshot_);
+            cache.instance = instance_;
+            cache.generation = generation_.load(std::memory_order_relaxed);
+        }
+        // Released without the lock: the last reference to a handler may
+        // take another lock (a Python handler takes the GIL). Outer
+        // dispatches on this thread may still iterate over it.
+        if (t_dispatch_depth > 0 && replaced) {
+            t_retired.push_back(std::move(replaced));
+        }
+    }
+    return *static_cast<const Snapshot*>(cache.snapshot.get());
+}
 
 bool Plan::matches_opcode(uint16_t opcode) const {
     for (const auto& [first, last] : opcode_ranges) {
@@ -150,11 +200,26 @@ size_t CallbackRegistry::size() const {
 }
 
 void CallbackRegistry::dispatch(const Event& event, bool monitored, bool at_address) const {
-    std::shared_ptr<const List> list;
-    {
-        std::lock_guard<std::mutex> guard(lock_);
-        list = lists_[static_cast<int>(event.type)];
+    const int slot = static_cast<int>(event.type);
+    if (slot < 0 || slot >= kCallbackTypeSlots) {
+        return;
     }
+    // The cache holds the snapshot while it is used: a callback that adds or
+    // removes callbacks refreshes this thread's cache only on its next
+    // dispatch, after this loop.
+    struct Depth {
+        const CallbackRegistry& registry;
+        explicit Depth(const CallbackRegistry& r) : registry(r) { ++t_dispatch_depth; }
+        ~Depth() {
+            if (--t_dispatch_depth == 0) {
+                // Callbacks removed during this dispatch are released now,
+                // on this thread, rather than at its next event.
+                registry.current();
+                t_retired.clear();
+            }
+        }
+    } depth(*this);
+    const std::shared_ptr<const List>& list = current().lists[slot];
     if (!list) {
         return;
     }
@@ -185,8 +250,11 @@ void CallbackRegistry::dispatch(const Event& event, bool monitored, bool at_addr
 }
 
 std::shared_ptr<const Plan> CallbackRegistry::plan() const {
-    std::lock_guard<std::mutex> guard(lock_);
-    return plan_;
+    return current().plan;
+}
+
+const Plan& CallbackRegistry::current_plan() const {
+    return *current().plan;
 }
 
 void CallbackRegistry::set_change_listener(std::function<void()> listener) {
@@ -227,6 +295,13 @@ bool CallbackRegistry::republish_locked() {
     }
     const bool changed = !(*plan == *plan_);
     plan_ = std::move(plan);
+    auto snapshot = std::make_shared<Snapshot>();
+    for (int slot = 0; slot < kCallbackTypeSlots; ++slot) {
+        snapshot->lists[slot] = lists_[slot];
+    }
+    snapshot->plan = plan_;
+    snapshot_ = std::move(snapshot);
+    generation_.fetch_add(1, std::memory_order_release);
     return changed;
 }
 

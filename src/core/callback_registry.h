@@ -10,6 +10,12 @@
 //   already translated).
 // - Handlers are owned by the registry entry (shared_ptr): a handler removed
 //   while it is being dispatched stays alive until that dispatch returns.
+// - Dispatch and plan() take no lock and touch no shared reference count in
+//   the steady state: every change publishes an immutable snapshot (lists
+//   and plan) under a new generation number, and each thread keeps its own
+//   reference to the snapshot it last saw, refreshed (under the lock) only
+//   when the generation moved. Events are on the hottest paths (every
+//   memory access with MEM_* callbacks), so this matters.
 #pragma once
 
 #include <atomic>
@@ -89,6 +95,10 @@ class CallbackRegistry {
 public:
     using Id = uint64_t;
 
+    CallbackRegistry();
+    CallbackRegistry(const CallbackRegistry&) = delete;
+    CallbackRegistry& operator=(const CallbackRegistry&) = delete;
+
     // Validates the spec (which fields apply to the type, opcode range order
     // and bounds); an invalid spec registers nothing.
     Expected<Id> add(const CallbackSpec& spec, std::shared_ptr<CallbackHandler> handler);
@@ -106,9 +116,16 @@ public:
     void dispatch(const Event& event, bool monitored, bool at_address = false) const;
 
     std::shared_ptr<const Plan> plan() const;
+    // The same without a reference count, for the hot paths: valid until
+    // this thread's next call into the registry (dispatch included).
+    const Plan& current_plan() const;
     void set_change_listener(std::function<void()> listener);
 
 private:
+    struct Snapshot;
+    // The current snapshot, through this thread's cache.
+    const Snapshot& current() const;
+
     struct Entry {
         Id id;
         CallbackSpec spec;
@@ -123,6 +140,10 @@ private:
     mutable std::mutex lock_;
     std::shared_ptr<const List> lists_[kCallbackTypeSlots];
     std::shared_ptr<const Plan> plan_ = std::make_shared<Plan>();
+    std::shared_ptr<const Snapshot> snapshot_;
+    std::atomic<uint64_t> generation_{0};
+    // Tells this registry's snapshots from another's in the thread caches.
+    const uint64_t instance_;
     std::function<void()> on_change_;
     Id next_id_ = 1;
     size_t count_ = 0;

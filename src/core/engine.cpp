@@ -139,20 +139,24 @@ void Engine::on_pending_at_insn(int vcpu, uint64_t pc) {
 
 void Engine::on_block(int vcpu, const TbInfo& tb) {
     Vcpu& v = vcpus_[static_cast<size_t>(vcpu)];
-    const auto plan = registry_.plan();
-    if (plan->block_end || plan->block_end_all) {
+    // Read before any dispatch: a callback may change the plan.
+    const Plan& plan = registry_.current_plan();
+    const bool block_end = plan.block_end || plan.block_end_all;
+    const bool block_begin = plan.block_begin || plan.block_begin_all;
+    const bool tlb_exec = plan.tlb_exec;
+    if (block_end) {
         v.pending.block_end = true;
         v.pending.block_tb = tb;
         v.pending.block_end_monitored = v.monitored;
         flags_.set_pending(vcpu, true);
     }
-    if (plan->block_begin || plan->block_begin_all) {
+    if (block_begin) {
         Event e = base_event(CallbackType::BlockBegin, vcpu);
         e.tb = tb;
         e.pc = tb.pc;
         registry_.dispatch(e, v.monitored);
     }
-    if (plan->tlb_exec && v.monitored && v.exec_pages.insert(tb.pc >> 12).second) {
+    if (tlb_exec && v.monitored && v.exec_pages.insert(tb.pc >> 12).second) {
         Event e = base_event(CallbackType::TlbExec, vcpu);
         e.pc = tb.pc;
         e.vaddr = tb.pc;
@@ -162,14 +166,15 @@ void Engine::on_block(int vcpu, const TbInfo& tb) {
 
 void Engine::on_insn(int vcpu, uint64_t pc) {
     Vcpu& v = vcpus_[static_cast<size_t>(vcpu)];
-    const auto plan = registry_.plan();
-    if (plan->insn_end || plan->insn_end_all) {
+    const Plan& plan = registry_.current_plan();
+    const bool insn_begin = plan.insn_begin || plan.insn_begin_all;
+    if (plan.insn_end || plan.insn_end_all) {
         v.pending.insn_end = true;
         v.pending.insn_pc = pc;
         v.pending.insn_end_monitored = v.monitored;
         flags_.set_pending(vcpu, true);
     }
-    if (plan->insn_begin || plan->insn_begin_all) {
+    if (insn_begin) {
         Event e = base_event(CallbackType::InsnBegin, vcpu);
         e.pc = pc;
         registry_.dispatch(e, v.monitored);
@@ -202,8 +207,7 @@ void Engine::on_keyboard_read(int vcpu) {
 void Engine::on_memory(int vcpu, uint64_t pc, bool is_write, uint64_t vaddr, uint64_t paddr,
                        uint64_t size, uint64_t data, uint64_t data_high) {
     const Vcpu& v = vcpus_[static_cast<size_t>(vcpu)];
-    const auto plan = registry_.plan();
-    if (!v.monitored && !plan->mem_all) {
+    if (!v.monitored && !registry_.current_plan().mem_all) {
         return;
     }
     Event e = base_event(is_write ? CallbackType::MemWrite : CallbackType::MemRead, vcpu);

@@ -52,7 +52,7 @@ constexpr int kRnCpuIndex = 25;
 }  // namespace
 
 SDK_EXPORT void* get_var(unsigned handle, const char* key) {
-    return variables().get(handle, key);
+    return variables().get_cached(handle, key);
 }
 
 SDK_EXPORT void set_var(unsigned handle, const char* key, void* value) {

@@ -10,6 +10,39 @@ void* VariableStore::get(unsigned handle, const std::string& key) const {
     return var ? var->value : nullptr;
 }
 
+void* VariableStore::get_cached(unsigned handle, const char* key) const {
+    struct Entry {
+        const VariableStore* store = nullptr;
+        uint64_t version = 0;
+        unsigned handle = 0;
+        char key[32] = {};
+        void* value = nullptr;
+    };
+    constexpr size_t kEntries = 8;
+    thread_local Entry cache[kEntries];
+    thread_local size_t next = 0;
+    const size_t length = std::strlen(key);
+    if (length >= sizeof(Entry::key)) {
+        return get(handle, key);
+    }
+    const uint64_t version = version_.load(std::memory_order_acquire);
+    for (const Entry& e : cache) {
+        if (e.store == this && e.version == version && e.handle == handle &&
+            std::memcmp(e.key, key, length + 1) == 0) {
+            return e.value;
+        }
+    }
+    void* value = get(handle, key);
+    Entry& e = cache[next];
+    next = (next + 1) % kEntries;
+    e.store = this;
+    e.version = version;  // read before the lookup: a later change invalidates it
+    e.handle = handle;
+    std::memcpy(e.key, key, length + 1);
+    e.value = value;
+    return value;
+}
+
 std::optional<Variable> VariableStore::lookup(unsigned handle, const std::string& key) const {
     std::lock_guard<std::mutex> guard(lock_);
     auto h = vars_.find(handle);
@@ -31,6 +64,7 @@ void VariableStore::set(unsigned handle, const std::string& key, void* value, Va
         previous = slot.value;
         slot.value = value;
         slot.kind = kind;
+        version_.fetch_add(1, std::memory_order_release);
     }
     if (previous != nullptr && previous != value) {
         std::free(previous);
@@ -67,6 +101,7 @@ void VariableStore::remove(unsigned handle, const std::string& key, bool free_va
         }
         value = v->second.value;
         h->second.erase(v);
+        version_.fetch_add(1, std::memory_order_release);
     }
     if (free_value && value != nullptr) {
         std::free(value);
@@ -83,6 +118,7 @@ void VariableStore::erase(unsigned handle) {
         }
         gone = std::move(h->second);
         vars_.erase(h);
+        version_.fetch_add(1, std::memory_order_release);
     }
     for (auto& [key, var] : gone) {
         std::free(var.value);

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -26,6 +27,10 @@ struct Variable {
 class VariableStore {
 public:
     void* get(unsigned handle, const std::string& key) const;
+    // The same for triggers, which ask for the same few variables on every
+    // event: answered from a small per-thread cache while no variable of
+    // any trigger has changed since (no lock, no allocation).
+    void* get_cached(unsigned handle, const char* key) const;
     std::optional<Variable> lookup(unsigned handle, const std::string& key) const;
     // Replaces (freeing the previous value) or creates.
     void set(unsigned handle, const std::string& key, void* value, VarKind kind);
@@ -37,6 +42,8 @@ public:
 
 private:
     mutable std::mutex lock_;
+    // Bumped by every change; the per-thread caches compare it.
+    std::atomic<uint64_t> version_{1};
     std::map<unsigned, std::map<std::string, Variable>> vars_;
 };
 
