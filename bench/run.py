@@ -77,6 +77,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=4000000, help="workload rounds")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each configuration")
+    parser.add_argument("--only", metavar="KEYS",
+                        help="comma-separated configuration keys to run (default: all): "
+                             + ", ".join(c[0] for c in CONFIGS))
     parser.add_argument("--quick", action="store_true",
                         help="tiny workload, one run each (checks the harness, not speed)")
     args = parser.parse_args()
@@ -84,6 +87,12 @@ def main() -> int:
         args.rounds, args.repeat = 1000, 1
 
     available = [c for c in CONFIGS if c[2] != "n/a"]
+    if args.only:
+        wanted = set(args.only.split(","))
+        unknown = wanted - {c[0] for c in CONFIGS}
+        if unknown:
+            parser.error(f"unknown configuration {', '.join(sorted(unknown))}")
+        available = [c for c in available if c[0] in wanted | {"plugin"}]
     times: dict[str, list[float]] = {}
     plain_times: dict[str, list[float]] = {}
     events: dict[str, list[int]] = {}
@@ -112,6 +121,8 @@ def main() -> int:
     print("|---|---:|---:|---:|---:|---|")
     print(f"| plain QEMU (no plugin) | {plain:.2f} | 1.00 | | | |")
     for key, label, script, target, divisor in CONFIGS:
+        if key not in times and script != "n/a":
+            continue  # not run (--only)
         if script == "n/a":
             print(f"| {label} | not available yet: {NOT_AVAILABLE[key]} | | | | {target} |")
             continue
