@@ -52,8 +52,11 @@ std::atomic<uint64_t> g_instances{0};
 // Dispatches running on this thread (they nest: a callback can cause
 // events), and the snapshots a refresh replaced while one was running: the
 // outer loops still iterate over them.
-thread_local int t_dispatch_depth = 0;
-thread_local std::vector<std::shared_ptr<const void>> t_retired;
+// initial-exec: read on every event; the default TLS model of a dlopen'ed
+// plugin calls __tls_get_addr each time. These are small (the static TLS
+// space such libraries may use is limited).
+#define PYREBOX_HOT_TLS __attribute__((tls_model("initial-exec")))
+thread_local int t_dispatch_depth PYREBOX_HOT_TLS = 0;
 
 }  // namespace
 
@@ -69,17 +72,28 @@ CallbackRegistry::CallbackRegistry() : instance_(++g_instances) {
 
 namespace {
 
+// Per thread, allocated on the thread's first event and kept for its life
+// (vCPU threads live as long as QEMU). Reached through a plain pointer so
+// that the thread-local needs no construction guard on the hot path.
 struct SnapshotCache {
     uint64_t instance = 0;
     uint64_t generation = 0;
     std::shared_ptr<const void> snapshot;
+    std::vector<std::shared_ptr<const void>> retired;
 };
-thread_local SnapshotCache t_cache;
+thread_local SnapshotCache* t_cache PYREBOX_HOT_TLS = nullptr;
+
+SnapshotCache& thread_cache() {
+    if (t_cache == nullptr) {
+        t_cache = new SnapshotCache;
+    }
+    return *t_cache;
+}
 
 }  // namespace
 
 const CallbackRegistry::Snapshot& CallbackRegistry::current() const {
-    SnapshotCache& cache = t_cache;
+    SnapshotCache& cache = thread_cache();
     const uint64_t generation = generation_.load(std::memory_order_acquire);
     if (cache.instance != instance_ || cache.generation != generation || !cache.snapshot) {
         std::shared_ptr<const void> replaced;
@@ -93,7 +107,7 @@ const CallbackRegistry::Snapshot& CallbackRegistry::current() const {
         // take another lock (a Python handler takes the GIL). Outer
         // dispatches on this thread may still iterate over it.
         if (t_dispatch_depth > 0 && replaced) {
-            t_retired.push_back(std::move(replaced));
+            cache.retired.push_back(std::move(replaced));
         }
     }
     return *static_cast<const Snapshot*>(cache.snapshot.get());
@@ -215,7 +229,9 @@ void CallbackRegistry::dispatch(const Event& event, bool monitored, bool at_addr
                 // Callbacks removed during this dispatch are released now,
                 // on this thread, rather than at its next event.
                 registry.current();
-                t_retired.clear();
+                if (t_cache != nullptr && !t_cache->retired.empty()) {
+                    t_cache->retired.clear();
+                }
             }
         }
     } depth(*this);

@@ -7,7 +7,17 @@ namespace pyrebox {
 Engine::Engine(CallbackRegistry& registry, MonitoredSet& monitored, VcpuFlags& flags,
                int max_vcpus)
     : registry_(registry), monitored_(monitored), flags_(flags),
-      vcpus_(static_cast<size_t>(max_vcpus > 0 ? max_vcpus : 1)) {}
+      vcpus_(static_cast<size_t>(max_vcpus > 0 ? max_vcpus : 1)) {
+    for (size_t i = 0; i < vcpus_.size(); ++i) {
+        Vcpu& v = vcpus_[i];
+        v.block_event.type = CallbackType::BlockBegin;
+        v.insn_event.type = CallbackType::InsnBegin;
+        v.mem_event.type = CallbackType::MemRead;
+        for (Event* e : {&v.block_event, &v.insn_event, &v.mem_event}) {
+            e->cpu_index = static_cast<int>(i);
+        }
+    }
+}
 
 void Engine::set_kpti(bool kpti) {
     kpti_forced_ = true;
@@ -151,7 +161,8 @@ void Engine::on_block(int vcpu, const TbInfo& tb) {
         flags_.set_pending(vcpu, true);
     }
     if (block_begin) {
-        Event e = base_event(CallbackType::BlockBegin, vcpu);
+        Event& e = v.block_event;
+        e.pgd = v.pgd;
         e.tb = tb;
         e.pc = tb.pc;
         registry_.dispatch(e, v.monitored);
@@ -175,7 +186,8 @@ void Engine::on_insn(int vcpu, uint64_t pc) {
         flags_.set_pending(vcpu, true);
     }
     if (insn_begin) {
-        Event e = base_event(CallbackType::InsnBegin, vcpu);
+        Event& e = v.insn_event;
+        e.pgd = v.pgd;
         e.pc = pc;
         registry_.dispatch(e, v.monitored);
     }
@@ -206,11 +218,13 @@ void Engine::on_keyboard_read(int vcpu) {
 
 void Engine::on_memory(int vcpu, uint64_t pc, bool is_write, uint64_t vaddr, uint64_t paddr,
                        uint64_t size, uint64_t data, uint64_t data_high) {
-    const Vcpu& v = vcpus_[static_cast<size_t>(vcpu)];
+    Vcpu& v = vcpus_[static_cast<size_t>(vcpu)];
     if (!v.monitored && !registry_.current_plan().mem_all) {
         return;
     }
-    Event e = base_event(is_write ? CallbackType::MemWrite : CallbackType::MemRead, vcpu);
+    Event& e = v.mem_event;
+    e.type = is_write ? CallbackType::MemWrite : CallbackType::MemRead;
+    e.pgd = v.pgd;
     e.pc = pc;
     e.vaddr = vaddr;
     e.paddr = paddr;

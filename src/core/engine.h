@@ -119,6 +119,11 @@ private:
         Pending pending;
         // Code pages executed since the last TLB-flushing CR3 load (TLB_EXEC).
         std::unordered_set<uint64_t> exec_pages;
+        // Events of the hottest kinds, built once and updated in place:
+        // zeroing a whole Event for every block, instruction or memory
+        // access costs more than delivering it to a native trigger. Only
+        // this vCPU's thread uses them, and handlers get them as const.
+        Event block_event, insn_event, mem_event;
     };
 
     Event base_event(CallbackType type, int vcpu) const;

@@ -218,7 +218,9 @@ void sync_lazy_state(int cpu) {
 }
 
 CallbackContext& callback_context() {
-    static thread_local CallbackContext ctx;
+    // initial-exec: read at every callback; the default model for a
+    // dlopen'ed plugin calls __tls_get_addr each time.
+    static thread_local CallbackContext ctx __attribute__((tls_model("initial-exec")));
     return ctx;
 }
 
