@@ -415,8 +415,12 @@ class Session:
         chosen = automagic.choose_automagic(self.automagics, plugin)
         for amagic in chosen:
             if isinstance(amagic, _classes["PyreboxLayerStacker"]):
+                try:
+                    chosen_stackers = stacker.choose_os_stackers(plugin)
+                except IndexError:  # a plugin outside volatility3.plugins: any OS
+                    chosen_stackers = None
                 ctx.config[interfaces.configuration.path_join(amagic.config_path, "stackers")] \
-                    = stacker.choose_os_stackers(plugin)
+                    = chosen_stackers
         try:
             commandline.populate_config(ctx, {plugin.__name__: plugin}, args, plugin_path)
         except (FileNotFoundError, TypeError) as e:
