@@ -29,12 +29,9 @@ from __future__ import annotations
 import argparse
 import bisect
 import datetime
-import functools
 import hashlib
 import io
-import logging
 import os
-import shlex
 import sys
 import threading
 import time
@@ -42,7 +39,6 @@ from typing import Any
 
 import _pyrebox
 
-vollog = logging.getLogger("pyrebox.volatility")
 
 
 class VolatilityError(Exception):

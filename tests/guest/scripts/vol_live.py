@@ -11,7 +11,7 @@ import time
 
 import api
 from api import CallbackManager
-from volatility3.framework import interfaces, renderers
+from volatility3.framework import interfaces
 
 
 class Broken(interfaces.plugins.PluginInterface):
