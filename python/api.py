@@ -10,7 +10,8 @@ from pyrebox.script_api import *  # noqa: F401,F403
 from pyrebox.script_api import __all__ as _script_all
 from pyrebox.snapshots import load_vm, save_vm  # noqa: F401
 from pyrebox.ui import *  # noqa: F401,F403
+from pyrebox.volatility import VolatilityError, save_memory, vol  # noqa: F401
 from pyrebox.ui import __all__ as _ui_all
 
-__all__ = ["CallbackManager", "BP", "save_vm", "load_vm", *_machine_all, *_script_all,
+__all__ = ["CallbackManager", "BP", "save_vm", "load_vm", "vol", "save_memory", "VolatilityError", *_machine_all, *_script_all,
            *_ui_all]

@@ -23,6 +23,7 @@ import fnmatch
 import inspect
 import keyword
 import re
+import shlex
 import string
 import struct
 import threading
@@ -364,12 +365,51 @@ class Shell:
                 print(f"  {name:<18} {doc} [{script}]")
 
     def cmd_list_vol_commands(self, args: str) -> None:
-        """list_vol_commands: Volatility plugins (not available yet)."""
-        print("Volatility commands are not available yet in this version of PyREBox")
+        """list_vol_commands [TEXT]: the installed Volatility 3 plugins (those whose name contains TEXT)."""
+        from . import volatility
+        try:
+            found = [(n, d) for n, d in volatility.list_commands()
+                     if args.strip().lower() in n.lower()]
+        except volatility.VolatilityError as e:
+            raise CommandError(str(e)) from None
+        for name, doc in found:
+            print(f"  {name:<40} {doc}")
+        print(f"{len(found)} plugin(s); run one with: vol PLUGIN [ARGS] (vol PLUGIN -h: its options)")
 
     def cmd_vol(self, args: str) -> None:
-        """vol PLUGIN [ARGS]: run a Volatility plugin (not available yet)."""
-        print("Volatility commands are not available yet in this version of PyREBox")
+        """vol PLUGIN [ARGS]: run a Volatility 3 plugin on the live VM and print its table.
+
+        PLUGIN is a name as list_vol_commands shows it (linux.pslist.PsList;
+        a unique ending such as pslist.PsList works too); ARGS are the
+        plugin's options as on vol's command line (vol linux.proc.Maps --pid 1).
+        The scan that finds the kernel runs on the first use (a few seconds);
+        later runs reuse it and read memory as it is now.
+        """
+        from . import volatility
+        try:
+            argv = shlex.split(args)
+        except ValueError as e:
+            raise CommandError(f"vol: {e}") from None
+        if not argv:
+            raise CommandError("usage: vol PLUGIN [ARGS] (list_vol_commands lists the plugins)")
+        try:
+            grid, rows, seconds = volatility.run_plugin(argv[0], *argv[1:])
+        except volatility.VolatilityError as e:
+            print(f"vol: {e}")
+            return
+        volatility.render(grid)
+        print(f"({len(rows)} row(s), {seconds:.2f} s)")
+
+    def cmd_savemem(self, args: str) -> None:
+        """savemem FILE: write a raw image of the guest's physical memory (for vol -f FILE)."""
+        from . import volatility
+        path = args.strip()
+        if not path:
+            raise CommandError("usage: savemem FILE")
+        info = volatility.save_memory(path)
+        print(f"saved {info['size']:#x} bytes of physical memory to {info['path']} "
+              f"(memory ranges: {', '.join(f'{a:#x}-{b:#x}' for a, b in info['ranges'])}; "
+              f"the rest is zeros)")
 
     def cmd_custom(self, args: str) -> None:
         """custom NAME [ARGS]: run a script's do_NAME(line) command."""

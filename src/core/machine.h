@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/expected.h"
@@ -31,6 +32,11 @@ public:
     virtual Expected<std::string> dump_state(int cpu) = 0;
 
     virtual vmi::PhysicalMemory& physical_memory() = 0;
+    // The guest-physical ranges backed by RAM or ROM (not MMIO, not
+    // unassigned), as sorted, merged [start, end) pairs.
+    virtual Expected<std::vector<std::pair<uint64_t, uint64_t>>> memory_map() {
+        return Error{"this QEMU does not expose its memory map"};
+    }
     // Paging mode vCPU `cpu` is in now (CR0/CR4/EFER).
     virtual vmi::PagingMode paging_mode(int cpu) = 0;
 

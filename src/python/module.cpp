@@ -332,6 +332,8 @@ PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
         }
         return py::bytes(buf);
     });
+    m.def("memory_map", [] { return value_or_raise(machine().memory_map()); },
+          "The guest-physical [start, end) ranges backed by RAM or ROM, sorted and merged.");
     m.def("write_physical", [](uint64_t paddr, const std::string& data) {
         if (!machine().physical_memory().write(paddr, data.data(), data.size())) {
             char msg[128];

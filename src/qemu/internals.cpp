@@ -56,6 +56,10 @@ std::vector<Entry> optional_table(Internals& t) {
         {"end_exclusive", reinterpret_cast<void**>(&t.end_exclusive)},
         {"cpu_exec_start", reinterpret_cast<void**>(&t.cpu_exec_start)},
         {"cpu_exec_end", reinterpret_cast<void**>(&t.cpu_exec_end)},
+        {"address_space_get_flatview", reinterpret_cast<void**>(&t.address_space_get_flatview)},
+        {"flatview_for_each_range", reinterpret_cast<void**>(&t.flatview_for_each_range)},
+        {"flatview_unref", reinterpret_cast<void**>(&t.flatview_unref)},
+        {"memory_region_get_ram_addr", reinterpret_cast<void**>(&t.memory_region_get_ram_addr)},
     };
 }
 

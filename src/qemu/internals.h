@@ -78,6 +78,24 @@ struct Internals {
     void (*cpu_exec_start)(CPUState*) = nullptr;
     void (*cpu_exec_end)(CPUState*) = nullptr;
 
+    // Optional: the system memory map (which guest-physical ranges are RAM
+    // or ROM, i.e. backed by a RAM block, rather than MMIO or unassigned).
+    // QEMU's flatview_cb takes Int128 start and length, passed like an
+    // unsigned __int128 (two registers) whichever way Int128 is defined.
+    void* (*address_space_get_flatview)(void* address_space) = nullptr;
+    void (*flatview_for_each_range)(void* flatview,
+                                    bool (*cb)(unsigned __int128 start, unsigned __int128 len,
+                                               const void* memory_region,
+                                               uint64_t offset_in_region, void* opaque),
+                                    void* opaque) = nullptr;
+    void (*flatview_unref)(void* flatview) = nullptr;
+    uint64_t (*memory_region_get_ram_addr)(const void* memory_region) = nullptr;
+
+    bool has_memory_map() const {
+        return address_space_get_flatview != nullptr && flatview_for_each_range != nullptr &&
+               flatview_unref != nullptr && memory_region_get_ram_addr != nullptr;
+    }
+
     bool has_exclusive() const {
         return start_exclusive != nullptr && end_exclusive != nullptr &&
                cpu_exec_start != nullptr && cpu_exec_end != nullptr;

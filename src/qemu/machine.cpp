@@ -115,6 +115,39 @@ public:
 
     vmi::PhysicalMemory& physical_memory() override { return memory_; }
 
+    Expected<std::vector<std::pair<uint64_t, uint64_t>>> memory_map() override {
+        const auto& q = internals();
+        if (!q.has_memory_map()) {
+            return Error{"this QEMU does not export its memory map functions"};
+        }
+        struct Walk {
+            const Internals* q;
+            std::vector<std::pair<uint64_t, uint64_t>> ranges;
+        } walk{&q, {}};
+        void* view = q.address_space_get_flatview(q.address_space_memory);
+        q.flatview_for_each_range(
+            view,
+            [](unsigned __int128 start, unsigned __int128 len, const void* mr, uint64_t,
+               void* opaque) -> bool {
+                auto* w = static_cast<Walk*>(opaque);
+                constexpr uint64_t kRamAddrInvalid = ~uint64_t{0};
+                if (len == 0 || w->q->memory_region_get_ram_addr(mr) == kRamAddrInvalid) {
+                    return false;  // MMIO or an alias-less hole: not memory
+                }
+                auto s = static_cast<uint64_t>(start);
+                auto e = static_cast<uint64_t>(start + len);
+                if (!w->ranges.empty() && w->ranges.back().second == s) {
+                    w->ranges.back().second = e;
+                } else {
+                    w->ranges.emplace_back(s, e);
+                }
+                return false;  // false: keep iterating
+            },
+            &walk);
+        q.flatview_unref(view);
+        return std::move(walk.ranges);
+    }
+
     vmi::PagingMode paging_mode(int cpu) override {
         auto cr0 = read_register(cpu, "cr0");
         auto cr4 = read_register(cpu, "cr4");

@@ -236,6 +236,20 @@ def test_eb_changes_the_buffer(shell, program):
     assert shell.run(f"db {target:x}:4").strip().startswith(f"{target:016x}  55 00 00 00")
 
 
+def test_vol_pslist_lists_the_waiting_program(shell, program):
+    out = shell.run("vol linux.pslist.PsList", timeout=120)
+    # PrettyTextRenderer's rows: * | OFFSET (V) | PID | TID | PPID | COMM | ...
+    rows = [[c.strip() for c in line.split("|")] for line in out.splitlines()
+            if line.startswith("* |")]
+    mine = [r for r in rows if r[2] == str(program["pid"])]
+    assert len(mine) == 1 and mine[0][5] == "static_loop", out
+    assert any(r[2] == "1" and r[5] == "init" for r in rows), out
+    assert re.search(r"^\(\d+ row\(s\), [\d.]+ s\)$", out, re.M), out
+    assert "linux.pslist.PsList" in shell.run("list_vol_commands pslist")
+    assert "vol: no Volatility plugin 'nosuch'" in shell.run("vol nosuch")
+    assert "usage: vol PLUGIN" in shell.run("vol")
+
+
 def test_bad_input_gets_a_message_and_the_shell_goes_on(shell):
     assert "unknown command 'lsm'; did you mean: lm" in shell.run("lsm")
     assert "not mapped" in shell.run("db 0:10")

@@ -38,7 +38,7 @@ from .kernel_image import Elf, KernelImageError, load_kernel
 FORMAT_VERSION = "6.2.0"
 PRODUCER = "pyrebox"
 # Version of this generator's output; bump it when the ISF it writes changes.
-GENERATOR_VERSION = "1.0.0"
+GENERATOR_VERSION = "1.1.0"
 
 # xz level: the JSON is highly repetitive, so a fast preset already compresses
 # it ~10x; higher ones cost seconds for little.
@@ -164,6 +164,25 @@ def _banner(elf: Elf, address: int) -> bytes:
     return text + b"\0"
 
 
+def _taint_flags_count(elf: Elf, address: int) -> int:
+    """Entries of the kernel's `const struct taint_flag taint_flags[]`
+    (TAINT_FLAGS_COUNT, a macro BTF does not have), counted in the image:
+    each entry is {c_true: an uppercase letter, c_false: ' ', '-' or an
+    uppercase letter ('G' for 'P'), module: 0 or 1}."""
+    count = 0
+    while count < 64:
+        try:
+            c_true, c_false, module = elf.read(address + 3 * count, 3)
+        except KernelImageError:
+            break
+        letter = ord("A") <= c_true <= ord("Z")
+        other = c_false in b" -" or ord("A") <= c_false <= ord("Z")
+        if not (letter and other and module in (0, 1)):
+            break
+        count += 1
+    return count
+
+
 def build_isf(elf: Elf, source_name: str = "", source_sha256: str = "") -> IsfResult:
     """The ISF of the kernel ELF ELF."""
     started = time.monotonic()
@@ -196,6 +215,13 @@ def build_isf(elf: Elf, source_name: str = "", source_sha256: str = "") -> IsfRe
             descriptor = _descriptor(types, spec)
             if descriptor is not None:
                 symbols[name]["type"] = descriptor
+    # Per-module taint letters (lsmod, hidden-module checks): an array whose
+    # length is a macro, so it is counted in the image.
+    if "taint_flags" in symbols:
+        count = _taint_flags_count(elf, addresses["taint_flags"])
+        descriptor = _descriptor(types, f"struct taint_flag[{count}]") if count else None
+        if descriptor is not None:
+            symbols["taint_flags"]["type"] = descriptor
     if symbols["init_task"]["type"] is void:
         raise IsfError(f"{elf.name}: BTF has no struct task_struct")
 
