@@ -45,7 +45,14 @@ CONFIGS = [
      "<= 1.5", 1),
     ("trigger_blocks", "6. C trigger counting BLOCK_BEGIN, all processes",
      "bench.scripts.trigger_block_counter", "<= 1.15", 1),
+    # Not PyREBox: a bare QEMU plugin with an empty C callback per block
+    # (bench/floor), what QEMU itself charges for any per-block callback.
+    ("floor", "6f. QEMU floor: bare plugin, empty per-block callback, no register access",
+     "floor:none", "", 1),
+    ("floor_regs", "6g. QEMU floor: the same with register access (as PyREBox registers it)",
+     "floor:rw", "", 1),
 ]
+FLOOR_PLUGIN = os.path.join(ROOT, "build", "cmake", "libpyrebox_bench_floor.so")
 NOT_AVAILABLE: dict[str, str] = {}
 
 
@@ -54,9 +61,11 @@ CALL_TIMES: dict[str, list[float]] = {}  # "BENCH call NAME=ms" lines, over all 
 
 def run_once(rounds: int, script: str | None, plugin: bool, workdir: str) -> tuple[float, int | None]:
     args = [LAUNCHER, "run", "--timeout", "1800", "--cmd", f"workload {rounds}"]
-    if not plugin:
+    if not plugin or (script and script.startswith("floor:")):
         args.append("--no-plugin")
-    if script:
+    if script and script.startswith("floor:"):
+        args += ["--", "-plugin", f"{FLOOR_PLUGIN},regs={script.split(':', 1)[1]}"]
+    elif script:
         conf = os.path.join(workdir, f"{script}.conf")
         with open(conf, "w") as f:
             f.write(f"[MODULES]\n{script}: True\n")
