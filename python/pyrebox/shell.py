@@ -143,6 +143,23 @@ class Shell:
         except INVALID:
             return 0
 
+    def _restored_pgd(self) -> int:
+        """The vCPU's process right after a loadvm. PyREBox re-reads the
+        vCPUs' address spaces when the VM resumes; while it is still stopped
+        the process is found from CR3 (a KPTI user half, pgd | 0x1000, is
+        reported as its kernel half)."""
+        cr3 = getattr(self.cpu, "CR3", None)
+        if isinstance(cr3, int):
+            base = cr3 & 0x000FFFFFFFFFF000
+            try:
+                pgds = {p["pgd"] for p in api.get_process_list()}
+            except INVALID:
+                pgds = set()
+            for pgd in (base, base & ~0x1000):
+                if pgd in pgds:
+                    return pgd
+        return self._running_pgd()
+
     def _refresh_cpu(self) -> None:
         try:
             self.cpu = api.r_cpu(self.cpu_index)
@@ -887,8 +904,8 @@ class Shell:
         if verb == "savevm":
             print(f"saved snapshot {name}")
             return
-        self.pgd = self._running_pgd()
         self._refresh_cpu()
+        self.pgd = self._restored_pgd()
         pc = f"{self.cpu.PC:#x}" if self.cpu is not None else "?"
         print(f"restored snapshot {name}: vCPU {self.cpu_index} at PC {pc}, process pgd "
               f"{self.pgd:#x}")

@@ -66,18 +66,35 @@ class Client:
         self.child.sendline(line)
         self.child.expect_exact(prompt, timeout=timeout)
         text = self.child.before.replace("\r\n", "\n").replace("\r", "")
-        first, _, rest = text.partition("\n")  # the echoed input
-        assert line in first, text
-        return rest
+        lines = text.split("\n")
+        assert line in lines[0], text  # the echoed input
+        # A line typed before the client's prompt took the terminal is
+        # echoed twice (by the terminal, then by the prompt).
+        while len(lines) > 1 and lines[1].strip() == line.strip():
+            del lines[1]
+        return "\n".join(lines[1:])
+
+    syncs = 0
 
     def shell_opened_by_breakpoint(self, timeout: float = 120) -> str:
-        """Waits until a breakpoint opens the shell; returns the banner."""
+        """Waits until a breakpoint opens the shell; returns the reason its
+        banner gives. The client may have been at the console prompt (the
+        dumb terminal's pending prompt is replaced once a line is sent) or
+        still in the previous shell's relay: a line that prints a unique
+        value finds where the output is."""
         self.child.expect(r"(breakpoint \d+: [^\r\n]*)\r?\n", timeout=timeout)
         reason = self.child.match.group(1)
         self.child.expect_exact("opened by a script", timeout=60)
-        self.child.sendline("")  # the dumb terminal's pending console prompt is replaced
+        self.child.sendline("")
+        Client.syncs += 1
+        self.child.sendline(f'print("sync", {Client.syncs}+1000)')
+        self.child.expect_exact(f"sync {Client.syncs + 1000}")
         self.child.expect_exact(SHELL)
         return reason
+
+    def resume(self) -> None:
+        """Leaves a shell when another breakpoint hit is expected next."""
+        self.run("c", "left the shell; the VM continues")
 
 
 def registers(text: str) -> dict[str, int]:
@@ -172,7 +189,7 @@ def test_getpid_breakpoint_stops_at_getpid_and_edits_change_the_output(vm, conso
     out = console.run(f"bp {ret:x}")
     ret_bp = int(re.search(r"breakpoint (\d+): EXECUTION", out).group(1))
     assert f"breakpoint {dyn_wait['bp']} disabled" in console.run(f"bd {dyn_wait['bp']}")
-    console.run("c", CONSOLE)
+    console.resume()
     reason = console.shell_opened_by_breakpoint()
     assert reason == f"breakpoint {ret_bp}: execution at {ret:#x}"
     regs = registers(console.run("r"))
@@ -232,9 +249,11 @@ def test_bpw_stops_at_the_store_with_the_byte_written(vm, console, loop):
         assert regs["RAX"] & 0xFF == value and regs["RDI"] == i
         first = console.run("dis").strip().splitlines()[0]
         assert first.startswith(f"{store:016x}") and "mov byte ptr [" in first, first
-        if i == 1:
+        if i == 0:
+            console.resume()
+        else:
             console.run(f"bd {loop['bp']}")
-        console.run("c", CONSOLE)
+            console.run("c", CONSOLE)
     run.expect(r"checksum=(\d+)\r\n", timeout=120)
     assert int(run.match.group(1)) == expected_checksum(1000)
     run.expect_exact("# ")
@@ -283,6 +302,48 @@ def test_savevm_then_loadvm_twice_replays_the_same_output(vm, console):
     console.run("q", CONSOLE)
     run.send("echo still-$((40+2))\r")
     run.expect_exact("still-42")
+
+
+def test_snapshots_from_a_breakpoint_shell_happen_on_leaving(vm, console):
+    run = vm["run"]
+    found = start(run, "static_loop 1000 wait", ["pid", "function"])
+    pid, function = int(found["pid"]), int(found["function"], 16)
+    console.run("sh")
+    console.run(f"proc {pid}")
+    number = int(re.search(r"breakpoint (\d+)", console.run(f"bp {function:x}")).group(1))
+    console.run("q", CONSOLE)
+    run.send("\r")
+    assert console.shell_opened_by_breakpoint() == \
+        f"breakpoint {number}: execution at {function:#x}"
+    assert registers(console.run("r"))["RDI"] == 0  # pyrebox_step(0)
+    assert "savevm atstep: queued" in console.run("savevm atstep")
+    console.run(f"bd {number}")
+    console.run("c", CONSOLE)
+    run.expect_exact("savevm atstep done", timeout=180)
+    run.expect(r"checksum=(\d+)\r\n", timeout=120)
+    assert int(run.match.group(1)) == expected_checksum(1000)
+    run.expect_exact("# ")
+    # Back to the call of pyrebox_step(0): the next call stops again.
+    console.run("sh")
+    console.run(f"be {number}")
+    out = console.run("loadvm atstep", timeout=180)
+    pc, pgd = (int(v, 16) for v in re.search(
+        r"restored snapshot atstep: vCPU 0 at PC (0x[0-9a-f]+), process pgd (0x[0-9a-f]+)",
+        out).groups())
+    assert pc == registers(console.run("r"))["RIP"]
+    if pc < 0x800000000000:  # in static_loop's code: the context is static_loop
+        assert f"pgd {pgd:#x}, pid {pid} (static_loop)" in console.run(f"proc {pid}")
+    console.run("q", CONSOLE)
+    console.shell_opened_by_breakpoint()
+    assert registers(console.run("r"))["RDI"] == 1
+    # From that shell, back again; the program then runs to its end.
+    assert "loadvm atstep: queued" in console.run("loadvm atstep")
+    console.run(f"bd {number}")
+    console.run("c", CONSOLE)
+    run.expect_exact("loadvm atstep done", timeout=180)
+    run.expect(r"checksum=(\d+)\r\n", timeout=120)
+    assert int(run.match.group(1)) == expected_checksum(1000)
+    run.expect_exact("# ")
 
 
 def test_snapshot_disk_holds_the_snapshot(vm):
