@@ -95,6 +95,7 @@ PROGRAMS = {
     "keys": ("static", ["-Wl,-Ttext-segment=0x60000000"]),
     "udp_peer": ("static", ["-Wl,-Ttext-segment=0x70000000"]),
     "dyn_libc": ("dynamic", []),
+    "dyn_wait": ("dynamic", []),
     "dl_cycle": ("dynamic", []),
     # A shared library (installed as /usr/local/lib/<name>.so) that dl_cycle
     # loads with dlopen and unloads with dlclose.

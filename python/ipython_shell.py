@@ -16,7 +16,9 @@ from __future__ import annotations
 import threading
 
 
-def start_shell(cpu_index: int = 0) -> None:
+def start_shell(cpu_index: int = 0, reason: str | None = None) -> None:
+    """Opens the shell on vCPU `cpu_index`; `reason`, if given, is shown in
+    its banner (e.g. which breakpoint was hit)."""
     import _pyrebox
 
     from pyrebox import console, output, shell
@@ -32,7 +34,7 @@ def start_shell(cpu_index: int = 0) -> None:
     num = _pyrebox.num_cpus()
     if not isinstance(cpu_index, int) or not 0 <= cpu_index < num:
         raise ValueError(f"start_shell: no vCPU {cpu_index!r} (this VM has {num})")
-    request = console.ShellRequest(cpu_index)
+    request = console.ShellRequest(cpu_index, reason)
     frozen = num > 1 and _pyrebox.callback_vcpu() >= 0 and _pyrebox.freeze_other_vcpus()
     try:
         server.request_shell(request)

@@ -18,6 +18,12 @@ Without `func` a hit opens the interactive shell at that point
 (`ipython_shell.start_shell`). `addr` may be "module!symbol" (resolved with
 api.sym_to_va in `pgd`).
 
+Range breakpoints see only the events of monitored processes (memory
+accesses and per-instruction events are only instrumented there): enabling
+one with a `pgd` starts monitoring that process when nothing did, and
+disabling the last such breakpoint stops that monitoring again. Physical
+ones and those with `pgd=None` see the processes monitored otherwise.
+
 A breakpoint starts disabled: `enable()` places it, `disable()` removes it.
 `BP.list()` gives every breakpoint made in this session, each with an `id`.
 """
@@ -56,6 +62,8 @@ class BP:
     _all: dict[int, "BP"] = {}
     _ids = itertools.count(1)
     _managers: dict[bool, cb.CallbackManager] = {}
+    # pgd -> ids of enabled breakpoints that started monitoring it.
+    _monitoring: dict[int, set[int]] = {}
 
     def __init__(self, addr, pgd, size=0, typ=EXECUTION, func=None, new_style=False):
         if typ not in self.TYPE_NAMES:
@@ -112,6 +120,7 @@ class BP:
             return
         self._name = manager.add_callback(callback_type, handler, name=name)
         try:
+            self._monitor()
             manager.add_trigger(self._name, os.path.join(TRIGGERS, trigger))
             end = self._addr + max(self._size, 1)
             manager.set_trigger_var(self._name, "begin", self._addr)
@@ -123,12 +132,39 @@ class BP:
         except Exception:
             manager.rm_callback(self._name)
             self._name = None
+            self._unmonitor()
             raise
 
     def disable(self) -> None:
         if self._name is not None:
             self._manager(self._new_style).rm_callback(self._name)
             self._name = None
+            self._unmonitor()
+
+    def _monitor(self) -> None:
+        if self._pgd is None:
+            return
+        from . import machine
+        users = BP._monitoring.get(self._pgd)
+        if users is None:
+            if machine.is_monitored_process(self._pgd):
+                return  # someone else monitors it: leave it to them
+            machine.start_monitoring_process(self._pgd)
+            users = BP._monitoring[self._pgd] = set()
+        users.add(self.id)
+
+    def _unmonitor(self) -> None:
+        users = BP._monitoring.get(self._pgd)
+        if users is None or self.id not in users:
+            return
+        users.discard(self.id)
+        if not users:
+            del BP._monitoring[self._pgd]
+            from . import machine
+            try:
+                machine.stop_monitoring_process(self._pgd)
+            except Exception:  # noqa: BLE001 - the process may be gone
+                pass
 
     def enabled(self) -> bool:
         return self._name is not None
@@ -181,13 +217,34 @@ class BP:
             cls._managers[new_style] = cb.CallbackManager(0, new_style=new_style)
         return cls._managers[new_style]
 
+    def _hit_text(self, args) -> tuple[int, str]:
+        """(cpu_index, what happened) for a hit with the callback's arguments."""
+        if self._new_style:
+            d = args[0]
+        else:
+            names = ("cpu_index", "cpu") if self._typ == self.EXECUTION else \
+                ("cpu_index", "vaddr", "size", "haddr", "data")
+            d = dict(zip(names, args))
+        cpu_index = d["cpu_index"]
+        if self._typ == self.EXECUTION:
+            cpu = d.get("cpu")
+            pc = getattr(cpu, "PC", None)
+            return cpu_index, ("execution" + (f" at {pc:#x}" if isinstance(pc, int) else ""))
+        size = d.get("size", 0)
+        where = f"{d.get('vaddr', 0):#x} (physical {d.get('haddr', 0):#x})"
+        if self._typ in (self.MEM_READ, self.MEM_READ_PHYS):
+            return cpu_index, f"read of {size} byte(s) at {where}"
+        data = d.get("data")
+        value = f", value {data:#0{2 + 2 * size}x}" if isinstance(data, int) else ""
+        return cpu_index, f"write of {size} byte(s) at {where}{value}"
+
     def _open_shell(self, *args) -> None:
-        cpu_index = args[0]["cpu_index"] if self._new_style else args[0]
-        print(f"[pyrebox] breakpoint {self}: hit on vCPU {cpu_index}")
+        cpu_index, what = self._hit_text(args)
+        print(f"[pyrebox] breakpoint {self.id} hit on vCPU {cpu_index}: {what}")
         try:
             import ipython_shell
         except ImportError as e:
             print(f"[pyrebox] error: breakpoint {self.id} has no function and the shell "
                   f"cannot open: {e}")
             return
-        ipython_shell.start_shell(cpu_index)
+        ipython_shell.start_shell(cpu_index, reason=f"breakpoint {self.id}: {what}")

@@ -191,7 +191,13 @@ class ConsoleClient:
         self._prompting = True
         try:
             self._app = self._session.app
-            return self._session.prompt(prompt)
+
+            def newer_prompt_pending():
+                # A prompt that arrived while this one was starting (the app
+                # not running yet, so _handle could not interrupt it).
+                if not self.prompts.empty():
+                    self._app.exit(result=_Interrupted)
+            return self._session.prompt(prompt, pre_run=newer_prompt_pending)
         finally:
             self._prompting = False
 

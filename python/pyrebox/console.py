@@ -201,8 +201,9 @@ class ShellRequest:
     inside a callback): that thread runs `serve()`, executing what the
     session thread hands it, until the shell is left."""
 
-    def __init__(self, cpu_index: int):
+    def __init__(self, cpu_index: int, reason: str | None = None):
         self.cpu_index = cpu_index
+        self.reason = reason
         self.work: queue.Queue = queue.Queue()
         self.taken = threading.Event()
 
@@ -492,7 +493,8 @@ class Session:
                 return
             request.taken.set()
             try:
-                shell = request.call(shell_mod.Shell, request.cpu_index, "script")
+                shell = request.call(shell_mod.Shell, request.cpu_index, "script",
+                                     request.reason)
                 self._run_shell(request.call, shell)
             finally:
                 request.finish()

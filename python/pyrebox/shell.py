@@ -82,6 +82,37 @@ def _magic_for(name):
     return magic
 
 
+def _terms(text: str) -> list[tuple[int, str]]:
+    """`a+b-c` -> [(1, a), (1, b), (-1, c)]. A module name may hold '-'
+    (`ld-linux-x86-64.so.2!_dl_start+10`): the part before a '!' is one
+    term up to the previous '+' (or the start)."""
+    out: list[tuple[int, str]] = []
+    for chunk in text.split("+"):
+        chunk = chunk.strip()
+        if not chunk:
+            raise CommandError(f"'{text}': a term is missing around '+'")
+        sign = 1
+        if "!" in chunk:
+            mod, _, rest = chunk.partition("!")
+            sym, *minus = rest.split("-")
+            if not mod.strip() or not sym.strip():
+                raise CommandError(f"'{chunk}': give MODULE!SYMBOL")
+            out.append((1, f"{mod.strip()}!{sym.strip()}"))
+            pieces = minus
+            sign = -1
+        else:
+            pieces = chunk.split("-")
+            if pieces[0].strip() == "" and len(pieces) > 1:
+                pieces = pieces[1:]
+                sign = -1
+        for i, piece in enumerate(pieces):
+            piece = piece.strip()
+            if not piece:
+                raise CommandError(f"'{text}': a term is missing around '-'")
+            out.append((sign if i == 0 else -1, piece))
+    return out
+
+
 def _hex(text: str) -> int:
     t = text.strip().lower()
     if t.startswith("0x"):
@@ -94,12 +125,13 @@ def _hex(text: str) -> int:
 class Shell:
     prompt = "pyrebox-shell> "
 
-    def __init__(self, cpu_index: int = 0, origin: str = "console"):
+    def __init__(self, cpu_index: int = 0, origin: str = "console", reason: str | None = None):
         num = api.get_num_cpus()
         if not 0 <= cpu_index < num:
             raise CommandError(f"no vCPU {cpu_index} (this VM has {num})")
         self.cpu_index = cpu_index
         self.origin = origin
+        self.reason = reason
         self.ip = _interactive_shell()
         self.pgd = self._running_pgd()
         self._refresh_cpu()
@@ -111,6 +143,23 @@ class Shell:
             return api.get_running_process(self.cpu_index)
         except INVALID:
             return 0
+
+    def _restored_pgd(self) -> int:
+        """The vCPU's process right after a loadvm. PyREBox re-reads the
+        vCPUs' address spaces when the VM resumes; while it is still stopped
+        the process is found from CR3 (a KPTI user half, pgd | 0x1000, is
+        reported as its kernel half)."""
+        cr3 = getattr(self.cpu, "CR3", None)
+        if isinstance(cr3, int):
+            base = cr3 & 0x000FFFFFFFFFF000
+            try:
+                pgds = {p["pgd"] for p in api.get_process_list()}
+            except INVALID:
+                pgds = set()
+            for pgd in (base, base & ~0x1000):
+                if pgd in pgds:
+                    return pgd
+        return self._running_pgd()
 
     def _refresh_cpu(self) -> None:
         try:
@@ -125,7 +174,8 @@ class Shell:
         pc = f"{self.cpu.PC:#x}" if self.cpu is not None else "?"
         frozen = ("opened by a script; this vCPU is stopped in its callback"
                   if self.origin == "script" else "the VM is stopped")
-        return (f"PyREBox shell ({frozen}): vCPU {self.cpu_index}, PC {pc}, process pgd "
+        why = f"{self.reason}\n" if self.reason else ""
+        return (f"{why}PyREBox shell ({frozen}): vCPU {self.cpu_index}, PC {pc}, process pgd "
                 f"{self.pgd:#x}.\n'list_commands' lists the commands, 'cmd?' explains one; "
                 f"q, c, continue, quit or Ctrl-D leave the shell and resume the VM.\n")
 
@@ -249,19 +299,12 @@ class Shell:
         t = text.strip()
         if not t:
             raise CommandError("an address is missing")
-        physical = False
         if re.fullmatch(r"[pP](0[xX])?[0-9a-fA-F]+", t):
             return _hex(t[1:]), True
-        total, sign = 0, 1
-        for part in re.split(r"([+-])", t):
-            part = part.strip()
-            if part in ("+", "-"):
-                sign = 1 if part == "+" else -1
-                continue
-            if not part:
-                continue
-            total += sign * self._term(part)
-        return total & 0xFFFFFFFFFFFFFFFF, physical
+        total = 0
+        for sign, term in _terms(t):
+            total += sign * self._term(term)
+        return total & 0xFFFFFFFFFFFFFFFF, False
 
     def _term(self, part: str) -> int:
         if "!" in part:
@@ -795,29 +838,55 @@ class Shell:
 
     def _add_bp(self, args: str, kind: str) -> None:
         BP = self._bp_class()
-        if not args:
-            raise CommandError(f"usage: {'bp ADDR' if kind == 'x' else kind + ' [p]ADDR[:N]'}")
-        addr, size, physical = self.range(args, 1 if kind != "x" else 0)
+        usage = "bp ADDR[:N]" if kind == "x" else f"bp{kind} [p]ADDR[:N]"
+        t = args.strip()
+        if not t or len(t.split()) != 1:
+            raise CommandError(f"usage: {usage}")
+        size = 0 if kind == "x" else 1
+        match = re.fullmatch(r"(.*):((?:0[xX])?[0-9a-fA-F]+)", t)
+        if match:
+            t, size = match.group(1), _hex(match.group(2))
+            if size <= 0:
+                raise CommandError("the length must be positive")
+        addr, physical = self.address(t)
         if kind == "x":
+            if physical:
+                raise CommandError("execution breakpoints take a virtual address")
             typ = BP.EXECUTION
         elif kind == "r":
             typ = BP.MEM_READ_PHYS if physical else BP.MEM_READ
         else:
             typ = BP.MEM_WRITE_PHYS if physical else BP.MEM_WRITE
-        bp = BP(addr, 0 if physical else self.pgd, size=size, typ=typ)
-        bp.enable()
-        print(f"breakpoint {getattr(bp, 'id', '?')} at {'p' if physical else ''}{addr:#x}")
+        # Kernel addresses are the same in every address space.
+        pgd = None if physical or addr >= 0xFFFF800000000000 or not self.pgd else self.pgd
+        try:
+            bp = BP(addr, pgd, size=size, typ=typ)
+        except (ValueError, TypeError) as e:
+            raise CommandError(str(e)) from None
+        try:
+            bp.enable()
+        except Exception as e:  # noqa: BLE001 - a trigger that cannot be built, ...
+            bp.remove()
+            raise CommandError(f"the breakpoint could not be placed: {e}") from None
+        span = f":{size:#x}" if size > 1 or kind != "x" else ""
+        where = "physical memory" if physical else (
+            "any process" if pgd is None else f"pgd {pgd:#x}")
+        print(f"breakpoint {bp.id}: {BP.TYPE_NAMES.get(typ, typ)} at "
+              f"{'p' if physical else ''}{addr:#x}{span} ({where})")
 
     def cmd_bp(self, args: str) -> None:
-        """bp ADDR: execution breakpoint in the context process; a hit opens the shell."""
+        """bp ADDR[:N]: execution breakpoint in the context process (on N bytes of code
+        with :N); a hit opens the shell. ADDR may be MOD!SYM, e.g. bp libc.so.6!getpid."""
         self._add_bp(args, "x")
 
     def cmd_bpr(self, args: str) -> None:
-        """bpr [p]ADDR[:N]: memory read breakpoint on N bytes (default 1)."""
+        """bpr [p]ADDR[:N]: memory read breakpoint on N bytes (default 1); a hit opens the shell.
+        Virtual ones are in the context process, which they have monitored."""
         self._add_bp(args, "r")
 
     def cmd_bpw(self, args: str) -> None:
-        """bpw [p]ADDR[:N]: memory write breakpoint on N bytes (default 1)."""
+        """bpw [p]ADDR[:N]: memory write breakpoint on N bytes (default 1); a hit opens the shell.
+        Virtual ones are in the context process, which they have monitored."""
         self._add_bp(args, "w")
 
     def _find_bp(self, args: str):
@@ -838,39 +907,58 @@ class Shell:
         if not bps:
             print("no breakpoints")
         for bp in bps:
+            pgd = bp.get_pgd()
+            where = "physical" if bp.get_type() in (getattr(BP, "MEM_READ_PHYS", None),
+                                                    getattr(BP, "MEM_WRITE_PHYS", None)) \
+                else ("any" if pgd is None else f"pgd {pgd:#x}")
             print(f"{bp.id:>3} {'enabled ' if bp.enabled() else 'disabled'} "
                   f"{names.get(bp.get_type(), bp.get_type())!s:<14} {bp.get_addr():#018x} "
-                  f"size {bp.get_size():#x} pgd {bp.get_pgd():#x}")
+                  f"size {bp.get_size():#x} {where}")
 
     def cmd_bd(self, args: str) -> None:
         """bd N: disable breakpoint N."""
         self._find_bp(args).disable()
-        print(f"breakpoint {args} disabled")
+        print(f"breakpoint {args.strip()} disabled")
 
     def cmd_be(self, args: str) -> None:
         """be N: enable breakpoint N."""
         self._find_bp(args).enable()
-        print(f"breakpoint {args} enabled")
+        print(f"breakpoint {args.strip()} enabled")
 
     # --- snapshots ---
 
-    def cmd_savevm(self, args: str) -> None:
-        """savevm NAME: save a snapshot of the VM (api.save_vm)."""
-        if not hasattr(api, "save_vm"):
+    def _snapshot(self, verb: str, args: str) -> None:
+        fn = getattr(api, "save_vm" if verb == "savevm" else "load_vm", None)
+        if fn is None:
             raise CommandError("snapshots are not available in this version of PyREBox")
-        if not args:
-            raise CommandError("usage: savevm NAME")
-        api.save_vm(args)
-        print(f"saved snapshot {args}")
+        name = args.strip()
+        if not name or len(name.split()) != 1:
+            raise CommandError(f"usage: {verb} NAME")
+        import _pyrebox
+        queued = _pyrebox.in_callback()
+        fn(name)
+        if queued:
+            print(f"{verb} {name}: queued; the vCPU is inside a callback, so it happens when "
+                  f"you leave the shell (the result is printed then)")
+            return
+        if verb == "savevm":
+            print(f"saved snapshot {name}")
+            return
+        self._refresh_cpu()
+        self.pgd = self._restored_pgd()
+        pc = f"{self.cpu.PC:#x}" if self.cpu is not None else "?"
+        print(f"restored snapshot {name}: vCPU {self.cpu_index} at PC {pc}, process pgd "
+              f"{self.pgd:#x}")
+
+    def cmd_savevm(self, args: str) -> None:
+        """savevm NAME: save a snapshot of the VM (api.save_vm); replaces one of that name.
+        From a shell opened by a callback (e.g. a breakpoint) it is taken on leaving."""
+        self._snapshot("savevm", args)
 
     def cmd_loadvm(self, args: str) -> None:
-        """loadvm NAME: restore a snapshot of the VM (api.load_vm)."""
-        if not hasattr(api, "load_vm"):
-            raise CommandError("snapshots are not available in this version of PyREBox")
-        if not args:
-            raise CommandError("usage: loadvm NAME")
-        api.load_vm(args)
-        print(f"restored snapshot {args}")
+        """loadvm NAME: restore a snapshot of the VM (api.load_vm).
+        From a shell opened by a callback (e.g. a breakpoint) it is loaded on leaving."""
+        self._snapshot("loadvm", args)
 
 
 def _builtin_names() -> set[str]:
