@@ -18,11 +18,8 @@ Without `func` a hit opens the interactive shell at that point
 (`ipython_shell.start_shell`). `addr` may be "module!symbol" (resolved with
 api.sym_to_va in `pgd`).
 
-Range breakpoints see only the events of monitored processes (memory
-accesses and per-instruction events are only instrumented there): enabling
-one with a `pgd` starts monitoring that process when nothing did, and
-disabling the last such breakpoint stops that monitoring again. Physical
-ones and those with `pgd=None` see the processes monitored otherwise.
+Range and memory breakpoints see every process (their trigger checks the
+pgd); they do not change the monitored set.
 
 A breakpoint starts disabled: `enable()` places it, `disable()` removes it.
 `BP.list()` gives every breakpoint made in this session, each with an `id`.
@@ -62,8 +59,6 @@ class BP:
     _all: dict[int, "BP"] = {}
     _ids = itertools.count(1)
     _managers: dict[bool, cb.CallbackManager] = {}
-    # pgd -> ids of enabled breakpoints that started monitoring it.
-    _monitoring: dict[int, set[int]] = {}
 
     def __init__(self, addr, pgd, size=0, typ=EXECUTION, func=None, new_style=False):
         if typ not in self.TYPE_NAMES:
@@ -120,7 +115,6 @@ class BP:
             return
         self._name = manager.add_callback(callback_type, handler, name=name)
         try:
-            self._monitor()
             manager.add_trigger(self._name, os.path.join(TRIGGERS, trigger))
             end = self._addr + max(self._size, 1)
             manager.set_trigger_var(self._name, "begin", self._addr)
@@ -132,39 +126,12 @@ class BP:
         except Exception:
             manager.rm_callback(self._name)
             self._name = None
-            self._unmonitor()
             raise
 
     def disable(self) -> None:
         if self._name is not None:
             self._manager(self._new_style).rm_callback(self._name)
             self._name = None
-            self._unmonitor()
-
-    def _monitor(self) -> None:
-        if self._pgd is None:
-            return
-        from . import machine
-        users = BP._monitoring.get(self._pgd)
-        if users is None:
-            if machine.is_monitored_process(self._pgd):
-                return  # someone else monitors it: leave it to them
-            machine.start_monitoring_process(self._pgd)
-            users = BP._monitoring[self._pgd] = set()
-        users.add(self.id)
-
-    def _unmonitor(self) -> None:
-        users = BP._monitoring.get(self._pgd)
-        if users is None or self.id not in users:
-            return
-        users.discard(self.id)
-        if not users:
-            del BP._monitoring[self._pgd]
-            from . import machine
-            try:
-                machine.stop_monitoring_process(self._pgd)
-            except Exception:  # noqa: BLE001 - the process may be gone
-                pass
 
     def enabled(self) -> bool:
         return self._name is not None
