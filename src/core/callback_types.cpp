@@ -48,10 +48,6 @@ bool is_engine_type(CallbackType type) {
     }
 }
 
-bool is_process_event_type(CallbackType type) {
-    return type == CallbackType::CreateProc || type == CallbackType::RemoveProc ||
-           type == CallbackType::LoadModule || type == CallbackType::RemoveModule;
-}
 
 bool is_device_type(CallbackType type) {
     return type == CallbackType::Keystroke || type == CallbackType::NicSend ||

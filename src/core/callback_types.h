@@ -39,7 +39,10 @@ std::optional<CallbackType> callback_type_from_int(int value);
 bool is_engine_type(CallbackType type);
 // Types Linux introspection delivers (CREATEPROC, REMOVEPROC, LOADMODULE,
 // REMOVEMODULE).
-bool is_process_event_type(CallbackType type);
+inline bool is_process_event_type(CallbackType type) {
+    return type == CallbackType::CreateProc || type == CallbackType::RemoveProc ||
+           type == CallbackType::LoadModule || type == CallbackType::RemoveModule;
+}
 
 // Types delivered from devices: KEYSTROKE (the keyboard bytes the guest
 // reads) and NIC_SEND / NIC_REC (the frames of the observed NIC).

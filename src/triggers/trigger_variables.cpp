@@ -19,8 +19,19 @@ void* VariableStore::get_cached(unsigned handle, const char* key) const {
         void* value = nullptr;
     };
     constexpr size_t kEntries = 8;
-    thread_local Entry cache[kEntries];
-    thread_local size_t next = 0;
+    struct Cache {
+        Entry entries[kEntries];
+        size_t next = 0;
+    };
+    // Per thread, allocated on first use and kept for the thread's life;
+    // reached through an initial-exec pointer (no __tls_get_addr per call
+    // from this dlopen'ed library, no construction guard).
+    static thread_local Cache* t_cache __attribute__((tls_model("initial-exec"))) = nullptr;
+    if (t_cache == nullptr) {
+        t_cache = new Cache;
+    }
+    Entry (&cache)[kEntries] = t_cache->entries;
+    size_t& next = t_cache->next;
     const size_t length = std::strlen(key);
     if (length >= sizeof(Entry::key)) {
         return get(handle, key);
