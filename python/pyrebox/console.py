@@ -43,6 +43,7 @@ import threading
 import traceback
 
 from . import output
+from .qmp_client import LazyQmp, QmpError
 
 CONSOLE_COMMANDS = {
     "sh": "open the PyREBox shell (the VM is frozen until you leave it)",
@@ -56,95 +57,6 @@ CONSOLE_COMMANDS = {
 }
 CONSOLE_PROMPT = "pyrebox> "
 WAITING_SHELL_MARKER = "PyREBox shell is waiting for you"
-
-
-class QmpError(Exception):
-    """A QMP request failed; the message says why."""
-
-
-class Qmp:
-    """A minimal QMP client on one persistent connection (thread-safe)."""
-
-    def __init__(self, path: str):
-        self.path = path
-        self._sock: socket.socket | None = None
-        self._buf = b""
-        self._lock = threading.Lock()
-
-    def _readline(self, timeout: float | None, on_wait=None) -> dict:
-        while b"\n" not in self._buf:
-            ready, _, _ = select.select([self._sock], [], [], 0.2)
-            if not ready:
-                if on_wait is not None:
-                    on_wait()
-                if timeout is not None:
-                    timeout -= 0.2
-                    if timeout <= 0:
-                        raise QmpError("QEMU's monitor did not answer in time")
-                continue
-            data = self._sock.recv(65536)
-            if not data:
-                self._close()
-                raise QmpError("QEMU's QMP socket closed")
-            self._buf += data
-        line, self._buf = self._buf.split(b"\n", 1)
-        return json.loads(line)
-
-    def _close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-        self._sock, self._buf = None, b""
-
-    def _connect(self) -> None:
-        if self._sock is not None:
-            return
-        if not self.path:
-            raise QmpError("no QMP socket was given to PyREBox (plugin argument qmp=PATH), "
-                           "so QEMU's monitor is not reachable from the console")
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.connect(self.path)
-        except OSError as e:
-            sock.close()
-            raise QmpError(f"cannot connect to QMP at {self.path}: {e}") from None
-        self._sock = sock
-        self._readline(10)  # greeting
-        self._send({"execute": "qmp_capabilities"})
-        self._reply(10)
-
-    def _send(self, obj: dict) -> None:
-        self._sock.sendall(json.dumps(obj).encode() + b"\n")
-
-    def _reply(self, timeout: float | None, on_wait=None):
-        while True:
-            msg = self._readline(timeout, on_wait)
-            if "event" in msg:
-                continue
-            if "error" in msg:
-                raise QmpError(msg["error"].get("desc", str(msg["error"])))
-            return msg.get("return")
-
-    def execute(self, command: str, arguments: dict | None = None, timeout: float | None = 30,
-                on_wait=None):
-        """Runs a QMP command and returns its result. `on_wait` is called
-        every 0.2 s while waiting for the answer."""
-        with self._lock:
-            self._connect()
-            msg = {"execute": command}
-            if arguments:
-                msg["arguments"] = arguments
-            try:
-                self._send(msg)
-                return self._reply(timeout, on_wait)
-            except OSError as e:
-                self._close()
-                raise QmpError(f"QMP connection failed: {e}") from None
-
-    def hmp(self, command_line: str) -> str:
-        return self.execute("human-monitor-command", {"command-line": command_line})
-
-    def running(self) -> bool:
-        return bool(self.execute("query-status")["running"])
 
 
 class Channel:
@@ -234,7 +146,9 @@ class ShellRequest:
 class ConsoleServer:
     def __init__(self, path: str, qmp_path: str):
         self.path = path
-        self.qmp = Qmp(qmp_path)
+        self.qmp = LazyQmp(qmp_path, missing=(
+            "no QMP socket was given to PyREBox (plugin argument console_qmp=PATH), so "
+            "QEMU's monitor is not reachable from the console"))
         self._listener: socket.socket | None = None
         self._session: Session | None = None
         self._lock = threading.Lock()
@@ -465,7 +379,7 @@ class Session:
             if was_running:
                 # While waiting for `stop`, a callback may have opened a shell
                 # (its vCPU then cannot pause): serve it first.
-                self.server.qmp.execute("stop", on_wait=self._serve_while_waiting)
+                self.server.qmp.call("stop", on_wait=self._serve_while_waiting)
         except QmpError as e:
             self.chan.out(f"cannot stop the VM ({e}); the shell is not opened\n")
             return

@@ -16,17 +16,14 @@ is being installed) and at exit (clean()); calls then raise QmpError at once.
 
 from __future__ import annotations
 
-import threading
-
 import _pyrebox
 
-from .qmp_client import Qmp, QmpError  # noqa: F401 - QmpError is part of this API
+from .qmp_client import LazyQmp, QmpError  # noqa: F401 - QmpError is part of this API
 
 TIMEOUT = 30.0
 
 
-_lock = threading.Lock()
-_conn: Qmp | None = None
+_conn: LazyQmp | None = None
 _unavailable: str | None = None  # why commands cannot run now, if they cannot
 
 
@@ -36,25 +33,13 @@ def set_unavailable(reason: str | None) -> None:
     _unavailable = reason
 
 
-def _connect() -> Qmp:
-    path = _pyrebox.qmp_path()
-    if not path:
-        raise QmpError("no QMP socket: this VM was not started by `pyrebox run` (or the plugin "
-                       "was given no qmp=SOCKET argument)")
-    return Qmp(path, timeout=TIMEOUT)
-
-
 def command(name: str, **arguments):
     """Runs one QMP command and returns its result."""
     global _conn
     if _unavailable is not None:
         raise QmpError(f"{name}: {_unavailable}")
-    with _lock:
-        if _conn is None:
-            _conn = _connect()
-        try:
-            return _conn.execute(name, **arguments)
-        except (OSError, ValueError) as e:
-            _conn.close()
-            _conn = None
-            raise QmpError(f"{name}: the QMP connection failed ({e})") from None
+    if _conn is None:
+        _conn = LazyQmp(_pyrebox.qmp_path(), timeout=TIMEOUT, missing=(
+            "no QMP socket: this VM was not started by `pyrebox run` (or the plugin was "
+            "given no qmp=SOCKET argument)"))
+    return _conn.call(name, arguments)
