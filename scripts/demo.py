@@ -3,7 +3,8 @@
 Shows the script life-cycle, the execution engine and Linux introspection on
 the default guest's test programs: it reports each test program's processes
 and the files they map as they start and end (exec shows as the old image
-ending and the new one starting), kernel modules as they come and go, and
+ending and the new one starting), kernel modules as they come and go, a few
+symbols (libc's in dl_cycle as it unloads its library, crc7's), and
 follows the first static_loop from its creation: it monitors its address
 space, shows its process-list entry and mapped files when it first calls
 `pyrebox_step`, counts those calls and the one-byte writes into
@@ -59,9 +60,25 @@ def on_remove(pid, pgd, name):
         printer(f"process {name} pid {pid} ended (address space {pgd:#x})")
 
 
+def show_symbols(pgd, module, names):
+    """A few symbols of a loaded module, and back from their addresses."""
+    for symbol in names:
+        try:
+            addr = api.sym_to_va(pgd, module, symbol)
+            back = api.va_to_sym(pgd, addr) if addr is not None else None
+        except api.IntrospectionError as e:
+            printer(f"    no symbols: {e}")
+            return
+        if addr is None:
+            printer(f"    {module}!{symbol}: not resolvable yet")
+        else:
+            printer(f"    {module}!{symbol} = {addr:#x} (va_to_sym: {back[0]}!{back[1]})")
+
+
 def on_load_module(pid, pgd, base, size, name, fullname):
     if pgd == 0:
         printer(f"kernel module {name} loaded at {base:#x} ({size:#x} bytes)")
+        show_symbols(0, name, ["crc7_be"] if name == "crc7" else [])
     elif pid in followed:
         printer(f"  {followed[pid]} pid {pid} maps {fullname} at {base:#x}")
 
@@ -71,6 +88,8 @@ def on_remove_module(pid, pgd, base, size, name, fullname):
         printer(f"kernel module {name} removed from {base:#x}")
     elif pid in followed:
         printer(f"  {followed[pid]} pid {pid} unmaps {fullname} from {base:#x}")
+        # The program is alive and its libc relocated: its symbols are readable.
+        show_symbols(pgd, "libc.so.6", ["getpid", "printf"])
 
 
 def show_process(pgd):
