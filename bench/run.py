@@ -48,9 +48,11 @@ CONFIGS = [
     # Not PyREBox: a bare QEMU plugin with an empty C callback per block
     # (bench/floor), what QEMU itself charges for any per-block callback.
     ("floor", "6f. QEMU floor: bare plugin, empty per-block callback, no register access",
-     "floor:none", "", 1),
+     "floor:regs=none", "", 1),
     ("floor_regs", "6g. QEMU floor: the same with register access (as PyREBox registers it)",
-     "floor:rw", "", 1),
+     "floor:regs=rw", "", 1),
+    ("floor_mem", "5f. QEMU floor: bare plugin, empty callback after every store",
+     "floor:regs=none,mem=w", "", 1),
 ]
 FLOOR_PLUGIN = os.path.join(ROOT, "build", "cmake", "libpyrebox_bench_floor.so")
 NOT_AVAILABLE: dict[str, str] = {}
@@ -64,7 +66,7 @@ def run_once(rounds: int, script: str | None, plugin: bool, workdir: str) -> tup
     if not plugin or (script and script.startswith("floor:")):
         args.append("--no-plugin")
     if script and script.startswith("floor:"):
-        args += ["--", "-plugin", f"{FLOOR_PLUGIN},regs={script.split(':', 1)[1]}"]
+        args += ["--", "-plugin", f"{FLOOR_PLUGIN},{script.split(':', 1)[1]}"]
     elif script:
         conf = os.path.join(workdir, f"{script}.conf")
         with open(conf, "w") as f:

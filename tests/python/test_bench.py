@@ -23,9 +23,9 @@ def test_bench_quick_prints_a_table():
     assert rows[1] == "|---|---:|---:|---:|---:|---|"
     assert rows[2].startswith("| plain QEMU (no plugin) | ")
     body = rows[3:]
-    assert len(body) == 10
+    assert len(body) == 11
     measured = [r for r in body if "not available yet" not in r]
-    assert len(measured) == 10
+    assert len(measured) == 11
     for row in measured:
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert float(cells[1]) > 0 and re.fullmatch(r"\d+\.\d\d", cells[2])
@@ -46,5 +46,7 @@ def test_bench_quick_prints_a_table():
         "get_process_list", "get_module_list(init)", "get_module_list(0)"]
     floor = counts["6f. QEMU floor: bare plugin, empty per-block callback, no register access"]
     assert int(floor.replace(",", "")) > 1_000_000
+    stores = counts["5f. QEMU floor: bare plugin, empty callback after every store"]
+    assert int(stores.replace(",", "")) > 1_000_000
     blocks = counts["6. C trigger counting BLOCK_BEGIN, all processes"]
     assert int(blocks.replace(",", "")) > 1_000_000  # a whole boot's blocks
