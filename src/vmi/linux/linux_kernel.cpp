@@ -361,11 +361,11 @@ Expected<std::vector<Process>> LinuxKernel::processes(PhysicalMemory& mem, bool 
         }
         p.mm = *mm;
         if (*mm != 0) {
-            auto pgd = r.field(*mm, l.mm_pgd, "mm_struct.pgd");
+            auto pgd = mm_pgd(mem, *mm, kpti);
             if (!pgd) {
                 return Error{"task_struct at " + hex(p.kaddr) + ": " + pgd.error()};
             }
-            p.pgd = normalize_pgd(*pgd - location_->page_offset_base, PagingMode::Long4, kpti);
+            p.pgd = *pgd;
         }
         out.push_back(std::move(p));
         return true;
