@@ -43,3 +43,8 @@ def command(name: str, **arguments):
             "no QMP socket: this VM was not started by `pyrebox run` (or the plugin was "
             "given no qmp=SOCKET argument)"))
     return _conn.call(name, arguments)
+
+
+def hmp(command_line: str) -> str:
+    """A human monitor command; its output text."""
+    return command("human-monitor-command", **{"command-line": command_line}) or ""

@@ -22,7 +22,25 @@ class QmpError(RuntimeError):
     """QEMU refused a command, or the connection failed; the message says which."""
 
 
-class Qmp:
+class _Commands:
+    """The conveniences both connection kinds offer, on top of call()."""
+
+    def call(self, command: str, arguments: dict | None = None, timeout: float | None = None,
+             on_wait=None):
+        raise NotImplementedError
+
+    def execute(self, command: str, **arguments):
+        return self.call(command, arguments)
+
+    def hmp(self, command_line: str) -> str:
+        """A human monitor command; its output text."""
+        return self.call("human-monitor-command", {"command-line": command_line}) or ""
+
+    def running(self) -> bool:
+        return bool(self.call("query-status")["running"])
+
+
+class Qmp(_Commands):
     """One connection, opened at construction."""
 
     def __init__(self, path: str, timeout: float = 600.0):
@@ -94,16 +112,6 @@ class Qmp:
                                    f"{reply['error'].get('desc', reply['error'])}")
                 return reply.get("return")
 
-    def execute(self, command: str, **arguments):
-        return self.call(command, arguments)
-
-    def hmp(self, command_line: str) -> str:
-        """A human monitor command; its output text."""
-        return self.call("human-monitor-command", {"command-line": command_line}) or ""
-
-    def running(self) -> bool:
-        return bool(self.call("query-status")["running"])
-
     def close(self) -> None:
         self._sock.close()
 
@@ -114,7 +122,7 @@ class Qmp:
         self.close()
 
 
-class LazyQmp:
+class LazyQmp(_Commands):
     """A connection opened on first use and opened again after it failed
     (QEMU may not serve the socket yet when the owner starts)."""
 
@@ -152,23 +160,21 @@ class LazyQmp:
                 conn.close()
                 self._conn = None
 
-    def execute(self, command: str, **arguments):
-        return self.call(command, arguments)
-
-    def hmp(self, command_line: str) -> str:
-        return self.call("human-monitor-command", {"command-line": command_line}) or ""
-
-    def running(self) -> bool:
-        return bool(self.call("query-status")["running"])
 
 
-def snapshot(qmp: Qmp, verb: str, name: str) -> None:
-    """savevm / loadvm NAME through the human monitor, which reports
-    failures as text ("Error: ..."): raised as QmpError."""
-    if verb not in ("savevm", "loadvm", "delvm"):
-        raise ValueError(f"unknown snapshot command {verb!r}")
+def check_snapshot_name(name) -> None:
+    """A snapshot name is one non-empty word (the monitor splits on spaces)."""
     if not isinstance(name, str) or not name or any(c.isspace() for c in name):
         raise ValueError(f"snapshot name must be a non-empty word, got {name!r}")
+
+
+def snapshot(qmp, verb: str, name: str) -> None:
+    """savevm / loadvm NAME through the human monitor of `qmp` (anything
+    with an hmp(command_line) method), which reports failures as text
+    ("Error: ..."): raised as QmpError."""
+    if verb not in ("savevm", "loadvm", "delvm"):
+        raise ValueError(f"unknown snapshot command {verb!r}")
+    check_snapshot_name(name)
     output = qmp.hmp(f"{verb} {name}").strip()
     if output:
         raise QmpError(f"{verb} {name}: {output}")

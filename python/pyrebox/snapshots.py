@@ -20,22 +20,17 @@ import _pyrebox
 
 from . import qmp
 from .qmp import QmpError
+from .qmp_client import check_snapshot_name, snapshot
 
 _queue_lock = threading.Lock()
 
 
 def _run(verb: str, name: str) -> None:
-    # The human monitor reports a failed savevm/loadvm as text, not as a
-    # QMP error.
-    output = (qmp.command("human-monitor-command", **{"command-line": f"{verb} {name}"})
-              or "").strip()
-    if output:
-        raise QmpError(f"{verb} {name}: {output}")
+    snapshot(qmp, verb, name)  # the plugin's own QMP connection
 
 
 def _request(verb: str, name: str) -> None:
-    if not isinstance(name, str) or not name or any(c.isspace() for c in name):
-        raise ValueError(f"snapshot name must be a non-empty word, got {name!r}")
+    check_snapshot_name(name)
     if not _pyrebox.vm_started():
         raise RuntimeError(f"{verb} {name}: the VM has not started yet (call it from a "
                            f"callback or the shell once the guest runs)")
