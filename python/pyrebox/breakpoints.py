@@ -89,10 +89,7 @@ class BP:
         if isinstance(addr, str) and "!" in addr:
             module, _, symbol = addr.partition("!")
             from . import machine
-            sym_to_va = getattr(machine, "sym_to_va", None)
-            if sym_to_va is None:
-                raise ValueError(f"cannot resolve {addr!r}: symbols are not available")
-            va = sym_to_va(pgd if pgd is not None else 0, module, symbol)
+            va = machine.sym_to_va(pgd if pgd is not None else 0, module, symbol)
             if va is None:
                 raise ValueError(f"cannot resolve {addr!r}: no symbol {symbol!r} in module "
                                  f"{module!r} of address space {pgd if pgd is not None else 0:#x}")

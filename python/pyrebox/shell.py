@@ -316,8 +316,6 @@ class Shell:
         return _hex(part)
 
     def _sym_to_va(self, mod: str, sym: str) -> int:
-        if not hasattr(api, "sym_to_va"):
-            raise CommandError(f"{mod}!{sym}: symbols not available")
         try:
             addr = api.sym_to_va(self.pgd, mod, sym)
         except INVALID as e:
@@ -551,8 +549,6 @@ class Shell:
         """x MOD!SYM: list the symbols matching (wildcards * ? allowed) with their addresses."""
         if "!" not in args:
             raise CommandError("usage: x MOD!SYM (wildcards allowed, e.g. libc*!mem*)")
-        if not hasattr(api, "get_symbol_list"):
-            raise CommandError("symbols not available")
         mod_pat, _, sym_pat = args.partition("!")
         hits = [s for s in api.get_symbol_list(self.pgd)
                 if fnmatch.fnmatch(s["mod"], mod_pat) and fnmatch.fnmatch(s["name"], sym_pat)]
@@ -564,8 +560,6 @@ class Shell:
     def cmd_ln(self, args: str) -> None:
         """ln ADDR: the symbol at or before an address."""
         addr, _ = self.address(args)
-        if not hasattr(api, "va_to_sym"):
-            raise CommandError("symbols not available")
         found = api.va_to_sym(self.pgd, addr)
         if not found or found == (None, None):
             print(f"{addr:#x}: no symbol")
@@ -830,11 +824,7 @@ class Shell:
     # --- breakpoints (api.BP) ---
 
     def _bp_class(self):
-        bp = getattr(api, "BP", None)
-        if bp is None:
-            raise CommandError("breakpoints are not available in this version of PyREBox "
-                               "(no api.BP)")
-        return bp
+        return api.BP
 
     def _add_bp(self, args: str, kind: str) -> None:
         BP = self._bp_class()
@@ -928,9 +918,7 @@ class Shell:
     # --- snapshots ---
 
     def _snapshot(self, verb: str, args: str) -> None:
-        fn = getattr(api, "save_vm" if verb == "savevm" else "load_vm", None)
-        if fn is None:
-            raise CommandError("snapshots are not available in this version of PyREBox")
+        fn = api.save_vm if verb == "savevm" else api.load_vm
         name = args.strip()
         if not name or len(name.split()) != 1:
             raise CommandError(f"usage: {verb} NAME")
