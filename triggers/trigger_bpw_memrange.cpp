@@ -3,7 +3,8 @@
  * address space pgd reach Python. Variables (set with set_trigger_var):
  *   begin, end   the virtual range
  *   pgd          the process, or (pyrebox_target_ulong)-1 for any
- * Until all three are set, nothing passes.
+ * Until all three are set, nothing passes. The range is also exported as
+ * the trigger's vaddr_window, so accesses outside it never reach the trigger.
  */
 extern "C" {
 #include "qemu_glue.h"
@@ -27,6 +28,20 @@ int trigger(callback_handle_t handle, callback_params_t params) {
         return 0;
     }
     return *pgd == (pyrebox_target_ulong)-1 || *pgd == get_running_process(params.mem_write_params.cpu_index);
+}
+
+int vaddr_window(callback_handle_t handle, pyrebox_target_ulong* begin_out,
+                 pyrebox_target_ulong* end_out) {
+    const pyrebox_target_ulong* begin = (const pyrebox_target_ulong*)get_var(handle, "begin");
+    const pyrebox_target_ulong* end = (const pyrebox_target_ulong*)get_var(handle, "end");
+    const pyrebox_target_ulong* pgd = (const pyrebox_target_ulong*)get_var(handle, "pgd");
+    if (begin == nullptr || end == nullptr || pgd == nullptr) {
+        *begin_out = *end_out = 0;  // nothing passes
+    } else {
+        *begin_out = *begin;
+        *end_out = *end;
+    }
+    return 1;
 }
 
 void clean(callback_handle_t handle) { erase_trigger_vars(handle); }

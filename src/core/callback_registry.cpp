@@ -1,5 +1,6 @@
 #include "core/callback_registry.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <utility>
 
@@ -111,6 +112,46 @@ const CallbackRegistry::Snapshot& CallbackRegistry::current() const {
         }
     }
     return *static_cast<const Snapshot*>(cache.snapshot.get());
+}
+
+__thread MemoryFilterCache t_memory_filter __attribute__((tls_model("initial-exec"))) = {};
+
+void CallbackRegistry::refresh_memory_filter() const {
+    // Read before the windows: a change made while they are read moves
+    // them again, and the next access recomputes.
+    const uint64_t epoch = address_window_epoch();
+    const uint64_t generation = generation_.load(std::memory_order_acquire);
+    const Snapshot& snapshot = current();
+    MemoryFilterCache& cache = t_memory_filter;
+    for (const bool write : {false, true}) {
+        MemoryFilter filter;
+        uint64_t low = UINT64_MAX, high = 0;
+        const auto& list = snapshot.lists[static_cast<int>(write ? CallbackType::MemWrite
+                                                                  : CallbackType::MemRead)];
+        if (list) {
+            for (const auto& entry : *list) {
+                if (!entry->spec.all_processes) {
+                    filter.gated = true;
+                    continue;
+                }
+                uint64_t begin = 0, end = 0;
+                if (!entry->handler->vaddr_window(begin, end)) {
+                    filter.any = true;
+                } else if (begin < end) {
+                    low = std::min(low, begin);
+                    high = std::max(high, end);
+                }
+            }
+        }
+        if (low < high) {
+            filter.begin = low;
+            filter.size = high - low;
+        }
+        (write ? cache.write : cache.read) = filter;
+    }
+    cache.instance = instance_;
+    cache.generation = generation;
+    cache.epoch = epoch;
 }
 
 bool Plan::matches_opcode(uint16_t opcode) const {

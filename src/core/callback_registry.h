@@ -28,6 +28,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/address_windows.h"
 #include "core/callback_types.h"
 #include "core/event.h"
 #include "core/expected.h"
@@ -39,7 +40,38 @@ public:
     virtual ~CallbackHandler() = default;
     // Thread: the vCPU thread the event happened on. Must not throw.
     virtual void deliver(const Event& event) = 0;
+    // MEM_READ / MEM_WRITE handlers: true when the handler drops, without
+    // any side effect, every event whose vaddr is outside [begin, end)
+    // (begin >= end: it drops every event), so that accesses outside every
+    // handler's window need not be dispatched at all. False (the default):
+    // any access may matter. Called on vCPU threads when the registry or the
+    // address-window epoch (core/address_windows.h) changed; must not throw.
+    virtual bool vaddr_window(uint64_t& /*begin*/, uint64_t& /*end*/) const { return false; }
 };
+
+// A conservative pre-filter over one kind of memory access (reads or
+// writes): false only when no callback would take the access.
+struct MemoryFilter {
+    bool any = false;    // a handler without a window takes accesses of every process
+    bool gated = false;  // a handler takes the accesses of monitored processes
+    uint64_t begin = 0;  // [begin, begin + size): the union of the other
+    uint64_t size = 0;   // handlers' windows (their bounding range)
+    bool wants(uint64_t vaddr, bool monitored) const {
+        return any || vaddr - begin < size || (monitored && gated);
+    }
+};
+
+// This thread's memory pre-filters and what they were computed from.
+// Plain data in __thread storage with the initial-exec model: read on every
+// memory access, inline, without a TLS wrapper call.
+struct MemoryFilterCache {
+    uint64_t instance;  // 0: never computed
+    uint64_t generation;
+    uint64_t epoch;
+    MemoryFilter read;
+    MemoryFilter write;
+};
+extern __thread MemoryFilterCache t_memory_filter __attribute__((tls_model("initial-exec")));
 
 struct CallbackSpec {
     CallbackType type = CallbackType::BlockBegin;
@@ -115,6 +147,20 @@ public:
     // pgd (LOADMODULE/REMOVEMODULE only) is unset or equals event.pgd.
     void dispatch(const Event& event, bool monitored, bool at_address = false) const;
 
+    // Whether some MEM_READ (write false) or MEM_WRITE callback may take an
+    // access at vaddr on a vCPU whose process is (not) monitored. False only
+    // when dispatch would deliver it to no handler, or only to handlers
+    // whose address window excludes it. Per-thread, inline, no lock.
+    bool memory_wanted(bool write, uint64_t vaddr, bool monitored) const {
+        const MemoryFilterCache& c = t_memory_filter;
+        if (c.instance != instance_ ||
+            c.generation != generation_.load(std::memory_order_acquire) ||
+            c.epoch != address_window_epoch()) [[unlikely]] {
+            refresh_memory_filter();
+        }
+        return (write ? c.write : c.read).wants(vaddr, monitored);
+    }
+
     std::shared_ptr<const Plan> plan() const;
     // The same without a reference count, for the hot paths: valid until
     // this thread's next call into the registry (dispatch included).
@@ -133,6 +179,10 @@ private:
         std::atomic<bool> live{true};
     };
     using List = std::vector<std::shared_ptr<Entry>>;
+
+    // Recomputes this thread's t_memory_filter from the current snapshot and
+    // the handlers' windows.
+    void refresh_memory_filter() const;
 
     // Rebuilds the plan; returns true when it changed. Caller holds lock_.
     bool republish_locked();

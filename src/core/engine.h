@@ -83,6 +83,13 @@ public:
     void set_keyboard_byte_reader(std::function<uint8_t(int vcpu)> reader) {
         read_keyboard_byte_ = std::move(reader);
     }
+    // Checked before a memory access is decoded (the cheap test run for
+    // every access while MEM_* callbacks exist): false when no callback
+    // would take it (CallbackRegistry::memory_wanted).
+    bool memory_wanted(int vcpu, bool is_write, uint64_t vaddr) const {
+        return registry_.memory_wanted(is_write, vaddr,
+                                       vcpus_[static_cast<size_t>(vcpu)].monitored);
+    }
     // A memory access completed.
     void on_memory(int vcpu, uint64_t pc, bool is_write, uint64_t vaddr, uint64_t paddr,
                    uint64_t size, uint64_t data, uint64_t data_high);

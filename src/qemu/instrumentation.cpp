@@ -150,11 +150,15 @@ void cb_cr3_load(unsigned vcpu, void* udata) {
     leave(vcpu);
 }
 
+// After a memory access; kWrite: registered for stores (else loads), so
+// the kind is known without asking QEMU. The pre-filter runs first: with
+// MEM_* callbacks every access of every process comes here, and most are
+// wanted by nobody (no monitored process, outside every trigger's window).
+template <bool kWrite>
 void cb_memory(unsigned vcpu, qemu_plugin_meminfo_t info, uint64_t vaddr, void* udata) {
-    // Reads and writes are instrumented only when some callback wants them
-    // (translation chooses R, W or RW); a kind nobody listens to reaches no
-    // callback in dispatch.
-    const bool is_write = qemu_plugin_mem_is_store(info);
+    if (!engine().memory_wanted(static_cast<int>(vcpu), kWrite, vaddr)) {
+        return;
+    }
     const uint64_t size = uint64_t{1} << qemu_plugin_mem_size_shift(info);
     uint64_t paddr = ~uint64_t{0};
     if (const qemu_plugin_hwaddr* hw = qemu_plugin_get_hwaddr(info, vaddr);
@@ -162,7 +166,7 @@ void cb_memory(unsigned vcpu, qemu_plugin_meminfo_t info, uint64_t vaddr, void* 
         paddr = qemu_plugin_hwaddr_phys_addr(hw);
     }
     uint64_t data = 0, data_high = 0;
-    if (is_write) {
+    if (kWrite) {
         const qemu_plugin_mem_value value = qemu_plugin_mem_get_value(info);
         switch (value.type) {
             case QEMU_PLUGIN_MEM_VALUE_U8: data = value.data.u8; break;
@@ -176,7 +180,7 @@ void cb_memory(unsigned vcpu, qemu_plugin_meminfo_t info, uint64_t vaddr, void* 
         }
     }
     ENTER(vcpu);
-    engine().on_memory(static_cast<int>(vcpu), reinterpret_cast<uint64_t>(udata), is_write, vaddr,
+    engine().on_memory(static_cast<int>(vcpu), reinterpret_cast<uint64_t>(udata), kWrite, vaddr,
                        paddr, size, data, data_high);
     leave(vcpu);
 }
@@ -265,10 +269,6 @@ void on_tb_translate(qemu_plugin_id_t /*id*/, qemu_plugin_tb* tb) {
     const bool insn_all = plan->insn_begin_all || plan->insn_end_all;
     const bool insn_gated = plan->insn_begin || plan->insn_end;
     const bool insn_end_any = plan->insn_end || plan->insn_end_all;
-    const bool mem = plan->mem_read || plan->mem_write;
-    const auto mem_rw = plan->mem_read && plan->mem_write ? QEMU_PLUGIN_MEM_RW
-                        : plan->mem_read                   ? QEMU_PLUGIN_MEM_R
-                                                           : QEMU_PLUGIN_MEM_W;
     bool previous_matched_opcode = false;
     bool previous_port_read = false;
     for (size_t i = 0; i < n; ++i) {
@@ -328,9 +328,15 @@ void on_tb_translate(qemu_plugin_id_t /*id*/, qemu_plugin_tb* tb) {
                 previous_matched_opcode = true;
             }
         }
-        if (mem) {
-            qemu_plugin_register_vcpu_mem_cb(insn, cb_memory, QEMU_PLUGIN_CB_RW_REGS, mem_rw,
-                                             pc_udata);
+        // One callback per kind: QEMU attaches each only to the accesses of
+        // its kind (a load or a store is known at translation).
+        if (plan->mem_read) {
+            qemu_plugin_register_vcpu_mem_cb(insn, cb_memory<false>, QEMU_PLUGIN_CB_RW_REGS,
+                                             QEMU_PLUGIN_MEM_R, pc_udata);
+        }
+        if (plan->mem_write) {
+            qemu_plugin_register_vcpu_mem_cb(insn, cb_memory<true>, QEMU_PLUGIN_CB_RW_REGS,
+                                             QEMU_PLUGIN_MEM_W, pc_udata);
         }
     }
 }

@@ -50,4 +50,30 @@ void TriggerHandler::deliver(const Event& event) {
     }
 }
 
+bool TriggerHandler::vaddr_window(uint64_t& begin, uint64_t& end) const {
+    if (library_->vaddr_window == nullptr) {
+        return false;
+    }
+    void* gil = needs_gil_ ? g_hooks.enter() : nullptr;
+    int bounded = 0;
+    // The trigger writes words of the target's size.
+    if (target_64bit_) {
+        uint64_t b = 0, e = 0;
+        bounded = reinterpret_cast<int (*)(unsigned, uint64_t*, uint64_t*)>(
+            library_->vaddr_window)(handle_, &b, &e);
+        begin = b;
+        end = e;
+    } else {
+        uint32_t b = 0, e = 0;
+        bounded = reinterpret_cast<int (*)(unsigned, uint32_t*, uint32_t*)>(
+            library_->vaddr_window)(handle_, &b, &e);
+        begin = b;
+        end = e;
+    }
+    if (needs_gil_) {
+        g_hooks.leave(gil);
+    }
+    return bounded != 0;
+}
+
 }  // namespace pyrebox::triggers

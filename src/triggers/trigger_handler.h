@@ -26,6 +26,8 @@ public:
     ~TriggerHandler() override;
 
     void deliver(const Event& event) override;
+    // The trigger's own vaddr_window export, when it has one.
+    bool vaddr_window(uint64_t& begin, uint64_t& end) const override;
     unsigned handle() const { return handle_; }
 
 private:

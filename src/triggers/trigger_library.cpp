@@ -22,6 +22,7 @@ Expected<std::shared_ptr<TriggerLibrary>> load_trigger(const std::string& path) 
     lib->trigger = dlsym(lib->dl, "trigger");
     lib->clean = reinterpret_cast<void (*)(unsigned)>(dlsym(lib->dl, "clean"));
     lib->accepts_type = reinterpret_cast<int (*)(int)>(dlsym(lib->dl, "accepts_type"));
+    lib->vaddr_window = dlsym(lib->dl, "vaddr_window");
     std::string missing;
     if (lib->get_type == nullptr) missing += " get_type";
     if (lib->trigger == nullptr) missing += " trigger";

@@ -17,6 +17,10 @@ struct TriggerLibrary {
     // Optional: `int accepts_type(callback_type_t)` for a trigger that serves
     // several callback types (its state shared between them).
     int (*accepts_type)(int type) = nullptr;
+    // Optional: `int vaddr_window(callback_handle_t, pyrebox_target_ulong*
+    // begin, pyrebox_target_ulong* end)`: nonzero when the trigger passes no
+    // memory event whose vaddr is outside [*begin, *end) (see callbacks.h).
+    void* vaddr_window = nullptr;
     ~TriggerLibrary();
 
     // Whether the trigger may be attached to a callback of `type`.

@@ -3,6 +3,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "core/address_windows.h"
+
 namespace pyrebox::triggers {
 
 void* VariableStore::get(unsigned handle, const std::string& key) const {
@@ -76,6 +78,7 @@ void VariableStore::set(unsigned handle, const std::string& key, void* value, Va
         slot.value = value;
         slot.kind = kind;
         version_.fetch_add(1, std::memory_order_release);
+        address_windows_changed();  // a trigger's window may depend on it
     }
     if (previous != nullptr && previous != value) {
         std::free(previous);
@@ -113,6 +116,7 @@ void VariableStore::remove(unsigned handle, const std::string& key, bool free_va
         value = v->second.value;
         h->second.erase(v);
         version_.fetch_add(1, std::memory_order_release);
+        address_windows_changed();  // a trigger's window may depend on it
     }
     if (free_value && value != nullptr) {
         std::free(value);
@@ -130,6 +134,7 @@ void VariableStore::erase(unsigned handle) {
         gone = std::move(h->second);
         vars_.erase(h);
         version_.fetch_add(1, std::memory_order_release);
+        address_windows_changed();  // a trigger's window may depend on it
     }
     for (auto& [key, var] : gone) {
         std::free(var.value);

@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from conftest import command_outputs, run_pyrebox, write
-from test_engine import STEPS1, STEPS2, probe_symbols
+from test_engine import STEPS1, STEPS2, probe_symbols, wide_value
 
 pytestmark = pytest.mark.guest
 
@@ -59,6 +59,15 @@ def test_range_write_trigger_lets_exactly_the_programs_writes_through(run):
     expected += [[i, 1, (i * 7 + 3) & 0xFF] for i in range(STEPS2)]
     assert r["writes"] == expected
     assert r["outside_range"] == 0
+
+
+def test_range_write_trigger_moved_from_python_sees_exactly_its_new_range(run):
+    # Empty until pyrebox_wide_writes starts, then over wide_buffer: exactly the probe's 64
+    # wide stores (sizes 1, 2, 4, 8 in turn), none of the step writes.
+    sizes = [1, 2, 4, 8]
+    assert run[0]["late_writes"] == [
+        [8 * k, sizes[k % 4], wide_value(k) & ((1 << (8 * sizes[k % 4])) - 1)]
+        for k in range(64)]
 
 
 def test_user_only_trigger_yields_no_kernel_block(run):

@@ -777,4 +777,92 @@ TEST_F(CallbackRegistryTest, RemoveDuringDispatchRunsTheListenerWhenThePlanChang
     EXPECT_FALSE(registry.plan()->insn_end);
 }
 
+// A handler with an address window (as a range trigger exports one).
+class WindowedRecorder : public Recorder {
+public:
+    WindowedRecorder(uint64_t begin, uint64_t end) : begin(begin), end(end) {}
+    bool vaddr_window(uint64_t& b, uint64_t& e) const override {
+        ++asked;
+        b = begin;
+        e = end;
+        return true;
+    }
+    uint64_t begin, end;
+    mutable int asked = 0;
+};
+
+TEST_F(CallbackRegistryTest, MemoryFilterWithoutCallbacksWantsNothing) {
+    EXPECT_FALSE(registry.memory_wanted(true, 0x1000, true));
+    EXPECT_FALSE(registry.memory_wanted(false, 0x1000, false));
+    add_recorder(generic(CallbackType::BlockBegin, true));
+    EXPECT_FALSE(registry.memory_wanted(true, 0x1000, true));
+}
+
+TEST_F(CallbackRegistryTest, MemoryFilterGatedCallbacksWantOnlyMonitoredAccessesOfTheirKind) {
+    add_recorder(generic(CallbackType::MemWrite));
+    EXPECT_TRUE(registry.memory_wanted(true, 0x1000, true));
+    EXPECT_FALSE(registry.memory_wanted(true, 0x1000, false));
+    EXPECT_FALSE(registry.memory_wanted(false, 0x1000, true));
+}
+
+TEST_F(CallbackRegistryTest, MemoryFilterUngatedCallbackWithoutWindowWantsEverything) {
+    add_recorder(generic(CallbackType::MemRead, true));
+    EXPECT_TRUE(registry.memory_wanted(false, 0, false));
+    EXPECT_TRUE(registry.memory_wanted(false, ~uint64_t{0}, false));
+    EXPECT_FALSE(registry.memory_wanted(true, 0x1000, false));
+}
+
+TEST_F(CallbackRegistryTest, MemoryFilterWindowsBoundWhatIsWanted) {
+    add(generic(CallbackType::MemWrite, true), std::make_shared<WindowedRecorder>(0x1000, 0x2000));
+    EXPECT_FALSE(registry.memory_wanted(true, 0xfff, false));
+    EXPECT_TRUE(registry.memory_wanted(true, 0x1000, false));
+    EXPECT_TRUE(registry.memory_wanted(true, 0x1fff, false));
+    EXPECT_FALSE(registry.memory_wanted(true, 0x2000, false));
+    EXPECT_TRUE(registry.memory_wanted(true, 0x1800, true));
+    // A second window: their bounding range.
+    add(generic(CallbackType::MemWrite, true), std::make_shared<WindowedRecorder>(0x5000, 0x5010));
+    EXPECT_TRUE(registry.memory_wanted(true, 0x1000, false));
+    EXPECT_TRUE(registry.memory_wanted(true, 0x500f, false));
+    EXPECT_FALSE(registry.memory_wanted(true, 0x5010, false));
+    EXPECT_FALSE(registry.memory_wanted(true, 0xfff, false));
+    // A gated callback adds the monitored process's accesses, all of them.
+    add_recorder(generic(CallbackType::MemWrite));
+    EXPECT_TRUE(registry.memory_wanted(true, 0x9000, true));
+    EXPECT_FALSE(registry.memory_wanted(true, 0x9000, false));
+}
+
+TEST_F(CallbackRegistryTest, MemoryFilterEmptyWindowWantsNothing) {
+    add(generic(CallbackType::MemRead, true), std::make_shared<WindowedRecorder>(0, 0));
+    EXPECT_FALSE(registry.memory_wanted(false, 0, false));
+    EXPECT_FALSE(registry.memory_wanted(false, 0x1234, true));
+}
+
+TEST_F(CallbackRegistryTest, MemoryFilterFollowsWindowChangesAfterTheNotice) {
+    auto windowed = std::make_shared<WindowedRecorder>(0x1000, 0x2000);
+    add(generic(CallbackType::MemWrite, true), windowed);
+    EXPECT_TRUE(registry.memory_wanted(true, 0x1000, false));
+    const int asked = windowed->asked;
+    // Steady state: the window is not asked again per access.
+    EXPECT_FALSE(registry.memory_wanted(true, 0x3000, false));
+    EXPECT_EQ(windowed->asked, asked);
+    windowed->begin = 0x3000;
+    windowed->end = 0x4000;
+    pyrebox::address_windows_changed();
+    EXPECT_TRUE(registry.memory_wanted(true, 0x3000, false));
+    EXPECT_FALSE(registry.memory_wanted(true, 0x1000, false));
+    EXPECT_EQ(windowed->asked, asked + 1);
+}
+
+TEST_F(CallbackRegistryTest, MemoryFilterFollowsRegistrationChanges) {
+    const auto id = add(generic(CallbackType::MemWrite, true), std::make_shared<Recorder>());
+    EXPECT_TRUE(registry.memory_wanted(true, 0x3000, false));
+    registry.remove(id);
+    EXPECT_FALSE(registry.memory_wanted(true, 0x3000, false));
+    // Another registry on the same thread has its own filter.
+    CallbackRegistry other;
+    ASSERT_TRUE(other.add(generic(CallbackType::MemWrite, true), std::make_shared<Recorder>()).ok());
+    EXPECT_TRUE(other.memory_wanted(true, 0x3000, false));
+    EXPECT_FALSE(registry.memory_wanted(true, 0x3000, false));
+}
+
 }  // namespace

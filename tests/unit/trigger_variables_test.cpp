@@ -1,5 +1,7 @@
 #include "triggers/trigger_variables.h"
 
+#include "core/address_windows.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -32,6 +34,29 @@ TEST(TriggerVariables, CachedReadsFollowEveryChange) {
     EXPECT_EQ(store.get_cached(1, "begin"), nullptr);
     store.erase(2);
     EXPECT_EQ(store.get_cached(2, "begin"), nullptr);
+}
+
+// Range triggers' address windows are computed from their variables: every
+// change must reach the memory pre-filter.
+TEST(TriggerVariables, EveryChangeMovesTheAddressWindowEpoch) {
+    VariableStore store;
+    uint64_t epoch = pyrebox::address_window_epoch();
+    auto moved = [&epoch] {
+        const uint64_t now = pyrebox::address_window_epoch();
+        const bool changed = now != epoch;
+        epoch = now;
+        return changed;
+    };
+    store.set_uint(1, "begin", 0x1000, 8);
+    EXPECT_TRUE(moved());
+    store.set_str(1, "name", "x");
+    EXPECT_TRUE(moved());
+    store.get_cached(1, "begin");
+    EXPECT_FALSE(moved());
+    store.remove(1, "name", true);
+    EXPECT_TRUE(moved());
+    store.erase(1);
+    EXPECT_TRUE(moved());
 }
 
 TEST(TriggerVariables, KeysAreComparedByContentNotPointer) {

@@ -10,8 +10,21 @@
  *   int accepts_type(callback_type_t type);
  *                                     for a trigger serving several callback
  *                                     types (then get_type() is not checked)
+ *   int vaddr_window(callback_handle_t handle, pyrebox_target_ulong* begin,
+ *                    pyrebox_target_ulong* end);
+ *                                     MEM_READ_CB / MEM_WRITE_CB triggers that
+ *                                     return 0, with no side effect, for every
+ *                                     access whose vaddr is outside a range:
+ *                                     set [*begin, *end) and return 1
+ *                                     (*begin >= *end: every access is
+ *                                     dropped). Accesses outside the window
+ *                                     then skip the trigger entirely. Asked
+ *                                     again after any trigger variable
+ *                                     changes (set_var, set_trigger_var);
+ *                                     return 0 for "no window".
  * It runs for every event of its callback in every process (not only the
- * monitored ones) and checks the context itself.
+ * monitored ones; outside its vaddr_window, when it has one, not at all) and
+ * checks the context itself.
  */
 #ifndef PYREBOX_SDK_CALLBACKS_H
 #define PYREBOX_SDK_CALLBACKS_H

@@ -13,11 +13,12 @@ WORK = os.path.join(HERE, "..")
 SYMBOLS = json.load(open(os.path.join(WORK, "probe_symbols.json")))
 STEP = SYMBOLS["pyrebox_step"]
 STEP_BUFFER = SYMBOLS["step_buffer"]
+WIDE_BUFFER = SYMBOLS["wide_buffer"]
 
 cm = None
 printer = None
 pgd = None
-r = {"writes": [], "outside_range": 0, "user_blocks": 0, "kernel_blocks": 0,
+r = {"writes": [], "outside_range": 0, "late_writes": [], "user_blocks": 0, "kernel_blocks": 0,
      "bp_hits": 0, "counter": None, "counter_after_reset": None, "errors": {},
      "unchanged_after_errors": None, "removed_trigger_calls_python": None}
 
@@ -31,6 +32,17 @@ def on_main(cpu_index, cpu):
     cm.set_trigger_var(name, "begin", STEP_BUFFER)
     cm.set_trigger_var(name, "end", STEP_BUFFER + 4096)
     cm.set_trigger_var(name, "pgd", pgd)
+    # A second range write breakpoint with an empty range until
+    # pyrebox_wide_writes starts, then over wide_buffer: accesses outside
+    # every trigger's window are skipped before any trigger runs, so the move
+    # (nothing else changes at that moment) must reach that filter.
+    name = cm.add_callback(CallbackManager.MEM_WRITE_CB, on_late_write, name="bpw_late")
+    cm.add_trigger(name, "triggers/trigger_bpw_memrange")
+    cm.set_trigger_var(name, "begin", 0)
+    cm.set_trigger_var(name, "end", 0)
+    cm.set_trigger_var(name, "pgd", pgd)
+    cm.add_callback(CallbackManager.INSN_BEGIN_CB, on_wide_writes,
+                    addr=SYMBOLS["pyrebox_wide_writes"], pgd=pgd)
     # Execution range breakpoint on pyrebox_step's first byte; its end is
     # moved at checkpoint 1, which must stop the hits.
     name = cm.add_callback(CallbackManager.INSN_BEGIN_CB, on_bp, name="bp", addr=STEP)
@@ -71,6 +83,15 @@ def on_write(cpu_index, vaddr, size, haddr, data):
         r["writes"].append([vaddr - STEP_BUFFER, size, data])
     else:
         r["outside_range"] += 1
+
+
+def on_wide_writes(cpu_index, cpu):
+    cm.set_trigger_var("bpw_late", "begin", WIDE_BUFFER)
+    cm.set_trigger_var("bpw_late", "end", WIDE_BUFFER + 64 * 8)
+
+
+def on_late_write(cpu_index, vaddr, size, haddr, data):
+    r["late_writes"].append([vaddr - WIDE_BUFFER, size, data])
 
 
 def on_bp(cpu_index, cpu):
