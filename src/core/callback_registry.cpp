@@ -93,23 +93,31 @@ SnapshotCache& thread_cache() {
 
 }  // namespace
 
-const CallbackRegistry::Snapshot& CallbackRegistry::current() const {
+// The steady state (this thread saw the current generation) is a few loads,
+// inlined into dispatch; a refresh takes the lock.
+inline const CallbackRegistry::Snapshot& CallbackRegistry::current() const {
+    const SnapshotCache* cache = t_cache;
+    if (cache != nullptr && cache->instance == instance_ &&
+        cache->generation == generation_.load(std::memory_order_acquire)) [[likely]] {
+        return *static_cast<const Snapshot*>(cache->snapshot.get());
+    }
+    return refresh_current();
+}
+
+const CallbackRegistry::Snapshot& CallbackRegistry::refresh_current() const {
     SnapshotCache& cache = thread_cache();
-    const uint64_t generation = generation_.load(std::memory_order_acquire);
-    if (cache.instance != instance_ || cache.generation != generation || !cache.snapshot) {
-        std::shared_ptr<const void> replaced;
-        {
-            std::lock_guard<std::mutex> guard(lock_);
-            replaced = std::exchange(cache.snapshot, snapshot_);
-            cache.instance = instance_;
-            cache.generation = generation_.load(std::memory_order_relaxed);
-        }
-        // Released without the lock: the last reference to a handler may
-        // take another lock (a Python handler takes the GIL). Outer
-        // dispatches on this thread may still iterate over it.
-        if (t_dispatch_depth > 0 && replaced) {
-            cache.retired.push_back(std::move(replaced));
-        }
+    std::shared_ptr<const void> replaced;
+    {
+        std::lock_guard<std::mutex> guard(lock_);
+        replaced = std::exchange(cache.snapshot, snapshot_);
+        cache.instance = instance_;
+        cache.generation = generation_.load(std::memory_order_relaxed);
+    }
+    // Released without the lock: the last reference to a handler may take
+    // another lock (a Python handler takes the GIL). Outer dispatches on
+    // this thread may still iterate over it.
+    if (t_dispatch_depth > 0 && replaced) {
+        cache.retired.push_back(std::move(replaced));
     }
     return *static_cast<const Snapshot*>(cache.snapshot.get());
 }
@@ -266,13 +274,13 @@ void CallbackRegistry::dispatch(const Event& event, bool monitored, bool at_addr
         const CallbackRegistry& registry;
         explicit Depth(const CallbackRegistry& r) : registry(r) { ++t_dispatch_depth; }
         ~Depth() {
-            if (--t_dispatch_depth == 0) {
-                // Callbacks removed during this dispatch are released now,
-                // on this thread, rather than at its next event.
+            // Callbacks removed during this dispatch are released now, on
+            // this thread, rather than at its next event.
+            if (--t_dispatch_depth == 0 && t_cache != nullptr &&
+                (t_cache->generation != registry.generation_.load(std::memory_order_acquire) ||
+                 !t_cache->retired.empty())) [[unlikely]] {
                 registry.current();
-                if (t_cache != nullptr && !t_cache->retired.empty()) {
-                    t_cache->retired.clear();
-                }
+                t_cache->retired.clear();
             }
         }
     } depth(*this);

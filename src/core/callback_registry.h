@@ -171,6 +171,8 @@ private:
     struct Snapshot;
     // The current snapshot, through this thread's cache.
     const Snapshot& current() const;
+    // current()'s slow path: takes this thread's reference to the snapshot.
+    const Snapshot& refresh_current() const;
 
     struct Entry {
         Id id;

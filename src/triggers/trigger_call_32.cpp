@@ -1,5 +1,6 @@
 #include <stdint.h>
 
+#include <cstddef>
 #include <cstring>
 
 #include "core/event.h"

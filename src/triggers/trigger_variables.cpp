@@ -34,16 +34,23 @@ void* VariableStore::get_cached(unsigned handle, const char* key) const {
     }
     Entry (&cache)[kEntries] = t_cache->entries;
     size_t& next = t_cache->next;
+    const uint64_t version = version_.load(std::memory_order_acquire);
+    for (const Entry& e : cache) {
+        if (e.store == this && e.version == version && e.handle == handle) {
+            // Inline comparison: keys are short, and this runs for every
+            // variable a trigger reads on every event.
+            size_t i = 0;
+            while (i < sizeof(Entry::key) && e.key[i] == key[i] && key[i] != '\0') {
+                ++i;
+            }
+            if (i < sizeof(Entry::key) && e.key[i] == key[i]) {
+                return e.value;
+            }
+        }
+    }
     const size_t length = std::strlen(key);
     if (length >= sizeof(Entry::key)) {
         return get(handle, key);
-    }
-    const uint64_t version = version_.load(std::memory_order_acquire);
-    for (const Entry& e : cache) {
-        if (e.store == this && e.version == version && e.handle == handle &&
-            std::memcmp(e.key, key, length + 1) == 0) {
-            return e.value;
-        }
     }
     void* value = get(handle, key);
     Entry& e = cache[next];
