@@ -64,6 +64,15 @@ thread_local int t_dispatch_depth PYREBOX_HOT_TLS = 0;
 struct CallbackRegistry::Snapshot {
     std::shared_ptr<const List> lists[kCallbackTypeSlots];
     std::shared_ptr<const Plan> plan;
+    // What dispatch walks: per type, the entries in registration order with
+    // their handler and filter kind at hand (the lists above own them).
+    enum class Kind : uint8_t { Gated, Ungated, Address, Process };
+    struct Target {
+        CallbackHandler* handler;
+        const Entry* entry;  // live flag, spec
+        Kind kind;
+    };
+    std::vector<Target> targets[kCallbackTypeSlots];
 };
 
 CallbackRegistry::CallbackRegistry() : instance_(++g_instances) {
@@ -112,6 +121,7 @@ const CallbackRegistry::Snapshot& CallbackRegistry::refresh_current() const {
         replaced = std::exchange(cache.snapshot, snapshot_);
         cache.instance = instance_;
         cache.generation = generation_.load(std::memory_order_relaxed);
+        t_registry_view = {instance_, cache.generation, snapshot_->plan.get()};
     }
     // Released without the lock: the last reference to a handler may take
     // another lock (a Python handler takes the GIL). Outer dispatches on
@@ -122,6 +132,7 @@ const CallbackRegistry::Snapshot& CallbackRegistry::refresh_current() const {
     return *static_cast<const Snapshot*>(cache.snapshot.get());
 }
 
+__thread RegistryView t_registry_view __attribute__((tls_model("initial-exec"))) = {};
 __thread MemoryFilterCache t_memory_filter __attribute__((tls_model("initial-exec"))) = {};
 
 void CallbackRegistry::refresh_memory_filter() const {
@@ -284,33 +295,36 @@ void CallbackRegistry::dispatch(const Event& event, bool monitored, bool at_addr
             }
         }
     } depth(*this);
-    const std::shared_ptr<const List>& list = current().lists[slot];
-    if (!list) {
-        return;
-    }
-    for (const auto& entry : *list) {
-        if (!entry->live.load(std::memory_order_relaxed)) {
+    using Kind = Snapshot::Kind;
+    for (const Snapshot::Target& target : current().targets[slot]) {
+        if (!target.entry->live.load(std::memory_order_relaxed)) {
             continue;  // removed during this dispatch
         }
-        const CallbackSpec& spec = entry->spec;
-        if (is_process_event_type(spec.type)) {
-            if (spec.pgd && *spec.pgd != event.pgd) {
-                continue;
-            }
-        } else if (spec.addr) {
-            if (!at_address || *spec.addr != event.pc || (spec.pgd && *spec.pgd != event.pgd)) {
-                continue;
-            }
-        } else {
-            if (at_address || !(monitored || spec.all_processes)) {
-                continue;
-            }
-            if (spec.type == CallbackType::OpcodeRange &&
-                (event.opcode < spec.opcode_first || event.opcode > spec.opcode_last)) {
-                continue;
-            }
+        const CallbackSpec& spec = target.entry->spec;
+        switch (target.kind) {
+            case Kind::Process:
+                if (spec.pgd && *spec.pgd != event.pgd) {
+                    continue;
+                }
+                break;
+            case Kind::Address:
+                if (!at_address || *spec.addr != event.pc ||
+                    (spec.pgd && *spec.pgd != event.pgd)) {
+                    continue;
+                }
+                break;
+            case Kind::Gated:
+            case Kind::Ungated:
+                if (at_address || (target.kind == Kind::Gated && !monitored)) {
+                    continue;
+                }
+                if (event.type == CallbackType::OpcodeRange &&
+                    (event.opcode < spec.opcode_first || event.opcode > spec.opcode_last)) {
+                    continue;
+                }
+                break;
         }
-        entry->handler->deliver(event);
+        target.handler->deliver(event);
     }
 }
 
@@ -318,7 +332,7 @@ std::shared_ptr<const Plan> CallbackRegistry::plan() const {
     return current().plan;
 }
 
-const Plan& CallbackRegistry::current_plan() const {
+const Plan& CallbackRegistry::current_plan_slow() const {
     return *current().plan;
 }
 
@@ -363,6 +377,18 @@ bool CallbackRegistry::republish_locked() {
     auto snapshot = std::make_shared<Snapshot>();
     for (int slot = 0; slot < kCallbackTypeSlots; ++slot) {
         snapshot->lists[slot] = lists_[slot];
+        if (!lists_[slot]) {
+            continue;
+        }
+        for (const auto& entry : *lists_[slot]) {
+            const CallbackSpec& spec = entry->spec;
+            using Kind = Snapshot::Kind;
+            const Kind kind = is_process_event_type(spec.type) ? Kind::Process
+                              : spec.addr                      ? Kind::Address
+                              : spec.all_processes             ? Kind::Ungated
+                                                               : Kind::Gated;
+            snapshot->targets[slot].push_back({entry->handler.get(), entry.get(), kind});
+        }
     }
     snapshot->plan = plan_;
     snapshot_ = std::move(snapshot);

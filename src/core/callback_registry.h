@@ -61,6 +61,17 @@ struct MemoryFilter {
     }
 };
 
+struct Plan;
+
+// This thread's view of the registry snapshot it holds (see current()): the
+// plan, read inline on every block and instruction event.
+struct RegistryView {
+    uint64_t instance;  // 0: none
+    uint64_t generation;
+    const Plan* plan;
+};
+extern __thread RegistryView t_registry_view __attribute__((tls_model("initial-exec")));
+
 // This thread's memory pre-filters and what they were computed from.
 // Plain data in __thread storage with the initial-exec model: read on every
 // memory access, inline, without a TLS wrapper call.
@@ -164,13 +175,21 @@ public:
     std::shared_ptr<const Plan> plan() const;
     // The same without a reference count, for the hot paths: valid until
     // this thread's next call into the registry (dispatch included).
-    const Plan& current_plan() const;
+    const Plan& current_plan() const {
+        const RegistryView& view = t_registry_view;
+        if (view.instance == instance_ &&
+            view.generation == generation_.load(std::memory_order_acquire)) [[likely]] {
+            return *view.plan;
+        }
+        return current_plan_slow();
+    }
     void set_change_listener(std::function<void()> listener);
 
 private:
     struct Snapshot;
     // The current snapshot, through this thread's cache.
     const Snapshot& current() const;
+    const Plan& current_plan_slow() const;
     // current()'s slow path: takes this thread's reference to the snapshot.
     const Snapshot& refresh_current() const;
 
