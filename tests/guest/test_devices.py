@@ -89,7 +89,7 @@ def udp_payload_of(frame: bytes) -> bytes:
     return frame[22 + ihl:14 + ihl + length]
 
 
-@pytest.fixture(scope="module", params=["ne2k_pci", "e1000"])
+@pytest.fixture(scope="module", params=["ne2k_pci", "e1000", "virtio-net-pci"])
 def devices_run(request, tmp_path_factory):
     nic = request.param
     work = tmp_path_factory.mktemp(f"devices-{nic}")
