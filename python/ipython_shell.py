@@ -35,7 +35,11 @@ def start_shell(cpu_index: int = 0, reason: str | None = None) -> None:
     if not isinstance(cpu_index, int) or not 0 <= cpu_index < num:
         raise ValueError(f"start_shell: no vCPU {cpu_index!r} (this VM has {num})")
     request = console.ShellRequest(cpu_index, reason)
-    frozen = num > 1 and _pyrebox.callback_vcpu() >= 0 and _pyrebox.freeze_other_vcpus()
+    in_callback = _pyrebox.callback_vcpu() >= 0
+    frozen = num > 1 and in_callback and _pyrebox.freeze_other_vcpus()
+    # The guest's clock stops too, so the time spent in the shell does not
+    # reach the guest as a jump (timers firing at once, stall warnings).
+    clock_stopped = in_callback and _pyrebox.stop_guest_clock()
     try:
         server.request_shell(request)
         if not request.taken.wait(0.3):
@@ -46,6 +50,8 @@ def start_shell(cpu_index: int = 0, reason: str | None = None) -> None:
                 f"you attach: pyrebox attach {where} (or Ctrl-] in the pyrebox run terminal)")
         request.serve()
     finally:
+        if clock_stopped:
+            _pyrebox.start_guest_clock()
         if frozen:
             _pyrebox.thaw_other_vcpus()
 

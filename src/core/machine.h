@@ -54,6 +54,12 @@ public:
     // here (then nothing was done). Must be called without the GIL.
     virtual bool freeze_other_vcpus() { return false; }
     virtual void thaw_other_vcpus() {}
+    // Stops the guest's clock (virtual time and the TSC), as pausing the VM
+    // does, until start_guest_clock(): time spent in a shell opened from a
+    // callback is not seen by the guest. Returns false when that is not
+    // possible here (then nothing was done). Must be called without the GIL.
+    virtual bool stop_guest_clock() { return false; }
+    virtual void start_guest_clock() {}
 };
 
 }  // namespace pyrebox

@@ -381,6 +381,15 @@ PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
         py::gil_scoped_release unlocked;
         machine().thaw_other_vcpus();
     });
+    // The main loop may hold QEMU's lock while it waits for the GIL.
+    m.def("stop_guest_clock", [] {
+        py::gil_scoped_release unlocked;
+        return machine().stop_guest_clock();
+    });
+    m.def("start_guest_clock", [] {
+        py::gil_scoped_release unlocked;
+        machine().start_guest_clock();
+    });
 
     // --- Linux introspection ---
     m.def("linux_isf_argument", [] { return session().isf_path; });

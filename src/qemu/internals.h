@@ -78,6 +78,15 @@ struct Internals {
     void (*cpu_exec_start)(CPUState*) = nullptr;
     void (*cpu_exec_end)(CPUState*) = nullptr;
 
+    // Optional: the guest's clock (QEMU_CLOCK_VIRTUAL and the TSC), stopped
+    // while a shell opened from a callback is served, as `stop` does, so the
+    // guest sees no time pass. Both want the big QEMU lock held.
+    void (*cpu_disable_ticks)(void) = nullptr;
+    void (*cpu_enable_ticks)(void) = nullptr;
+    void (*bql_lock_impl)(const char* file, int line) = nullptr;
+    void (*bql_unlock)(void) = nullptr;
+    bool (*bql_locked)(void) = nullptr;
+
     // Optional: the system memory map (which guest-physical ranges are RAM
     // or ROM, i.e. backed by a RAM block, rather than MMIO or unassigned).
     // QEMU's flatview_cb takes Int128 start and length, passed like an
@@ -99,6 +108,11 @@ struct Internals {
     bool has_exclusive() const {
         return start_exclusive != nullptr && end_exclusive != nullptr &&
                cpu_exec_start != nullptr && cpu_exec_end != nullptr;
+    }
+
+    bool has_clock_control() const {
+        return cpu_disable_ticks != nullptr && cpu_enable_ticks != nullptr &&
+               bql_lock_impl != nullptr && bql_unlock != nullptr && bql_locked != nullptr;
     }
 
     bool has_official_writes() const {

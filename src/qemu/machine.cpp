@@ -210,7 +210,29 @@ public:
         q.cpu_exec_start(state);
     }
 
+    bool stop_guest_clock() override { return with_bql(&Internals::cpu_disable_ticks); }
+    void start_guest_clock() override { with_bql(&Internals::cpu_enable_ticks); }
+
 private:
+    // Runs one of QEMU's tick switches with the big lock, taken only for
+    // that call (vCPU threads run guest code without it). Both switches are
+    // idempotent, so a `stop`/`cont` in between does no harm.
+    bool with_bql(void (*Internals::*fn)(void)) {
+        const auto& q = internals();
+        if (!q.has_clock_control()) {
+            return false;
+        }
+        const bool locked = q.bql_locked();
+        if (!locked) {
+            q.bql_lock_impl(__FILE__, __LINE__);
+        }
+        (q.*fn)();
+        if (!locked) {
+            q.bql_unlock();
+        }
+        return true;
+    }
+
     std::string pc_name() const { return registers().number("rip") ? "rip" : "eip"; }
 
     std::pair<CPUState*, int> locate(int cpu, const std::string& name) {

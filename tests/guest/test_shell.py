@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import struct
+import time
 
 import pytest
 
@@ -312,6 +313,31 @@ def test_script_opens_the_shell_in_a_callback(vm, console, program):
     console.run("c", CONSOLE)
     run.expect(r"checksum=(\d+)\r\n", timeout=120)
     assert int(run.match.group(1)) == expected_checksum(LOOPS) + 0x55
+
+
+def test_guest_clock_stands_still_while_a_callbacks_shell_is_open(vm, console, program):
+    # The guest times a static_loop run whose first pyrebox_step opens the
+    # shell; the shell stays open for HOLD seconds of host time. The guest
+    # must not see them (its clock stops with the shell, as with `stop`).
+    hold = 6
+    write(vm["work"] / "scripts" / "clock_breaker.py",
+          BREAKER.replace("FUNCTION", hex(program["function"])))
+    assert "loaded script scripts.clock_breaker" in console.run(
+        "import_module scripts.clock_breaker", CONSOLE)
+    run = vm["run"]
+    run.send("read x; cat /proc/uptime; static_loop 10; cat /proc/uptime\r")
+    run.send("\r")  # the read; static_loop's first step then opens the shell
+    run.expect(r"\r\n(\d+\.\d+) \d+\.\d+\r\n")
+    before = float(run.match.group(1))
+    child = console.child
+    child.expect_exact("opened by a script", timeout=60)
+    child.sendline("")
+    child.expect_exact(SHELL)
+    time.sleep(hold)
+    console.run("c", CONSOLE)
+    run.expect(r"checksum=\d+\r\n(\d+\.\d+) \d+\.\d+\r\n", timeout=120)
+    elapsed = float(run.match.group(1)) - before
+    assert elapsed < hold / 2, f"the guest saw {elapsed:.2f} s pass (shell held {hold} s)"
 
 
 class Wire:
