@@ -16,11 +16,21 @@ extern "C" {
 
 callback_type_t get_type() { return MEM_WRITE_CB; }
 
+// The range variables; all null until all three are set.
+static void range_vars(callback_handle_t handle, const pyrebox_target_ulong** begin,
+                       const pyrebox_target_ulong** end, const pyrebox_target_ulong** pgd) {
+    *begin = (const pyrebox_target_ulong*)get_var(handle, "begin");
+    *end = (const pyrebox_target_ulong*)get_var(handle, "end");
+    *pgd = (const pyrebox_target_ulong*)get_var(handle, "pgd");
+    if (*begin == nullptr || *end == nullptr || *pgd == nullptr) {
+        *begin = *end = *pgd = nullptr;
+    }
+}
+
 int trigger(callback_handle_t handle, callback_params_t params) {
-    const pyrebox_target_ulong* begin = (const pyrebox_target_ulong*)get_var(handle, "begin");
-    const pyrebox_target_ulong* end = (const pyrebox_target_ulong*)get_var(handle, "end");
-    const pyrebox_target_ulong* pgd = (const pyrebox_target_ulong*)get_var(handle, "pgd");
-    if (begin == nullptr || end == nullptr || pgd == nullptr) {
+    const pyrebox_target_ulong *begin, *end, *pgd;
+    range_vars(handle, &begin, &end, &pgd);
+    if (begin == nullptr) {
         return 0;
     }
     const pyrebox_target_ulong addr = params.mem_write_params.vaddr;
@@ -32,15 +42,10 @@ int trigger(callback_handle_t handle, callback_params_t params) {
 
 int vaddr_window(callback_handle_t handle, pyrebox_target_ulong* begin_out,
                  pyrebox_target_ulong* end_out) {
-    const pyrebox_target_ulong* begin = (const pyrebox_target_ulong*)get_var(handle, "begin");
-    const pyrebox_target_ulong* end = (const pyrebox_target_ulong*)get_var(handle, "end");
-    const pyrebox_target_ulong* pgd = (const pyrebox_target_ulong*)get_var(handle, "pgd");
-    if (begin == nullptr || end == nullptr || pgd == nullptr) {
-        *begin_out = *end_out = 0;  // nothing passes
-    } else {
-        *begin_out = *begin;
-        *end_out = *end;
-    }
+    const pyrebox_target_ulong *begin, *end, *pgd;
+    range_vars(handle, &begin, &end, &pgd);
+    *begin_out = begin != nullptr ? *begin : 0;  // unset: nothing passes
+    *end_out = begin != nullptr ? *end : 0;
     return 1;
 }
 

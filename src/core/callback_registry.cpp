@@ -145,21 +145,18 @@ void CallbackRegistry::refresh_memory_filter() const {
     for (const bool write : {false, true}) {
         MemoryFilter filter;
         uint64_t low = UINT64_MAX, high = 0;
-        const auto& list = snapshot.lists[static_cast<int>(write ? CallbackType::MemWrite
-                                                                  : CallbackType::MemRead)];
-        if (list) {
-            for (const auto& entry : *list) {
-                if (!entry->spec.all_processes) {
-                    filter.gated = true;
-                    continue;
-                }
-                uint64_t begin = 0, end = 0;
-                if (!entry->handler->vaddr_window(begin, end)) {
-                    filter.any = true;
-                } else if (begin < end) {
-                    low = std::min(low, begin);
-                    high = std::max(high, end);
-                }
+        const auto slot = static_cast<int>(write ? CallbackType::MemWrite : CallbackType::MemRead);
+        for (const Snapshot::Target& target : snapshot.targets[slot]) {
+            if (target.kind == Snapshot::Kind::Gated) {
+                filter.gated = true;
+                continue;
+            }
+            uint64_t begin = 0, end = 0;
+            if (!target.handler->vaddr_window(begin, end)) {
+                filter.any = true;
+            } else if (begin < end) {
+                low = std::min(low, begin);
+                high = std::max(high, end);
             }
         }
         if (low < high) {

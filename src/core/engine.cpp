@@ -218,10 +218,9 @@ void Engine::on_keyboard_read(int vcpu) {
 
 void Engine::on_memory(int vcpu, uint64_t pc, bool is_write, uint64_t vaddr, uint64_t paddr,
                        uint64_t size, uint64_t data, uint64_t data_high) {
+    // Accesses nobody wants were dropped by memory_wanted() before they
+    // were decoded; dispatch applies each callback's own filter.
     Vcpu& v = vcpus_[static_cast<size_t>(vcpu)];
-    if (!v.monitored && !registry_.current_plan().mem_all) {
-        return;
-    }
     Event& e = v.mem_event;
     e.type = is_write ? CallbackType::MemWrite : CallbackType::MemRead;
     e.pgd = v.pgd;

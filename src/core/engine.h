@@ -90,7 +90,7 @@ public:
         return registry_.memory_wanted(is_write, vaddr,
                                        vcpus_[static_cast<size_t>(vcpu)].monitored);
     }
-    // A memory access completed.
+    // A memory access completed (one memory_wanted() let through).
     void on_memory(int vcpu, uint64_t pc, bool is_write, uint64_t vaddr, uint64_t paddr,
                    uint64_t size, uint64_t data, uint64_t data_high);
 
