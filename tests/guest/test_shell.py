@@ -122,9 +122,13 @@ class Client:
         self.child.sendline(line)
         self.child.expect_exact(prompt, timeout=timeout)
         text = self.child.before.replace("\r\n", "\n").replace("\r", "")
-        first, _, rest = text.partition("\n")  # the echoed input
-        assert line in first, text
-        return rest
+        lines = text.split("\n")
+        assert line in lines[0], text  # the echoed input
+        # A line typed before the client's prompt took the terminal is
+        # echoed twice (by the terminal, then by the prompt).
+        while len(lines) > 1 and lines[1].strip() == line.strip():
+            del lines[1]
+        return "\n".join(lines[1:])
 
 
 @pytest.fixture(scope="module")

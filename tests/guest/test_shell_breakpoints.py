@@ -18,35 +18,22 @@ pty) and `pyrebox attach` (another pty). In file order:
 
 from __future__ import annotations
 
-import os
 import re
 
 import pytest
 
 from conftest import LAUNCHER
-from pyrebox import paths
+from test_shell import BINARY as STATIC_LOOP
+from test_shell import CONSOLE, ENV, SHELL, expected_checksum, file_bytes
+from test_shell import Client as ShellClient
 
 pexpect = pytest.importorskip("pexpect")
 capstone = pytest.importorskip("capstone")
 
 pytestmark = pytest.mark.guest
 
-SHELL = "pyrebox-shell> "
-CONSOLE = "pyrebox> "
-ENV = dict(os.environ, TERM="dumb", PROMPT_TOOLKIT_NO_CPR="1")
-STATIC_LOOP = os.path.join(paths.GUEST, "programs", "static_loop")
-
-
-def expected_checksum(iterations: int) -> int:
-    buffer = [0] * 4096
-    for i in range(iterations):
-        buffer[i % 4096] = (i * 7 + 3) & 0xFF
-    return sum(buffer)
-
-
 def store_address(function: int) -> int:
     """The address of the byte store in static_loop's pyrebox_step."""
-    from test_shell import file_bytes
     md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
     for insn in md.disasm(file_bytes(STATIC_LOOP, function, 64), function):
         if insn.mnemonic == "mov" and insn.op_str.startswith("byte ptr ["):
@@ -56,23 +43,8 @@ def store_address(function: int) -> int:
     raise AssertionError("no byte store in pyrebox_step")
 
 
-class Client:
-    """A console client in a pty: run() sends a line and returns its output."""
-
-    def __init__(self, child):
-        self.child = child
-
-    def run(self, line: str, prompt: str = SHELL, timeout: float = 60) -> str:
-        self.child.sendline(line)
-        self.child.expect_exact(prompt, timeout=timeout)
-        text = self.child.before.replace("\r\n", "\n").replace("\r", "")
-        lines = text.split("\n")
-        assert line in lines[0], text  # the echoed input
-        # A line typed before the client's prompt took the terminal is
-        # echoed twice (by the terminal, then by the prompt).
-        while len(lines) > 1 and lines[1].strip() == line.strip():
-            del lines[1]
-        return "\n".join(lines[1:])
+class Client(ShellClient):
+    """The shell tests' console client, plus waiting for breakpoint hits."""
 
     syncs = 0
 

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "trigger_call_events.h"
+
 #include <cstdint>
 #include <cstring>
 
@@ -26,21 +28,7 @@ using pyrebox::TbInfo;
 using pyrebox::triggers::call_trigger_32;
 using pyrebox::triggers::TriggerCpu;
 
-Event event(CallbackType type) {
-    Event e;
-    e.type = type;
-    e.cpu_index = 3;
-    e.pc = 0x401000;
-    e.next_pc = 0x401005;
-    e.vaddr = 0x7ffd12345678;
-    e.paddr = 0x1234000;
-    e.size = 8;
-    e.opcode = 0x1A2;
-    e.old_pgd = 0x1000;
-    e.new_pgd = 0x2000;
-    e.data = 0x1c;
-    return e;
-}
+Event event(CallbackType type) { return pyrebox::testing::trigger_call_event(type); }
 
 int call32(const Event& e, TriggerCpu* cpu, const TbInfo* tb) {
     std::memset(&t32::g_seen, 0xAA, sizeof t32::g_seen);
