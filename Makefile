@@ -20,8 +20,10 @@ test: bootstrap
 unit-test:
 	build/cmake/pyrebox_unit_tests --gtest_brief=1
 
+# Test files run in parallel, one worker per core (a file's tests share its
+# boots, so they stay on one worker).
 python-test:
-	.venv/bin/python3 -m pytest -q tests
+	.venv/bin/python3 -m pytest -q -n auto --dist loadfile tests
 
 # Overhead against plain QEMU on the same workload (docs/performance.md).
 bench: bootstrap

@@ -21,8 +21,50 @@ from pyrebox import paths  # noqa: E402
 LAUNCHER = os.path.join(ROOT, "pyrebox")
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "guest: boots the default guest under QEMU")
+# What each marker needs (pytest.ini declares the markers). Tests under
+# tests/guest are `guest` and tests under tests/plugin `qemu` by their folder;
+# other tests mark themselves.
+_FOLDER_MARKERS = {"guest": "guest", "plugin": "qemu"}
+
+
+def _missing(marker: str) -> str | None:
+    """Why tests with `marker` cannot run here, or None when they can."""
+    def absent(path: str, what: str) -> str | None:
+        if os.path.exists(path):
+            return None
+        return f"needs {what} ({os.path.relpath(path, ROOT)}): run 'make bootstrap'"
+
+    if marker == "built_guest":
+        return absent(paths.GUEST_KERNEL, "the built default guest")
+    if marker in ("qemu", "guest"):
+        from pyrebox import qemu
+        try:
+            qemu.find("x86_64")
+        except qemu.QemuError as e:
+            return f"needs QEMU: {e}"
+        reason = absent(paths.PLUGIN, "the PyREBox plugin build")
+        if reason is None and marker == "guest":
+            reason = (absent(paths.GUEST_KERNEL, "the built default guest")
+                      or absent(paths.GUEST_INITRAMFS, "the built default guest"))
+        return reason
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    reasons: dict[str, str | None] = {}
+    for item in items:
+        rel = os.path.relpath(str(item.path), os.path.join(ROOT, "tests"))
+        folder = rel.split(os.sep, 1)[0]
+        if folder in _FOLDER_MARKERS and item.get_closest_marker(_FOLDER_MARKERS[folder]) is None:
+            item.add_marker(_FOLDER_MARKERS[folder])
+        for marker in ("guest", "qemu", "built_guest"):
+            if item.get_closest_marker(marker) is None:
+                continue
+            if marker not in reasons:
+                reasons[marker] = _missing(marker)
+            if reasons[marker] is not None:
+                item.add_marker(pytest.mark.skip(reason=reasons[marker]))
+                break
 
 
 def run_pyrebox(*args: str, cwd: str | None = None, timeout: float = 300,
@@ -43,6 +85,13 @@ def run_plugin_only(arch: str, *plugin_opts: str, cwd: str | None = None,
          "-plugin", plugin],
         input="quit\n", capture_output=True, text=True, timeout=60, cwd=cwd,
         env={**os.environ, **(env or {})})
+
+
+def built_release() -> str:
+    """The default guest kernel's release (e.g. 6.1.0-57-amd64), as built:
+    Debian's point releases change it, so tests read it instead of naming it."""
+    with open(os.path.join(paths.GUEST, "kernel-release")) as f:
+        return f.read().strip()
 
 
 def write(path, text: str) -> str:

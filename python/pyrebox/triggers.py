@@ -62,15 +62,18 @@ def build(path: str, is_64bit: bool) -> tuple[str, bool]:
         compiler = "g++" if source.endswith(".cpp") else "gcc"
         std = "-std=c++17" if source.endswith(".cpp") else "-std=gnu11"
         define = "-DTARGET_X86_64" if is_64bit else "-DTARGET_I386"
+        # A name of this process's own: two VMs may build the same trigger
+        # at once; the atomic rename makes the last complete build win.
+        partial = f"{obj}.{os.getpid()}.partial"
         cmd = [compiler, std, "-O2", "-fPIC", "-shared", "-Wall", define, f"-I{SDK}",
-               f"-I{sysconfig.get_paths()['include']}", "-o", obj + ".partial", source]
+               f"-I{sysconfig.get_paths()['include']}", "-o", partial, source]
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
             message = (f"trigger {source} does not compile ({' '.join(cmd)}):\n"
                        f"{(result.stderr or result.stdout).rstrip()}")
             output.error(message)
             raise TriggerError(message)
-        os.replace(obj + ".partial", obj)
+        os.replace(partial, obj)
     return obj, _uses_python(obj)
 
 

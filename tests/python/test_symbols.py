@@ -25,6 +25,8 @@ from pyrebox import paths
 from pyrebox.symbols import extract_elf, load_kernel, read_kallsyms, write_isf
 from pyrebox.symbols.kernel_image import LZ4_LEGACY_MAGIC
 
+pytestmark = pytest.mark.built_guest
+
 # task_struct member offsets of the Debian 6.1 kernel (DESIGN.md section 3).
 TASK_STRUCT_OFFSETS = {"tasks": 2192, "mm": 2272, "pid": 2416, "comm": 2976}
 
