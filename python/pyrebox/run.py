@@ -4,19 +4,25 @@ Batch mode (--cmd given): the commands and --file copies travel in a small
 cpio archive appended to the default guest's initramfs; the guest's init runs
 them in order and powers off (see guest/init for the markers it prints).
 QEMU's stdout is the guest's serial console; the plugin prints on a pipe of
-its own. Both are streamed to our stdout line by line: guest lines as they
-are, PyREBox and script lines with their "[...] " prefix.
+its own. Both are streamed to our stdout line by line: PyREBox and script
+lines with their "[...] " prefix, guest lines through guest_line (controls
+shown as text, "guest> " before a line that starts like a host-side one),
+and init's markers only when they carry the run's nonce (GuestMarkers),
+without it. Success is judged from those markers and QEMU's exit status.
 
-Interactive mode (no --cmd): the guest's serial console is the terminal.
+Interactive mode (no --cmd, also with --file, or --loadvm: the restored
+guest is told to start its shell): the guest's serial console is the terminal.
 QEMU's serial port is a Unix socket of the run dir; the launcher relays it
 to the terminal (in raw mode) and prints the plugin's lines between, and the
 escape key (Ctrl-], ESCAPE_KEY) switches the terminal to the PyREBox console
 and `q` back (see Terminal). When a script opens the shell, the terminal
 switches to the console by itself.
 
-Either way QEMU's QMP socket is at <run dir>/qmp.sock, printed at start, and
-the PyREBox console at <run dir>/console.sock (`pyrebox attach`). The user's
-QMP socket stays free for the user.
+Either way QEMU never outlives the launcher (PR_SET_PDEATHSIG, and SIGINT,
+SIGTERM, SIGHUP handlers that stop it and remove the run dir), the run dir
+is 0700 and the run's umask 077. QEMU's QMP socket is at <run dir>/qmp.sock,
+printed at start, and the PyREBox console at <run dir>/console.sock
+(`pyrebox attach`). The user's QMP socket stays free for the user.
 
 Snapshots: every run has a qcow2 disk that is not the guest's (QEMU keeps
 snapshots in it): a scratch one in the run dir, or --disk FILE (created if
