@@ -188,6 +188,23 @@ def test_loadvm_without_cmd_opens_the_shell_on_the_restored_guest(tmp_path):
             child.close(force=True)
 
 
+def test_a_guest_printed_snapshot_point_does_not_trigger_the_save(tmp_path):
+    disk = str(tmp_path / "snaps.qcow2")
+    saved = run_pyrebox("run", "--disk", disk, "--savevm", "ready", "--timeout", "300",
+                        "--cmd", "echo PYREBOX-SNAPSHOT-POINT; sleep 2; echo late > /root/late",
+                        cwd=str(tmp_path))
+    assert saved.returncode == 0, saved.stdout[-3000:] + saved.stderr
+    lines = saved.stdout.splitlines()
+    assert "guest> PYREBOX-SNAPSHOT-POINT" in lines
+    assert lines.count(f"[pyrebox] saved snapshot ready in {disk}") == 1
+    assert lines.index("PYREBOX-CMD-END 1 rc=0") < lines.index("PYREBOX-SNAPSHOT-POINT")
+    # The snapshot was taken after the command: its file is in the saved state.
+    loaded = run_pyrebox("run", "--disk", disk, "--loadvm", "ready", "--timeout", "300",
+                         "--cmd", "cat /root/late", cwd=str(tmp_path))
+    assert loaded.returncode == 0, loaded.stdout[-3000:] + loaded.stderr
+    assert command_outputs(loaded.stdout) == {1: (["late"], 0)}
+
+
 # ------------------------------------------------- ports and files are private
 
 def free_port() -> int:
