@@ -49,9 +49,9 @@ def qemus(path: str = RUNS) -> list[psutil.Process]:
     for proc in psutil.process_iter(["name", "cmdline"]):
         try:
             cmdline = proc.info["cmdline"] or []
-            if (proc.info["name"] or "").startswith("qemu-system")  and \
-                    any(path in arg for arg in cmdline) and \
-                    proc.status() != psutil.STATUS_ZOMBIE:
+            if ((proc.info["name"] or "").startswith("qemu-system")
+                    and any(path in arg for arg in cmdline)
+                    and proc.status() != psutil.STATUS_ZOMBIE):
                 found.append(proc)
         except psutil.Error:
             pass

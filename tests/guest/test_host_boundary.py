@@ -16,6 +16,7 @@ import subprocess
 import threading
 import time
 
+import psutil
 import pytest
 
 from conftest import LAUNCHER, command_outputs, qemus, run_pyrebox, wait_gone, write
@@ -130,8 +131,8 @@ def test_signal_to_an_interactive_launcher_ends_its_qemu(sig):
 
 def psutil_exists(proc) -> bool:
     try:
-        return proc.is_running() and proc.status() != "zombie"
-    except Exception:  # noqa: BLE001 - psutil.NoSuchProcess: gone
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
 
 
