@@ -384,7 +384,6 @@ class Runner:
         self.out = out or sys.stdout
         self._out_lock = threading.Lock()
         self.saw_end = False
-        self.begun: list[int] = []  # command numbers of the BEGIN markers, in order
         self.ended: list[int] = []  # command numbers of the END markers, in order
         self.snapshot_saved = False
         self.markers = GuestMarkers(new_nonce())
@@ -551,7 +550,7 @@ class Runner:
         # A restored guest waits at its snapshot point: have it start its shell.
         first = (SERVE_SHELL + "\n").encode() if self.opts.loadvm else b""
         term = Terminal(rundir, proc, os.fdopen(read_fd, "rb"), self.opts.plugin, first)
-        self._on_stop.append(term._cooked)
+        self._on_stop.append(term.restore)
         term.say(f"[pyrebox] QMP socket: {rundir}/qmp.sock")
         if self.opts.plugin:
             term.say(f"[pyrebox] PyREBox console: {ESCAPE_NAME} here, or pyrebox attach {rundir}")
@@ -649,9 +648,7 @@ class Runner:
 
     def _on_marker(self, marker: str) -> None:
         words = marker.split()
-        if words[0] == "PYREBOX-CMD-BEGIN":
-            self.begun.append(int(words[1]))
-        elif words[0] == "PYREBOX-CMD-END":
+        if words[0] == "PYREBOX-CMD-END":
             self.ended.append(int(words[1]))
         elif marker == END_MARKER:
             self.saw_end = True
@@ -710,6 +707,10 @@ class Terminal:
         self.tty = sys.stdin.isatty()
         self.filter = None if sys.stdout.isatty() else GuestStream()
         self._saved_tty = None
+        self._original_tty = None
+        if self.tty:
+            import termios
+            self._original_tty = termios.tcgetattr(0)
         self._lock = threading.Lock()
         self.mode = "guest"
         self.client = None
@@ -781,6 +782,14 @@ class Terminal:
             import tty
             self._saved_tty = termios.tcgetattr(0)
             tty.setraw(0)
+
+    def restore(self) -> None:
+        """Puts the terminal back as the run found it, whoever changed it
+        since (raw mode here, or the console's prompt_toolkit): for a
+        signal that ends the launcher at any point."""
+        if self._original_tty is not None:
+            import termios
+            termios.tcsetattr(0, termios.TCSANOW, self._original_tty)
 
     def _cooked(self) -> None:
         if self._saved_tty is not None:

@@ -13,6 +13,7 @@ import signal
 import socket
 import stat
 import subprocess
+import termios
 import threading
 import time
 
@@ -113,10 +114,13 @@ def test_signal_to_an_interactive_launcher_ends_its_qemu(sig):
         if sig != signal.SIGKILL:
             child.expect_exact(f"pyrebox: stopped by {sig.name}; QEMU was stopped", timeout=30)
         child.expect(pexpect.EOF, timeout=30)
+        # The terminal is no longer in raw mode (only a handler can undo it).
+        echo = bool(termios.tcgetattr(child.child_fd)[3] & termios.ECHO)
         child.close()
     finally:
         if child.isalive():
             child.close(force=True)
+    assert echo == (sig != signal.SIGKILL)
     if sig == signal.SIGKILL:
         assert child.signalstatus == signal.SIGKILL
     else:
