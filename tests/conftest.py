@@ -7,10 +7,15 @@ through module-scoped fixtures wherever the assertions allow.
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
+import time
 
+import psutil
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -19,6 +24,14 @@ sys.path.insert(0, os.path.join(ROOT, "python"))
 from pyrebox import paths  # noqa: E402
 
 LAUNCHER = os.path.join(ROOT, "pyrebox")
+
+# Every launcher the tests start makes its run dir under RUNS (TMPDIR is
+# inherited), so the QEMUs of this session are told from any other QEMU on
+# the machine by that path in their command line. The test process itself
+# keeps the usual temporary directory (pytest's tmp_path).
+tempfile.gettempdir()
+RUNS = tempfile.mkdtemp(prefix="pyrebox-tests-")
+os.environ["TMPDIR"] = RUNS
 
 
 # What each marker needs (pytest.ini declares the markers). Tests under
@@ -65,6 +78,95 @@ def pytest_collection_modifyitems(config, items):
             if reasons[marker] is not None:
                 item.add_marker(pytest.mark.skip(reason=reasons[marker]))
                 break
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(RUNS, ignore_errors=True)
+
+
+def qemus(path: str = RUNS) -> list[psutil.Process]:
+    """The running QEMU processes whose command line names `path` (a run
+    dir, or RUNS for all of this session's)."""
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        try:
+            cmdline = proc.info["cmdline"] or []
+            if ((proc.info["name"] or "").startswith("qemu-system")
+                    and any(path in arg for arg in cmdline)
+                    and proc.status() != psutil.STATUS_ZOMBIE):
+                found.append(proc)
+        except psutil.Error:
+            pass
+    return found
+
+
+def orphans() -> list[psutil.Process]:
+    """This session's QEMUs whose launcher is gone (reparented)."""
+    result = []
+    for proc in qemus():
+        try:
+            parent = proc.parent()
+            if parent is None or "pyrebox.cli" not in " ".join(parent.cmdline()):
+                result.append(proc)
+        except psutil.Error:
+            pass
+    return result
+
+
+def wait_gone(find, timeout: float) -> list[psutil.Process]:
+    """Polls find() until it returns nothing or `timeout` passes; returns
+    what is left."""
+    deadline = time.monotonic() + timeout
+    left = find()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = find()
+    return left
+
+
+def _kill_and_describe(procs: list[psutil.Process]) -> str:
+    text = []
+    for proc in procs:
+        try:
+            text.append(f"pid {proc.pid} (parent {proc.ppid()}): {' '.join(proc.cmdline())[:300]}")
+            proc.kill()
+        except psutil.Error:
+            pass
+    return "; ".join(text)
+
+
+@pytest.fixture(autouse=True)
+def no_orphaned_qemu():
+    """After each test: no QEMU of this session outlived its launcher."""
+    yield
+    left = wait_gone(orphans, 10)
+    if left:
+        pytest.fail(f"QEMU left running without its launcher: {_kill_and_describe(left)}")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def no_qemu_after_module():
+    """After a module (its fixtures torn down first): no QEMU of this session
+    runs at all; a VM a fixture started was stopped."""
+    yield
+    left = wait_gone(qemus, 15)
+    if left:
+        pytest.fail(f"QEMU still running after the module: {_kill_and_describe(left)}")
+
+
+def stop_launcher(child, timeout: float = 30) -> None:
+    """Ends a `pyrebox run` started with pexpect the way a user's kill does
+    (SIGTERM: the launcher stops its QEMU and removes its run dir); SIGKILL
+    only if it does not end in time."""
+    if child.isalive():
+        child.kill(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while child.isalive() and time.monotonic() < deadline:
+            try:
+                child.read_nonblocking(65536, timeout=0.5)
+            except Exception:  # noqa: BLE001 - EOF or timeout: keep waiting for the exit
+                time.sleep(0.1)
+    child.close(force=True)
 
 
 def run_pyrebox(*args: str, cwd: str | None = None, timeout: float = 300,
@@ -126,7 +228,9 @@ def command_outputs(stdout: str) -> dict[int, tuple[list[str], int]]:
             rc = int(line.split("rc=")[1])
             result[current] = (lines, rc)
             current = None
-        elif current is not None and not line.startswith("["):
+        elif current is not None and not line.startswith(("[", "guest> [")):
+            # "[...]" lines are PyREBox's and the scripts'; "guest> [" the
+            # kernel's own (its timestamps), shown with the guest prefix.
             lines.append(line)
     return result
 

@@ -18,12 +18,13 @@ def _run_parser(sub) -> None:
                     "(Ctrl-] switches to the PyREBox console and q back).")
     p.add_argument("--conf", help="pyrebox.conf to use (default: ./pyrebox.conf if present)")
     p.add_argument("--file", action="append", default=[], metavar="HOST[:GUEST]",
-                   help="copy a host file into the guest before the commands run "
-                        "(default guest path: /root/<name>)")
+                   help="copy a host file into the guest before the commands run, or before "
+                        "its shell starts (default guest path: /root/<name>)")
     p.add_argument("--cmd", action="append", default=[], metavar="COMMAND",
                    help="a shell command to run in the guest (repeatable, in order)")
     p.add_argument("--timeout", type=float, metavar="S",
-                   help="stop QEMU and fail after S seconds (default: 600 with --cmd, none without)")
+                   help="stop QEMU and fail after S seconds (default: 600 with --cmd or --savevm, "
+                        "none for the interactive shell)")
     p.add_argument("--smp", type=int, default=1, metavar="N", help="number of vCPUs")
     p.add_argument("--memory", "-m", default="512M", help="guest memory (QEMU -m)")
     p.add_argument("--nokaslr", action="store_true", help="boot the guest kernel with nokaslr")
@@ -34,13 +35,15 @@ def _run_parser(sub) -> None:
                    help="after the --cmd commands, save the VM as snapshot NAME in --disk "
                         "and stop")
     p.add_argument("--loadvm", metavar="NAME",
-                   help="start from snapshot NAME of --disk and run the --cmd commands there")
+                   help="start from snapshot NAME of --disk and run the --cmd commands there "
+                        "(without --cmd: the guest's shell on the restored machine)")
     p.add_argument("--nic", metavar="MODEL",
                    help="give the VM a NIC (ne2k_pci, e1000 or virtio-net-pci) on an isolated "
                         "network whose frames reach NIC_SEND_CB / NIC_REC_CB")
     p.add_argument("--hostfwd", action="append", default=[], metavar="RULE",
                    help="with --nic: forward a host port into the guest, in QEMU's form "
-                        "udp|tcp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT (repeatable)")
+                        "udp|tcp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT (repeatable; an "
+                        "empty HOSTADDR is 127.0.0.1)")
     p.add_argument("--no-plugin", action="store_true",
                    help="run plain QEMU without PyREBox (same machine; for comparisons)")
     p.add_argument("extra", nargs="*", metavar="-- QEMU_ARGS",
@@ -88,9 +91,10 @@ def main(argv: list[str] | None = None) -> int:
                 conf=args.conf, files=[run.parse_file_spec(f) for f in args.file],
                 commands=args.cmd, smp=args.smp, memory=args.memory, nokaslr=args.nokaslr,
                 plugin=not args.no_plugin, nic=args.nic, hostfwd=args.hostfwd,
-                timeout=args.timeout if args.timeout is not None else (
-                    600 if args.cmd or args.savevm or args.loadvm else None),
-                extra=args.extra, disk=args.disk, savevm=args.savevm, loadvm=args.loadvm)
+                timeout=args.timeout, extra=args.extra, disk=args.disk, savevm=args.savevm,
+                loadvm=args.loadvm)
+            if opts.timeout is None and opts.batch:
+                opts.timeout = 600  # an interactive run has no default timeout
             run.validate(opts)
             return run.Runner(opts).run()
         except (run.RunError, config_mod.ConfigError, qemu.QemuError, paths.SetupError) as e:

@@ -8,11 +8,13 @@ The protocol is described in pyrebox/console.py.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import os
 import queue
 import socket
+import stat
 import sys
 import tempfile
 import threading
@@ -35,30 +37,146 @@ def connect(path: str) -> socket.socket:
     return sock
 
 
-def find_run_dir(rundir: str | None) -> str:
-    """The console socket of `rundir`, or of the most recent live run."""
-    if rundir:
-        path = os.path.join(rundir, CONSOLE_SOCKET) if os.path.isdir(rundir) else rundir
-        if not os.path.exists(path):
-            raise AttachError(f"no PyREBox console at {path} (is the VM still running?)")
-        return path
-    candidates = glob.glob(os.path.join(tempfile.gettempdir(), RUN_DIR_PATTERN, CONSOLE_SOCKET))
-    candidates.sort(key=lambda p: os.stat(p).st_mtime if os.path.exists(p) else 0, reverse=True)
-    for path in candidates:
-        if _alive(os.path.dirname(path)):
-            return path
-    raise AttachError("no running PyREBox VM with a console was found (start one with "
-                      "pyrebox run, or give its run dir: pyrebox attach RUNDIR)")
+@dataclasses.dataclass
+class Run:
+    """A run dir found for `pyrebox attach`."""
+    rundir: str
+    socket: str
+    pid: int | None  # its QEMU's, from qemu.pid (None: unreadable)
+    alive: bool
+
+
+def private_problem(rundir: str) -> str | None:
+    """Why `rundir` is not a run dir to attach to without being named, or
+    None. Only a directory of this user with mode 0700 whose console socket
+    is this user's with mode 0600 or tighter qualifies: anything else in the
+    shared temporary directory may have been put there by another user (a
+    socket there would receive what is typed into the console)."""
+    me = os.geteuid()
+    try:
+        st = os.lstat(rundir)
+    except OSError as e:
+        return f"cannot be read ({e.strerror})"
+    if not stat.S_ISDIR(st.st_mode):
+        return "not a directory"
+    if st.st_uid != me:
+        return f"owned by uid {st.st_uid}, not by you (uid {me})"
+    if stat.S_IMODE(st.st_mode) != 0o700:
+        return f"mode {stat.S_IMODE(st.st_mode):04o}, not 0700"
+    path = os.path.join(rundir, CONSOLE_SOCKET)
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return f"no {CONSOLE_SOCKET}"
+    if not stat.S_ISSOCK(st.st_mode):
+        return f"{CONSOLE_SOCKET} is not a socket"
+    if st.st_uid != me:
+        return f"{CONSOLE_SOCKET} is owned by uid {st.st_uid}, not by you (uid {me})"
+    if stat.S_IMODE(st.st_mode) & 0o177:
+        return f"{CONSOLE_SOCKET} has mode {stat.S_IMODE(st.st_mode):04o}, not 0600 or tighter"
+    return None
+
+
+def qemu_pid(rundir: str) -> int | None:
+    try:
+        with open(os.path.join(rundir, "qemu.pid")) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def _alive(rundir: str) -> bool:
-    """Whether the QEMU of a run dir runs (its pid file names it)."""
-    try:
-        with open(os.path.join(rundir, "qemu.pid")) as f:
-            os.kill(int(f.read().strip()), 0)
-        return True
-    except (OSError, ValueError):
+    """Whether the QEMU of a run dir runs: the process its pid file names
+    exists and its command line names the run dir (so a pid reused by
+    another program does not count)."""
+    pid = qemu_pid(rundir)
+    if pid is None:
         return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read()
+    except OSError:
+        return False
+    return os.fsencode(os.path.abspath(rundir)) in cmdline
+
+
+def runs(base: str | None = None) -> tuple[list[Run], list[tuple[str, str]]]:
+    """Run dirs under `base` (the temporary directory): (the private ones,
+    newest first; [(rundir, why it was ignored)])."""
+    base = base or tempfile.gettempdir()
+    found, ignored = [], []
+    for rundir in glob.glob(os.path.join(base, RUN_DIR_PATTERN)):
+        problem = private_problem(rundir)
+        if problem:
+            ignored.append((rundir, problem))
+            continue
+        found.append(Run(rundir, os.path.join(rundir, CONSOLE_SOCKET), qemu_pid(rundir),
+                         _alive(rundir)))
+    found.sort(key=lambda r: _mtime(r.socket), reverse=True)
+    return found, sorted(ignored)
+
+
+def _mtime(path: str) -> float:
+    try:
+        return os.lstat(path).st_mtime
+    except OSError:
+        return 0
+
+
+def _gone(run: Run) -> str:
+    pid = f"pid {run.pid}" if run.pid is not None else "its pid file unreadable"
+    return f"the VM of {run.rundir} is gone (its QEMU, {pid}, no longer runs)"
+
+
+def find_run_dir(rundir: str | None, ask=None) -> Run:
+    """The run to attach to: `rundir` (a run dir or its console socket), or
+    the one private live run; with several, `ask(live)` picks one (None:
+    refused). Raises AttachError with the reason otherwise."""
+    if rundir:
+        path = os.path.join(rundir, CONSOLE_SOCKET) if os.path.isdir(rundir) else rundir
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.exists(path):
+            raise AttachError(f"no PyREBox console at {path} (is the VM still running?)")
+        run = Run(directory, path, qemu_pid(directory), _alive(directory))
+        if run.pid is not None and not run.alive:
+            raise AttachError(_gone(run))
+        return run
+    found, ignored = runs()
+    for directory, why in ignored:
+        print(f"pyrebox: ignoring {directory}: {why}", file=sys.stderr)
+    live = [r for r in found if r.alive]
+    if not live:
+        if found:
+            raise AttachError("; ".join(_gone(r) for r in found))
+        raise AttachError("no running PyREBox VM with a console was found (start one with "
+                          "pyrebox run, or give its run dir: pyrebox attach RUNDIR)")
+    if len(live) == 1:
+        return live[0]
+    chosen = (ask or _ask)(live)
+    if chosen is None:
+        listing = "".join(f"\n  {i}) {r.rundir} (QEMU pid {r.pid})" for i, r in
+                          enumerate(live, 1))
+        raise AttachError(f"{len(live)} PyREBox VMs are running; name one: "
+                          f"pyrebox attach RUNDIR{listing}")
+    return chosen
+
+
+def _ask(live: list[Run]) -> Run | None:
+    """Asks on the terminal which run to join; None when stdin is not a
+    terminal (nobody to ask). Raises AttachError for an answer that is not
+    one of the numbers."""
+    if not sys.stdin.isatty():
+        return None
+    print(f"{len(live)} PyREBox VMs are running:")
+    for i, r in enumerate(live, 1):
+        print(f"  {i}) {r.rundir} (QEMU pid {r.pid})")
+    try:
+        answer = input(f"attach to which one [1-{len(live)}]? ").strip()
+    except EOFError:
+        answer = ""
+    if not answer.isdigit() or not 1 <= int(answer) <= len(live):
+        raise AttachError(f"{answer!r} is not one of 1-{len(live)}; nothing was attached")
+    return live[int(answer) - 1]
 
 
 class _Interrupted:
@@ -235,14 +353,18 @@ class ConsoleClient:
 
 
 def attach(rundir: str | None) -> int:
+    """`pyrebox attach`: 0 after a console session; 1 when there is nothing
+    to attach to (none, refused, the VM gone) or the socket refuses."""
     try:
-        path = find_run_dir(rundir)
-        sock = connect(path)
+        run = find_run_dir(rundir)
+        sock = connect(run.socket)
     except AttachError as e:
         print(f"pyrebox: {e}", file=sys.stderr)
-        return 2
+        return 1
     except OSError as e:
         print(f"pyrebox: cannot attach: {e}", file=sys.stderr)
         return 1
+    pid = f"QEMU pid {run.pid}" if run.pid is not None else "QEMU pid unknown"
+    print(f"[pyrebox] attached to the run in {run.rundir} ({pid})", flush=True)
     ConsoleClient(sock).interact()
     return 0

@@ -163,6 +163,9 @@ class ConsoleServer:
             pass
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.bind(self.path)
+        # Whoever connects drives the VM: the socket is the user's alone
+        # (`pyrebox attach` joins only a 0600-or-tighter console socket).
+        os.chmod(self.path, 0o600)
         sock.listen(4)
         self._listener = sock
         threading.Thread(target=self._accept_loop, name="pyrebox-console", daemon=True).start()

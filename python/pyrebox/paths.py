@@ -24,3 +24,16 @@ def require(path: str, what: str) -> str:
         raise SetupError(f"{what} is missing ({os.path.relpath(path, ROOT)}): "
                          f"run 'make bootstrap' in {ROOT}")
     return path
+
+
+def open_private(path: str):
+    """Opens `path` for writing (binary, truncated) as a file only its owner
+    can read: guest memory dumped to the host is no other user's business.
+    A file that existed keeps its owner but gets mode 0600 too."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    except OSError:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "wb")

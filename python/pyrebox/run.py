@@ -4,19 +4,25 @@ Batch mode (--cmd given): the commands and --file copies travel in a small
 cpio archive appended to the default guest's initramfs; the guest's init runs
 them in order and powers off (see guest/init for the markers it prints).
 QEMU's stdout is the guest's serial console; the plugin prints on a pipe of
-its own. Both are streamed to our stdout line by line: guest lines as they
-are, PyREBox and script lines with their "[...] " prefix.
+its own. Both are streamed to our stdout line by line: PyREBox and script
+lines with their "[...] " prefix, guest lines through guest_line (controls
+shown as text, "guest> " before a line that starts like a host-side one),
+and init's markers only when they carry the run's nonce (GuestMarkers),
+without it. Success is judged from those markers and QEMU's exit status.
 
-Interactive mode (no --cmd): the guest's serial console is the terminal.
+Interactive mode (no --cmd, also with --file, or --loadvm: the restored
+guest is told to start its shell): the guest's serial console is the terminal.
 QEMU's serial port is a Unix socket of the run dir; the launcher relays it
 to the terminal (in raw mode) and prints the plugin's lines between, and the
 escape key (Ctrl-], ESCAPE_KEY) switches the terminal to the PyREBox console
 and `q` back (see Terminal). When a script opens the shell, the terminal
 switches to the console by itself.
 
-Either way QEMU's QMP socket is at <run dir>/qmp.sock, printed at start, and
-the PyREBox console at <run dir>/console.sock (`pyrebox attach`). The user's
-QMP socket stays free for the user.
+Either way QEMU never outlives the launcher (PR_SET_PDEATHSIG, and SIGINT,
+SIGTERM, SIGHUP handlers that stop it and remove the run dir), the run dir
+is 0700 and the run's umask 077. QEMU's QMP socket is at <run dir>/qmp.sock,
+printed at start, and the PyREBox console at <run dir>/console.sock
+(`pyrebox attach`). The user's QMP socket stays free for the user.
 
 Snapshots: every run has a qcow2 disk that is not the guest's (QEMU keeps
 snapshots in it): a scratch one in the run dir, or --disk FILE (created if
@@ -40,11 +46,16 @@ receives to chardev sockets the plugin reads (NIC_SEND_CB / NIC_REC_CB).
 
 from __future__ import annotations
 
+import codecs
+import ctypes
 import dataclasses
 import gzip
 import os
+import re
+import secrets
 import select
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -62,6 +73,24 @@ END_MARKER = "PYREBOX-GUEST-END"
 # this line ends the wait (see guest/init).
 SNAPSHOT_POINT = "PYREBOX-SNAPSHOT-POINT"
 SERVE_END = "PYREBOX-SERVE-END"
+# Typed at the snapshot point: the first line of a --loadvm run gives the
+# guest that run's nonce; SERVE_SHELL makes the guest start its interactive
+# shell there (--loadvm without --cmd).
+NONCE_LINE = "PYREBOX-NONCE"
+SERVE_SHELL = "PYREBOX-SERVE-SHELL"
+# In the overlay archive: the run's nonce, which guest/init reads and deletes
+# before any command runs (see GuestMarkers).
+NONCE_FILE = "/pyrebox/nonce"
+# A guest line that could pass for a host-side one (PyREBox's "[pyrebox]",
+# a script's "[<name>]", "[qemu]", "[python]", "pyrebox:" messages, the
+# markers) is shown after this prefix.
+GUEST_PREFIX = "guest> "
+RESERVED_STARTS = ("[", "pyrebox", "PYREBOX-")
+# Signals that stop a run: QEMU is stopped, the run dir removed, and the
+# launcher exits with 128 + the signal number.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+QEMU_STOP_GRACE = 5.0  # seconds QEMU gets to end on SIGTERM before SIGKILL
+PR_SET_PDEATHSIG = 1
 SCRATCH_DISK_SIZE = "64M"
 # NIC models --nic accepts (the guest image has their drivers).
 NIC_MODELS = ("ne2k_pci", "e1000", "virtio-net-pci")
@@ -102,7 +131,9 @@ class RunOptions:
 
     @property
     def batch(self) -> bool:
-        return bool(self.commands or self.savevm or self.loadvm)
+        """Commands run and the guest powers off; otherwise (no --cmd, also
+        with --file or --loadvm) the guest's shell is on the terminal."""
+        return bool(self.commands or self.savevm)
 
 
 def parse_file_spec(spec: str) -> GuestFile:
@@ -117,18 +148,122 @@ def parse_file_spec(spec: str) -> GuestFile:
     return GuestFile(os.path.abspath(host), guest)
 
 
-def overlay_archive(commands: list[str], files: list[GuestFile],
-                    snapshot_point: bool = False) -> bytes:
-    """The per-run archive: /pyrebox/commands plus the user's files, and
-    /pyrebox/snapshot-point when the guest is to wait for a snapshot."""
+def overlay_archive(commands: list[str] | None, files: list[GuestFile],
+                    snapshot_point: bool = False, nonce: str | None = None) -> bytes:
+    """The per-run archive: the user's files; for a batch run (commands not
+    None) /pyrebox/commands, /pyrebox/nonce and, when the guest is to wait
+    for a snapshot, /pyrebox/snapshot-point. Without /pyrebox/commands the
+    guest's init starts its interactive shell."""
     archive = CpioArchive()
     for f in files:
         st = os.stat(f.host)
         archive.add_file(f.guest, source=f.host, mode=st.st_mode & 0o777)
-    archive.add_file("/pyrebox/commands", "".join(c + "\n" for c in commands).encode())
-    if snapshot_point:
-        archive.add_file("/pyrebox/snapshot-point", b"")
+    if commands is not None:
+        archive.add_file("/pyrebox/commands", "".join(c + "\n" for c in commands).encode())
+        if nonce is not None:
+            archive.add_file(NONCE_FILE, (nonce + "\n").encode(), mode=0o600)
+        if snapshot_point:
+            archive.add_file("/pyrebox/snapshot-point", b"")
     return archive.to_bytes()
+
+
+# --------------------------------------------------------------- guest text
+
+# C0 controls but tab, DEL and C1 controls, each as visible text: ESC is
+# "^[", BEL "^G", DEL "^?", CSI (U+009B) "\x9b". A byte that is not UTF-8
+# is shown as "\xNN" by the decoder (errors="backslashreplace").
+_CONTROLS = {c: f"^{chr(c + 64)}" for c in range(32) if c != 9}
+_CONTROLS[0x7F] = "^?"
+_CONTROLS.update({c: f"\\x{c:02x}" for c in range(0x80, 0xA0)})
+
+
+def neutralise(text: str) -> str:
+    """`text` with every control character but tab shown as visible text,
+    so that nothing in it acts on a terminal."""
+    return text.translate(_CONTROLS)
+
+
+def guest_line(text: str) -> str:
+    """One line of guest console text (without its newline; carriage
+    returns already dropped) as the launcher shows it: controls neutralised,
+    and GUEST_PREFIX before a line that starts like a host-side one."""
+    text = neutralise(text)
+    return GUEST_PREFIX + text if text.startswith(RESERVED_STARTS) else text
+
+
+class GuestStream:
+    """guest_line for a byte stream that arrives in pieces (the interactive
+    console when our stdout is not a terminal): feed() returns the text
+    that can be shown so far. The start of a line is held back only while
+    it could still become a reserved start ("pyreb" could be "pyrebox")."""
+
+    def __init__(self):
+        self._decoder = codecs.getincrementaldecoder("utf-8")("backslashreplace")
+        self._start: str | None = ""  # the current line's undecided start; None: decided
+
+    def feed(self, data: bytes) -> str:
+        out = []
+        for ch in self._decoder.decode(data):
+            if ch == "\r":
+                continue  # the CR of CRLF; alone it could overwrite a shown line
+            if ch == "\n":
+                if self._start:
+                    out.append(guest_line(self._start))
+                out.append("\n")
+                self._start = ""
+            elif self._start is None:
+                out.append(neutralise(ch))
+            else:
+                self._start += ch
+                if (not self._start.startswith(RESERVED_STARTS)
+                        and any(p.startswith(self._start) for p in RESERVED_STARTS)):
+                    continue
+                out.append(guest_line(self._start))
+                self._start = None
+        return "".join(out)
+
+
+class GuestMarkers:
+    """The markers guest/init prints, accepted only with the run's nonce.
+
+    The nonce is random per run and reaches init on a path no guest program
+    sees before init has read and deleted it (the overlay archive, or the
+    first line typed at the snapshot point), so a program that prints a
+    marker cannot make the launcher believe a command finished. A marker
+    can end a line of command output (output without a final newline)."""
+
+    def __init__(self, nonce: str):
+        self.nonce = nonce
+        self._pattern = re.compile(
+            r"(PYREBOX-(?:CMD-BEGIN \d+|CMD-END \d+ rc=\d+|GUEST-END|SNAPSHOT-POINT)) "
+            + re.escape(nonce) + "$")
+
+    def split(self, line: str) -> tuple[str, str | None]:
+        """(text before the marker, the marker without its nonce), or
+        (line, None) when the line carries no marker of this run."""
+        m = self._pattern.search(line)
+        if m is None:
+            return line, None
+        return line[:m.start()], m.group(1)
+
+
+def new_nonce() -> str:
+    return secrets.token_hex(16)
+
+
+def normalise_hostfwd(rule: str) -> str:
+    """A --hostfwd rule as QEMU gets it: an empty host address becomes
+    127.0.0.1 (QEMU would listen on every address). Raises RunError for a
+    rule not in QEMU's form."""
+    form = "udp|tcp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT"
+    proto, _, rest = rule.partition(":")
+    if "," in rule or proto not in ("tcp", "udp"):
+        raise RunError(f"--hostfwd {rule}: expected QEMU's hostfwd form {form}")
+    host, sep, ports = rest.partition(":")
+    if not sep or "-" not in ports or "-" in host:
+        raise RunError(f"--hostfwd {rule}: expected QEMU's hostfwd form {form} (the host "
+                       f"address may be empty, its colon may not: {proto}::HOSTPORT-:GUESTPORT)")
+    return f"{proto}:{host or '127.0.0.1'}:{ports}"
 
 
 def memory_bytes(spec: str) -> int:
@@ -186,10 +321,12 @@ def validate(opts: RunOptions) -> config_mod.Config:
                            f"{', '.join(NIC_MODELS)})")
     if opts.hostfwd and opts.nic is None:
         raise RunError("--hostfwd needs --nic MODEL (the forwarded ports reach that NIC)")
-    for rule in opts.hostfwd:
-        if "," in rule or not rule.startswith(("tcp:", "udp:")):
-            raise RunError(f"--hostfwd {rule}: expected QEMU's hostfwd form "
-                           f"udp|tcp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT")
+    opts.hostfwd = [normalise_hostfwd(rule) for rule in opts.hostfwd]
+    if opts.loadvm:
+        for cmd in opts.commands:
+            if cmd in (SERVE_END, SERVE_SHELL) or cmd.startswith(NONCE_LINE + " "):
+                raise RunError(f"--cmd {cmd!r}: that line is the launcher's own at the "
+                               f"snapshot point; write the command another way")
     conf = config_mod.load(opts.conf)  # ConfigError names the key
     if qemu.describes_own_vm(opts.extra) and (opts.commands or opts.files):
         raise RunError("--cmd and --file work with the default guest only; the extra "
@@ -203,12 +340,58 @@ def write_pid(rundir: str, pid: int) -> None:
         f.write(f"{pid}\n")
 
 
+def _qemu_child_setup(parent: int, prctl):
+    """preexec_fn of QEMU: it gets SIGKILL when the launcher dies, however
+    it dies (a SIGKILLed launcher runs no handler). PR_SET_PDEATHSIG fires
+    when the thread that forked the child ends, so QEMU is started from
+    the main thread. If the launcher died before prctl took effect, the
+    parent is already someone else: end here instead of running orphaned.
+    The umask keeps the run dir's sockets and every file QEMU writes (the
+    snapshot disk, screenshots, memory images) private to the user."""
+    def setup():
+        if prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+        os.umask(0o077)
+    return setup
+
+
+def _stop_process(pid: int) -> None:
+    """SIGTERM (QEMU then shuts down cleanly, leaving a consistent qcow2),
+    SIGKILL after QEMU_STOP_GRACE; reaps it. Uses os.waitpid directly:
+    this runs in a signal handler, possibly inside Popen.wait, whose lock
+    is held by the interrupted frame."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + QEMU_STOP_GRACE
+    try:
+        while time.monotonic() < deadline:
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                return
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ChildProcessError, ProcessLookupError):
+        pass  # already reaped
+
+
 class Runner:
     def __init__(self, opts: RunOptions, out=None):
         self.opts = opts
         self.out = out or sys.stdout
         self._out_lock = threading.Lock()
         self.saw_end = False
+        self.ended: list[int] = []  # command numbers of the END markers, in order
+        self.snapshot_saved = False
+        self.markers = GuestMarkers(new_nonce())
+        self._proc: subprocess.Popen | None = None
+        self._rundir: str | None = None
+        self._stopping = False
+        self._on_stop: list = []  # undo steps for a signal (the terminal's mode)
+        self._prctl = ctypes.CDLL(None, use_errno=True).prctl  # loaded before any fork
 
     def emit(self, line: str) -> None:
         with self._out_lock:
@@ -275,6 +458,7 @@ class Runner:
         if made.returncode != 0:
             raise RunError(f"cannot create the snapshot disk {path}: "
                            f"{made.stderr.strip() or made.stdout.strip()}")
+        os.chmod(path, 0o600)  # it will hold the guest's memory (snapshots)
 
     def _nic_args(self, rundir: str) -> list[str]:
         """The NIC, its isolated user-mode network and, for the plugin, one
@@ -295,18 +479,55 @@ class Runner:
 
     def _initrd(self, rundir: str) -> str:
         base = paths.require(paths.GUEST_INITRAMFS, "the default guest image")
-        if not self.opts.commands and not self.opts.files and not self.opts.savevm:
+        if not self.opts.batch and not self.opts.files:
             return base
         # The kernel unpacks concatenated archives in order; ours go last.
         path = os.path.join(rundir, "initrd")
         with open(path, "wb") as out, open(base, "rb") as src:
             shutil.copyfileobj(src, out)
-            out.write(overlay_archive(self.opts.commands, self.opts.files,
-                                      snapshot_point=bool(self.opts.savevm)))
+            out.write(overlay_archive(self.opts.commands if self.opts.batch else None,
+                                      self.opts.files, snapshot_point=bool(self.opts.savevm),
+                                      nonce=self.markers.nonce))
         return path
 
+    def _start_qemu(self, cmd: list[str], **popen) -> subprocess.Popen:
+        proc = subprocess.Popen(cmd, preexec_fn=_qemu_child_setup(os.getpid(), self._prctl),
+                                **popen)
+        self._proc = proc
+        return proc
+
+    def _on_signal(self, signum, frame) -> None:
+        """SIGINT, SIGTERM, SIGHUP: stop QEMU, undo the terminal's raw mode,
+        remove the run dir, exit 128 + signum. Runs in the main thread,
+        possibly in the middle of anything, so it writes its message with
+        os.write and leaves with os._exit (no lock it could wait for)."""
+        if self._stopping:
+            return  # a second signal while stopping: the first one finishes
+        self._stopping = True
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            _stop_process(proc.pid)
+        for undo in self._on_stop:
+            try:
+                undo()
+            except Exception:  # noqa: BLE001 - best effort on the way out
+                pass
+        if self._rundir:
+            shutil.rmtree(self._rundir, ignore_errors=True)
+        name = signal.Signals(signum).name
+        try:
+            os.write(2, f"\npyrebox: stopped by {name}; QEMU was stopped\n".encode())
+        except OSError:
+            pass
+        os._exit(128 + signum)
+
     def run(self) -> int:
-        rundir = tempfile.mkdtemp(prefix="pyrebox-run-")
+        # Everything the run creates (run dir, sockets, disk, initrd, and in
+        # QEMU memory images and screenshots) is the user's alone.
+        os.umask(0o077)
+        rundir = tempfile.mkdtemp(prefix="pyrebox-run-")  # mode 0700
+        self._rundir = rundir
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
         try:
             self._make_disk(rundir)
             if self.opts.batch:
@@ -314,17 +535,22 @@ class Runner:
             return self._run_interactive(rundir)
         finally:
             shutil.rmtree(rundir, ignore_errors=True)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def _run_interactive(self, rundir: str) -> int:
         read_fd, write_fd = os.pipe()
         try:
             cmd = self.command_line(rundir, plugin_fd=write_fd if self.opts.plugin else None)
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            proc = self._start_qemu(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, pass_fds=(write_fd,))
         finally:
             os.close(write_fd)
         write_pid(rundir, proc.pid)
-        term = Terminal(rundir, proc, os.fdopen(read_fd, "rb"), self.opts.plugin)
+        # A restored guest waits at its snapshot point: have it start its shell.
+        first = (SERVE_SHELL + "\n").encode() if self.opts.loadvm else b""
+        term = Terminal(rundir, proc, os.fdopen(read_fd, "rb"), self.opts.plugin, first)
+        self._on_stop.append(term.restore)
         term.say(f"[pyrebox] QMP socket: {rundir}/qmp.sock")
         if self.opts.plugin:
             term.say(f"[pyrebox] PyREBox console: {ESCAPE_NAME} here, or pyrebox attach {rundir}")
@@ -336,17 +562,16 @@ class Runner:
             cmd = self.command_line(rundir, plugin_fd=write_fd)
             self.emit(f"[pyrebox] QMP socket: {rundir}/qmp.sock")
             typing = bool(self.opts.savevm or self.opts.loadvm)
-            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if typing else subprocess.DEVNULL,
+            proc = self._start_qemu(cmd, stdin=subprocess.PIPE if typing else subprocess.DEVNULL,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     pass_fds=(write_fd,))
-            self._proc = proc
-            self._rundir = rundir
             self.snapshot_error = None
             if self.opts.loadvm:
-                # The restored guest waits at its snapshot point: type the
-                # commands (QEMU hands them to the serial port as the guest
-                # reads), then the end of the list.
-                self._type([*self.opts.commands, SERVE_END])
+                # The restored guest waits at its snapshot point: type this
+                # run's nonce, the commands (QEMU hands them to the serial
+                # port as the guest reads), then the end of the list.
+                self._type([f"{NONCE_LINE} {self.markers.nonce}", *self.opts.commands,
+                            SERVE_END])
         finally:
             os.close(write_fd)
         write_pid(rundir, proc.pid)
@@ -379,19 +604,56 @@ class Runner:
         if rc != 0:
             self.emit(f"pyrebox: QEMU failed (exit status {rc})")
             return 1
-        if not self.saw_end:
-            self.emit("pyrebox: the guest powered off before its commands finished")
+        problem = self.unfinished()
+        if problem:
+            self.emit(f"pyrebox: {problem}")
             return 1
         return 0
 
+    def unfinished(self) -> str | None:
+        """What of the run did not happen, judged from the markers that
+        carried this run's nonce (never from other guest text); None when
+        every command ended, in order, and the guest reached its end."""
+        commands = self.opts.commands
+        for n, cmd in enumerate(commands, 1):
+            if self.ended[n - 1:n] != [n]:
+                after = (f"after command {self.ended[-1]} ended" if self.ended
+                         else "before any command ended")
+                shown = cmd if len(cmd) <= 60 else cmd[:57] + "..."
+                return (f"command {n} ({shown}) did not finish: the guest powered off {after}"
+                        f" (success is judged from the markers of this run only)")
+        if len(self.ended) != len(commands):
+            return (f"the guest reported {len(self.ended)} finished commands, "
+                    f"{len(commands)} were given")
+        if self.opts.savevm and not self.snapshot_saved:
+            return f"the guest did not reach its snapshot point; {self.opts.savevm} was not saved"
+        if not self.saw_end:
+            return "the guest powered off before its end marker"
+        return None
+
     def _pump_guest(self, stream) -> None:
+        """Shows guest lines (guest_line), and the markers of this run
+        without their nonce: `PYREBOX-CMD-BEGIN 1`, `PYREBOX-CMD-END 1 rc=0`,
+        `PYREBOX-GUEST-END`, `PYREBOX-SNAPSHOT-POINT`."""
         for raw in stream:
-            line = raw.decode("utf-8", "replace").rstrip("\r\n").replace("\r", "")
-            if line == END_MARKER:
-                self.saw_end = True
-            self.emit(line)
-            if line == SNAPSHOT_POINT and self.opts.savevm:
-                threading.Thread(target=self._save_snapshot, daemon=True).start()
+            line = raw.decode("utf-8", "backslashreplace").rstrip("\r\n").replace("\r", "")
+            text, marker = self.markers.split(line)
+            if marker is None:
+                self.emit(guest_line(line))
+                continue
+            if text:  # command output without a final newline
+                self.emit(guest_line(text))
+            self.emit(marker)
+            self._on_marker(marker)
+
+    def _on_marker(self, marker: str) -> None:
+        words = marker.split()
+        if words[0] == "PYREBOX-CMD-END":
+            self.ended.append(int(words[1]))
+        elif marker == END_MARKER:
+            self.saw_end = True
+        elif marker == SNAPSHOT_POINT and self.opts.savevm:
+            threading.Thread(target=self._save_snapshot, daemon=True).start()
 
     def _type(self, lines: list[str]) -> None:
         try:
@@ -406,6 +668,7 @@ class Runner:
         try:
             with Qmp.wait_for(os.path.join(self._rundir, "qmp.sock")) as qmp:
                 snapshot(qmp, "savevm", name)
+            self.snapshot_saved = True
             self.emit(f"[pyrebox] saved snapshot {name} in {self.opts.disk}")
         except (QmpError, OSError) as e:
             self.snapshot_error = f"saving snapshot {name} failed: {e}"
@@ -427,15 +690,27 @@ class Terminal:
     """Interactive mode: the terminal shows the guest's serial console, or
     the PyREBox console after ESCAPE_KEY (until `q`). Guest output that
     arrives while the PyREBox console is shown is kept and shown on return;
-    PyREBox lines are shown in either mode."""
+    PyREBox lines are shown in either mode.
 
-    def __init__(self, rundir: str, proc: subprocess.Popen, plugin_stream, plugin: bool):
+    The guest's bytes reach our stdout as they are only when it is a
+    terminal (it is then the guest's terminal, whose shell needs its control
+    sequences); otherwise (a file, a pipe) they pass through GuestStream.
+    `first` is typed into the guest's console before anything else."""
+
+    def __init__(self, rundir: str, proc: subprocess.Popen, plugin_stream, plugin: bool,
+                 first: bytes = b""):
         self.rundir = rundir
         self.proc = proc
         self.plugin_stream = plugin_stream
         self.plugin = plugin
+        self.first = first
         self.tty = sys.stdin.isatty()
+        self.filter = None if sys.stdout.isatty() else GuestStream()
         self._saved_tty = None
+        self._original_tty = None
+        if self.tty:
+            import termios
+            self._original_tty = termios.tcgetattr(0)
         self._lock = threading.Lock()
         self.mode = "guest"
         self.client = None
@@ -468,6 +743,8 @@ class Terminal:
                 data = b""
             if not data:
                 break
+            if self.filter is not None:
+                data = self.filter.feed(data).encode()
             with self._lock:
                 if self.mode == "guest":
                     self._write(data)
@@ -506,6 +783,14 @@ class Terminal:
             self._saved_tty = termios.tcgetattr(0)
             tty.setraw(0)
 
+    def restore(self) -> None:
+        """Puts the terminal back as the run found it, whoever changed it
+        since (raw mode here, or the console's prompt_toolkit): for a
+        signal that ends the launcher at any point."""
+        if self._original_tty is not None:
+            import termios
+            termios.tcsetattr(0, termios.TCSANOW, self._original_tty)
+
     def _cooked(self) -> None:
         if self._saved_tty is not None:
             import termios
@@ -538,6 +823,7 @@ class Terminal:
             self.plugin_stream.close()
         if self._connect_serial(deadline):
             threading.Thread(target=self._pump_serial, daemon=True).start()
+            self._send_serial(self.first)
         stdin_open = True
         timed_out = False
         try:

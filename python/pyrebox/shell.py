@@ -29,7 +29,7 @@ import struct
 import threading
 
 import api
-from . import machine, output
+from . import machine, output, paths
 
 LEAVE_WORDS = ("q", "c", "continue", "quit", "exit")
 INVALID = (machine.InvalidAddress, machine.IntrospectionError, ValueError, TypeError,
@@ -676,7 +676,7 @@ class Shell:
             raise CommandError("usage: dump ADDR:N FILE")
         addr, length, physical = self.range(target, 0)
         data = self.read(addr, length, physical)
-        with open(path.strip(), "wb") as f:
+        with paths.open_private(path.strip()) as f:
             f.write(data)
         print(f"saved {len(data)} byte(s) to {path.strip()}")
 

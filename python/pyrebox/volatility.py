@@ -39,6 +39,7 @@ from typing import Any
 
 import _pyrebox
 
+from . import paths
 
 
 class VolatilityError(Exception):
@@ -637,7 +638,7 @@ def write_image(path: str) -> dict:
     if not ranges:
         raise VolatilityError("the guest has no memory to save")
     chunk = 1 << 22
-    with open(path, "wb") as f:
+    with paths.open_private(path) as f:
         for start, end in ranges:
             f.seek(start)
             for pos in range(start, end, chunk):

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import LAUNCHER, ROOT, write
+from conftest import LAUNCHER, ROOT, stop_launcher, write
 from pyrebox import paths
 
 pexpect = pytest.importorskip("pexpect")
@@ -148,8 +148,7 @@ def vm(tmp_path_factory):
         run.expect_exact("# ")
         yield {"run": run, "rundir": rundir, "work": work}
     finally:
-        if run.isalive():
-            run.terminate(force=True)
+        stop_launcher(run)
 
 
 def test_escape_key_switches_to_the_console_and_back(vm):
@@ -253,6 +252,20 @@ def test_vol_pslist_lists_the_waiting_program(shell, program):
     assert "linux.pslist.PsList" in shell.run("list_vol_commands pslist")
     assert "vol: no Volatility plugin 'nosuch'" in shell.run("vol nosuch")
     assert "usage: vol PLUGIN" in shell.run("vol")
+
+
+def test_savemem_and_dump_write_files_only_the_user_reads(vm, shell, program):
+    work = vm["work"]
+    image, dump = work / "shell.mem", work / "buffer.bin"
+    write(dump, "an older file of mode 0644")
+    os.chmod(dump, 0o644)
+    assert f"saved 16 byte(s) to {dump}" in shell.run(f"dump {program['buffer']:x}:10 {dump}")
+    assert os.stat(dump).st_mode & 0o777 == 0o600
+    assert len(dump.read_bytes()) == 16
+    shell.run(f"savemem {image}", timeout=120)
+    assert os.stat(image).st_mode & 0o777 == 0o600
+    assert os.path.getsize(image) >= 512 << 20
+    image.unlink()
 
 
 def test_bad_input_gets_a_message_and_the_shell_goes_on(shell):

@@ -22,7 +22,7 @@ import re
 
 import pytest
 
-from conftest import LAUNCHER
+from conftest import LAUNCHER, stop_launcher
 from test_shell import BINARY as STATIC_LOOP
 from test_shell import CONSOLE, ENV, SHELL, expected_checksum, file_bytes
 from test_shell import Client as ShellClient
@@ -87,8 +87,7 @@ def vm(tmp_path_factory):
         run.expect_exact("# ")
         yield {"run": run, "rundir": rundir, "work": work, "disk": disk}
     finally:
-        if run.isalive():
-            run.terminate(force=True)
+        stop_launcher(run)
 
 
 @pytest.fixture(scope="module")

@@ -40,6 +40,9 @@ def live(tmp_path_factory):
         json.dump({"do_group_exit": symbols["do_group_exit"]["address"]
                    - symbols["_text"]["address"]}, f)
     conf = write(work / "pyrebox.conf", "[MODULES]\nscripts.vol_live: True\n")
+    # api.save_memory replaces this file: the image gets mode 0600 all the same.
+    write(work / "guest.mem", "an older file of mode 0644")
+    os.chmod(work / "guest.mem", 0o644)
     result = run_pyrebox("run", "--conf", conf, "--timeout", "300", "--cmd", INSMOD,
                          "--cmd", "static_loop 100", "--cmd", "dyn_libc", cwd=str(work))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
@@ -125,6 +128,10 @@ def test_memory_image_gives_the_same_pslist_to_vol(live):
     from_image = sorted([r["PID"], r["PPID"], r["COMM"], r["OFFSET (V)"]] for r in rows)
     assert from_image == snap["image_pslist"]
     assert int(live["static"]["pid"]) in [r[0] for r in from_image]
+
+
+def test_memory_image_is_readable_by_its_owner_only(live):
+    assert os.stat(live["work"] / "guest.mem").st_mode & 0o777 == 0o600
 
 
 def test_no_symbol_table_is_a_message(tmp_cwd):
