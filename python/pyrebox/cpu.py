@@ -29,7 +29,6 @@ _TABLES = ("GDT", "IDT")
 _SEGMENT_LINE = re.compile(
     r"^(ES|CS|SS|DS|FS|GS|LDT|TR)\s*=([0-9a-f]{4}) ([0-9a-f]+) ([0-9a-f]+) ([0-9a-f]+)", re.M)
 _TABLE_LINE = re.compile(r"^(GDT|IDT)=\s+([0-9a-f]+) ([0-9a-f]+)", re.M)
-_FLAGS = re.compile(r"\b(?:RFL|EFL)=([0-9a-f]+)")
 
 
 def register_names() -> tuple[str, ...]:
@@ -89,8 +88,8 @@ def _read(cpu: Cpu, name: str):
     if upper == "PC":
         return _pyrebox.read_register(cpu_index, "rip" if _pyrebox.is_64bit() else "eip")
     if upper in ("EFLAGS", "RFLAGS"):
-        match = _FLAGS.search(cpu._state_dump())
-        return int(match.group(1), 16) if match else _pyrebox.read_register(cpu_index, "eflags")
+        # Exact also in the middle of a block (the boundary computes it).
+        return _pyrebox.read_register(cpu_index, "eflags")
     if upper in _SEGMENTS:
         for seg, sel, base, limit, flags in _SEGMENT_LINE.findall(cpu._state_dump()):
             if seg == upper:

@@ -59,61 +59,98 @@ ScoreboardFlags g_flags;
 Engine& engine() { return *session().engine; }
 
 // Enters a callback context for `vcpu`; on leaving, when a callback wrote the
-// program counter, leaves the translation block so execution continues at
-// the new PC. cpu_loop_exit unwinds with longjmp, so it is called only here,
-// in the outermost frame QEMU called, after every C++ frame has returned.
+// program counter or state the rest of the block cannot honour, leaves the
+// translation block. cpu_loop_exit unwinds with longjmp, so it is called only
+// here, in the outermost frame QEMU called, after every C++ frame has returned.
+//
+// A write that is not a PC write resumes at the same instruction (its state
+// is what the next instruction must see): the callbacks at that instruction
+// up to and including the one that wrote are not called again there (a
+// replay; those after it run, as they had not yet). Callbacks at one
+// instruction run in a fixed order and there is one of each kind there (a
+// block start, pending events, address-specific, every instruction), so
+// the writer is found again by its kind, also in a block translated anew. `mid_instruction` marks callbacks that cannot resume at
+// their instruction (memory accesses; context switches, which have no pc).
+enum class Kind : uint8_t { Other, PendingBlock, Block, PendingInsn, ExecAddress, Insn };
+
 struct Enter {
-    Enter(unsigned vcpu, void* host_pc) {
+    Enter(unsigned vcpu, void* host_pc, Kind kind, uint64_t pc, bool mid_instruction = false) {
         auto& ctx = callback_context();
         ctx.vcpu = static_cast<int>(vcpu);
         ctx.pc_written = false;
+        ctx.leave_block = false;
         ctx.host_pc = reinterpret_cast<uintptr_t>(host_pc);
-        ctx.state_synced = false;
+        ctx.materialized = false;
+        ctx.exact.valid = false;
+        ctx.mid_instruction = mid_instruction;
+        ctx.current = CallbackContext::Site{ctx.vcpu, pc, static_cast<uint8_t>(kind)};
+        auto& replay = ctx.replay;
+        if (__builtin_expect(replay.vcpu >= 0, 0) && kind != Kind::Other) {
+            if (replay.vcpu == ctx.vcpu && replay.pc == pc) {
+                skip = true;
+                if (replay.kind == static_cast<uint8_t>(kind)) {
+                    replay.vcpu = -1;  // the writer itself: the replay ends here
+                }
+            } else {
+                replay.vcpu = -1;
+            }
+        }
     }
+    bool skip = false;
 };
 
 // The callbacks below are called by QEMU straight from generated code, so
 // their return address lies in the block being executed.
-#define ENTER(vcpu) Enter enter((vcpu), __builtin_return_address(0))
+#define ENTER(vcpu, ...)                                                      \
+    Enter enter((vcpu), __builtin_return_address(0), __VA_ARGS__);            \
+    if (__builtin_expect(enter.skip, 0)) {                                    \
+        callback_context().vcpu = -1;                                         \
+        return;                                                               \
+    }
 
 void leave(unsigned vcpu) {
     auto& ctx = callback_context();
     const bool redirect = ctx.pc_written;
+    const bool resume_here = ctx.leave_block && !redirect;
     ctx.vcpu = -1;
     ctx.pc_written = false;
+    ctx.leave_block = false;
     ctx.host_pc = 0;
-    if (redirect) {
+    if (resume_here) {
+        ctx.replay = ctx.current;
+    }
+    if (redirect || resume_here) {
         internals().cpu_loop_exit(internals().qemu_get_cpu(static_cast<int>(vcpu)));
     }
 }
 
 void cb_pending_tb(unsigned vcpu, void* udata) {
-    ENTER(vcpu);
+    ENTER(vcpu, Kind::PendingBlock, static_cast<const TbInfo*>(udata)->pc);
     engine().on_pending_at_block(static_cast<int>(vcpu), *static_cast<const TbInfo*>(udata));
     leave(vcpu);
 }
 
 void cb_block(unsigned vcpu, void* udata) {
-    ENTER(vcpu);
+    ENTER(vcpu, Kind::Block, static_cast<const TbInfo*>(udata)->pc);
     engine().on_block(static_cast<int>(vcpu), *static_cast<const TbInfo*>(udata));
     leave(vcpu);
 }
 
 void cb_pending_insn(unsigned vcpu, void* udata) {
-    ENTER(vcpu);
+    ENTER(vcpu, Kind::PendingInsn, reinterpret_cast<uint64_t>(udata));
     engine().on_pending_at_insn(static_cast<int>(vcpu), reinterpret_cast<uint64_t>(udata));
     leave(vcpu);
 }
 
 void cb_insn(unsigned vcpu, void* udata) {
-    ENTER(vcpu);
+    ENTER(vcpu, Kind::Insn, reinterpret_cast<uint64_t>(udata));
     engine().on_insn(static_cast<int>(vcpu), reinterpret_cast<uint64_t>(udata));
     leave(vcpu);
 }
 
 void cb_exec_address(unsigned vcpu, void* udata) {
     const auto* site = static_cast<const State::AddrSite*>(udata);
-    ENTER(vcpu);
+    ENTER(vcpu, Kind::ExecAddress, site->pc);
     engine().on_exec_address(static_cast<int>(vcpu), site->pc, *site->tb);
     leave(vcpu);
 }
@@ -144,7 +181,7 @@ void cb_cr3_load(unsigned vcpu, void* udata) {
         const uint64_t cr4 = g.cr4_regnum >= 0 ? read_gdb_register(vcpu, g.cr4_regnum) : 0;
         mode = (cr4 & (1u << 5)) ? vmi::PagingMode::Pae : vmi::PagingMode::Legacy32;
     }
-    ENTER(vcpu);
+    ENTER(vcpu, Kind::Other, 0, /*mid_instruction=*/true);  // no pc to resume at
     engine().on_cr3_load(static_cast<int>(vcpu), value, mode);
     session().process_events.on_cr3_load(static_cast<int>(vcpu));
     leave(vcpu);
@@ -179,7 +216,7 @@ void cb_memory(unsigned vcpu, qemu_plugin_meminfo_t info, uint64_t vaddr, void* 
                 break;
         }
     }
-    ENTER(vcpu);
+    ENTER(vcpu, Kind::Other, 0, /*mid_instruction=*/true);
     engine().on_memory(static_cast<int>(vcpu), reinterpret_cast<uint64_t>(udata), kWrite, vaddr,
                        paddr, size, data, data_high);
     leave(vcpu);

@@ -61,6 +61,8 @@ std::vector<Entry> optional_table(Internals& t) {
         {"bql_lock_impl", reinterpret_cast<void**>(&t.bql_lock_impl)},
         {"bql_unlock", reinterpret_cast<void**>(&t.bql_unlock)},
         {"bql_locked", reinterpret_cast<void**>(&t.bql_locked)},
+        {"cpu_load_eflags", reinterpret_cast<void**>(&t.cpu_load_eflags)},
+        {"helper_read_eflags", reinterpret_cast<void**>(&t.helper_read_eflags)},
         {"address_space_get_flatview", reinterpret_cast<void**>(&t.address_space_get_flatview)},
         {"flatview_for_each_range", reinterpret_cast<void**>(&t.flatview_for_each_range)},
         {"flatview_unref", reinterpret_cast<void**>(&t.flatview_unref)},

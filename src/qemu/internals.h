@@ -87,6 +87,16 @@ struct Internals {
     void (*bql_unlock)(void) = nullptr;
     bool (*bql_locked)(void) = nullptr;
 
+    // Optional: loads EFLAGS as the CPU does (arithmetic flags into the
+    // lazy flags state, DF apart); the gdb view's write only stores
+    // env->eflags, which the generated code does not read the flags from.
+    // `env` is the CPUX86State inside the vCPU object.
+    void (*cpu_load_eflags)(void* env, int eflags, int update_mask) = nullptr;
+    // Optional: EFLAGS as the CPU sees them (env->eflags with the lazily
+    // kept arithmetic flags and DF computed in; without VM and RF), where the
+    // gdb view's read gives env->eflags alone.
+    uint64_t (*helper_read_eflags)(void* env) = nullptr;
+
     // Optional: the system memory map (which guest-physical ranges are RAM
     // or ROM, i.e. backed by a RAM block, rather than MMIO or unassigned).
     // QEMU's flatview_cb takes Int128 start and length, passed like an

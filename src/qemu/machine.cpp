@@ -1,14 +1,23 @@
 #include "qemu/machine.h"
 
+#include <malloc.h>
+
+#include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <iterator>
 
 #include "qemu/internals.h"
 #include "qemu/plugin_api.h"
 #include "qemu/registers.h"
 
 namespace pyrebox::qemu {
+
+// EFLAGS as the CPU sees them, from env as it is now (defined below).
+uint64_t current_eflags(CPUState* state);
 
 namespace {
 
@@ -25,6 +34,25 @@ private:
         return q.address_space_rw(q.address_space_memory, paddr, 0, buf, len, is_write) == 0;
     }
 };
+
+// Registers the generated code reloads from env after a callback (the
+// general registers are TCG globals; x87, SSE and MXCSR live in env and are
+// read there): a write to them inside a block takes effect from the next
+// instruction without leaving the block. Everything else (EIP, EFLAGS'
+// lazy state, segments, control registers, EFER) is baked into the block.
+bool kept_by_block_code(const std::string& name) {
+    static const char* const plain[] = {"rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp",
+                                        "r8",  "r9",  "r10", "r11", "r12", "r13", "r14", "r15",
+                                        "eax", "ebx", "ecx", "edx", "esi", "edi", "ebp", "esp",
+                                        "mxcsr"};
+    for (const char* p : plain) {
+        if (name == p) {
+            return true;
+        }
+    }
+    return name.rfind("st", 0) == 0 || name.rfind("xmm", 0) == 0 || name.rfind("ymm", 0) == 0 ||
+           (name.size() > 1 && name[0] == 'f' && name != "fs" && name != "fs_base");
+}
 
 bool is_pc_name(const std::string& name) {
     std::string lower;
@@ -45,8 +73,16 @@ public:
         if (!state) {
             return Error{regnum_error_};
         }
+        const size_t width = registers().number("rax") ? 8 : 4;
         if (is_pc_name(name) || name == "eflags") {
-            sync_lazy_state(cpu);
+            if (const ExactState* exact = exact_state(cpu)) {
+                const uint64_t value = is_pc_name(name) ? exact->pc : exact->eflags;
+                return std::string(reinterpret_cast<const char*>(&value), width);
+            }
+        }
+        if (name == "eflags") {
+            const uint64_t value = current_eflags(state);
+            return std::string(reinterpret_cast<const char*>(&value), width);
         }
         GByteArray* buf = g_byte_array_new();
         const int n = internals().x86_cpu_gdb_read_register(state, buf, regnum);
@@ -80,13 +116,43 @@ public:
         }
         std::string bytes = *current;
         std::memcpy(bytes.data(), &value, std::min<size_t>(bytes.size(), 8));
+        auto& ctx = callback_context();
+        const std::string& reg = registers().names()[static_cast<size_t>(regnum)];
+        const bool in_block = ctx.vcpu == cpu && ctx.host_pc != 0;
+        const bool pc = is_pc_name(reg);
+        if (in_block && (pc || !kept_by_block_code(reg))) {
+            if (!pc && ctx.mid_instruction) {
+                return Error{"register " + name + " cannot be written from this callback: it "
+                             "runs in the middle of an instruction; write it from an "
+                             "INSN_BEGIN, INSN_END, OPCODE_RANGE or BLOCK_BEGIN callback"};
+            }
+            // The rest of the block's code assumes the state it translated
+            // with: make env exact for the current instruction, write, and
+            // leave the block when the callback returns (at the new PC, or
+            // at this instruction with the written state).
+            materialize_state(cpu);
+            ctx.leave_block = true;
+        }
+        if (reg == "eflags") {
+            void* env = cpu_env(state);
+            if (env == nullptr || internals().cpu_load_eflags == nullptr) {
+                return Error{"register " + name + " cannot be written: this QEMU does not "
+                             "export cpu_load_eflags, or its vCPU layout was not recognised"};
+            }
+            // Arithmetic flags and DF go to their own state; env->eflags
+            // keeps the rest.
+            constexpr int kArithmeticAndDf = 0x8d5 | 0x400;
+            internals().cpu_load_eflags(env, static_cast<int>(value), ~kArithmeticAndDf);
+            ctx.exact.valid = false;
+            return true;
+        }
         const int n = internals().x86_cpu_gdb_write_register(
             state, reinterpret_cast<uint8_t*>(bytes.data()), regnum);
         if (n <= 0) {
             return Error{"register " + name + " cannot be written"};
         }
-        auto& ctx = callback_context();
-        if (is_pc_name(name) && ctx.vcpu == cpu) {
+        ctx.exact.valid = false;
+        if (pc && in_block) {
             ctx.pc_written = true;
         }
         return true;
@@ -99,14 +165,13 @@ public:
         if (state == nullptr) {
             return Error{"no vCPU " + std::to_string(cpu)};
         }
-        sync_lazy_state(cpu);
         char* text = nullptr;
         size_t size = 0;
         FILE* out = open_memstream(&text, &size);
         if (out == nullptr) {
             return Error{"cannot allocate the CPU dump"};
         }
-        internals().x86_cpu_dump_state(state, out, 0);
+        with_exact_state(cpu, [&] { internals().x86_cpu_dump_state(state, out, 0); });
         std::fclose(out);
         std::string result(text, size);
         std::free(text);
@@ -263,13 +328,202 @@ thread_local std::string QemuMachineImpl::regnum_error_;
 
 }  // namespace
 
-void sync_lazy_state(int cpu) {
-    auto& ctx = callback_context();
-    if (ctx.vcpu != cpu || ctx.state_synced || ctx.host_pc == 0) {
-        return;
+namespace {
+
+// Inside a translation block QEMU keeps env->eip and the flags' cc_op
+// lazily: the generated code for the rest of the block assumes the values
+// it left there (with PC-relative blocks it adds deltas to env->eip).
+// cpu_restore_state makes both exact for the instruction being executed,
+// and that changes env. To read without changing anything, the bytes of
+// env it may write (eip, eflags, the cc_* words, cc_op, df, hflags: 56
+// bytes on x86_64, 36 on i386, all right after eip, and touched by this
+// vCPU's thread only) are copied first and put back afterwards.
+// Under -icount it also hands the block's unexecuted instructions back to
+// the vCPU's budget (as when a block is abandoned); that counter is shared
+// with other threads' exit requests, so it is left alone: the guest's
+// icount clock then lags by those instructions per read.
+constexpr size_t kLazyWindow = 64;
+// How far into the vCPU object env->regs[] is looked for (env follows
+// QEMU's CPUState: at 11,328 bytes of a 27,160-byte object in QEMU 10.0).
+constexpr size_t kEnvSearchLimit = 64 * 1024;
+
+// env->regs[] in QEMU's order (R_EAX, R_ECX, R_EDX, R_EBX, R_ESP, R_EBP,
+// R_ESI, R_EDI, R8..R15), then env->eip: where the gdb view's registers
+// sit in the vCPU object.
+const char* const kEnvOrder64[] = {"rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
+                                   "r8",  "r9",  "r10", "r11", "r12", "r13", "r14", "r15"};
+const char* const kEnvOrder32[] = {"eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi"};
+
+bool gdb_read(CPUState* state, int regnum, std::string& out) {
+    GByteArray* buf = g_byte_array_new();
+    const int n = internals().x86_cpu_gdb_read_register(state, buf, regnum);
+    out.assign(reinterpret_cast<const char*>(buf->data), n > 0 ? static_cast<size_t>(n) : 0);
+    g_byte_array_free(buf, true);
+    return n > 0;
+}
+
+uint64_t gdb_value(CPUState* state, int regnum) {
+    std::string bytes;
+    uint64_t value = 0;
+    if (gdb_read(state, regnum, bytes)) {
+        std::memcpy(&value, bytes.data(), std::min<size_t>(bytes.size(), 8));
     }
-    ctx.state_synced = true;
-    internals().cpu_restore_state(internals().qemu_get_cpu(cpu), ctx.host_pc);
+    return value;
+}
+
+// Offset of env->eip in the vCPU object, found once from the live values of
+// the general registers and EIP (every vCPU object has the same layout);
+// -1 when not found (reads then put EIP back through the gdb view and leave
+// cc_op at the instruction's value, which the block's code also expects
+// unless the instruction changed it before a memory access).
+std::atomic<ptrdiff_t> g_eip_offset{-2};  // -2: not searched yet
+
+ptrdiff_t find_eip_offset(CPUState* state) {
+    const bool wide = registers().number("rax").has_value();
+    const size_t word = wide ? 8 : 4;
+    std::string pattern;
+    const size_t count = wide ? std::size(kEnvOrder64) : std::size(kEnvOrder32);
+    for (size_t i = 0; i < count; ++i) {
+        std::string bytes;
+        auto regnum = registers().number(wide ? kEnvOrder64[i] : kEnvOrder32[i]);
+        if (!regnum || !gdb_read(state, *regnum, bytes) || bytes.size() != word) {
+            return -1;
+        }
+        pattern += bytes;
+    }
+    std::string eip;
+    auto pc = registers().number(wide ? "rip" : "eip");
+    if (!pc || !gdb_read(state, *pc, eip) || eip.size() != word) {
+        return -1;
+    }
+    pattern += eip;
+    // The vCPU object is one heap block (QEMU's object_new): never look
+    // past its end.
+    const size_t limit = std::min(kEnvSearchLimit, malloc_usable_size(state));
+    const auto* base = reinterpret_cast<const uint8_t*>(state);
+    for (size_t off = 0; off + pattern.size() <= limit; off += word) {
+        if (std::memcmp(base + off, pattern.data(), pattern.size()) == 0) {
+            return static_cast<ptrdiff_t>(off + pattern.size() - word);
+        }
+    }
+    return -1;
+}
+
+uint8_t* lazy_window(CPUState* state) {
+    // A search from a thread other than the vCPU's while it runs can see
+    // registers change under it: a miss is retried a few times before the
+    // layout counts as unrecognised.
+    static std::atomic<int> misses{0};
+    constexpr int kMaxMisses = 16;
+    ptrdiff_t off = g_eip_offset.load(std::memory_order_relaxed);
+    if (off == -2) {
+        off = find_eip_offset(state);
+        if (off >= 0 || misses.fetch_add(1) + 1 >= kMaxMisses) {
+            g_eip_offset.store(off, std::memory_order_relaxed);
+        }
+    }
+    return off < 0 ? nullptr : reinterpret_cast<uint8_t*>(state) + off;
+}
+
+}  // namespace
+
+void* cpu_env(CPUState* state) {
+    uint8_t* eip = lazy_window(state);
+    if (eip == nullptr) {
+        return nullptr;
+    }
+    // env starts with regs[]: 16 words on x86_64, 8 on i386, then eip.
+    return eip - (registers().number("rax") ? 16 * 8 : 8 * 4);
+}
+
+uint64_t current_eflags(CPUState* state) {
+    const auto flags = registers().number("eflags");
+    const uint64_t raw = flags ? gdb_value(state, *flags) : 0;  // env->eflags
+    void* env = cpu_env(state);
+    if (env != nullptr && internals().helper_read_eflags != nullptr) {
+        constexpr uint64_t kVmRf = 0x20000 | 0x10000;
+        return internals().helper_read_eflags(env) | (raw & kVmRf);
+    }
+    // QEMU's own dump prints the computed value.
+    char* text = nullptr;
+    size_t size = 0;
+    if (FILE* out = open_memstream(&text, &size)) {
+        internals().x86_cpu_dump_state(state, out, 0);
+        std::fclose(out);
+        const std::string dump(text, size);
+        std::free(text);
+        for (const char* key : {"RFL=", "EFL="}) {
+            if (auto at = dump.find(key); at != std::string::npos) {
+                return std::strtoull(dump.c_str() + at + 4, nullptr, 16);
+            }
+        }
+    }
+    return raw;
+}
+
+bool with_exact_state(int cpu, const std::function<void()>& fn) {
+    auto& ctx = callback_context();
+    CPUState* state = internals().qemu_get_cpu(cpu);
+    if (ctx.vcpu != cpu || ctx.materialized || ctx.host_pc == 0 || state == nullptr) {
+        fn();  // env is exact already (VM stopped, or made exact for a write)
+        return false;
+    }
+    uint8_t* window = lazy_window(state);
+    uint8_t saved[kLazyWindow];
+    const auto pc = registers().number(registers().number("rip") ? "rip" : "eip");
+    std::string raw_eip;
+    if (window != nullptr) {
+        std::memcpy(saved, window, kLazyWindow);
+    } else if (pc) {
+        gdb_read(state, *pc, raw_eip);
+    }
+    const bool restored = internals().cpu_restore_state(state, ctx.host_pc);
+    fn();
+    if (restored) {
+        if (window != nullptr) {
+            std::memcpy(window, saved, kLazyWindow);
+        } else if (pc && !raw_eip.empty()) {
+            internals().x86_cpu_gdb_write_register(
+                state, reinterpret_cast<uint8_t*>(raw_eip.data()), *pc);
+        }
+    }
+    return restored;
+}
+
+const ExactState* exact_state(int cpu) {
+    auto& ctx = callback_context();
+    if (ctx.vcpu != cpu || ctx.materialized || ctx.host_pc == 0) {
+        return nullptr;
+    }
+    if (!ctx.exact.valid) {
+        CPUState* state = internals().qemu_get_cpu(cpu);
+        const auto pc = registers().number(registers().number("rip") ? "rip" : "eip");
+        const auto flags = registers().number("eflags");
+        if (state == nullptr || !pc || !flags) {
+            return nullptr;
+        }
+        with_exact_state(cpu, [&] {
+            ctx.exact.pc = gdb_value(state, *pc);
+            ctx.exact.eflags = current_eflags(state);
+        });
+        ctx.exact.valid = true;
+    }
+    return &ctx.exact;
+}
+
+bool materialize_state(int cpu) {
+    auto& ctx = callback_context();
+    if (ctx.vcpu != cpu || ctx.materialized || ctx.host_pc == 0) {
+        return false;
+    }
+    CPUState* state = internals().qemu_get_cpu(cpu);
+    if (state == nullptr) {
+        return false;
+    }
+    internals().cpu_restore_state(state, ctx.host_pc);
+    ctx.materialized = true;
+    ctx.exact.valid = false;
+    return true;
 }
 
 CallbackContext& callback_context() {
