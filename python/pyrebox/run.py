@@ -45,6 +45,7 @@ import gzip
 import os
 import select
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -103,6 +104,14 @@ class RunOptions:
     @property
     def batch(self) -> bool:
         return bool(self.commands or self.savevm or self.loadvm)
+
+
+def signal_name(number: int) -> str:
+    """SIGSEGV for 11; a number the host does not name stays a number."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def parse_file_spec(spec: str) -> GuestFile:
@@ -375,6 +384,9 @@ class Runner:
             t.join(timeout=10)
         if self.snapshot_error:
             self.emit(f"pyrebox: {self.snapshot_error}")
+            return 1
+        if rc < 0:
+            self.emit(f"pyrebox: QEMU was killed by {signal_name(-rc)}")
             return 1
         if rc != 0:
             self.emit(f"pyrebox: QEMU failed (exit status {rc})")
