@@ -136,6 +136,14 @@ class RunOptions:
         return bool(self.commands or self.savevm)
 
 
+def signal_name(number: int) -> str:
+    """SIGSEGV for 11; a number the host does not name stays a number."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
 def parse_file_spec(spec: str) -> GuestFile:
     """HOST[:GUEST]; GUEST defaults to /root/<basename of HOST>."""
     host, sep, guest = spec.partition(":")
@@ -600,6 +608,9 @@ class Runner:
             t.join(timeout=10)
         if self.snapshot_error:
             self.emit(f"pyrebox: {self.snapshot_error}")
+            return 1
+        if rc < 0:
+            self.emit(f"pyrebox: QEMU was killed by {signal_name(-rc)}")
             return 1
         if rc != 0:
             self.emit(f"pyrebox: QEMU failed (exit status {rc})")

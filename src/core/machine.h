@@ -58,6 +58,10 @@ public:
     // does, until start_guest_clock(): time spent in a shell opened from a
     // callback is not seen by the guest. Returns false when that is not
     // possible here (then nothing was done). Must be called without the GIL.
+    // start_guest_clock() leaves the clock stopped when the VM was stopped
+    // meanwhile (a savevm/loadvm queued from the shell waits for the
+    // callback to return): resuming the VM starts it then, so a snapshot
+    // taken there holds the clock exactly as one taken with `stop`.
     virtual bool stop_guest_clock() { return false; }
     virtual void start_guest_clock() {}
 };

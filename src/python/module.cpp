@@ -16,6 +16,7 @@
 #include "core/session.h"
 #include "python/gil.h"
 #include "python/python_handler.h"
+#include "triggers/trigger_crash.h"
 #include "triggers/trigger_functions.h"
 #include "triggers/trigger_handler.h"
 #include "triggers/trigger_library.h"
@@ -215,6 +216,8 @@ PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
             unsigned trigger_handle = 0;
             if (trigger_path) {
                 auto library = value_or_raise(pyrebox::triggers::load_trigger(*trigger_path));
+                // A crash in a trigger is then reported on the console.
+                pyrebox::triggers::install_crash_reporter(pyrebox::console().fd());
                 const int trigger_type = library->get_type();
                 if (!library->accepts(type)) {
                     auto name = [](int t) {

@@ -58,6 +58,7 @@ std::vector<Entry> optional_table(Internals& t) {
         {"cpu_exec_end", reinterpret_cast<void**>(&t.cpu_exec_end)},
         {"cpu_disable_ticks", reinterpret_cast<void**>(&t.cpu_disable_ticks)},
         {"cpu_enable_ticks", reinterpret_cast<void**>(&t.cpu_enable_ticks)},
+        {"runstate_is_running", reinterpret_cast<void**>(&t.runstate_is_running)},
         {"bql_lock_impl", reinterpret_cast<void**>(&t.bql_lock_impl)},
         {"bql_unlock", reinterpret_cast<void**>(&t.bql_unlock)},
         {"bql_locked", reinterpret_cast<void**>(&t.bql_locked)},

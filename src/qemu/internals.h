@@ -80,9 +80,13 @@ struct Internals {
 
     // Optional: the guest's clock (QEMU_CLOCK_VIRTUAL and the TSC), stopped
     // while a shell opened from a callback is served, as `stop` does, so the
-    // guest sees no time pass. Both want the big QEMU lock held.
+    // guest sees no time pass. All three want the big QEMU lock held.
+    // runstate_is_running tells whether a vm_stop has begun meanwhile: QEMU
+    // sets the stopped run state before it waits for the vCPUs, and its
+    // vm_start enables the ticks again.
     void (*cpu_disable_ticks)(void) = nullptr;
     void (*cpu_enable_ticks)(void) = nullptr;
+    bool (*runstate_is_running)(void) = nullptr;
     void (*bql_lock_impl)(const char* file, int line) = nullptr;
     void (*bql_unlock)(void) = nullptr;
     bool (*bql_locked)(void) = nullptr;
@@ -122,7 +126,8 @@ struct Internals {
 
     bool has_clock_control() const {
         return cpu_disable_ticks != nullptr && cpu_enable_ticks != nullptr &&
-               bql_lock_impl != nullptr && bql_unlock != nullptr && bql_locked != nullptr;
+               runstate_is_running != nullptr && bql_lock_impl != nullptr &&
+               bql_unlock != nullptr && bql_locked != nullptr;
     }
 
     bool has_official_writes() const {

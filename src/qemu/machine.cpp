@@ -275,14 +275,33 @@ public:
         q.cpu_exec_start(state);
     }
 
-    bool stop_guest_clock() override { return with_bql(&Internals::cpu_disable_ticks); }
-    void start_guest_clock() override { with_bql(&Internals::cpu_enable_ticks); }
+    bool stop_guest_clock() override {
+        return with_bql([](const Internals& q) { q.cpu_disable_ticks(); });
+    }
+
+    // The ticks are enabled again only while the VM is still running. A
+    // savevm or loadvm queued from the shell has QEMU's main loop already
+    // inside vm_stop, waiting for this vCPU to leave the callback: the run
+    // state says stopped, and the ticks must stay disabled, as QEMU's own
+    // stop leaves them. QEMU saves and loads the clock offsets without the
+    // enabled flag, reading them as a stopped VM's; enabling them here would
+    // save "offset from the host clock" where "guest time" is expected (the
+    // restored guest's clock then reads far in the past and no timer fires),
+    // or load guest time where an offset is expected (a jump by the host's
+    // uptime). vm_start enables them when that stop ends.
+    void start_guest_clock() override {
+        with_bql([](const Internals& q) {
+            if (q.runstate_is_running()) {
+                q.cpu_enable_ticks();
+            }
+        });
+    }
 
 private:
-    // Runs one of QEMU's tick switches with the big lock, taken only for
-    // that call (vCPU threads run guest code without it). Both switches are
-    // idempotent, so a `stop`/`cont` in between does no harm.
-    bool with_bql(void (*Internals::*fn)(void)) {
+    // Runs `fn` with QEMU's big lock, taken only for that call (vCPU threads
+    // run guest code without it). QEMU's tick switches are idempotent.
+    template <typename Fn>
+    bool with_bql(Fn fn) {
         const auto& q = internals();
         if (!q.has_clock_control()) {
             return false;
@@ -291,7 +310,7 @@ private:
         if (!locked) {
             q.bql_lock_impl(__FILE__, __LINE__);
         }
-        (q.*fn)();
+        fn(q);
         if (!locked) {
             q.bql_unlock();
         }

@@ -3,6 +3,7 @@
 #include <atomic>
 
 #include "triggers/trigger_call.h"
+#include "triggers/trigger_crash.h"
 #include "triggers/trigger_variables.h"
 
 namespace pyrebox::triggers {
@@ -39,9 +40,15 @@ void TriggerHandler::deliver(const Event& event) {
                        event.type == CallbackType::OpcodeRange;
     TriggerCpu cpu{event.cpu_index, after ? event.next_pc : event.pc};
     void* gil = needs_gil_ ? g_hooks.enter() : nullptr;
-    const int decision =
-        target_64bit_ ? call_trigger_64(library_->trigger, handle_, event, &cpu, &event.tb)
-                      : call_trigger_32(library_->trigger, handle_, event, &cpu, &event.tb);
+    int decision;
+    {
+        // A crash in the call is reported as this trigger's, on this event.
+        const TriggerCall call{library_.get(), &event};
+        const TriggerCallScope scope(call);
+        decision =
+            target_64bit_ ? call_trigger_64(library_->trigger, handle_, event, &cpu, &event.tb)
+                          : call_trigger_32(library_->trigger, handle_, event, &cpu, &event.tb);
+    }
     if (needs_gil_) {
         g_hooks.leave(gil);
     }

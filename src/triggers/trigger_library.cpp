@@ -2,6 +2,8 @@
 
 #include <dlfcn.h>
 
+#include <cstring>
+
 namespace pyrebox::triggers {
 
 TriggerLibrary::~TriggerLibrary() {
@@ -10,9 +12,22 @@ TriggerLibrary::~TriggerLibrary() {
     }
 }
 
+std::string trigger_name(const std::string& path) {
+    std::string name = path.substr(path.find_last_of('/') + 1);
+    for (const char* ending : {"-x86_64-softmmu.so", "-i386-softmmu.so", ".so"}) {
+        const size_t n = std::strlen(ending);
+        if (name.size() > n && name.compare(name.size() - n, n, ending) == 0) {
+            name.resize(name.size() - n);
+            break;
+        }
+    }
+    return name;
+}
+
 Expected<std::shared_ptr<TriggerLibrary>> load_trigger(const std::string& path) {
     auto lib = std::make_shared<TriggerLibrary>();
     lib->path = path;
+    lib->name = trigger_name(path);
     lib->dl = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (lib->dl == nullptr) {
         const char* why = dlerror();

@@ -10,6 +10,9 @@ namespace pyrebox::triggers {
 
 struct TriggerLibrary {
     std::string path;
+    // The trigger's name: the file name without the folder and the
+    // `-<target>-softmmu.so` (or `.so`) ending PyREBox builds it with.
+    std::string name;
     void* dl = nullptr;
     int (*get_type)() = nullptr;
     void* trigger = nullptr;  // int trigger(callback_handle_t, callback_params_t)
@@ -32,5 +35,8 @@ struct TriggerLibrary {
 // dlopen()s `path` and resolves get_type, trigger and clean; an error names
 // the file and what is missing (or the loader's message).
 Expected<std::shared_ptr<TriggerLibrary>> load_trigger(const std::string& path);
+
+// `name` of the TriggerLibrary loaded from `path`.
+std::string trigger_name(const std::string& path);
 
 }  // namespace pyrebox::triggers

@@ -133,3 +133,69 @@ def test_write_then_execute_fires_once_for_the_written_page_only(write_execute):
     # One block runs from the written page (the 6-byte function), in wx only:
     # nothing from probe or any other normal program.
     assert r["events"] == [[page, r["wx_pgd"]]]
+
+
+CRASHER = """
+    extern "C" {
+    #include "qemu_glue.h"
+    }
+    #include "callbacks.h"
+
+    static int calls = 0;
+
+    extern "C" {
+    // Exported, so the compiler cannot assume it stays NULL: the store
+    // below is a real one (a store through a known NULL would be dropped).
+    int* crash_target = nullptr;
+
+    callback_type_t get_type() { return BLOCK_BEGIN_CB; }
+
+    int trigger(callback_handle_t, callback_params_t) {
+        if (++calls == 5) {
+            *crash_target = 1;
+        }
+        return 0;
+    }
+
+    void clean(callback_handle_t handle) { erase_trigger_vars(handle); }
+    }
+    """
+
+CRASH_SCRIPT = """
+    from api import CallbackManager
+
+    cm = None
+
+
+    def initialize_callbacks(module_hdl, printer):
+        global cm
+        cm = CallbackManager(module_hdl)
+        name = cm.add_callback(CallbackManager.BLOCK_BEGIN_CB, lambda *args: None,
+                               name="blocks")
+        cm.add_trigger(name, "crasher")
+        printer("crasher attached")
+
+
+    def clean():
+        cm.clean()
+    """
+
+
+def test_a_crashing_trigger_ends_qemu_with_a_message_naming_it(tmp_path):
+    write(tmp_path / "crasher.cpp", CRASHER)
+    write(tmp_path / "scripts" / "__init__.py", "")
+    write(tmp_path / "scripts" / "crash.py", CRASH_SCRIPT)
+    conf = write(tmp_path / "pyrebox.conf", "[MODULES]\nscripts.crash: True\n")
+    result = run_pyrebox("run", "--conf", conf, "--timeout", "120", "--cmd", "true",
+                         cwd=str(tmp_path))
+    lines = result.stdout.splitlines()
+    assert "[scripts.crash] crasher attached" in lines, result.stdout[-3000:]
+    so = tmp_path / "crasher-x86_64-softmmu.so"
+    assert so.is_file()
+    # The 5th call crashes: on vCPU 0, in a BLOCK_BEGIN event, SIGSEGV.
+    assert [l for l in lines if "fatal" in l] == [
+        f"[pyrebox] fatal: trigger 'crasher' ({so}) crashed with SIGSEGV while handling "
+        f"BLOCK_BEGIN_CB (vCPU 0); QEMU stops"], result.stdout[-3000:]
+    assert result.returncode == 1
+    assert lines[-1] == "pyrebox: QEMU was killed by SIGSEGV", result.stdout[-3000:]
+    assert "exit status" not in result.stdout
