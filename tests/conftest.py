@@ -189,6 +189,39 @@ def run_plugin_only(arch: str, *plugin_opts: str, cwd: str | None = None,
         env={**os.environ, **(env or {})})
 
 
+class Wire:
+    """The PyREBox console's protocol (JSON lines) spoken directly on a run's
+    console.sock, as a client does. until(kind) returns the next message of
+    that kind; `shown` then holds the output that came before it."""
+
+    def __init__(self, path: str, timeout: float = 60):
+        import socket
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.file = self.sock.makefile("rb")
+        self.shown = ""
+        self.send(op="hello")
+
+    def send(self, **msg) -> None:
+        import json
+        self.sock.sendall(json.dumps(msg).encode() + b"\n")
+
+    def until(self, kind: str) -> dict:
+        import json
+        shown = []
+        while True:
+            line = self.file.readline()
+            if not line:
+                raise EOFError("the console closed")
+            msg = json.loads(line)
+            if msg.get("t") == "out":
+                shown.append(msg.get("data", ""))
+            if msg.get("t") == kind:
+                self.shown = "".join(shown)
+                return msg
+
+
 def built_release() -> str:
     """The default guest kernel's release (e.g. 6.1.0-57-amd64), as built:
     Debian's point releases change it, so tests read it instead of naming it."""

@@ -358,10 +358,14 @@ namespace {
 // bytes on x86_64, 36 on i386, all right after eip, and touched by this
 // vCPU's thread only) are copied first and put back afterwards.
 // Under -icount it also hands the block's unexecuted instructions back to
-// the vCPU's budget (as when a block is abandoned); that counter is shared
-// with other threads' exit requests, so it is left alone: the guest's
-// icount clock then lags by those instructions per read.
+// the vCPU's budget (as when a block is abandoned), which would stop the
+// guest's clock under frequent reads: the budget's low half
+// (icount_decr.u16.low, written by this vCPU's thread only; the high half is
+// other threads' exit request and is never touched) is put back too. It is
+// the first word of CPUState's last member before env (QEMU checks at build
+// time that env follows it with no gap): 8 bytes before env->regs[].
 constexpr size_t kLazyWindow = 64;
+constexpr ptrdiff_t kIcountLowBeforeEnv = 8;
 // How far into the vCPU object env->regs[] is looked for (env follows
 // QEMU's CPUState: at 11,328 bytes of a 27,160-byte object in QEMU 10.0).
 constexpr size_t kEnvSearchLimit = 64 * 1024;
@@ -489,6 +493,13 @@ bool with_exact_state(int cpu, const std::function<void()>& fn) {
     }
     uint8_t* window = lazy_window(state);
     uint8_t saved[kLazyWindow];
+    auto* icount_low = window == nullptr
+                           ? nullptr
+                           : static_cast<uint8_t*>(cpu_env(state)) - kIcountLowBeforeEnv;
+    uint16_t saved_icount = 0;
+    if (icount_low != nullptr) {
+        std::memcpy(&saved_icount, icount_low, sizeof saved_icount);
+    }
     const auto pc = registers().number(registers().number("rip") ? "rip" : "eip");
     std::string raw_eip;
     if (window != nullptr) {
@@ -501,6 +512,7 @@ bool with_exact_state(int cpu, const std::function<void()>& fn) {
     if (restored) {
         if (window != nullptr) {
             std::memcpy(window, saved, kLazyWindow);
+            std::memcpy(icount_low, &saved_icount, sizeof saved_icount);
         } else if (pc && !raw_eip.empty()) {
             internals().x86_cpu_gdb_write_register(
                 state, reinterpret_cast<uint8_t*>(raw_eip.data()), *pc);

@@ -15,21 +15,20 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import LAUNCHER, command_outputs, key_values, run_pyrebox, write
+from conftest import LAUNCHER, Wire, command_outputs, key_values, run_pyrebox, write
 from pyrebox import paths
 
 pytestmark = pytest.mark.guest
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "scripts", "read_all.py")
 PROGRAMS = os.path.join(paths.GUEST, "programs")
-LOOPS = 300
+LOOPS = 100
 # What a corrupted kernel prints on the console.
 KERNEL_ERRORS = re.compile(r"invalid opcode|general protection|BUG:|Oops|soft lockup|"
                            r"Call Trace|Kernel panic|segfault")
@@ -62,33 +61,6 @@ def expected_checksum(iterations: int) -> int:
 SHELLS = 100
 
 
-class Wire:
-    """The console protocol spoken directly (JSON lines), as a client would."""
-
-    def __init__(self, path: str):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(300)
-        self.sock.connect(path)
-        self.file = self.sock.makefile("rb")
-        self.send(op="hello")
-
-    def send(self, **msg):
-        self.sock.sendall(json.dumps(msg).encode() + b"\n")
-
-    def until(self, kind: str) -> tuple[dict, str]:
-        """The next message of `kind`, and the output shown before it."""
-        shown = []
-        while True:
-            line = self.file.readline()
-            if not line:
-                raise EOFError("the console closed")
-            msg = json.loads(line)
-            if msg.get("t") == "out":
-                shown.append(msg.get("data", ""))
-            if msg.get("t") == kind:
-                return msg, "".join(shown)
-
-
 def serve_shells(rundir: str, count: int, seen: list) -> None:
     """Answers `count` shells opened from callbacks: shows the registers
     (the shell's CPU dump) and continues. Records RIP as each dump shows it."""
@@ -96,17 +68,17 @@ def serve_shells(rundir: str, count: int, seen: list) -> None:
     deadline = time.monotonic() + 120
     while not os.path.exists(path) and time.monotonic() < deadline:
         time.sleep(0.1)
-    wire = Wire(path)
-    prompt, _ = wire.until("prompt")
+    wire = Wire(path, timeout=300)
+    prompt = wire.until("prompt")
     while len(seen) < count:
         while prompt.get("mode") != "shell":
-            prompt, _ = wire.until("prompt")
+            prompt = wire.until("prompt")
         wire.send(op="line", text="r", seq=prompt["seq"])
-        prompt, shown = wire.until("prompt")
-        match = re.search(r"RIP=([0-9a-fx]+)", shown)
-        seen.append(int(match.group(1), 16) if match else shown)
+        prompt = wire.until("prompt")
+        match = re.search(r"RIP=([0-9a-fx]+)", wire.shown)
+        seen.append(int(match.group(1), 16) if match else wire.shown)
         wire.send(op="line", text="c", seq=prompt["seq"])
-        prompt, _ = wire.until("prompt")
+        prompt = wire.until("prompt")
 
 
 def boot(work, shells: int):

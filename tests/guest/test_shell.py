@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import LAUNCHER, ROOT, stop_launcher, write
+from conftest import LAUNCHER, ROOT, Wire, stop_launcher, write
 from pyrebox import paths
 
 pexpect = pytest.importorskip("pexpect")
@@ -355,29 +355,6 @@ def test_guest_clock_stands_still_while_a_callbacks_shell_is_open(vm, console, p
     run.expect(r"checksum=\d+\r\n(\d+\.\d+) \d+\.\d+\r\n", timeout=120)
     elapsed = float(run.match.group(1)) - before
     assert elapsed < hold / 2, f"the guest saw {elapsed:.2f} s pass (shell held {hold} s)"
-
-
-class Wire:
-    """The console protocol spoken directly (JSON lines)."""
-
-    def __init__(self, path):
-        import socket
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(60)
-        self.sock.connect(path)
-        self.file = self.sock.makefile("rb")
-        self.send(op="hello")
-
-    def send(self, **msg):
-        import json
-        self.sock.sendall(json.dumps(msg).encode() + b"\n")
-
-    def until(self, kind):
-        import json
-        while True:
-            msg = json.loads(self.file.readline())
-            if msg.get("t") == kind:
-                return msg
 
 
 def test_completions_come_from_the_server(vm, console):

@@ -51,6 +51,13 @@ def on_main(cpu_index, cpu):
         api.start_monitoring_process(pgd)
 
 
+def on_remove(pid, pgd, name):
+    # The address space is gone: a later one may get the same pgd.
+    if pgd in monitored:
+        monitored.discard(pgd)
+        api.stop_monitoring_process(pgd)
+
+
 def on_insn(cpu_index, cpu):
     pc = cpu.PC  # the event's own value
     r["insn"] += 1
@@ -99,6 +106,7 @@ def initialize_callbacks(module_hdl, printer_fn):
     for program in PROGRAMS:
         cm.add_callback(CallbackManager.INSN_BEGIN_CB, on_main, name=f"main-{program}",
                         addr=CONF[program]["main"])
+    cm.add_callback(CallbackManager.REMOVEPROC_CB, on_remove, name="remove")
     cm.add_callback(CallbackManager.INSN_BEGIN_CB, on_insn, name="insn")
     cm.add_callback(CallbackManager.MEM_WRITE_CB, on_mem_write, name="mem")
     # One-byte opcodes: push/pop, mov, ret, call, jumps, ... (most code).
