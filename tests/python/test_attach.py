@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import pwd
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 
 import pytest
@@ -63,6 +66,15 @@ class FakeRun:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+@pytest.fixture
+def tmp_path():
+    """A short folder of the test's own: a Unix socket path has at most 107
+    bytes, and pytest's own folders (longer still under xdist) can exceed it."""
+    path = tempfile.mkdtemp(prefix="pyrebox-attach-")
+    yield pathlib.Path(path)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
