@@ -69,8 +69,9 @@ Engine& engine() { return *session().engine; }
 // replay; those after it run, as they had not yet). Callbacks at one
 // instruction run in a fixed order and there is one of each kind there (a
 // block start, pending events, address-specific, every instruction), so
-// the writer is found again by its kind, also in a block translated anew. `mid_instruction` marks callbacks that cannot resume at
-// their instruction (memory accesses; context switches, which have no pc).
+// the writer is found again by its kind, also in a block translated anew.
+// `mid_instruction` marks callbacks that cannot resume at their
+// instruction (memory accesses; context switches, which have no pc).
 enum class Kind : uint8_t { Other, PendingBlock, Block, PendingInsn, ExecAddress, Insn };
 
 struct Enter {

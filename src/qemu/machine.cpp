@@ -9,6 +9,7 @@
 #include <cstring>
 #include <functional>
 #include <iterator>
+#include <optional>
 
 #include "qemu/internals.h"
 #include "qemu/plugin_api.h"
@@ -20,6 +21,26 @@ namespace pyrebox::qemu {
 uint64_t current_eflags(CPUState* state);
 
 namespace {
+
+// The target's register width: x86_64's table has rax, i386's eax.
+bool wide_target() { return registers().number("rax").has_value(); }
+size_t word_size() { return wide_target() ? 8 : 4; }
+const char* pc_name() { return wide_target() ? "rip" : "eip"; }
+
+// QEMU's CPU state dump (the text `x86_cpu_dump_state` prints).
+std::optional<std::string> dump_text(CPUState* state) {
+    char* text = nullptr;
+    size_t size = 0;
+    FILE* out = open_memstream(&text, &size);
+    if (out == nullptr) {
+        return std::nullopt;
+    }
+    internals().x86_cpu_dump_state(state, out, 0);
+    std::fclose(out);
+    std::string result(text, size);
+    std::free(text);
+    return result;
+}
 
 class SystemMemory final : public vmi::PhysicalMemory {
 public:
@@ -73,7 +94,7 @@ public:
         if (!state) {
             return Error{regnum_error_};
         }
-        const size_t width = registers().number("rax") ? 8 : 4;
+        const size_t width = word_size();
         if (is_pc_name(name) || name == "eflags") {
             if (const ExactState* exact = exact_state(cpu)) {
                 const uint64_t value = is_pc_name(name) ? exact->pc : exact->eflags;
@@ -165,17 +186,12 @@ public:
         if (state == nullptr) {
             return Error{"no vCPU " + std::to_string(cpu)};
         }
-        char* text = nullptr;
-        size_t size = 0;
-        FILE* out = open_memstream(&text, &size);
-        if (out == nullptr) {
+        std::optional<std::string> dump;
+        with_exact_state(cpu, [&] { dump = dump_text(state); });
+        if (!dump) {
             return Error{"cannot allocate the CPU dump"};
         }
-        with_exact_state(cpu, [&] { internals().x86_cpu_dump_state(state, out, 0); });
-        std::fclose(out);
-        std::string result(text, size);
-        std::free(text);
-        return result;
+        return std::move(*dump);
     }
 
     vmi::PhysicalMemory& physical_memory() override { return memory_; }
@@ -317,8 +333,6 @@ private:
         return true;
     }
 
-    std::string pc_name() const { return registers().number("rip") ? "rip" : "eip"; }
-
     std::pair<CPUState*, int> locate(int cpu, const std::string& name) {
         if (!registers().captured()) {
             regnum_error_ = "registers are not available before the first vCPU starts";
@@ -402,8 +416,8 @@ uint64_t gdb_value(CPUState* state, int regnum) {
 std::atomic<ptrdiff_t> g_eip_offset{-2};  // -2: not searched yet
 
 ptrdiff_t find_eip_offset(CPUState* state) {
-    const bool wide = registers().number("rax").has_value();
-    const size_t word = wide ? 8 : 4;
+    const bool wide = wide_target();
+    const size_t word = word_size();
     std::string pattern;
     const size_t count = wide ? std::size(kEnvOrder64) : std::size(kEnvOrder32);
     for (size_t i = 0; i < count; ++i) {
@@ -415,7 +429,7 @@ ptrdiff_t find_eip_offset(CPUState* state) {
         pattern += bytes;
     }
     std::string eip;
-    auto pc = registers().number(wide ? "rip" : "eip");
+    auto pc = registers().number(pc_name());
     if (!pc || !gdb_read(state, *pc, eip) || eip.size() != word) {
         return -1;
     }
@@ -456,7 +470,7 @@ void* cpu_env(CPUState* state) {
         return nullptr;
     }
     // env starts with regs[]: 16 words on x86_64, 8 on i386, then eip.
-    return eip - (registers().number("rax") ? 16 * 8 : 8 * 4);
+    return eip - (wide_target() ? 16 * 8 : 8 * 4);
 }
 
 uint64_t current_eflags(CPUState* state) {
@@ -468,28 +482,22 @@ uint64_t current_eflags(CPUState* state) {
         return internals().helper_read_eflags(env) | (raw & kVmRf);
     }
     // QEMU's own dump prints the computed value.
-    char* text = nullptr;
-    size_t size = 0;
-    if (FILE* out = open_memstream(&text, &size)) {
-        internals().x86_cpu_dump_state(state, out, 0);
-        std::fclose(out);
-        const std::string dump(text, size);
-        std::free(text);
+    if (const auto dump = dump_text(state)) {
         for (const char* key : {"RFL=", "EFL="}) {
-            if (auto at = dump.find(key); at != std::string::npos) {
-                return std::strtoull(dump.c_str() + at + 4, nullptr, 16);
+            if (auto at = dump->find(key); at != std::string::npos) {
+                return std::strtoull(dump->c_str() + at + 4, nullptr, 16);
             }
         }
     }
     return raw;
 }
 
-bool with_exact_state(int cpu, const std::function<void()>& fn) {
+void with_exact_state(int cpu, const std::function<void()>& fn) {
     auto& ctx = callback_context();
     CPUState* state = internals().qemu_get_cpu(cpu);
     if (ctx.vcpu != cpu || ctx.materialized || ctx.host_pc == 0 || state == nullptr) {
         fn();  // env is exact already (VM stopped, or made exact for a write)
-        return false;
+        return;
     }
     uint8_t* window = lazy_window(state);
     uint8_t saved[kLazyWindow];
@@ -500,7 +508,7 @@ bool with_exact_state(int cpu, const std::function<void()>& fn) {
     if (icount_low != nullptr) {
         std::memcpy(&saved_icount, icount_low, sizeof saved_icount);
     }
-    const auto pc = registers().number(registers().number("rip") ? "rip" : "eip");
+    const auto pc = registers().number(pc_name());
     std::string raw_eip;
     if (window != nullptr) {
         std::memcpy(saved, window, kLazyWindow);
@@ -518,7 +526,6 @@ bool with_exact_state(int cpu, const std::function<void()>& fn) {
                 state, reinterpret_cast<uint8_t*>(raw_eip.data()), *pc);
         }
     }
-    return restored;
 }
 
 const ExactState* exact_state(int cpu) {
@@ -528,9 +535,8 @@ const ExactState* exact_state(int cpu) {
     }
     if (!ctx.exact.valid) {
         CPUState* state = internals().qemu_get_cpu(cpu);
-        const auto pc = registers().number(registers().number("rip") ? "rip" : "eip");
-        const auto flags = registers().number("eflags");
-        if (state == nullptr || !pc || !flags) {
+        const auto pc = registers().number(pc_name());
+        if (state == nullptr || !pc) {
             return nullptr;
         }
         with_exact_state(cpu, [&] {
@@ -542,19 +548,15 @@ const ExactState* exact_state(int cpu) {
     return &ctx.exact;
 }
 
-bool materialize_state(int cpu) {
+void materialize_state(int cpu) {
     auto& ctx = callback_context();
-    if (ctx.vcpu != cpu || ctx.materialized || ctx.host_pc == 0) {
-        return false;
-    }
     CPUState* state = internals().qemu_get_cpu(cpu);
-    if (state == nullptr) {
-        return false;
+    if (ctx.vcpu != cpu || ctx.materialized || ctx.host_pc == 0 || state == nullptr) {
+        return;
     }
     internals().cpu_restore_state(state, ctx.host_pc);
     ctx.materialized = true;
     ctx.exact.valid = false;
-    return true;
 }
 
 CallbackContext& callback_context() {

@@ -51,8 +51,7 @@ struct CallbackContext {
 // flags state exact for the current instruction, then puts back exactly what
 // the translation block's code expects, so reading never changes the guest.
 // Elsewhere (VM stopped, another thread), or once materialized: just `fn`.
-// Returns whether the state had to be computed.
-bool with_exact_state(int cpu, const std::function<void()>& fn);
+void with_exact_state(int cpu, const std::function<void()>& fn);
 
 // The exact EIP and EFLAGS for a callback on `cpu` (cached for the rest of
 // the callback), or nullptr when plain reads are exact.
@@ -61,8 +60,8 @@ const ExactState* exact_state(int cpu);
 // Makes env exact for the current instruction for good, before a write the
 // rest of the block could not honour (EIP, EFLAGS, segments, control
 // registers); the boundary leaves the block when the callback returns.
-// False when not inside a callback on `cpu` or already done.
-bool materialize_state(int cpu);
+// Nothing to do when not inside a callback on `cpu`, or already done.
+void materialize_state(int cpu);
 
 CallbackContext& callback_context();  // thread-local
 
