@@ -49,7 +49,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .btf import BtfError
-from .kallsyms import Kallsyms, KallsymsError, Symbol, _Image, scan_kallsyms
+from .kallsyms import Kallsyms, KallsymsError, Symbol, KallsymsData, scan_kallsyms
 from .kernel_image import KernelImageError
 
 BANNER = b"Linux version "
@@ -301,7 +301,7 @@ def find_kernel(data, name: str) -> MemoryKernel:
 
 def _kernel_in(data: bytes, base: int, name: str, blobs: list[BtfBlob]) -> MemoryKernel:
     # Positions: an offset is its own address; the text section is unknown.
-    raw = scan_kallsyms(_Image(data, name, 8))
+    raw = scan_kallsyms(KallsymsData(data, name, 8))
     text_at, blob = _text_position(name, data, raw, blobs)
     link_text, alignment = _link_text(name, data, text_at, raw, base)
     text = _address_of(raw, "_text")
