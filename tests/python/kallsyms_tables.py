@@ -191,7 +191,7 @@ def junk(size: int, seed: int = 1) -> bytes:
 BANNER = b"Linux version 7.0.0-synthetic (builder@example) (gcc 14) #1 SMP PREEMPT_DYNAMIC\n"
 # Offsets from _text of the pieces of the synthetic kernel image.
 BANNER_AT = 0x100000
-BTF_AT = 0x200000
+BTF_AT = 0x200004  # not 8-aligned, like the 6.12 kernel's __start_BTF
 BOOT_PARAMS_AT = 0x300000
 TABLES_AT = 0x400000
 LOAD_PHYSICAL_ADDR = 0x1000000

@@ -274,6 +274,7 @@ def _to_link_time(kallsyms: Kallsyms, delta: int, text_at: int, link_text: int) 
 # smaller (Debian's 7.x: ~50 MiB from _text to _end), so this much either
 # side of the blob holds all of it.
 WINDOW = 256 << 20
+PAGE = 4096
 
 
 def find_kernel(data, name: str) -> MemoryKernel:
@@ -293,7 +294,9 @@ def find_kernel(data, name: str) -> MemoryKernel:
         raise BtfError(no_btf_message(name, banner_release(data)))
     # The rest works on a copy of the part that holds the kernel.
     largest = [b for b in sane if b.size == sane[0].size]
-    base = max(0, min(b.offset for b in largest) - WINDOW)
+    # Page-aligned, so that offsets in the window keep the alignments the
+    # tables are found by.
+    base = max(0, min(b.offset for b in largest) - WINDOW) & -PAGE
     window = bytes(data[base : max(b.offset for b in largest) + sane[0].size + WINDOW])
     local = [replace(b, offset=b.offset - base) for b in sane if base <= b.offset < base + len(window)]
     return _kernel_in(window, base, name, local)

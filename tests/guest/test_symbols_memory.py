@@ -1,0 +1,119 @@
+"""`pyrebox symbols` on memory images of the running default guest (KASLR
+on, as it boots by default): the ISF equals the one made from its vmlinuz
+(build/guest/kernel.isf.json.xz) -- same types, same symbols at the same
+link-time addresses, same banner.
+
+One boot serves the module: while the guest runs a command, the test stops
+the VM through the run's QMP socket, saves the first 512 MiB of physical
+memory (QMP pmemsave: the raw form, offset = physical address) and an ELF
+core (dump-guest-memory), and lets the guest go on.
+"""
+
+from __future__ import annotations
+
+import json
+import lzma
+import queue
+import re
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import LAUNCHER, built_release, run_pyrebox
+from pyrebox import paths
+from pyrebox.qmp_client import Qmp
+from pyrebox.symbols import memory_image
+
+pytestmark = pytest.mark.guest
+
+QMP_LINE = re.compile(r"\[pyrebox\] QMP socket: (\S+)/qmp\.sock")
+RAM = 512 << 20  # the default guest's memory
+
+
+def _lines(stream) -> queue.Queue:
+    lines: queue.Queue = queue.Queue()
+
+    def read():
+        for line in stream:
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def _until(lines: queue.Queue, match, seen: list[str], timeout: float = 300):
+    deadline = time.monotonic() + timeout
+    while True:
+        line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+        if line is None:
+            raise AssertionError("the run ended before: " + "\n".join(seen[-30:]))
+        seen.append(line)
+        if match(line):
+            return line
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """{"raw": path, "core": path} of one moment of the running guest."""
+    work = tmp_path_factory.mktemp("memory_images")
+    raw, core = work / "guest.mem", work / "guest.core"
+    launcher = subprocess.Popen(
+        [LAUNCHER, "run", "--timeout", "300", "--cmd", "echo ready-$((40+2)); sleep 10"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(work))
+    seen: list[str] = []
+    try:
+        lines = _lines(launcher.stdout)
+        rundir = QMP_LINE.match(_until(lines, QMP_LINE.match, seen)).group(1)
+        _until(lines, lambda line: line == "ready-42", seen)
+        qmp = Qmp(f"{rundir}/qmp.sock")
+        qmp.execute("stop")
+        qmp.execute("pmemsave", val=0, size=RAM, filename=str(raw))
+        qmp.execute("dump-guest-memory", paging=False, protocol=f"file:{core}")
+        qmp.execute("cont")
+        rc = launcher.wait(timeout=300)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert rc == 0, "\n".join(seen[-30:]) + launcher.stderr.read()
+    return {"raw": raw, "core": core}
+
+
+@pytest.fixture(scope="module")
+def from_vmlinuz() -> dict:
+    with lzma.open(paths.GUEST_ISF, "rt") as f:
+        return json.load(f)
+
+
+def generate(image, tmp_path):
+    out = tmp_path / "x.json.xz"
+    started = time.monotonic()
+    result = run_pyrebox("symbols", str(image), "-o", str(out))
+    seconds = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    with lzma.open(out, "rt") as f:
+        return json.load(f), result.stdout, seconds
+
+
+def test_the_guest_ran_with_kaslr(images):
+    # The kernel says by how much it moved (vmcoreinfo's KERNELOFFSET).
+    data = memory_image.open_image(images["raw"])
+    at = memory_image.find_first(data, b"KERNELOFFSET=")
+    assert at >= 0
+    offset = int(bytes(data[at + 13 : at + 29]).split(b"\n")[0], 16)
+    assert offset != 0 and offset % 0x200000 == 0
+
+
+@pytest.mark.parametrize("form", ["raw", "core"])
+def test_memory_image_gives_the_vmlinuz_isf(images, from_vmlinuz, tmp_path, form):
+    isf, stdout, seconds = generate(images[form], tmp_path)
+    print(f"\n{form} image ({images[form].stat().st_size >> 20} MiB): generated in {seconds:.1f}s")
+    for section in ("base_types", "user_types", "enums"):
+        assert isf[section] == from_vmlinuz[section], section
+    assert isf["symbols"] == from_vmlinuz["symbols"]  # names, link-time addresses, types
+    banner = isf["symbols"]["linux_banner"]["constant_data"]
+    assert banner == from_vmlinuz["symbols"]["linux_banner"]["constant_data"]
+    assert f"for Linux {built_release()}: " in stdout
+    assert isf["metadata"]["linux"]["symbols"] == [{"kind": "memory", "name": images[form].name}]
+    assert seconds < 60, f"generation took {seconds:.1f}s"
