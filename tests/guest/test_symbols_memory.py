@@ -6,7 +6,8 @@ link-time addresses, same banner.
 One boot serves the module: while the guest runs a command, the test stops
 the VM through the run's QMP socket, saves the first 512 MiB of physical
 memory (QMP pmemsave: the raw form, offset = physical address) and an ELF
-core (dump-guest-memory), and lets the guest go on.
+core (dump-guest-memory), and lets the guest go on. The raw image is also
+read through a callable (generate_from_memory, the running plugin's way).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pytest
 from conftest import LAUNCHER, built_release, run_pyrebox
 from pyrebox import paths
 from pyrebox.qmp_client import Qmp
-from pyrebox.symbols import memory_image
+from pyrebox.symbols import generate_from_memory, memory_image
 
 pytestmark = pytest.mark.guest
 
@@ -117,3 +118,24 @@ def test_memory_image_gives_the_vmlinuz_isf(images, from_vmlinuz, tmp_path, form
     assert f"for Linux {built_release()}: " in stdout
     assert isf["metadata"]["linux"]["symbols"] == [{"kind": "memory", "name": images[form].name}]
     assert seconds < 60, f"generation took {seconds:.1f}s"
+
+
+def test_guest_memory_through_a_callable_gives_the_vmlinuz_isf(images, from_vmlinuz):
+    # RAM of the default guest below 512 MiB, around the VGA hole (the
+    # ranges api.save_memory reports).
+    ranges = [(0, 0xA0000), (0xC0000, RAM)]
+    calls = []
+    with open(images["raw"], "rb") as f:
+        def read_phys(address, size):
+            calls.append((address, size))
+            f.seek(address)
+            return f.read(size)
+        started = time.monotonic()
+        result = generate_from_memory(read_phys, RAM, ranges=ranges)
+        seconds = time.monotonic() - started
+    print(f"\nthrough a callable: {seconds:.1f}s, {sum(s for _, s in calls) >> 20} MiB read")
+    isf = result.isf
+    for section in ("base_types", "user_types", "enums", "symbols"):
+        assert isf[section] == from_vmlinuz[section], section
+    assert all(any(a <= address and address + size <= b for a, b in ranges) for address, size in calls)
+    assert result.banner.startswith(f"Linux version {built_release()} ")

@@ -180,3 +180,45 @@ def test_memory_btf_errors_are_btf_errors():
     image, _ = kt.memory_image("7.0", TEXT_AT, SLIDE, btf=b"\0" * 64)
     with pytest.raises(BtfError):
         memory_image.find_kernel(image, "guest.mem")
+
+
+# --------------------------------------------- guest memory through a callable
+
+def test_physical_memory_reads_only_ram_and_holes_are_zeros():
+    image = bytes(range(256)) * 64  # 16 KiB
+    calls = []
+
+    def read_phys(address, size):
+        calls.append((address, size))
+        return image[address:address + size]
+
+    memory = memory_image.PhysicalMemory(read_phys, len(image), ranges=[(0, 0x1000), (0x2000, 0x3000)])
+    assert len(memory) == len(image)
+    assert memory[0xF00:0x2100] == image[0xF00:0x1000] + bytes(0x1000) + image[0x2000:0x2100]
+    assert calls == [(0xF00, 0x100), (0x2000, 0x100)]
+    assert memory[0x3800:0x3900] == bytes(0x100) and len(calls) == 2  # a hole: no call
+    with pytest.raises(TypeError):
+        memory[5]
+
+
+@pytest.mark.parametrize("layout", ["6.4", "7.0"])
+def test_generate_from_memory_reads_through_the_callable(layout):
+    image, tables = kt.memory_image(layout, TEXT_AT, SLIDE)
+    ram = [(0, 0xA0000), (0x100000, len(image))]
+    calls = []
+
+    def read_phys(address, size):
+        calls.append((address, size))
+        return image[address:address + size]
+
+    kernel = memory_image.find_kernel(memory_image.PhysicalMemory(read_phys, len(image), ram), "guest")
+    assert decoded(kernel.kallsyms) == expected(tables.symbols)
+    assert kernel.base + kernel.text_at == TEXT_AT
+    assert all(any(a <= address and address + size <= b for a, b in ram) for address, size in calls)
+    assert max(size for _, size in calls) <= memory_image.SCAN_CHUNK
+
+
+def test_generate_from_memory_says_when_there_is_no_kernel():
+    from pyrebox.symbols import NoKernelError, generate_from_memory
+    with pytest.raises(NoKernelError, match=r"^guest memory: no Linux kernel in this memory image"):
+        generate_from_memory(lambda address, size: bytes(size), 4 << 20)
