@@ -57,16 +57,20 @@ def _until(lines: queue.Queue, match, seen: list[str], timeout: float = 300):
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
-    """{"raw": path, "core": path} of one moment of the running guest."""
+    """{"raw": path, "core": path, "kallsyms": the kernel's own count} of
+    one moment of the running guest."""
     work = tmp_path_factory.mktemp("memory_images")
     raw, core = work / "guest.mem", work / "guest.core"
     launcher = subprocess.Popen(
-        [LAUNCHER, "run", "--timeout", "300", "--cmd", "echo ready-$((40+2)); sleep 10"],
+        # /proc/kallsyms: the kernel's symbols, then modules' ("[name]").
+        [LAUNCHER, "run", "--timeout", "300", "--cmd",
+         "echo kallsyms=$(grep -vc '\\[' /proc/kallsyms); echo ready-$((40+2)); sleep 10"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(work))
     seen: list[str] = []
     try:
         lines = _lines(launcher.stdout)
         rundir = QMP_LINE.match(_until(lines, QMP_LINE.match, seen)).group(1)
+        count = _until(lines, lambda line: line.startswith("kallsyms="), seen)
         _until(lines, lambda line: line == "ready-42", seen)
         qmp = Qmp(f"{rundir}/qmp.sock")
         qmp.execute("stop")
@@ -78,7 +82,7 @@ def images(tmp_path_factory):
         if launcher.poll() is None:
             launcher.kill()
     assert rc == 0, "\n".join(seen[-30:]) + launcher.stderr.read()
-    return {"raw": raw, "core": core}
+    return {"raw": raw, "core": core, "kallsyms": int(count.split("=")[1])}
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +120,8 @@ def test_memory_image_gives_the_vmlinuz_isf(images, from_vmlinuz, tmp_path, form
     banner = isf["symbols"]["linux_banner"]["constant_data"]
     assert banner == from_vmlinuz["symbols"]["linux_banner"]["constant_data"]
     assert f"for Linux {built_release()}: " in stdout
+    # Every symbol the running kernel lists, no more.
+    assert f"({images['kallsyms']} kallsyms entries)" in stdout
     assert isf["metadata"]["linux"]["symbols"] == [{"kind": "memory", "name": images[form].name}]
     assert seconds < 60, f"generation took {seconds:.1f}s"
 

@@ -194,6 +194,7 @@ BANNER_AT = 0x100000
 BTF_AT = 0x200004  # not 8-aligned, like the 6.12 kernel's __start_BTF
 BOOT_PARAMS_AT = 0x300000
 TABLES_AT = 0x400000
+END_AT = 0x800000
 LOAD_PHYSICAL_ADDR = 0x1000000
 
 
@@ -219,13 +220,15 @@ def kernel_symbols(layout: str) -> list[Sym]:
         Sym("linux_banner", TEXT + BANNER_AT, "D"),
         Sym("__start_BTF", TEXT + BTF_AT, "R"),
         Sym("boot_params", TEXT + BOOT_PARAMS_AT, "B"),
+        Sym("_end", TEXT + END_AT, "B"),
     ])
 
 
 def memory_image(layout: str, text_at: int, slide: int, size: int = 16 << 20, btf: bytes | None = None,
-                 params: bytes | None = None) -> tuple[bytes, Tables]:
+                 params: bytes | None = None, stale_at: int | None = None) -> tuple[bytes, Tables]:
     """A physical memory image holding a synthetic kernel whose _text is at
-    TEXT_AT, run with KASLR's virtual SLIDE."""
+    TEXT_AT, run with KASLR's virtual SLIDE; with STALE_AT, a copy of its
+    kallsyms tables alone there too (as free memory may hold)."""
     syms = kernel_symbols(layout)
     tables = build(layout, syms, at=TEXT + TABLES_AT, slide=slide)
     image = bytearray(size)
@@ -234,4 +237,6 @@ def memory_image(layout: str, text_at: int, slide: int, size: int = 16 << 20, bt
                           (BOOT_PARAMS_AT, boot_params() if params is None else params),
                           (TABLES_AT, tables.data)):
         image[text_at + offset : text_at + offset + len(piece)] = piece
+    if stale_at is not None:
+        image[stale_at : stale_at + len(tables.data)] = tables.data
     return bytes(image), tables

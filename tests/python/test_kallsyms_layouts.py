@@ -108,6 +108,15 @@ def test_memory_image_offsets_are_the_images(layout):
     assert decoded(kernel.kallsyms) == expected(tables.symbols)
 
 
+@pytest.mark.parametrize("layout", ["6.4", "7.0"])
+def test_a_stale_copy_of_the_tables_before_the_kernel_is_passed_over(layout):
+    image, tables = kt.memory_image(layout, TEXT_AT, SLIDE, stale_at=0x100000)
+    kernel = memory_image.find_kernel(image, "guest.mem")
+    assert decoded(kernel.kallsyms) == expected(tables.symbols)
+    assert kernel.kallsyms.tables == {
+        label: kt.TEXT + kt.TABLES_AT + offset for label, offset in tables.offsets.items()}
+
+
 def test_a_slide_that_is_not_the_kernels_alignment_is_an_error():
     image, _ = kt.memory_image("6.15", TEXT_AT, SLIDE + 0x1000)
     with pytest.raises(KallsymsError, match="alignment 0x200000"):

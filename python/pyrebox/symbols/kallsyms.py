@@ -410,7 +410,16 @@ def read_kallsyms(elf: Elf) -> Kallsyms:
 
 
 def scan_kallsyms(img: KallsymsData) -> Kallsyms:
-    """The kallsyms tables found in IMG's bytes, decoded."""
+    """The kallsyms tables found in IMG's bytes, decoded (the first ones)."""
+    for found in iter_kallsyms(img):
+        return found
+    raise KallsymsError(f"{img.name}: no kallsyms tables found (kernel built without CONFIG_KALLSYMS_ALL?)")
+
+
+def iter_kallsyms(img: KallsymsData):
+    """Every set of kallsyms tables in IMG's bytes, decoded, in the order of
+    their token tables (a memory image may hold stale copies besides the
+    running kernel's)."""
     for token_at, index_at, raw_tokens in _token_tables(img):
         tokens = [t.decode("latin-1") for t in raw_tokens]
         floor = max(0, token_at - (16 << 20))
@@ -459,11 +468,11 @@ def scan_kallsyms(img: KallsymsData) -> Kallsyms:
                 "kallsyms_addresses": f"unsigned long[{n}]",
                 "kallsyms_seqs_of_names": f"unsigned char[{3 * n}]",
             }
-            return Kallsyms(
+            yield Kallsyms(
                 symbols=symbols,
                 tables={label: img.address(at) for label, at in tables.items()},
                 table_types={label: table_types[label] for label in tables},
                 encoding=chosen.encoding,
                 absolute=chosen.absolute,
             )
-    raise KallsymsError(f"{img.name}: no kallsyms tables found (kernel built without CONFIG_KALLSYMS_ALL?)")
+            break  # one decoding per token table

@@ -11,11 +11,15 @@ __START_KERNEL_map + its physical offset).
 
 What is found, and how:
 
-  banner    "Linux version ..." somewhere (else there is no Linux kernel).
   BTF       every header with magic 0xeB9F, version 1, and lengths and
             offsets that fit in the image; the largest blob is the
-            kernel's (modules carry small split BTF), libbpf parses it.
-  kallsyms  by shape, with kallsyms.py's scanner over the raw bytes.
+            kernel's (modules carry small split BTF; stale copies of the
+            kernel's may lie in free memory), libbpf parses it.  Without
+            one, "Linux version ..." anywhere tells a kernel without BTF
+            from no kernel at all.
+  kallsyms  by shape, with kallsyms.py's scanner over the raw bytes, in
+            the part of the image around the BTF blob; the first tables
+            that place a kernel (below) are the running kernel's.
   _text     where the kernel image starts in the data:
               7.0+: the self-relative kallsyms_offsets give every symbol's
                 position directly (entry position + value);
@@ -49,7 +53,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .btf import BtfError
-from .kallsyms import Kallsyms, KallsymsError, Symbol, KallsymsData, scan_kallsyms
+from .kallsyms import Kallsyms, KallsymsData, KallsymsError, Symbol, iter_kallsyms
 from .kernel_image import KernelImageError
 
 BANNER = b"Linux version "
@@ -303,9 +307,33 @@ def find_kernel(data, name: str) -> MemoryKernel:
 
 
 def _kernel_in(data: bytes, base: int, name: str, blobs: list[BtfBlob]) -> MemoryKernel:
+    """The kernel in DATA (the window at BASE): the first kallsyms tables
+    that place a kernel (banner, BTF, boot header where they say); memory
+    may hold stale copies of the tables (e.g. what the boot decompressor
+    left), which do not.  Errors are the first tables'."""
+    first_error = None
     # Positions: an offset is its own address; the text section is unknown.
-    raw = scan_kallsyms(KallsymsData(data, name, 8))
+    for raw in iter_kallsyms(KallsymsData(data, name, 8)):
+        try:
+            return _placed(data, base, name, blobs, raw)
+        except KallsymsError as error:
+            first_error = first_error or error
+    if first_error is not None:
+        raise first_error
+    raise KallsymsError(f"{name}: no kallsyms tables found (kernel built without CONFIG_KALLSYMS_ALL?)")
+
+
+def _placed(data: bytes, base: int, name: str, blobs: list[BtfBlob], raw: Kallsyms) -> MemoryKernel:
     text_at, blob = _text_position(name, data, raw, blobs)
+    # A stale copy of relative-base tables decodes to the same addresses:
+    # the tables must lie in the kernel image they describe.
+    end = _address_of(raw, "_end")
+    if end is not None:
+        image_end = text_at + end - _address_of(raw, "_text")
+        outside = [label for label, at in raw.tables.items() if not text_at <= at < image_end]
+        if outside:
+            raise KallsymsError(f"{name}: kallsyms tables at {base + raw.tables[outside[0]]:#x} lie outside "
+                                f"the kernel image they describe ({base + text_at:#x}-{base + image_end:#x})")
     link_text, alignment = _link_text(name, data, text_at, raw, base)
     text = _address_of(raw, "_text")
     if raw.encoding != "self_relative":
