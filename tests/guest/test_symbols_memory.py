@@ -102,11 +102,14 @@ def generate(image, tmp_path):
 
 
 def test_the_guest_ran_with_kaslr(images):
-    # The kernel says by how much it moved (vmcoreinfo's KERNELOFFSET).
+    # The kernel says by how much it moved: vmcoreinfo's "KERNELOFFSET=<hex>"
+    # (not the "KERNELOFFSET=%lx" it is printed with).
     data = memory_image.open_image(images["raw"])
-    at = memory_image.find_first(data, b"KERNELOFFSET=")
-    assert at >= 0
-    offset = int(bytes(data[at + 13 : at + 29]).split(b"\n")[0], 16)
+    values = {bytes(data[at + 13 : at + 30]).split(b"\n")[0]
+              for at in memory_image.find_all(data, b"KERNELOFFSET=")}
+    offsets = {int(v, 16) for v in values if re.fullmatch(rb"[0-9a-f]+", v)}
+    assert len(offsets) == 1, values
+    (offset,) = offsets
     assert offset != 0 and offset % 0x200000 == 0
 
 
