@@ -82,9 +82,10 @@ TEXT_AT = 0x600000  # where the synthetic kernel starts in "physical memory"
 SLIDE = 0x2C000000  # KASLR's virtual offset of that run
 
 
+@pytest.mark.parametrize("slide", [SLIDE, 0], ids=["kaslr", "nokaslr"])
 @pytest.mark.parametrize("layout", ["5.4", "6.2", "6.4", "6.15", "7.0"])
-def test_memory_image_gives_link_time_addresses(layout):
-    image, tables = kt.memory_image(layout, TEXT_AT, SLIDE)
+def test_memory_image_gives_link_time_addresses(layout, slide):
+    image, tables = kt.memory_image(layout, TEXT_AT, slide)
     kernel = memory_image.find_kernel(image, "guest.mem")
     assert decoded(kernel.kallsyms) == expected(tables.symbols)
     assert kernel.base + kernel.text_at == TEXT_AT
