@@ -931,10 +931,11 @@ def resolve_spec(archive, spec: str) -> dict:
             raise BuildError(f"{metapackage} {versions[0]} of {suite} depends on no linux-image-*-{KERNEL_ARCH}")
         package, version = target
     elif re.fullmatch(r"linux-image-[0-9][A-Za-z0-9.+~-]*", spec):
-        package, version = spec, None
+        # Its highest version in any suite (madison lists the newest first).
+        package, version = spec, next((version for version, _ in archive.madison(spec)), None)
     else:
         raise BuildError(usage)
-    record = archive.show(f"{package}={version}" if version else package)
+    record = archive.show(f"{package}={version}") if version else None
     if record is None:
         raise BuildError(
             f"Debian's archive ({', '.join(suites)}) has no package {package}"

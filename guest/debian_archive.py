@@ -213,9 +213,10 @@ class DebianArchive:
         return found
 
     def show(self, spec: str) -> dict[str, str] | None:
-        """The fields of one package record: SPEC is "name" (the candidate)
-        or "name=version"; None if apt has no such package."""
-        cmd = ["apt-cache", "show", "--no-all-versions", spec]
+        """The fields of one package record: SPEC is "name=version" or "name"
+        (its candidate: slower, apt then works out every package's policy);
+        None if apt has no such package."""
+        cmd = ["apt-cache", "show", spec] if "=" in spec else ["apt-cache", "show", "--no-all-versions", spec]
         proc = subprocess.run(cmd, env=self.env(), capture_output=True, text=True)
         if proc.returncode != 0 or not proc.stdout.strip():
             return None
