@@ -2,28 +2,51 @@
 """Build the PyREBox default guest: a Debian kernel plus a busybox initramfs.
 
     python3 guest/build.py [--out DIR] [--force]
+    python3 guest/build.py --guest-kernel SPEC [--guest-kernel SPEC]... [--refresh] [--force]
 
-Outputs, in DIR (default <repo>/build/guest):
-    vmlinuz              the kernel of Debian's current linux-image-amd64
+Without --guest-kernel: the default guest, in DIR (default <repo>/build/guest),
+from the kernel that the machine's apt has as the candidate of
+linux-image-amd64 (Debian 12's is 6.1).
+
+With --guest-kernel SPEC: the guest of another Debian kernel, with the same
+programs, init and layout, in build/guests/<kernel release>.  SPEC is a suite
+(bullseye, bookworm, bookworm-backports, trixie, sid, experimental: that
+suite's current linux-image-amd64) or a kernel package name
+(linux-image-6.12.95+deb12-amd64: its newest version in those suites).  They
+are looked up and downloaded through the project's own apt configuration
+(debian_archive.py, in build/apt; the machine's apt is neither read nor
+changed), whose package lists are fetched when missing, once a day, or on
+--refresh.  build/guests/specs.json records what each SPEC resolved to; while
+the lists are unchanged a build of a known SPEC needs no apt.  Several
+--guest-kernel options build several guests; one that fails does not stop
+the others (the exit status is 1).
+
+Outputs, in the guest's folder:
+    vmlinuz              the kernel
     kernel-release       its release string (e.g. "6.1.0-41-amd64"), one line
     initramfs.cpio.gz    /init, busybox, the test programs, glibc for them
     programs/<name>      the test programs as compiled (also usable on the host)
-    kernel/              the unpacked kernel package (kernel/lib/modules/<release>,
-                         with a generated modules.dep)
-    <package>_<version>_amd64.deb   the downloaded kernel package (cache)
+    kernel/              the unpacked kernel package(s) (kernel/lib/modules/<release>,
+                         or kernel/usr/lib/modules/<release>, with a generated modules.dep)
+    <package>_<version>_amd64.deb   the downloaded kernel package(s) (cache)
     kernel.isf.json.xz   the kernel's Volatility 3 ISF (python/pyrebox/symbols),
                          regenerated only when the kernel or the generator changes
     manifest.json        what was built, from what:
-        kernel           {metapackage, package, version, deb, modules_dir}
+        kernel           {metapackage, package, version, deb, modules_dir}; for a
+                         --guest-kernel guest also spec and suite (null for a
+                         package name), and debs when the kernel has several
         kernel_release   same text as kernel-release
         vmlinuz, initramfs   file names in DIR
         programs         [{name, linkage, host_path (relative to DIR), guest_path}]
         host_libraries   host files ldd named for the dynamic programs; each is
                          in the image at the same path
         kernel_modules   guest paths of the modules loaded at boot, in order
+        kernel_modules_builtin   names of KERNEL_MODULES the kernel has built in
+        on_demand_module {name, path (in the guest), symbol (a function it
+                         exports)} of the module tests insmod and rmmod
         kernel_isf       {file, inputs_hash, generator, types, symbols}
         inputs_hash      hash of all inputs (see inputs_hash)
-        apt_state        stat fingerprint of apt's lists (see apt_state_stamp)
+        apt_state        fingerprint of the apt lists the kernel was resolved from
 
 The initramfs size is padded with NULs to a multiple of 4 bytes, so an
 uncompressed cpio archive can be appended to it as is (see write_gzip).
