@@ -73,6 +73,9 @@ def apt_conf(root: Path) -> str:
             f'Dir::State::lists "{root}/state/lists/";',
             f'Dir::State::status "{root}/state/status";',
             f'Dir::Cache "{root}/cache/";',
+            # No cache of source packages (none are listed; it would be a
+            # copy of the binary cache, about 100 MB).
+            'Dir::Cache::srcpkgcache "";',
             f'Dir::Etc "{root}/etc/";',
             'Dir::Etc::main "/dev/null";',
             f'Dir::Etc::sourcelist "{root}/etc/sources.list";',
