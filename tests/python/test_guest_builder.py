@@ -357,3 +357,89 @@ def test_built_guests_follow_the_module_rules():
                                                                 builder.ON_DEMAND_MODULE_CANDIDATES)
         assert on_demand == {"name": name, "symbol": symbol,
                              "path": f"/lib/modules/{record['release']}/" + relpath.removesuffix(".xz")}
+
+
+# ------------------------------------------- when a spec is resolved again
+
+
+class ListsArchive:
+    """The archive as build_spec sees it: lists fresh or stale, a fetch that
+    works or fails; counts fetches."""
+
+    def __init__(self, fresh: bool, fetch_fails: bool = False):
+        self.fresh, self.fetch_fails, self.fetches, self.stamp = fresh, fetch_fails, 0, "lists-1"
+
+    def lists_fresh(self):
+        return self.fresh
+
+    def state_stamp(self):
+        return self.stamp
+
+    def ensure_lists(self, refresh=False):
+        if self.fresh and not refresh:
+            return False
+        if self.fetch_fails:
+            raise debian.ArchiveError("cannot fetch Debian's package lists: no network")
+        self.fetches, self.stamp, self.fresh = self.fetches + 1, f"lists-{self.fetches + 2}", True
+        return True
+
+    def download(self, specs, into):
+        raise AssertionError("no download in these tests")
+
+
+@pytest.fixture
+def spec_builder(tmp_path, monkeypatch):
+    """build_spec with a fake archive, resolution and build: what it resolves
+    and builds, and the specs.json it keeps."""
+    calls = {"resolved": [], "built": []}
+    state = {"archive": None}
+
+    class Module:
+        ArchiveError = debian.ArchiveError
+        DebianArchive = staticmethod(lambda root, log: state["archive"])
+
+    def resolve(archive, spec):
+        calls["resolved"].append(spec)
+        return {"spec": spec, "package": "linux-image-9.8.7-amd64", "version": "9.8.7-1", "release": "9.8.7-amd64"}
+
+    def build(out, force, kernel, previous, apt_stamp, download, retry_hint):
+        calls["built"].append((out.name, kernel["version"]))
+        return kernel["release"]
+
+    monkeypatch.setattr(builder, "GUESTS_DIR", builder.Path(tmp_path))
+    monkeypatch.setattr(builder, "load_archive_module", lambda: Module)
+    monkeypatch.setattr(builder, "resolve_spec", resolve)
+    monkeypatch.setattr(builder, "build", build)
+    return state, calls
+
+
+def test_a_known_spec_is_not_resolved_again_while_the_lists_are_unchanged(spec_builder):
+    state, calls = spec_builder
+    state["archive"] = ListsArchive(fresh=False)
+    assert builder.build_spec("sid", force=False, refresh=False) == "9.8.7-amd64"
+    assert builder.read_specs()["sid"]["lists"] == "lists-2"
+    # The folder, relative to build/ (here the test's folder plays build/guests).
+    assert builder.read_specs()["sid"]["dir"] == f"{builder.GUESTS_DIR.name}/9.8.7-amd64"
+    builder.build_spec("sid", force=False, refresh=False)  # same lists: the recorded kernel
+    assert calls["resolved"] == ["sid"] and state["archive"].fetches == 1
+    builder.build_spec("sid", force=False, refresh=True)  # --refresh: fetched and resolved again
+    assert calls["resolved"] == ["sid", "sid"] and state["archive"].fetches == 2
+    state["archive"].fresh = False  # a day later: the same
+    builder.build_spec("sid", force=False, refresh=False)
+    assert calls["resolved"] == ["sid"] * 3 and state["archive"].fetches == 3
+    assert calls["built"] == [("9.8.7-amd64", "9.8.7-1")] * 4
+
+
+def test_without_the_network_a_known_spec_keeps_its_kernel(spec_builder, capsys):
+    state, calls = spec_builder
+    state["archive"] = ListsArchive(fresh=False)
+    builder.build_spec("sid", force=False, refresh=False)
+    state["archive"] = ListsArchive(fresh=False, fetch_fails=True)
+    assert builder.build_spec("sid", force=False, refresh=False) == "9.8.7-amd64"
+    assert calls["resolved"] == ["sid"]
+    assert ("guest: warning: could not refresh Debian's package lists; sid stays 9.8.7-amd64 (resolved "
+            in capsys.readouterr().out)
+    # An unknown spec, or --refresh, needs the lists.
+    for spec, refresh in (("trixie", False), ("sid", True)):
+        with pytest.raises(builder.BuildError, match="cannot fetch Debian's package lists: no network"):
+            builder.build_spec(spec, force=False, refresh=refresh)
