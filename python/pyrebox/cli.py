@@ -68,9 +68,11 @@ def _attach_parser(sub) -> None:
 
 def _symbols_parser(sub) -> None:
     p = sub.add_parser(
-        "symbols", help="write a Volatility 3 ISF for a Linux kernel from its own image",
+        "symbols", help="write a Volatility 3 ISF for a Linux kernel from its own image "
+                        "or a memory image of it running",
         description="Generate a Volatility 3 ISF (types from the kernel's .BTF, every symbol "
-                    "from its kallsyms tables) for a vmlinuz or vmlinux.")
+                    "from its kallsyms tables) for a vmlinuz or vmlinux, or for the kernel in a "
+                    "memory image of a running x86-64 guest (raw or ELF core).")
     symbols_cli.add_arguments(p)
     p.set_defaults(symbols_run=symbols_cli.run)
 
