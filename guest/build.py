@@ -237,21 +237,28 @@ def resolve_kernel() -> dict:
         raise BuildError(
             f"apt-cache knows no installable {KERNEL_METAPACKAGE}; run `apt-get update` and retry"
         )
+    target = image_dependency(depends)
+    if target is None:
+        raise BuildError(f"{KERNEL_METAPACKAGE} depends on no linux-image-*-{KERNEL_ARCH} package: {depends}")
+    package, version = target
+    if version is None:
+        record = run(["apt-cache", "show", "--no-all-versions", package], missing_hint=hint)
+        version = first_stanza_field(record, "Version")
+    if not version:
+        raise BuildError(f"apt-cache has no installable version of {package}; run `apt-get update` and retry")
+    return {"metapackage": KERNEL_METAPACKAGE, "package": package, "version": version}
+
+
+def image_dependency(depends: str) -> tuple[str, str | None] | None:
+    """The first linux-image-<release>-amd64 (or -unsigned) in a metapackage's
+    Depends, with the version it pins (None if it pins none)."""
     wanted = re.compile(r"^(linux-image-\S+-" + KERNEL_ARCH + r"(?:-unsigned)?)\s*(?:\(\s*=\s*([^)\s]+)\s*\))?$")
     for clause in depends.split(","):
         for alternative in clause.split("|"):
             match = wanted.match(alternative.strip())
             if match:
-                package, version = match.group(1), match.group(2)
-                if version is None:
-                    record = run(["apt-cache", "show", "--no-all-versions", package], missing_hint=hint)
-                    version = first_stanza_field(record, "Version")
-                if not version:
-                    raise BuildError(
-                        f"apt-cache has no installable version of {package}; run `apt-get update` and retry"
-                    )
-                return {"metapackage": KERNEL_METAPACKAGE, "package": package, "version": version}
-    raise BuildError(f"{KERNEL_METAPACKAGE} depends on no linux-image-*-{KERNEL_ARCH} package: {depends}")
+                return match.group(1), match.group(2)
+    return None
 
 
 def kernel_packages(kernel: dict) -> list[dict]:
@@ -909,17 +916,6 @@ def load_archive_module():
 
 
 IMAGE_PACKAGE = re.compile(r"^linux-image-(\S+-" + KERNEL_ARCH + r")(-unsigned)?$")
-
-
-def image_dependency(depends: str) -> tuple[str, str | None] | None:
-    """The linux-image-<release>-amd64 (or -unsigned) a metapackage depends on, with its pinned version."""
-    wanted = re.compile(r"^(linux-image-\S+-" + KERNEL_ARCH + r"(?:-unsigned)?)\s*(?:\(\s*=\s*([^)\s]+)\s*\))?$")
-    for clause in depends.split(","):
-        for alternative in clause.split("|"):
-            match = wanted.match(alternative.strip())
-            if match:
-                return match.group(1), match.group(2)
-    return None
 
 
 def kernel_source(record: dict) -> bool:

@@ -134,12 +134,9 @@ class DebianArchive:
         except OSError:
             return False
 
-    def release_files(self) -> list[Path]:
-        return sorted(self.lists.glob("*_InRelease")) + sorted(self.lists.glob("*_Release"))
-
     def lists_age(self) -> float | None:
-        """Seconds since the lists were last fetched, None if there are none
-        for every suite (from stat only: no apt)."""
+        """Seconds since the lists were last fetched, None if they never were
+        with this configuration (from stat and two small reads: no apt)."""
         stamp = self.root / "state" / "updated"
         if not (self.config_current() and stamp.is_file()):
             return None
