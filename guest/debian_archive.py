@@ -127,7 +127,7 @@ class DebianArchive:
                 os.replace(partial, path)
 
     def config_current(self) -> bool:
-        """True if ROOT's configuration is this module's (stat and one small read)."""
+        """True if ROOT's configuration is this module's (two small reads, no apt)."""
         try:
             return (self.conf.read_text() == apt_conf(self.root)
                     and (self.root / "etc" / "sources.list").read_text() == source_list())
@@ -147,7 +147,7 @@ class DebianArchive:
         return age is not None and age < MAX_LIST_AGE_S
 
     def state_stamp(self) -> str:
-        """Changes whenever the lists change (stat only)."""
+        """Changes whenever the lists are fetched (a stat and a small read)."""
         stamp = self.root / "state" / "updated"
         try:
             st = stamp.stat()
