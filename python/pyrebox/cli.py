@@ -44,6 +44,12 @@ def _run_parser(sub) -> None:
                    help="with --nic: forward a host port into the guest, in QEMU's form "
                         "udp|tcp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT (repeatable; an "
                         "empty HOSTADDR is 127.0.0.1)")
+    p.add_argument("--guest-kernel", metavar="SPEC",
+                   help="boot the guest with another Debian kernel: a suite (bullseye, bookworm, "
+                        "bookworm-backports, trixie, sid, experimental: its current "
+                        "linux-image-amd64) or a kernel package name "
+                        "(linux-image-6.12.95+deb12-amd64); built first if needed "
+                        "(guest/build.py --guest-kernel SPEC)")
     p.add_argument("--no-plugin", action="store_true",
                    help="run plain QEMU without PyREBox (same machine; for comparisons)")
     p.add_argument("extra", nargs="*", metavar="-- QEMU_ARGS",
@@ -94,11 +100,14 @@ def main(argv: list[str] | None = None) -> int:
                 commands=args.cmd, smp=args.smp, memory=args.memory, nokaslr=args.nokaslr,
                 plugin=not args.no_plugin, nic=args.nic, hostfwd=args.hostfwd,
                 timeout=args.timeout, extra=args.extra, disk=args.disk, savevm=args.savevm,
-                loadvm=args.loadvm)
+                loadvm=args.loadvm, guest_kernel=args.guest_kernel)
             if opts.timeout is None and opts.batch:
                 opts.timeout = 600  # an interactive run has no default timeout
             run.validate(opts)
-            return run.Runner(opts).run()
+            runner = run.Runner(opts)
+            if opts.guest_kernel is not None:
+                run.build_guest(opts.guest_kernel, runner.emit)
+            return runner.run()
         except (run.RunError, config_mod.ConfigError, qemu.QemuError, paths.SetupError) as e:
             print(f"pyrebox: {e}", file=sys.stderr)
             return 2
