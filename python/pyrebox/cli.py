@@ -50,6 +50,12 @@ def _run_parser(sub) -> None:
                         "linux-image-amd64) or a kernel package name "
                         "(linux-image-6.12.95+deb12-amd64); built first if needed "
                         "(guest/build.py --guest-kernel SPEC)")
+    p.add_argument("--isf", metavar="FILE|memory",
+                   help="the guest kernel's symbol table (Volatility 3 ISF): a file, or 'memory' "
+                        "to build it from the running kernel's memory (cached per kernel). "
+                        "Default: the built guest's own table; for your own VM (-- -kernel, "
+                        "-drive, ...) the one built from memory. [SYMBOLS] isf in the "
+                        "configuration wins over both")
     p.add_argument("--no-plugin", action="store_true",
                    help="run plain QEMU without PyREBox (same machine; for comparisons)")
     p.add_argument("extra", nargs="*", metavar="-- QEMU_ARGS",
@@ -100,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
                 commands=args.cmd, smp=args.smp, memory=args.memory, nokaslr=args.nokaslr,
                 plugin=not args.no_plugin, nic=args.nic, hostfwd=args.hostfwd,
                 timeout=args.timeout, extra=args.extra, disk=args.disk, savevm=args.savevm,
-                loadvm=args.loadvm, guest_kernel=args.guest_kernel)
+                loadvm=args.loadvm, guest_kernel=args.guest_kernel,
+                isf=args.isf)
             if opts.timeout is None and opts.batch:
                 opts.timeout = 600  # an interactive run has no default timeout
             run.validate(opts)

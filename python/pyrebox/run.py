@@ -129,12 +129,20 @@ class RunOptions:
     savevm: str | None = None  # save the VM at its snapshot point under this name
     loadvm: str | None = None  # start from this snapshot
     guest_kernel: str | None = None  # boot the guest of guest/build.py --guest-kernel SPEC
+    # The kernel's symbol table: a file, ISF_FROM_MEMORY (built from guest
+    # memory, or taken from the cache of tables built so), or None: the
+    # built guest's own table, and for an own VM the one built from memory.
+    isf: str | None = None
 
     @property
     def batch(self) -> bool:
         """Commands run and the guest powers off; otherwise (no --cmd, also
         with --file or --loadvm) the guest's shell is on the terminal."""
         return bool(self.commands or self.savevm)
+
+
+# --isf memory: the table comes from guest memory (pyrebox.kernel_tables).
+ISF_FROM_MEMORY = "memory"
 
 
 def signal_name(number: int) -> str:
@@ -339,6 +347,10 @@ def validate(opts: RunOptions) -> config_mod.Config:
     if opts.guest_kernel is not None and qemu.describes_own_vm(opts.extra):
         raise RunError(f"--guest-kernel {opts.guest_kernel} picks the kernel of PyREBox's guest; "
                        f"the extra QEMU arguments describe a VM of your own")
+    if opts.isf is not None and opts.isf != ISF_FROM_MEMORY and not os.path.isfile(opts.isf):
+        raise RunError(f"--isf {opts.isf}: no such file (give a Volatility 3 ISF, e.g. from "
+                       f"`pyrebox symbols`, or `--isf {ISF_FROM_MEMORY}` to build the table from "
+                       f"the running kernel)")
     conf = config_mod.load(opts.conf)  # ConfigError names the key
     if qemu.describes_own_vm(opts.extra) and (opts.commands or opts.files):
         raise RunError("--cmd and --file work with the default guest only; the extra "
@@ -444,7 +456,10 @@ class Runner:
         plugin_opts["ram"] = memory_bytes(opts.memory)
         plugin_opts["console"] = os.path.join(rundir, "console.sock")
         plugin_opts["console_qmp"] = os.path.join(rundir, "console-qmp.sock")
-        if not qemu.describes_own_vm(opts.extra) and os.path.isfile(self._guest_files()[2]):
+        if opts.isf is not None and opts.isf != ISF_FROM_MEMORY:
+            plugin_opts["isf"] = os.path.abspath(opts.isf)
+        elif (opts.isf is None and not qemu.describes_own_vm(opts.extra)
+              and os.path.isfile(self._guest_files()[2])):
             plugin_opts["isf"] = self._guest_files()[2]
         cmd = [binary, "-m", opts.memory, "-smp", str(opts.smp), "-display", "none",
                "-no-reboot", "-nic", "none",
