@@ -19,4 +19,10 @@ bool linux_symbols_settled();
 // console and is final.
 Expected<vmi::linux_guest::LinuxKernel*> located_linux_kernel();
 
+// A located kernel whose structures cannot be read: checks its location
+// again (verify_location) and, when that no longer holds, locates the
+// kernel anew and replaces the location (saying so on the console). True
+// when the location was replaced. Any thread.
+bool recheck_linux_location();
+
 }  // namespace pyrebox

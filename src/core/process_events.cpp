@@ -84,8 +84,12 @@ void ProcessEvents::try_activate() {
         return;
     }
     if (auto seeded = tracker->seed(s.machine->physical_memory(), s.engine->kpti()); !seeded) {
-        warn_once("process and module tracking could not read the current processes: " +
-                  seeded.error() + " (retrying)");
+        // A location that stopped holding is replaced (the next attempt
+        // uses it); otherwise the processes are read again later.
+        if (!recheck_linux_location()) {
+            warn_once("process and module tracking could not read the current processes: " +
+                      seeded.error() + " (retrying)");
+        }
         return;
     }
     tracker_ = std::move(tracker);

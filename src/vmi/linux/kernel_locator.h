@@ -65,6 +65,16 @@ struct KernelLocation {
 Expected<KernelLocation> locate_kernel(const SymbolTable& symbols, PhysicalMemory& mem,
                                        uint64_t ram_size, PagingMode mode = PagingMode::Long4);
 
+// Whether `loc` is still where the kernel is: linux_banner at
+// loc.banner_paddr and mapped there through loc.pgd_paddr at the virtual
+// slide, init_mm.pgd equal to init_top_pgt's slid address, and init_task
+// self-consistent (its tasks list's next and prev are kernel addresses that
+// point back to it, its mm is NULL, its comm starts with "swapper"). The
+// init_mm and init_task checks need those symbols and members in the ISF
+// and are skipped without them. The error names the first check that fails.
+Expected<bool> verify_location(const SymbolTable& symbols, PhysicalMemory& mem, PagingMode mode,
+                               const KernelLocation& loc);
+
 // Reads `page_offset_base` from the kernel image (physical read at its
 // slid address); the default for `mode` when the ISF has no such symbol.
 Expected<uint64_t> read_page_offset_base(const SymbolTable& symbols, PhysicalMemory& mem,
