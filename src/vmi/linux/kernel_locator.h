@@ -61,7 +61,10 @@ struct KernelLocation {
 // no banner in memory ("kernel banner not found ...: expected ..."), a
 // different kernel's banner where this one's should be ("found 'Linux
 // version 5.10...' where 'Linux version 6.1...' was expected"), or a banner
-// that no virtual slide maps to.
+// that no virtual slide maps to, or that the tables map only at slides the
+// kernel's data refute ("... but the kernel's page tables and data do not
+// agree yet ...: virtual slide 0x...: init_mm.pgd holds ...": the kernel is
+// still starting, or the ISF is for another build with the same banner).
 Expected<KernelLocation> locate_kernel(const SymbolTable& symbols, PhysicalMemory& mem,
                                        uint64_t ram_size, PagingMode mode = PagingMode::Long4);
 
