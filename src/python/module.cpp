@@ -408,7 +408,7 @@ PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
             return s.linux_kernel->symbols().origin();
         },
         "The path of the symbol table Linux introspection uses (from the plugin argument "
-        "isf= or [SYMBOLS] isf), or None when none is loaded.");
+        "isf=, [SYMBOLS] isf, or built from guest memory), or None when none is loaded.");
     m.def("in_callback", [] { return machine().in_callback(); });
     m.def("vm_started", [] { return session().vm_started.load(); });
     m.def(
