@@ -113,7 +113,9 @@ void TableFromMemory::attempt(int vcpu, uint64_t pgd) {
     if (frozen) {
         m.thaw_other_vcpus();
     }
-    (void)built;  // the builder printed the outcome
+    if (built) {
+        session().process_events.retry_now();  // the boot's events from here on
+    }  // else: the builder printed why
 }
 
 }  // namespace pyrebox

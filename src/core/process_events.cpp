@@ -56,6 +56,11 @@ void ProcessEvents::warn_once(const std::string& message) {
     }
 }
 
+void ProcessEvents::retry_now() {
+    std::lock_guard<std::mutex> guard(lock_);
+    next_attempt_ = attempts_;
+}
+
 void ProcessEvents::try_activate() {
     std::unique_lock<std::mutex> guard(lock_, std::try_to_lock);
     if (!guard.owns_lock() || active_.load()) {
