@@ -66,8 +66,10 @@ void ProcessEvents::try_activate() {
         return;
     }
     if (!s.linux_kernel) {
-        pending_.store(false);  // off for good: the registration said so
-        return;
+        if (!s.table_from_memory.armed()) {
+            pending_.store(false);  // off for good: the registration said so
+        }
+        return;  // else: the table is built from memory once the kernel runs
     }
     auto kernel = located_linux_kernel();
     if (!kernel) {

@@ -11,6 +11,7 @@
 
 #include "core/callback_registry.h"
 #include "core/engine.h"
+#include "core/kernel_table.h"
 #include "core/machine.h"
 #include "core/monitored_set.h"
 #include "core/process_events.h"
@@ -42,6 +43,9 @@ struct Session {
     // The symbol table loads in the background (a large ISF takes a few
     // hundred ms and is not needed until a script asks): the first use waits.
     std::shared_future<void> linux_loading;
+    std::string linux_table_path;  // the table linux_kernel was loaded from
+    // With no table given: builds one from guest memory once the kernel runs.
+    TableFromMemory table_from_memory;
     // CREATEPROC / REMOVEPROC / LOADMODULE / REMOVEMODULE delivery.
     ProcessEvents process_events;
 };

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "core/console.h"
+#include "core/kernel_table.h"
 #include "core/session.h"
 #include "python/gil.h"
 #include "python/python_handler.h"
@@ -407,35 +408,58 @@ PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
             s.linux_locate_error.clear();
             s.linux_off_reason = "the symbol table " + path + " is still loading";
             // Loaded off the main thread; the outcome is printed when known.
-            s.linux_loading = std::async(std::launch::async, [path] {
-                auto& s = session();
-                auto table = pyrebox::vmi::SymbolTable::load(path);
-                std::string problem;
-                if (!table) {
-                    problem = table.error();
-                } else if (!table->banner()) {
-                    problem = path + ": the symbol table has no kernel banner";
-                } else if (auto supported =
-                               pyrebox::vmi::linux_guest::check_supported_kernel(*table->banner());
-                           !supported) {
-                    problem = path + ": " + supported.error();
-                }
-                if (!problem.empty()) {
-                    s.linux_off_reason = problem;
-                    pyrebox::console().write_lines(
-                        "[pyrebox] warning: ",
-                        "Linux symbols not loaded: " + problem +
-                            "; process and module lists are off");
-                    return;
-                }
-                const std::string banner = *table->banner();
-                s.linux_kernel = std::make_unique<pyrebox::vmi::linux_guest::LinuxKernel>(*table);
-                s.linux_off_reason.clear();
-                pyrebox::console().message("Linux symbols: " +
-                                           banner.substr(0, banner.find_last_not_of(" \n") + 1));
-            });
+            s.linux_loading = std::async(std::launch::async,
+                                         [path] { (void)pyrebox::load_linux_table(path); });
         },
         "Starts loading the guest kernel's ISF in the background; the outcome is printed.");
+    m.def(
+        "linux_build_table_from_memory",
+        [] {
+            auto& s = session();
+            wait_for_symbols();
+            s.linux_kernel.reset();
+            s.linux_locate_error.clear();
+            s.linux_off_reason =
+                "no symbol table given: it is built from guest memory once the kernel runs";
+            // The builder runs on a vCPU thread once the kernel is found.
+            // Readers of the table wait on linux_loading meanwhile (they
+            // copy it under the GIL, as this does).
+            s.table_from_memory.arm([](const std::string& banner, uint64_t paddr)
+                                        -> pyrebox::Expected<std::string> {
+                auto done = std::make_shared<std::promise<void>>();
+                std::string path, problem;
+                {
+                    py::gil_scoped_acquire gil;
+                    session().linux_loading = done->get_future().share();
+                    try {
+                        auto build = py::module_::import("pyrebox.kernel_tables")
+                                         .attr("table_for_running_kernel");
+                        path = py::cast<std::string>(build(py::bytes(banner), paddr));
+                    } catch (const std::exception& e) {  // a Python error, or not a str
+                        problem = e.what();
+                    }
+                }
+                if (problem.empty()) {
+                    if (auto loaded = pyrebox::load_linux_table(path); !loaded) {
+                        problem = loaded.error();
+                    }
+                } else {
+                    session().linux_off_reason =
+                        "no symbol table given, and none could be built from guest memory: " +
+                        problem;
+                    pyrebox::console().write_lines("[pyrebox] warning: ",
+                                                   session().linux_off_reason);
+                }
+                done->set_value();
+                if (!problem.empty()) {
+                    return pyrebox::Error{problem};
+                }
+                return path;
+            });
+        },
+        "Builds the kernel's ISF from guest memory once the kernel runs, with "
+        "pyrebox.kernel_tables.table_for_running_kernel(banner_bytes, banner_paddr), "
+        "which returns the table's path.");
     m.def("linux_set_off", [](const std::string& reason) {
         wait_for_symbols();
         session().linux_kernel.reset();

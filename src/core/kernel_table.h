@@ -1,0 +1,58 @@
+// The guest kernel's symbol table in the session: loading one from a file,
+// and building one from guest memory when none was given.
+//
+// Building: with no table configured, the bindings arm TableFromMemory with
+// a builder (Python: it generates the ISF from the kernel's own .BTF and
+// kallsyms in guest memory, or takes it from the per-kernel cache). At CR3
+// loads it waits until the kernel proper runs (the PC in the kernel's half
+// of the address space: the decompressor, which still relocates the image,
+// runs identity-mapped), finds linux_banner in physical memory, and calls
+// the builder once, on that vCPU's thread, with every other vCPU frozen and
+// the guest's clock stopped: the guest does not run, and does not see the
+// time pass, until the table is loaded, so no event of the boot is missed.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+
+#include "core/expected.h"
+
+namespace pyrebox {
+
+// Loads the ISF at `path` into the session on this thread, replacing the
+// table there. On failure introspection is off with the reason as
+// linux_off_reason, and the reason is returned. Prints the outcome.
+Expected<bool> load_linux_table(const std::string& path);
+
+class TableFromMemory {
+public:
+    // Called with the banner's text and physical address; returns the path
+    // of the table it loaded, or why there is none (printed by the builder).
+    using Builder = std::function<Expected<std::string>(const std::string& banner, uint64_t paddr)>;
+
+    void arm(Builder builder);
+    void disarm();
+    bool armed() const { return armed_.load(std::memory_order_relaxed); }
+
+    // vCPU `vcpu` loads CR3 (its thread, inside a callback). Cheap unless
+    // armed.
+    void on_cr3_load(int vcpu) {
+        if (armed()) {
+            attempt(vcpu);
+        }
+    }
+
+private:
+    void attempt(int vcpu);
+
+    std::atomic<bool> armed_{false};
+    std::mutex lock_;
+    Builder builder_;
+    uint64_t attempts_ = 0, next_attempt_ = 0;
+    int scans_ = 0;
+};
+
+}  // namespace pyrebox
