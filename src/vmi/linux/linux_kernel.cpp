@@ -863,6 +863,11 @@ Expected<bool> LinuxKernel::kpti(PhysicalMemory& mem) const {
             return Error{why + "x86_cap_flags names no \"pti\" feature"};
         }
     }
+    if (bit >= bits) {
+        return Error{why + "the feature's bit " + std::to_string(bit) +
+                     " is beyond boot_cpu_data.x86_capability (" + std::to_string(bits) +
+                     " bits)"};
+    }
     auto offset = symbols_.member_offset("cpuinfo_x86", "x86_capability");
     auto value = r.uint(*data + slide + *offset + bit / 8, 1, "boot_cpu_data.x86_capability");
     if (!value) {
