@@ -108,21 +108,56 @@ class _Libbpf:
             lib.btf__name_by_offset.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
             lib.btf__pointer_size.restype = ctypes.c_size_t
             lib.btf__pointer_size.argtypes = [ctypes.c_void_p]
+            lib.libbpf_set_print.restype = ctypes.c_void_p
+            lib.libbpf_set_print.argtypes = [_PRINT_FN]
+            # libbpf's messages ("Invalid BTF total size", ...) would go to
+            # stderr: they are kept and become part of our one message.
+            lib.libbpf_set_print(_print_callback)
             cls._lib = lib
         return cls._lib
+
+
+# libbpf_print_fn_t: int (*)(enum libbpf_print_level, const char *, va_list);
+# on x86-64 (and the other ABIs we run on) a va_list argument is a pointer.
+_PRINT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+_libbpf_messages: list[str] = []
+
+
+def _format_va(fmt: bytes, args: int) -> str:
+    libc = ctypes.CDLL(None)
+    libc.vsnprintf.restype = ctypes.c_int
+    libc.vsnprintf.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_void_p]
+    buffer = ctypes.create_string_buffer(512)
+    libc.vsnprintf(buffer, len(buffer), fmt, args)
+    return buffer.value.decode("utf-8", "replace").strip()
+
+
+@_PRINT_FN
+def _print_callback(level, fmt, args):
+    # Every level: libbpf says why a blob is invalid at its debug level.
+    try:
+        _libbpf_messages.append(_format_va(fmt, args))
+    except Exception:  # noqa: BLE001 - never unwind into libbpf
+        pass
+    return 0
 
 
 class Btf:
     """The types of one BTF blob, read once through libbpf."""
 
-    def __init__(self, blob: bytes, name: str = "<BTF>", pointer_size: int = 8):
+    def __init__(self, blob: bytes, name: str = "<BTF>", pointer_size: int = 8,
+                 where: str = "the .BTF section"):
+        """WHERE names the blob in messages ("the BTF blob at offset 0x...")."""
         lib = _Libbpf.get()
         ctypes.set_errno(0)
+        del _libbpf_messages[:]
         handle = lib.btf__new(blob, len(blob))
         # libbpf >= 1.0 returns NULL and sets errno; older ones an ERR_PTR.
         if not handle or handle >= (1 << 64) - 4095:
             code = ctypes.get_errno() or (((1 << 64) - handle) if handle else errno.EINVAL)
-            raise BtfError(f"{name}: libbpf cannot parse the .BTF section: {os.strerror(code)}")
+            said = "; ".join(m.removeprefix("libbpf: ") for m in _libbpf_messages if m)
+            problem = f"{said} ({os.strerror(code)})" if said else os.strerror(code)
+            raise BtfError(f"{name}: {where} is corrupt: libbpf: {problem}")
         self.name = name
         try:
             self.pointer_size = lib.btf__pointer_size(handle) or pointer_size

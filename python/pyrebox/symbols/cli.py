@@ -1,5 +1,9 @@
 """`pyrebox symbols KERNEL -o OUT.json[.xz]`: write a kernel's ISF.
 
+KERNEL is a kernel image (vmlinuz, vmlinux) or a memory image of a running
+x86-64 Linux guest (raw physical memory, or QEMU's ELF core dump): the
+ISF of the kernel in it is the same as from its vmlinuz.
+
 Exit status 0 on success (one line with the counts), 2 on any error (one
 line naming the file and the problem).
 """
@@ -16,7 +20,8 @@ from .kernel_image import KernelImageError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("kernel", metavar="KERNEL",
-                        help="the kernel image: a bzImage (vmlinuz), a compressed or plain vmlinux ELF")
+                        help="the kernel image: a bzImage (vmlinuz), a compressed or plain vmlinux ELF; "
+                             "or a memory image of a running x86-64 Linux (raw physical memory, ELF core)")
     parser.add_argument("-o", "--output", required=True, metavar="OUT.json[.xz]",
                         help="the ISF file to write (xz-compressed when the name ends in .xz)")
 
@@ -48,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="pyrebox symbols",
-        description="Write a Volatility 3 ISF for a Linux kernel from its own image "
-                    "(types from .BTF, addresses from kallsyms).")
+        description="Write a Volatility 3 ISF for a Linux kernel from its own image, or from a "
+                    "memory image of it running (types from .BTF, addresses from kallsyms).")
     add_arguments(parser)
     try:
         args = parser.parse_args(argv)

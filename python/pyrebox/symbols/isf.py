@@ -2,6 +2,8 @@
 
 Types come from the image's `.BTF` section (btf.py), addresses from its
 kallsyms tables (kallsyms.py), the banner from `linux_banner` itself.  The
+kernel is a kernel image file (vmlinuz, vmlinux) or the kernel found in a
+memory image of a running guest (memory_image.py): both give the same ISF.  The
 result follows what dwarf2json writes (ISF format 6.2.0, which Volatility 3
 reads with anonymous-member flattening):
 
@@ -33,7 +35,9 @@ from pathlib import Path
 
 from .btf import Btf, BtfError, IsfTypes
 from .kallsyms import Kallsyms, read_kallsyms
-from .kernel_image import Elf, KernelImageError, load_kernel
+from .kernel_image import ELF_MAGIC, Elf, KernelImageError, extract_elf
+from .memory_image import (BANNER, MemoryKernel, NoKernelError, banner_release, find_first, find_kernel,
+                           is_core_file, no_btf_message, open_image)
 
 FORMAT_VERSION = "6.2.0"
 PRODUCER = "pyrebox"
@@ -151,7 +155,7 @@ def _descriptor(types: IsfTypes, spec: str) -> dict | None:
         return None
 
 
-def _banner(elf: Elf, address: int) -> bytes:
+def _banner(elf: Elf | MemoryKernel, address: int) -> bytes:
     try:
         text = elf.read_cstring(address)
     except KernelImageError:
@@ -164,7 +168,7 @@ def _banner(elf: Elf, address: int) -> bytes:
     return text + b"\0"
 
 
-def _taint_flags_count(elf: Elf, address: int) -> int:
+def _taint_flags_count(elf: Elf | MemoryKernel, address: int) -> int:
     """Entries of the kernel's `const struct taint_flag taint_flags[]`
     (TAINT_FLAGS_COUNT, a macro BTF does not have), counted in the image:
     each entry is {c_true: an uppercase letter, c_false: ' ', '-' or an
@@ -186,12 +190,25 @@ def _taint_flags_count(elf: Elf, address: int) -> int:
 def build_isf(elf: Elf, source_name: str = "", source_sha256: str = "") -> IsfResult:
     """The ISF of the kernel ELF ELF."""
     started = time.monotonic()
+    section = elf.section(".BTF")
     blob = elf.section_data(".BTF")
     if not blob:
-        raise BtfError(f"{elf.name}: no .BTF section (kernel built without CONFIG_DEBUG_INFO_BTF?)")
-    btf = Btf(blob, elf.name, elf.pointer_size)
+        raise BtfError(no_btf_message(elf.name, banner_release(elf.data), "no .BTF section"))
+    btf = Btf(blob, elf.name, elf.pointer_size, f"the .BTF section (at {section.offset:#x} in the kernel ELF)")
+    return _assemble(elf, btf, read_kallsyms(elf), source_name, source_sha256, started)
+
+
+def build_isf_from_memory(kernel: MemoryKernel, source_name: str = "") -> IsfResult:
+    """The ISF of the kernel found in a memory image (memory_image.find_kernel)."""
+    started = time.monotonic()
+    btf = Btf(kernel.btf_bytes(), kernel.name, kernel.pointer_size,
+              f"the BTF blob at offset {kernel.base + kernel.btf_blob.offset:#x}")
+    return _assemble(kernel, btf, kernel.kallsyms, source_name, "", started)
+
+
+def _assemble(elf: Elf | MemoryKernel, btf: Btf, kallsyms: Kallsyms, source_name: str, source_sha256: str,
+              started: float) -> IsfResult:
     types = IsfTypes(btf)
-    kallsyms = read_kallsyms(elf)
 
     addresses = _kallsyms_symbols(kallsyms)
     for label, address in kallsyms.tables.items():
@@ -235,7 +252,7 @@ def build_isf(elf: Elf, source_name: str = "", source_sha256: str = "") -> IsfRe
 
     linux_meta: dict = {}
     if source_name:
-        source = {"kind": "symtab", "name": source_name}
+        source = {"kind": "symtab" if isinstance(elf, Elf) else "memory", "name": source_name}
         if source_sha256:
             source.update(hash_type="sha256", hash_value=source_sha256)
         linux_meta["symbols"] = [source]
@@ -261,12 +278,46 @@ def build_isf(elf: Elf, source_name: str = "", source_sha256: str = "") -> IsfRe
     )
 
 
+# A kernel image file is at most this big (the Debian 7.x vmlinux is ~70 MB):
+# a larger file without a kernel banner is not searched for compressed data.
+MAX_KERNEL_FILE = 256 << 20
+
+
+def _is_kernel_file(data) -> bool:
+    """An ELF file other than a core, or an x86 boot image (bzImage)."""
+    head = bytes(data[:0x210])
+    return (head.startswith(ELF_MAGIC) and not is_core_file(data)) or head[0x202:0x206] == b"HdrS"
+
+
 def generate(kernel_path: str | Path) -> IsfResult:
-    """The ISF of the kernel image at KERNEL_PATH (vmlinuz or vmlinux)."""
+    """The ISF of the kernel in the file KERNEL_PATH: a kernel image
+    (vmlinuz, vmlinux, a compressed vmlinux) or a memory image of a running
+    x86-64 Linux guest (raw physical memory, or an ELF core file)."""
     path = Path(kernel_path)
-    elf = load_kernel(path)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return build_isf(elf, path.name, digest)
+    try:
+        data = open_image(path)
+    except OSError as error:
+        raise KernelImageError(f"{path}: cannot read: {error.strerror or error}") from None
+    name = str(path)
+    # Which kind of file: a kernel image has a header (ELF, bzImage) or is
+    # compressed (no banner in plain text); a memory image has the banner.
+    if not _is_kernel_file(data) and (is_core_file(data) or len(data) > MAX_KERNEL_FILE
+                                      or find_first(data, BANNER) >= 0):
+        try:
+            kernel = find_kernel(data, name)
+        except NoKernelError:
+            if len(data) > MAX_KERNEL_FILE:
+                raise
+            raise NoKernelError(f"{name}: not a Linux kernel image and no Linux kernel in it as a memory "
+                                "image (no \"Linux version\" banner)") from None
+        return build_isf_from_memory(kernel, path.name)
+    raw = bytes(data)
+    try:
+        elf = Elf(extract_elf(raw, name), name)
+    except KernelImageError as error:
+        raise KernelImageError(f"{error}; nor a memory image of a running Linux (no \"Linux version\" "
+                               "banner)") from None
+    return build_isf(elf, path.name, hashlib.sha256(raw).hexdigest())
 
 
 def write_isf(isf: dict, target: str | Path) -> None:

@@ -2,8 +2,7 @@
 
 The kernel build (scripts/kallsyms.c) stores all its symbols -- not only the
 exported ones -- compressed in read-only data, without ELF symbols pointing
-at them in a stripped image.  They are found by their shape, as tools like
-vmlinux-to-elf do:
+at them in a stripped image.  They are found by their shape:
 
     kallsyms_token_table   256 NUL-terminated strings; byte values that stand
                            for themselves are at their own index, so "0".."9"
@@ -16,16 +15,33 @@ vmlinux-to-elf do:
                            indices; the first character is the type letter
     kallsyms_num_syms      u32 (long before 4.20), right before the names
     kallsyms_offsets       s32 per symbol, with kallsyms_relative_base (a
-                           pointer) giving addresses (KALLSYMS_BASE_RELATIVE)
+                           pointer) giving addresses (KALLSYMS_BASE_RELATIVE);
+                           from 7.0 self-relative (see below)
     kallsyms_addresses     a pointer per symbol (older kernels without it)
     kallsyms_seqs_of_names 3 bytes per symbol (6.2+, some 6.1 stable builds)
 
-Each label is aligned to the pointer size.  Their order changed over time
-(6.4 moved offsets and relative_base after the token index), so each table
-is located and checked on its own, and a candidate layout is accepted only
-when the decoded addresses are sorted and `_text` lands on the text section.
+Three layouts, all read here (each table is located and checked on its own):
 
-Addresses are link-time addresses (the unrelocated image's).
+    < 6.4     [offsets, relative_base | addresses] num_syms names markers
+              [seqs] token_table token_index; labels aligned to the pointer
+    6.4-6.19  num_syms names markers token_table token_index offsets
+              relative_base seqs; aligned to the pointer
+    7.0+      num_syms names markers token_table token_index offsets seqs;
+              every label `.balign 4`, and no relative_base: each offset
+              is `.long _text - . + (addr - _text)`, i.e. symbol address
+              minus the entry's own address (kernel/kallsyms.c reads it
+              with offset_to_ptr()), so it holds wherever the image runs
+
+Relative-base offsets are unsigned from relative_base, except with
+KALLSYMS_ABSOLUTE_PERCPU (x86-64 SMP before 6.15): non-negative entries are
+absolute per-CPU offsets and negative ones count down from relative_base - 1.
+A candidate decoding is accepted only when the addresses are sorted and
+`_text` lands on the text section (when the image says where that is).
+
+Addresses are link-time addresses (the unrelocated image's) for an ELF file.
+For a memory image (memory_image.py) the scanner runs over raw bytes with
+positions for addresses; the result says how it was encoded, so that the
+caller can move it to link-time addresses.
 """
 
 from __future__ import annotations
@@ -61,27 +77,52 @@ class Kallsyms:
     tables: dict[str, int] = field(default_factory=dict)
     # label -> its C type, as in kernel/kallsyms_internal.h (for the ISF)
     table_types: dict[str, str] = field(default_factory=dict)
+    # How the addresses were stored: "self_relative" (7.0+), "relative_base"
+    # or "absolute" (kallsyms_addresses).
+    encoding: str = ""
+    # Indices of the symbols whose address is absolute (per-CPU offsets of
+    # KALLSYMS_ABSOLUTE_PERCPU): a relocation or re-basing leaves them alone.
+    absolute: frozenset[int] = frozenset()
 
 
 def _align(value: int, alignment: int) -> int:
     return (value + alignment - 1) & -alignment
 
 
-class _Image:
-    """The ELF file's bytes with offset <-> address conversion."""
+# Labels are aligned to 4 bytes (7.0+) or to the pointer size (before).
+LABEL_ALIGNMENTS = (4, 8)
 
-    def __init__(self, elf: Elf):
-        self.elf = elf
-        self.data = elf.data
-        self.ptr = elf.pointer_size
+
+class _Image:
+    """Bytes holding the tables, with offset -> address conversion: an ELF
+    file's (link-time addresses through its segments), or a memory image's
+    (`positions`: an offset is its own address, text unknown)."""
+
+    def __init__(self, data, name: str, pointer_size: int, offset_to_vaddr=None, text: int | None = None):
+        self.data = data
+        self.name = name
+        self.ptr = pointer_size
+        self._offset_to_vaddr = offset_to_vaddr
+        # Link-time address of the text section (_text), when known.
+        self.text = text
+
+    @classmethod
+    def of_elf(cls, elf: Elf) -> "_Image":
+        return cls(elf.data, elf.name, elf.pointer_size, elf.offset_to_vaddr, _text_address(elf))
+
+    @property
+    def alignments(self) -> tuple[int, ...]:
+        return tuple(a for a in LABEL_ALIGNMENTS if a <= self.ptr)
 
     def uint(self, offset: int, size: int) -> int:
         return int.from_bytes(self.data[offset : offset + size], "little")
 
     def address(self, offset: int) -> int:
-        vaddr = self.elf.offset_to_vaddr(offset)
+        if self._offset_to_vaddr is None:
+            return offset
+        vaddr = self._offset_to_vaddr(offset)
         if vaddr is None:
-            raise KallsymsError(f"{self.elf.name}: kallsyms table at file offset {offset:#x} is not loaded")
+            raise KallsymsError(f"{self.name}: kallsyms table at file offset {offset:#x} is not loaded")
         return vaddr
 
 
@@ -107,7 +148,7 @@ def _token_table_at(img: _Image, digits_at: int):
         start = data.rfind(b"\0", 0, start - 1) + 1
         if start <= 0:
             return None
-    if start % img.ptr:
+    if start % 4:
         return None
     offsets, tokens, pos = [], [], start
     for _ in range(256):
@@ -115,12 +156,13 @@ def _token_table_at(img: _Image, digits_at: int):
         if end < 0 or end - pos > 64:
             return None
         offsets.append(pos - start)
-        tokens.append(data[pos:end])
+        tokens.append(bytes(data[pos:end]))
         pos = end + 1
-    index_at = _align(pos, img.ptr)
-    if index_at + 512 > len(data) or list(struct.unpack_from("<256H", data, index_at)) != offsets:
-        return None
-    return start, index_at, tokens
+    for alignment in img.alignments:
+        index_at = _align(pos, alignment)
+        if index_at + 512 <= len(data) and list(struct.unpack_from("<256H", data, index_at)) == offsets:
+            return start, index_at, tokens
+    return None
 
 
 # ---------------------------------------------------------------- markers
@@ -186,21 +228,24 @@ def _find_names(img: _Image, markers_at: int, markers: list[int], count_size: in
     data = img.data
     n_markers = len(markers)
     low, high = 256 * (n_markers - 1) + 1, 256 * n_markers
-    num_stride = _align(count_size, img.ptr)
+    # num_syms is right before the names: 4 bytes before them (7.0+, every
+    # label 4-aligned) or the count padded to the pointer size.
+    strides = sorted({_align(count_size, a) for a in img.alignments})
     # The last block of at most 256 names ends at the markers (give or take
     # alignment) and is at most MAX_MARKER_STEP bytes long.
     latest = markers_at - markers[-1]
-    latest -= latest % img.ptr
-    for names_at in range(latest, max(latest - MAX_MARKER_STEP, num_stride) - 1, -img.ptr):
-        num_at = names_at - num_stride
-        n = img.uint(num_at, count_size)
-        if not low <= n <= high:
-            continue
-        offsets = _walk_names(data, names_at, n, markers_at)
-        if offsets is None or not markers_at - img.ptr < names_at + offsets[n] <= markers_at:
-            continue
-        if all(offsets[256 * k] == markers[k] for k in range(n_markers)):
-            return num_at, names_at, n, offsets
+    latest -= latest % 4
+    for names_at in range(latest, max(latest - MAX_MARKER_STEP, strides[-1]) - 1, -4):
+        for num_stride in strides:
+            num_at = names_at - num_stride
+            n = img.uint(num_at, count_size)
+            if not low <= n <= high:
+                continue
+            offsets = _walk_names(data, names_at, n, markers_at)
+            if offsets is None or not markers_at - img.ptr < names_at + offsets[n] <= markers_at:
+                continue
+            if all(offsets[256 * k] == markers[k] for k in range(n_markers)):
+                return num_at, names_at, n, offsets
     return None
 
 
@@ -210,21 +255,33 @@ def _decode_names(data: bytes, names_at: int, offsets: list[int], tokens: list[s
         pos = names_at + offsets[i]
         end = names_at + offsets[i + 1]
         pos += 2 if data[pos] & 0x80 else 1
-        names.append("".join([tokens[b] for b in data[pos:end]]))
+        names.append("".join([tokens[b] for b in bytes(data[pos:end])]))
     return names
 
 
 # ------------------------------------------------------------- addresses
 
 
-def _relative_addresses(img: _Image, offsets_at: int, base: int, n: int, absolute_percpu: bool) -> list[int]:
+def _relative_addresses(img: _Image, offsets_at: int, base: int, n: int, absolute_percpu: bool):
+    """(addresses, indices of absolute entries) of base-relative offsets."""
     raw = struct.unpack_from(f"<{n}i", img.data, offsets_at)
     mask = (1 << (8 * img.ptr)) - 1
     if absolute_percpu:
         # Non-negative entries are absolute (per-CPU symbols, linked at 0);
         # negative ones count down from relative_base - 1.
-        return [v if v >= 0 else (base - 1 - v) & mask for v in raw]
-    return [(base + (v & 0xFFFFFFFF)) & mask for v in raw]
+        addresses = [v if v >= 0 else (base - 1 - v) & mask for v in raw]
+        return addresses, frozenset(i for i, v in enumerate(raw) if v >= 0)
+    return [(base + (v & 0xFFFFFFFF)) & mask for v in raw], frozenset()
+
+
+def _self_relative_addresses(img: _Image, offsets_at: int, n: int) -> list[int]:
+    """Addresses of 7.0+ offsets: each is the symbol's address minus its
+    own entry's; the table lies in one segment, so entry i is at the
+    table's address + 4 i."""
+    raw = struct.unpack_from(f"<{n}i", img.data, offsets_at)
+    mask = (1 << (8 * img.ptr)) - 1
+    at = img.address(offsets_at)
+    return [(at + 4 * i + v) & mask for i, v in enumerate(raw)]
 
 
 def _sortedness(addresses: list[int]) -> float:
@@ -234,10 +291,26 @@ def _sortedness(addresses: list[int]) -> float:
     return good / (len(addresses) - 1)
 
 
+def _is_kernel_pointer(img: _Image, value: int) -> bool:
+    return value >= 0xFFFF800000000000 if img.ptr == 8 else value >= 0xC0000000
+
+
+@dataclass
+class _Addresses:
+    encoding: str
+    tables: dict[str, int]  # label -> offset in the data
+    addresses: list[int]
+    absolute: frozenset[int] = frozenset()
+
+
 def _address_candidates(img: _Image, num_at: int, token_index_at: int, n: int):
-    """Yield (tables, addresses) for each plausible place of the address
-    tables: offsets + relative_base before num_syms (< 6.4) or after the
-    token index (6.4+), or absolute kallsyms_addresses before num_syms."""
+    """Yield an _Addresses for each plausible place and encoding of the
+    address tables: offsets + relative_base before num_syms (< 6.4) or
+    after the token index (6.4+), self-relative offsets after the token
+    index (7.0+), or absolute kallsyms_addresses before num_syms.  The
+    relative-base ones come first: decoded as self-relative, 6.4+ offsets
+    (small, increasing) would look sorted too, while a 7.0+ table is never
+    followed by a kernel pointer (its seqs are 3-byte indices below 2^24)."""
     ptr = img.ptr
     offsets_size = _align(4 * n, ptr)
     places = []
@@ -249,16 +322,21 @@ def _address_candidates(img: _Image, num_at: int, token_index_at: int, n: int):
         if offsets_at < 0 or base_at + ptr > len(img.data):
             continue
         base = img.uint(base_at, ptr)
-        if ptr == 8 and base < 0xFFFF800000000000 or ptr == 4 and base < 0xC0000000:
+        if not _is_kernel_pointer(img, base):
             continue
         for absolute_percpu in (True, False):
-            addresses = _relative_addresses(img, offsets_at, base, n, absolute_percpu)
+            addresses, absolute = _relative_addresses(img, offsets_at, base, n, absolute_percpu)
             tables = {"kallsyms_offsets": offsets_at, "kallsyms_relative_base": base_at}
-            yield tables, addresses
+            yield _Addresses("relative_base", tables, addresses, absolute)
+    offsets_at = _align(token_index_at + 512, 4)
+    if offsets_at + 4 * n <= len(img.data):
+        addresses = _self_relative_addresses(img, offsets_at, n)
+        yield _Addresses("self_relative", {"kallsyms_offsets": offsets_at}, addresses)
     addresses_at = num_at - _align(n * ptr, ptr)
     if addresses_at >= 0:
         fmt = "<%d%s" % (n, "Q" if ptr == 8 else "I")
-        yield {"kallsyms_addresses": addresses_at}, list(struct.unpack_from(fmt, img.data, addresses_at))
+        addresses = list(struct.unpack_from(fmt, img.data, addresses_at))
+        yield _Addresses("absolute", {"kallsyms_addresses": addresses_at}, addresses)
 
 
 def _text_address(elf: Elf) -> int | None:
@@ -270,17 +348,24 @@ def _text_address(elf: Elf) -> int | None:
 
 
 def _choose_addresses(img: _Image, num_at: int, token_index_at: int, names: list[str], n: int):
-    text = _text_address(img.elf)
     # _text (startup_64 on x86-64) is the first byte of the text section.
     text_index = next((i for i, name in enumerate(names) if name[1:] in ("_text", "startup_64")), None)
-    best = None
-    for tables, addresses in _address_candidates(img, num_at, token_index_at, n):
-        if text is not None and text_index is not None and addresses[text_index] != text:
+    if text_index is None:
+        return None
+    for found in _address_candidates(img, num_at, token_index_at, n):
+        text = found.addresses[text_index]
+        if img.text is not None:
+            if text != img.text:
+                continue
+        elif found.encoding == "self_relative":
+            # A position in the memory image: _text must be inside it.
+            if not 0 <= text < len(img.data):
+                continue
+        elif not _is_kernel_pointer(img, text):
             continue
-        score = _sortedness(addresses)
-        if score > 0.99 and (best is None or score > best[0]):
-            best = (score, tables, addresses)
-    return best
+        if _sortedness(found.addresses) > 0.99:
+            return found
+    return None
 
 
 # ------------------------------------------------------------------ seqs
@@ -311,7 +396,11 @@ def _find_seqs(img: _Image, candidates: list[int], n: int) -> int | None:
 
 def read_kallsyms(elf: Elf) -> Kallsyms:
     """All symbols of the kernel ELF, decoded from its kallsyms tables."""
-    img = _Image(elf)
+    return scan_kallsyms(_Image.of_elf(elf))
+
+
+def scan_kallsyms(img: _Image) -> Kallsyms:
+    """The kallsyms tables found in IMG's bytes, decoded."""
     for token_at, index_at, raw_tokens in _token_tables(img):
         tokens = [t.decode("latin-1") for t in raw_tokens]
         floor = max(0, token_at - (16 << 20))
@@ -328,7 +417,7 @@ def read_kallsyms(elf: Elf) -> Kallsyms:
             chosen = _choose_addresses(img, num_at, index_at, names, n)
             if chosen is None:
                 continue
-            _, address_tables, addresses = chosen
+            address_tables, addresses = chosen.tables, chosen.addresses
             tables = {
                 "kallsyms_num_syms": num_at,
                 "kallsyms_names": names_at,
@@ -341,6 +430,8 @@ def read_kallsyms(elf: Elf) -> Kallsyms:
             seq_candidates = [markers_end]
             if "kallsyms_relative_base" in address_tables:
                 seq_candidates.append(_align(address_tables["kallsyms_relative_base"] + img.ptr, img.ptr))
+            elif chosen.encoding == "self_relative":
+                seq_candidates.append(address_tables["kallsyms_offsets"] + 4 * n)
             seqs_at = _find_seqs(img, seq_candidates, n)
             if seqs_at is not None:
                 tables["kallsyms_seqs_of_names"] = seqs_at
@@ -362,5 +453,7 @@ def read_kallsyms(elf: Elf) -> Kallsyms:
                 symbols=symbols,
                 tables={label: img.address(at) for label, at in tables.items()},
                 table_types={label: table_types[label] for label in tables},
+                encoding=chosen.encoding,
+                absolute=chosen.absolute,
             )
-    raise KallsymsError(f"{elf.name}: no kallsyms tables found (kernel built without CONFIG_KALLSYMS_ALL?)")
+    raise KallsymsError(f"{img.name}: no kallsyms tables found (kernel built without CONFIG_KALLSYMS_ALL?)")
