@@ -53,7 +53,45 @@ def _framework():
         from volatility3 import framework
     except ImportError as e:  # pragma: no cover - the venv has it
         raise VolatilityError(f"Volatility 3 is not installed ({e})") from None
+    _adapt_taint_flags()
     return framework
+
+
+class _TaintFlag:
+    """One entry of the kernel's taint_flags[] as Volatility's taint code
+    reads it (c_true, c_false, module)."""
+
+    __slots__ = ("c_true", "c_false", "module")
+
+    def __init__(self, c_true: int, c_false: int, module: bool):
+        self.c_true, self.c_false, self.module = c_true, c_false, module
+
+
+def _adapt_taint_flags() -> None:
+    """Linux 7.x's struct taint_flag has no `module` member (which taints a
+    module's own taint letters show); Volatility's linux.lsmod (through
+    Tainting) reads it and raises. Where the member is missing, the list
+    Tainting reads is given entries with `module` true: every flag set in a
+    module's taints is shown, which is what a kernel without the per-flag
+    choice prints. Kernels with the member are read as before. Installed
+    once, in Volatility's class (our process only)."""
+    try:
+        from volatility3.framework.symbols.linux.utilities import tainting
+    except ImportError:  # pragma: no cover - another Volatility layout
+        return
+    cls = tainting.Tainting
+    if getattr(cls, "_pyrebox_adapted", False):
+        return
+    original = cls._get_kernel_taint_flags_list.__func__
+
+    def flags_list(klass, context, kernel_module_name):
+        flags = original(klass, context, kernel_module_name)
+        if not flags or flags[0].has_member("module"):
+            return flags
+        return [_TaintFlag(int(f.c_true), int(f.c_false), True) for f in flags]
+
+    cls._get_kernel_taint_flags_list = classmethod(flags_list)
+    cls._pyrebox_adapted = True
 
 
 # --------------------------------------------------------------------- layers
