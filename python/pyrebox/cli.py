@@ -28,8 +28,6 @@ def _run_parser(sub) -> None:
     p.add_argument("--smp", type=int, default=1, metavar="N", help="number of vCPUs")
     p.add_argument("--memory", "-m", default="512M", help="guest memory (QEMU -m)")
     p.add_argument("--nokaslr", action="store_true", help="boot the guest kernel with nokaslr")
-    p.add_argument("--kernel-arg", action="append", default=[], metavar="WORD",
-                   help="add WORD to the guest kernel's command line (repeatable), e.g. pti=on")
     p.add_argument("--disk", metavar="FILE",
                    help="qcow2 file that keeps snapshots across runs (created if missing; "
                         "default: a scratch disk for this run only)")
@@ -92,7 +90,6 @@ def main(argv: list[str] | None = None) -> int:
             opts = run.RunOptions(
                 conf=args.conf, files=[run.parse_file_spec(f) for f in args.file],
                 commands=args.cmd, smp=args.smp, memory=args.memory, nokaslr=args.nokaslr,
-                kernel_args=args.kernel_arg,
                 plugin=not args.no_plugin, nic=args.nic, hostfwd=args.hostfwd,
                 timeout=args.timeout, extra=args.extra, disk=args.disk, savevm=args.savevm,
                 loadvm=args.loadvm)

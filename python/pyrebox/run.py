@@ -121,7 +121,6 @@ class RunOptions:
     smp: int = 1
     memory: str = "512M"
     nokaslr: bool = False
-    kernel_args: list[str] = dataclasses.field(default_factory=list)  # appended to -append
     plugin: bool = True  # False: plain QEMU (for comparisons)
     nic: str | None = None  # NIC model to add (NIC_MODELS), on an isolated network
     hostfwd: list[str] = dataclasses.field(default_factory=list)  # QEMU hostfwd rules
@@ -300,12 +299,6 @@ def validate(opts: RunOptions) -> config_mod.Config:
     for cmd in opts.commands:
         if "\n" in cmd:
             raise RunError(f"--cmd {cmd!r}: a guest command is one line")
-    for word in opts.kernel_args:
-        if not word or any(c.isspace() for c in word):
-            raise RunError(f"--kernel-arg {word!r}: one word of the kernel's command line")
-    if opts.kernel_args and qemu.describes_own_vm(opts.extra):
-        raise RunError("--kernel-arg works with the default guest only; the extra QEMU "
-                       "arguments describe a VM of your own")
     if opts.smp < 1:
         raise RunError(f"--smp {opts.smp}: needs at least 1 vCPU")
     if opts.timeout is not None and opts.timeout <= 0:
@@ -454,7 +447,6 @@ class Runner:
             cmd += ["-loadvm", opts.loadvm]
         if not qemu.describes_own_vm(opts.extra):
             append = "console=ttyS0 quiet panic=-1" + (" nokaslr" if opts.nokaslr else "")
-            append += "".join(" " + word for word in opts.kernel_args)
             cmd += ["-kernel", paths.require(paths.GUEST_KERNEL, "the default guest kernel"),
                     "-initrd", self._initrd(rundir), "-append", append]
         return cmd + opts.extra
