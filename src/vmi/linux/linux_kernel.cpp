@@ -167,6 +167,7 @@ struct LinuxKernel::Layout {
     struct Region {
         std::string name;
         uint64_t offset = 0;  // of its base/size pair in struct module
+        bool init = false;    // freed once the module's init has run
     };
     std::vector<Region> module_regions;
     size_t module_text = 0;  // the region whose base /proc/modules gives
@@ -242,8 +243,8 @@ Expected<const LinuxKernel::Layout*> LinuxKernel::layout() const {
         l->module_name_size = name->type.count;
     }
     if (symbols_.member("module", "core_layout")) {
-        l->module_regions = {{"core", mods.offset("module", "core_layout")},
-                             {"init", mods.offset("module", "init_layout")}};
+        l->module_regions = {{"core", mods.offset("module", "core_layout"), false},
+                             {"init", mods.offset("module", "init_layout"), true}};
         l->layout_base = mods.field("module_layout", "base");
         l->layout_size = mods.field("module_layout", "size");
     } else if (auto mem = symbols_.member("module", "mem")) {
@@ -272,7 +273,8 @@ Expected<const LinuxKernel::Layout*> LinuxKernel::layout() const {
                 }
             }
             for (size_t i = 0; i < names.size(); ++i) {
-                l->module_regions.push_back({names[i], mem->offset + i * *element});
+                l->module_regions.push_back({names[i], mem->offset + i * *element,
+                                             names[i].rfind("init_", 0) == 0});
             }
             if (auto text = symbols_.enum_value("mod_mem_type", "MOD_TEXT");
                 text && *text >= 0 && static_cast<uint64_t>(*text) < names.size()) {
@@ -716,7 +718,9 @@ Expected<Module> LinuxKernel::kernel_module(PhysicalMemory& mem, uint64_t module
     Module m;
     m.name = m.fullname = *name;
     m.kaddr = module;
-    // As /proc/modules: the text's base, every region's size added up.
+    // As /proc/modules once the module is live: the text's base, the sizes
+    // of the regions that stay added up (init regions are listed while
+    // they exist, but not counted).
     for (size_t i = 0; i < l.module_regions.size(); ++i) {
         const auto& region = l.module_regions[i];
         const std::string what = "module region " + region.name;
@@ -732,7 +736,9 @@ Expected<Module> LinuxKernel::kernel_module(PhysicalMemory& mem, uint64_t module
         if (*size == 0) {
             continue;
         }
-        m.size += *size;
+        if (!region.init) {
+            m.size += *size;
+        }
         m.regions.push_back({region.name, *base, *size});
     }
     return m;

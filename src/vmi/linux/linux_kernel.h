@@ -69,14 +69,16 @@ struct ModuleRegion {
 struct Module {
     std::string name;      // basename
     std::string fullname;  // the path, from the dentries
-    // A kernel module: its base and size as /proc/modules gives them (the
-    // text's base; the sizes of all its regions added up: Linux 6.4+ keeps
-    // text, data, read-only data... apart, older kernels a core and an init
-    // allocation). A mapped file: lowest vm_start .. highest vm_end.
+    // A kernel module: its base and size as /proc/modules gives them for a
+    // live module (the text's base; the sizes of the regions that outlive
+    // its init added up: Linux 6.4+ keeps text, data, read-only data...
+    // apart, older kernels have a core allocation). A mapped file: lowest
+    // vm_start .. highest vm_end.
     uint64_t base = 0;
     uint64_t size = 0;
-    // A kernel module: its regions of non-zero size, in the kernel's order;
-    // empty for the kernel image and for mapped files.
+    // A kernel module: its regions of non-zero size, in the kernel's order,
+    // init regions too while they exist (until its init has run); empty for
+    // the kernel image and for mapped files.
     std::vector<ModuleRegion> regions;
     // A kernel module: the address of its struct module (0 for vmlinux).
     uint64_t kaddr = 0;
