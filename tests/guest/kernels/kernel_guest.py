@@ -144,7 +144,7 @@ def same_comm(ps_name: str, comm: str) -> bool:
 
 def test_the_built_kernel_is_located_and_nothing_failed(run):
     report, facts, stdout = run["report"], run["facts"], run["stdout"]
-    assert report["errors"] == []
+    assert report["errors"] == [], report["errors"]
     assert f"[pyrebox] Linux symbols: Linux version {run['built'].release} " in stdout
     assert "[pyrebox] warning:" not in stdout
     kernel = report["kernel"]
