@@ -324,6 +324,25 @@ def _symbol_folder(isf: str) -> str:
 
 # -------------------------------------------------------------------- session
 
+_VOLATILITY_IDENTIFIERS_FILENAME: str | None = None
+
+
+def _private_identifier_cache(isf: str) -> str:
+    """Points Volatility (in this process) at an identifier cache of the
+    ISF's own and returns its path. An update of the cache drops every
+    location that is not on the updating process's symbol path, so VMs of
+    different kernels sharing Volatility's one file would drop each other's
+    tables, and then find no kernel."""
+    global _VOLATILITY_IDENTIFIERS_FILENAME
+    from volatility3.framework import constants
+
+    if _VOLATILITY_IDENTIFIERS_FILENAME is None:
+        _VOLATILITY_IDENTIFIERS_FILENAME = constants.IDENTIFIERS_FILENAME
+    key = hashlib.sha1(isf.encode()).hexdigest()[:16]
+    constants.IDENTIFIERS_FILENAME = f"pyrebox-{key}-{_VOLATILITY_IDENTIFIERS_FILENAME}"
+    return os.path.join(constants.CACHE_PATH, constants.IDENTIFIERS_FILENAME)
+
+
 def _clear_memory_caches() -> None:
     """Clears every functools cache of Volatility's classes and functions
     (memoised layer reads, page-table entries, per-object results)."""
@@ -355,7 +374,6 @@ class Session:
         from volatility3.framework import automagic, contexts
         from volatility3.framework.automagic import stacker
         from volatility3.framework.automagic.symbol_cache import SqliteCache
-        from volatility3.framework.constants import CACHE_PATH, IDENTIFIERS_FILENAME
 
         framework.require_interface_version(2, 0, 0)
         classes = _ensure_classes()
@@ -363,7 +381,7 @@ class Session:
         _symbol_folder(isf)
         # Volatility's identifier cache learns the ISF's banner (as the
         # SymbolCacheMagic automagic does for the command line).
-        SqliteCache(os.path.join(CACHE_PATH, IDENTIFIERS_FILENAME)).update()
+        SqliteCache(_private_identifier_cache(isf)).update()
         framework.import_files(sys.modules["volatility3.plugins"], True)
         self.context = contexts.Context()
         self.automagics = [a for a in automagic.available(self.context)
