@@ -8,7 +8,8 @@ isolate page tables on) and "nokaslr-kpti" (nokaslr, and an Intel CPU
 model the kernel isolates page tables on). In each the guest runs
 fork_exec (2 children exec'ing static_loop), dyn_wait and its
 /proc/<pid>/maps, the on-demand kernel module of the guest's manifest
-(insmod, /proc/modules, rmmod) and ps; the probe records every process and
+(insmod, /proc/modules, rmmod), ps, and dl_cycle (dlopen and dlclose of a
+library, which the munmap hook sees); the probe records every process and
 module event and, at each watched program's exit, the lists, mm->pgd of
 every process read with the ISF's offsets, and Volatility's pslist and
 lsmod."""
@@ -28,7 +29,7 @@ from pyrebox import paths
 SCRIPT = os.path.join(os.path.dirname(__file__), "scripts", "kernel_probe.py")
 CHILDREN = 2
 BOOTS = {"kaslr": [], "nokaslr-kpti": ["--nokaslr", "--", "-cpu", "Haswell-noTSX"]}
-WATCH = ("static_loop", "dyn_wait", "cat", "ps")
+WATCH = ("static_loop", "dyn_wait", "cat", "ps", "dl_cycle")
 
 
 def built_guest(spec: str):
@@ -91,6 +92,7 @@ def boot(spec: str, mode: str, tmp_path_factory) -> dict:
         f"insmod {module['path']} && cat /proc/modules && rmmod {module['name']}",
         "cat /sys/devices/system/cpu/vulnerabilities/meltdown",
         "ps -o pid,ppid,comm",
+        "dl_cycle",
     ]
     args = ["run", "--guest-kernel", spec, "--conf", conf, "--timeout", "300"]
     for command in commands:
@@ -251,3 +253,24 @@ def test_volatility_agrees(run):
     lsmod = [(row["Module Name"], row["Code Size"]) for row in snap["lsmod"]]
     assert sorted(lsmod) == sorted(kernel_modules)
     assert kernel_modules, "the guest loads its boot modules"
+
+
+def test_dlopen_and_dlclose_give_the_librarys_events(run):
+    printed = key_values(run["outputs"][6][0])
+    pid = int(printed["pid"])
+    [snap] = exits(run, "dl_cycle")
+    assert snap["me"]["pid"] == pid
+    pgd = snap["me"]["pgd"]
+    events = [e for e in run["report"]["events"] if e["pid"] == pid and e["pgd"] == pgd]
+    loads = [(e["base"], e["size"]) for e in events
+             if e["ev"] == "load" and e["name"] == "libdltest.so"]
+    unloads = [e["base"] for e in events if e["ev"] == "unload"]
+    lib = (int(printed["lib_base"], 16), int(printed["lib_size"], 16))
+    assert loads == [lib]
+    assert unloads == [lib[0]]  # the munmap hook saw dlclose remove it
+    assert printed["mapped_after_close"] == "0"
+    # libc as the program read it from its own /proc/self/maps.
+    libc = next(m for m in snap["modules"] if m["name"] == "libc.so.6")
+    assert (libc["base"], libc["size"]) == (int(printed["libc_base"], 16),
+                                            int(printed["libc_size"], 16))
+    assert not any(m["name"] == "libdltest.so" for m in snap["modules"])

@@ -7,6 +7,7 @@ import pytest
 
 from kernel_guest import BOOTS, boot
 from kernel_guest import (  # noqa: F401 - the shared tests, run on this kernel
+    test_dlopen_and_dlclose_give_the_librarys_events,
     test_fork_exec_and_exit_events_carry_the_printed_pids,
     test_kpti_is_what_the_kernel_says,
     test_libc_extent_and_getpid_match_the_program,
