@@ -6,15 +6,29 @@ bootstrap:
 
 # The main job: the default guest boots with the demo script loaded and runs
 # the test programs; script and guest output appear side by side.
+# GUEST_KERNEL=SPEC boots the guest of another Debian kernel instead (a suite
+# such as sid, or a package such as linux-image-6.12.95+deb12-amd64; see
+# guest/build.py --guest-kernel), built first if needed.  The kernel module
+# that is loaded and removed is the one the guest carries for that
+# (on_demand_module in its manifest: crc7 where the kernel has it).
+GUEST_KERNEL ?=
 demo: bootstrap
-	./pyrebox run --conf scripts/demo.conf \
+	@$(if $(GUEST_KERNEL),.venv/bin/python3 guest/build.py --guest-kernel '$(GUEST_KERNEL)')
+	@set -e; module=$$(.venv/bin/python3 -c 'import sys; from pyrebox import paths; \
+	    m = paths.guest(sys.argv[1] or None).on_demand_module; print(m["path"], m["name"])' '$(GUEST_KERNEL)'); \
+	set -x; ./pyrebox run $(if $(GUEST_KERNEL),--guest-kernel '$(GUEST_KERNEL)') --conf scripts/demo.conf \
 	    --cmd 'static_loop 1000' \
 	    --cmd 'dyn_libc' \
 	    --cmd 'dl_cycle' \
 	    --cmd 'fork_exec 3 /usr/local/bin/static_loop 100' \
-	    --cmd 'insmod /lib/modules/$$(uname -r)/kernel/lib/crc7.ko && rmmod crc7'
+	    --cmd "insmod $${module% *} && rmmod $${module#* }"
+
+# The guests of the other Debian kernels the tests boot (tests/guest/
+# test_guest_kernels.py), built in build/guests by one builder call.
+TEST_GUEST_KERNELS = bullseye bookworm-backports sid
 
 test: bootstrap
+	@.venv/bin/python3 guest/build.py $(addprefix --guest-kernel ,$(TEST_GUEST_KERNELS))
 	@$(MAKE) --no-print-directory unit-test python-test
 
 unit-test:

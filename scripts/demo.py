@@ -4,7 +4,8 @@ Shows the script life-cycle, the execution engine and Linux introspection on
 the default guest's test programs: it reports each test program's processes
 and the files they map as they start and end (exec shows as the old image
 ending and the new one starting), kernel modules as they come and go, a few
-symbols (libc's in dl_cycle as it unloads its library, crc7's), and
+symbols (libc's in dl_cycle as it unloads its library, those of the kernel
+module the guest carries for loading on demand: crc7 on the default guest), and
 follows the first static_loop from its creation: it monitors its address
 space, shows its process-list entry and mapped files when it first calls
 `pyrebox_step`, counts those calls and the one-byte writes into
@@ -23,7 +24,12 @@ from api import CallbackManager
 
 from pyrebox import paths
 
-PROGRAM = os.path.join(paths.GUEST, "programs", "static_loop")
+# The guest being booted (the default one, or `make demo GUEST_KERNEL=SPEC`'s):
+# its test programs, and its on-demand kernel module with a function that
+# module exports.
+GUEST = paths.running_guest()
+PROGRAM = os.path.join(GUEST.dir if GUEST else paths.GUEST, "programs", "static_loop")
+ON_DEMAND = GUEST.on_demand_module if GUEST else {"name": None, "symbol": None}
 # The test programs in the guest's /usr/local/bin.
 TEST_PROGRAMS = {"static_loop", "dyn_libc", "fork_exec", "dl_cycle", "probe", "workload", "wx"}
 
@@ -78,7 +84,7 @@ def show_symbols(pgd, module, names):
 def on_load_module(pid, pgd, base, size, name, fullname):
     if pgd == 0:
         printer(f"kernel module {name} loaded at {base:#x} ({size:#x} bytes)")
-        show_symbols(0, name, ["crc7_be"] if name == "crc7" else [])
+        show_symbols(0, name, [ON_DEMAND["symbol"]] if name == ON_DEMAND["name"] else [])
     elif pid in followed:
         printer(f"  {followed[pid]} pid {pid} maps {fullname} at {base:#x}")
 

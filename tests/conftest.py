@@ -229,6 +229,18 @@ def built_release() -> str:
         return f.read().strip()
 
 
+def on_demand_module(spec: str | None = None) -> dict:
+    """{name, path, symbol} of the kernel module a built guest carries for
+    tests to insmod and rmmod (manifest.json's on_demand_module: which one
+    depends on what the kernel has)."""
+    return paths.guest(spec).on_demand_module
+
+
+def insmod_command(module: dict) -> str:
+    """The guest command that inserts MODULE (on_demand_module)."""
+    return f"insmod {module['path']}"
+
+
 def write(path, text: str) -> str:
     """Writes dedented `text` to `path` (creating folders); returns the path."""
     path = str(path)

@@ -334,7 +334,8 @@ class CallbackManager:
                     start_opcode=start_opcode or 0, end_opcode=end_opcode or 0)
         self.callbacks[name], _ = _pyrebox.register_callback(**spec)
         self._specs[name] = spec
-        if callback_type in PROCESS_EVENT_TYPES and not _pyrebox.linux_enabled():
+        if (callback_type in PROCESS_EVENT_TYPES and not _pyrebox.linux_enabled()
+                and not _pyrebox.linux_table_pending()):
             output.warning(f"{owner}: {type_name} {name!r} is registered but will not fire: "
                            f"{_pyrebox.linux_off_reason()}")
         if callback_type in NIC_TYPES and not _pyrebox.nic_observed():

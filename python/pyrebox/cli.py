@@ -44,6 +44,18 @@ def _run_parser(sub) -> None:
                    help="with --nic: forward a host port into the guest, in QEMU's form "
                         "udp|tcp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT (repeatable; an "
                         "empty HOSTADDR is 127.0.0.1)")
+    p.add_argument("--guest-kernel", metavar="SPEC",
+                   help="boot the guest with another Debian kernel: a suite (bullseye, bookworm, "
+                        "bookworm-backports, trixie, sid, experimental: its current "
+                        "linux-image-amd64) or a kernel package name "
+                        "(linux-image-6.12.95+deb12-amd64); built first if needed "
+                        "(guest/build.py --guest-kernel SPEC)")
+    p.add_argument("--isf", metavar="FILE|memory",
+                   help="the guest kernel's symbol table (Volatility 3 ISF): a file, or 'memory' "
+                        "to build it from the running kernel's memory (cached per kernel). "
+                        "Default: the built guest's own table; for your own VM (-- -kernel, "
+                        "-drive, ...) the one built from memory. [SYMBOLS] isf in the "
+                        "configuration wins over both")
     p.add_argument("--no-plugin", action="store_true",
                    help="run plain QEMU without PyREBox (same machine; for comparisons)")
     p.add_argument("extra", nargs="*", metavar="-- QEMU_ARGS",
@@ -62,9 +74,11 @@ def _attach_parser(sub) -> None:
 
 def _symbols_parser(sub) -> None:
     p = sub.add_parser(
-        "symbols", help="write a Volatility 3 ISF for a Linux kernel from its own image",
+        "symbols", help="write a Volatility 3 ISF for a Linux kernel from its own image "
+                        "or a memory image of it running",
         description="Generate a Volatility 3 ISF (types from the kernel's .BTF, every symbol "
-                    "from its kallsyms tables) for a vmlinuz or vmlinux.")
+                    "from its kallsyms tables) for a vmlinuz or vmlinux, or for the kernel in a "
+                    "memory image of a running x86-64 guest (raw or ELF core).")
     symbols_cli.add_arguments(p)
     p.set_defaults(symbols_run=symbols_cli.run)
 
@@ -92,11 +106,15 @@ def main(argv: list[str] | None = None) -> int:
                 commands=args.cmd, smp=args.smp, memory=args.memory, nokaslr=args.nokaslr,
                 plugin=not args.no_plugin, nic=args.nic, hostfwd=args.hostfwd,
                 timeout=args.timeout, extra=args.extra, disk=args.disk, savevm=args.savevm,
-                loadvm=args.loadvm)
+                loadvm=args.loadvm, guest_kernel=args.guest_kernel,
+                isf=args.isf)
             if opts.timeout is None and opts.batch:
                 opts.timeout = 600  # an interactive run has no default timeout
             run.validate(opts)
-            return run.Runner(opts).run()
+            runner = run.Runner(opts)
+            if opts.guest_kernel is not None:
+                run.build_guest(opts.guest_kernel, runner.emit)
+            return runner.run()
         except (run.RunError, config_mod.ConfigError, qemu.QemuError, paths.SetupError) as e:
             print(f"pyrebox: {e}", file=sys.stderr)
             return 2

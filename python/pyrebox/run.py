@@ -128,12 +128,21 @@ class RunOptions:
     disk: str | None = None    # qcow2 file for snapshots (None: a scratch one per run)
     savevm: str | None = None  # save the VM at its snapshot point under this name
     loadvm: str | None = None  # start from this snapshot
+    guest_kernel: str | None = None  # boot the guest of guest/build.py --guest-kernel SPEC
+    # The kernel's symbol table: a file, ISF_FROM_MEMORY (built from guest
+    # memory, or taken from the cache of tables built so), or None: the
+    # built guest's own table, and for an own VM the one built from memory.
+    isf: str | None = None
 
     @property
     def batch(self) -> bool:
         """Commands run and the guest powers off; otherwise (no --cmd, also
         with --file or --loadvm) the guest's shell is on the terminal."""
         return bool(self.commands or self.savevm)
+
+
+# --isf memory: the table comes from guest memory (pyrebox.kernel_tables).
+ISF_FROM_MEMORY = "memory"
 
 
 def signal_name(number: int) -> str:
@@ -335,11 +344,39 @@ def validate(opts: RunOptions) -> config_mod.Config:
             if cmd in (SERVE_END, SERVE_SHELL) or cmd.startswith(NONCE_LINE + " "):
                 raise RunError(f"--cmd {cmd!r}: that line is the launcher's own at the "
                                f"snapshot point; write the command another way")
+    if opts.guest_kernel is not None and qemu.describes_own_vm(opts.extra):
+        raise RunError(f"--guest-kernel {opts.guest_kernel} picks the kernel of PyREBox's guest; "
+                       f"the extra QEMU arguments describe a VM of your own")
+    if opts.isf is not None and opts.isf != ISF_FROM_MEMORY and not os.path.isfile(opts.isf):
+        raise RunError(f"--isf {opts.isf}: no such file (give a Volatility 3 ISF, e.g. from "
+                       f"`pyrebox symbols`, or `--isf {ISF_FROM_MEMORY}` to build the table from "
+                       f"the running kernel)")
     conf = config_mod.load(opts.conf)  # ConfigError names the key
     if qemu.describes_own_vm(opts.extra) and (opts.commands or opts.files):
         raise RunError("--cmd and --file work with the default guest only; the extra "
                        "QEMU arguments describe a VM of your own")
     return conf
+
+
+def build_guest(spec: str, emit) -> None:
+    """Builds the guest of --guest-kernel SPEC unless it is up to date
+    (guest/build.py; its progress lines go to EMIT as `pyrebox: guest: ...`).
+    Raises paths.SetupError when the build fails."""
+    proc = subprocess.Popen([sys.executable, paths.BUILDER, "--guest-kernel", spec],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        with proc.stdout:
+            for line in proc.stdout:
+                emit(f"pyrebox: {line.rstrip()}")
+        status = proc.wait()
+    except KeyboardInterrupt:  # the builder got the terminal's SIGINT too
+        proc.wait()
+        print("\npyrebox: stopped by SIGINT while building the guest", file=sys.stderr)
+        raise SystemExit(128 + signal.SIGINT) from None
+    if status != 0:
+        raise paths.SetupError(f"the guest of --guest-kernel {spec} could not be built "
+                               f"(guest/build.py's error above)")
 
 
 def write_pid(rundir: str, pid: int) -> None:
@@ -400,6 +437,7 @@ class Runner:
         self._stopping = False
         self._on_stop: list = []  # undo steps for a signal (the terminal's mode)
         self._prctl = ctypes.CDLL(None, use_errno=True).prctl  # loaded before any fork
+        self._built_guest: paths.Guest | None = None  # the --guest-kernel guest, once looked up
 
     def emit(self, line: str) -> None:
         with self._out_lock:
@@ -418,8 +456,11 @@ class Runner:
         plugin_opts["ram"] = memory_bytes(opts.memory)
         plugin_opts["console"] = os.path.join(rundir, "console.sock")
         plugin_opts["console_qmp"] = os.path.join(rundir, "console-qmp.sock")
-        if not qemu.describes_own_vm(opts.extra) and os.path.isfile(paths.GUEST_ISF):
-            plugin_opts["isf"] = paths.GUEST_ISF
+        if opts.isf is not None and opts.isf != ISF_FROM_MEMORY:
+            plugin_opts["isf"] = os.path.abspath(opts.isf)
+        elif (opts.isf is None and not qemu.describes_own_vm(opts.extra)
+              and os.path.isfile(self._guest_files()[2])):
+            plugin_opts["isf"] = self._guest_files()[2]
         cmd = [binary, "-m", opts.memory, "-smp", str(opts.smp), "-display", "none",
                "-no-reboot", "-nic", "none",
                "-qmp", f"unix:{rundir}/qmp.sock,server=on,wait=off"]
@@ -447,9 +488,27 @@ class Runner:
             cmd += ["-loadvm", opts.loadvm]
         if not qemu.describes_own_vm(opts.extra):
             append = "console=ttyS0 quiet panic=-1" + (" nokaslr" if opts.nokaslr else "")
-            cmd += ["-kernel", paths.require(paths.GUEST_KERNEL, "the default guest kernel"),
+            cmd += ["-kernel", paths.require(self._guest_files()[0], "the default guest kernel"),
                     "-initrd", self._initrd(rundir), "-append", append]
         return cmd + opts.extra
+
+    def _guest_files(self) -> tuple[str, str, str]:
+        """(kernel, initramfs, ISF) of the guest to boot: the default guest's,
+        or those of the --guest-kernel guest (SetupError when not built)."""
+        if self.opts.guest_kernel is None:
+            return paths.GUEST_KERNEL, paths.GUEST_INITRAMFS, paths.GUEST_ISF
+        if self._built_guest is None:
+            self._built_guest = paths.guest(self.opts.guest_kernel)
+        return self._built_guest.vmlinuz, self._built_guest.initramfs, self._built_guest.isf
+
+    def qemu_env(self) -> dict[str, str]:
+        """QEMU's environment: the launcher's, and for scripts in the VM the
+        folder of the guest it boots (paths.running_guest)."""
+        env = dict(os.environ)
+        env.pop(paths.GUEST_ENV, None)
+        if not qemu.describes_own_vm(self.opts.extra):
+            env[paths.GUEST_ENV] = os.path.dirname(self._guest_files()[0])
+        return env
 
     def _disk(self, rundir: str) -> str:
         """The qcow2 file QEMU keeps snapshots in."""
@@ -486,7 +545,7 @@ class Runner:
         return args
 
     def _initrd(self, rundir: str) -> str:
-        base = paths.require(paths.GUEST_INITRAMFS, "the default guest image")
+        base = paths.require(self._guest_files()[1], "the default guest image")
         if not self.opts.batch and not self.opts.files:
             return base
         # The kernel unpacks concatenated archives in order; ours go last.
@@ -500,7 +559,7 @@ class Runner:
 
     def _start_qemu(self, cmd: list[str], **popen) -> subprocess.Popen:
         proc = subprocess.Popen(cmd, preexec_fn=_qemu_child_setup(os.getpid(), self._prctl),
-                                **popen)
+                                env=self.qemu_env(), **popen)
         self._proc = proc
         return proc
 

@@ -51,16 +51,16 @@ def boot(conf_path: str, target_name: str, plugin_api: int) -> None:
 
 def load_linux_symbols(cfg: config_mod.Config) -> None:
     """Loads the guest kernel's ISF: [SYMBOLS] isf in pyrebox.conf, else the
-    plugin's isf= argument. Without one, or when it cannot be read, Linux
-    introspection is off (with a warning) and the VM runs on."""
+    plugin's isf= argument. Without one, the table is built from guest
+    memory once the kernel runs (or taken from the cache of tables built
+    so). When it cannot be read, Linux introspection is off (with a
+    warning) and the VM runs on."""
     import _pyrebox
 
     path = cfg.isf or _pyrebox.linux_isf_argument()
     if not path:
-        reason = ("no Linux symbol table given (plugin argument isf=FILE or [SYMBOLS] isf "
-                  "in pyrebox.conf)")
-        _pyrebox.linux_set_off(reason)
-        output.warning(f"{reason}: process and module lists are off")
+        # Built from guest memory once the kernel runs (pyrebox.kernel_tables).
+        _pyrebox.linux_build_table_from_memory()
         return
     # Loads in the background and reports its outcome; the first use waits.
     _pyrebox.linux_load_symbols(path)

@@ -52,6 +52,7 @@ void TableFromMemory::arm(Builder builder) {
     builder_ = std::move(builder);
     attempts_ = next_attempt_ = 0;
     scans_ = 0;
+    first_kernel_pgd_ = 0;
     armed_.store(true);
 }
 
@@ -61,20 +62,23 @@ void TableFromMemory::disarm() {
     builder_ = nullptr;
 }
 
-void TableFromMemory::attempt(int vcpu) {
+void TableFromMemory::attempt(int vcpu, uint64_t pgd) {
     std::unique_lock<std::mutex> guard(lock_, std::try_to_lock);
     if (!guard.owns_lock() || !armed_.load()) {
         return;  // another vCPU is at it, or it is done
+    }
+    Machine& m = *session().machine;
+    if (first_kernel_pgd_ == 0 || pgd == first_kernel_pgd_) {
+        auto pc = m.read_register(vcpu, "rip");
+        if (pc && *pc >= kKernelHalf && first_kernel_pgd_ == 0) {
+            first_kernel_pgd_ = pgd;
+        }
+        return;  // not the kernel proper, or not yet running processes
     }
     if (++attempts_ < next_attempt_) {
         return;
     }
     next_attempt_ = attempts_ + std::min<uint64_t>(attempts_, kMaxAttemptGap);
-    Machine& m = *session().machine;
-    auto pc = m.read_register(vcpu, "rip");
-    if (!pc || *pc < kKernelHalf) {
-        return;  // not the kernel proper yet (firmware, boot loader, decompressor)
-    }
     auto ram = m.memory_map();
     if (!ram) {
         armed_.store(false);

@@ -4,9 +4,11 @@
 // Building: with no table configured, the bindings arm TableFromMemory with
 // a builder (Python: it generates the ISF from the kernel's own .BTF and
 // kallsyms in guest memory, or takes it from the per-kernel cache). At CR3
-// loads it waits until the kernel proper runs (the PC in the kernel's half
-// of the address space: the decompressor, which still relocates the image,
-// runs identity-mapped), finds linux_banner in physical memory, and calls
+// loads it waits until the kernel proper runs processes (the PC in the
+// kernel's half of the address space, loading a CR3 other than the first
+// one seen there: before that the decompressor may still relocate the
+// image, and the kernel has not yet kept its boot parameters, which tell
+// its link-time addresses), finds linux_banner in physical memory, and calls
 // the builder once, on that vCPU's thread, with every other vCPU frozen and
 // the guest's clock stopped: the guest does not run, and does not see the
 // time pass, until the table is loaded, so no event of the boot is missed.
@@ -39,20 +41,21 @@ public:
 
     // vCPU `vcpu` loads CR3 (its thread, inside a callback). Cheap unless
     // armed.
-    void on_cr3_load(int vcpu) {
+    void on_cr3_load(int vcpu, uint64_t cr3) {
         if (armed()) {
-            attempt(vcpu);
+            attempt(vcpu, cr3 & ~uint64_t{0xfff} & ((uint64_t{1} << 52) - 1));
         }
     }
 
 private:
-    void attempt(int vcpu);
+    void attempt(int vcpu, uint64_t pgd);
 
     std::atomic<bool> armed_{false};
     std::mutex lock_;
     Builder builder_;
     uint64_t attempts_ = 0, next_attempt_ = 0;
     int scans_ = 0;
+    uint64_t first_kernel_pgd_ = 0;  // the first CR3 loaded by the kernel proper
 };
 
 }  // namespace pyrebox

@@ -444,7 +444,9 @@ PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
                         auto build = py::module_::import("pyrebox.kernel_tables")
                                          .attr("table_for_running_kernel");
                         path = py::cast<std::string>(build(py::bytes(banner), paddr));
-                    } catch (const std::exception& e) {  // a Python error, or not a str
+                    } catch (py::error_already_set& e) {
+                        problem = py::str(e.value());  // the message, no traceback
+                    } catch (const std::exception& e) {  // not a str
                         problem = e.what();
                     }
                 }
@@ -469,6 +471,8 @@ PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
         "Builds the kernel's ISF from guest memory once the kernel runs, with "
         "pyrebox.kernel_tables.table_for_running_kernel(banner_bytes, banner_paddr), "
         "which returns the table's path.");
+    m.def("linux_table_pending", [] { return session().table_from_memory.armed(); },
+          "True while the kernel's table waits to be built from guest memory.");
     m.def("linux_set_off", [](const std::string& reason) {
         wait_for_symbols();
         session().linux_kernel.reset();

@@ -185,7 +185,7 @@ void cb_cr3_load(unsigned vcpu, void* udata) {
     }
     ENTER(vcpu, Kind::Other, 0, /*mid_instruction=*/true);  // no pc to resume at
     engine().on_cr3_load(static_cast<int>(vcpu), value, mode);
-    session().table_from_memory.on_cr3_load(static_cast<int>(vcpu));
+    session().table_from_memory.on_cr3_load(static_cast<int>(vcpu), value);
     session().process_events.on_cr3_load(static_cast<int>(vcpu));
     leave(vcpu);
 }

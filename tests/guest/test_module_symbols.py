@@ -12,14 +12,19 @@ import shutil
 
 import pytest
 
-from conftest import command_outputs, key_values, run_pyrebox, write
+from conftest import command_outputs, insmod_command, key_values, on_demand_module, run_pyrebox, write
 from pyrebox import paths
 
 pytestmark = pytest.mark.guest
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "scripts", "symbols.py")
-KALLSYMS_CMD = ("insmod /lib/modules/$(uname -r)/kernel/lib/crc7.ko && "
-                "grep -w -e crc7_be -e do_group_exit -e init_task /proc/kallsyms")
+
+
+def kallsyms_command(module: dict) -> str:
+    """Inserts the guest's on-demand module, then greps /proc/kallsyms for
+    its exported function and two kernel symbols."""
+    return (f"{insmod_command(module)} && "
+            f"grep -w -e {module['symbol']} -e do_group_exit -e init_task /proc/kallsyms")
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +45,8 @@ def run(request, tmp_path_factory, kernel_offsets):
     conf = write(work / "pyrebox.conf", "[MODULES]\nscripts.symbols: True\n")
     result = run_pyrebox("run", "--conf", conf, "--timeout", "300",
                          *(["--nokaslr"] if request.param else []),
-                         "--cmd", "dyn_libc", "--cmd", "dl_cycle", "--cmd", KALLSYMS_CMD,
+                         "--cmd", "dyn_libc", "--cmd", "dl_cycle",
+                         "--cmd", kallsyms_command(on_demand_module()),
                          cwd=str(work))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     lines = [l for l in result.stdout.splitlines() if l.startswith("[scripts.symbols] RESULT ")]
@@ -146,10 +152,11 @@ def test_kernel_symbols_match_kallsyms(run):
 
 def test_kernel_module_symbols_match_kallsyms(run):
     kernel, kallsyms = run["report"]["kernel"], run["kallsyms"]
-    crc7 = next(m for m in kernel["modules"] if m["name"] == "crc7")
-    assert crc7["symbols_resolved"] is True
-    assert kernel["crc7_be"] == kallsyms["crc7_be"]
-    assert kernel["crc7_be_from_process"] == kallsyms["crc7_be"]
-    assert kernel["crc7_va_to_sym"] == ["crc7", "crc7_be"]
-    assert kernel["list_crc7_be"] == [{"mod": "crc7", "mod_fullname": "crc7", "name": "crc7_be",
-                                       "addr": kallsyms["crc7_be"]}]
+    name, symbol = on_demand_module()["name"], on_demand_module()["symbol"]
+    module = next(m for m in kernel["modules"] if m["name"] == name)
+    assert module["symbols_resolved"] is True
+    assert kernel["module_symbol"] == kallsyms[symbol]
+    assert kernel["module_symbol_from_process"] == kallsyms[symbol]
+    assert kernel["module_va_to_sym"] == [name, symbol]
+    assert kernel["list_module_symbol"] == [{"mod": name, "mod_fullname": name, "name": symbol,
+                                             "addr": kallsyms[symbol]}]

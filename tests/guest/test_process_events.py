@@ -1,7 +1,7 @@
 """CREATEPROC / REMOVEPROC / LOADMODULE / REMOVEMODULE on the default guest,
 with KASLR, with nokaslr, with two vCPUs and with KPTI: one boot each runs fork_exec
 (3 children exec'ing static_loop), dl_cycle (dlopen/dlclose of
-libdltest.so) and an insmod/rmmod of crc7, with
+libdltest.so) and an insmod/rmmod of the guest's on-demand module (crc7), with
 tests/guest/scripts/process_events.py recording every event. Assertions are
 against what the programs print about themselves and the ELF files."""
 
@@ -15,19 +15,22 @@ from collections import Counter
 
 import pytest
 
-from conftest import command_outputs, key_values, run_pyrebox, write
+from conftest import command_outputs, insmod_command, key_values, on_demand_module, run_pyrebox, write
 
 pytestmark = pytest.mark.guest
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "scripts", "process_events.py")
 LOADER = "/lib64/ld-linux-x86-64.so.2"
 CHILDREN = 3
-COMMANDS = (
-    f"fork_exec {CHILDREN} /usr/local/bin/static_loop 10",
-    "dl_cycle",
-    "insmod /lib/modules/$(uname -r)/kernel/lib/crc7.ko && grep '^crc7 ' /proc/modules"
-    " && rmmod crc7",
-)
+
+
+def commands() -> tuple[str, ...]:
+    module = on_demand_module()
+    return (
+        f"fork_exec {CHILDREN} /usr/local/bin/static_loop 10",
+        "dl_cycle",
+        f"{insmod_command(module)} && grep '^{module['name']} ' /proc/modules && rmmod {module['name']}",
+    )
 
 
 def elf_entry(path: str) -> int:
@@ -59,7 +62,7 @@ def events_run(request, tmp_path_factory):
     extra = {"kaslr": [], "nokaslr": ["--nokaslr"], "smp2": ["--smp", "2"],
              "kpti": []}[request.param]
     args = ["run", "--conf", conf, "--timeout", "300", *extra]
-    for command in COMMANDS:
+    for command in commands():
         args += ["--cmd", command]
     if request.param == "kpti":
         args += ["--", "-cpu", "Haswell-noTSX"]
@@ -153,16 +156,17 @@ def test_modules_of_the_dynamic_program_load_once_and_dlclose_removes(events_run
 
 def test_kernel_module_insert_and_remove(events_run):
     report, outputs = events_run
-    proc_modules = [l for l in outputs[3][0] if l.startswith("crc7 ")]
+    name = on_demand_module()["name"]
+    proc_modules = [l for l in outputs[3][0] if l.startswith(f"{name} ")]
     assert len(proc_modules) == 1
     fields = proc_modules[0].split()
     size, base = int(fields[1]), int(fields[-1], 16)
     # (The NIC drivers the guest loads at boot fire LOADMODULE too.)
     loads = [e for e in report["events"] if e["ev"] == "load" and e["pgd"] == 0
-             and e["name"] == "crc7"]
+             and e["name"] == name]
     unloads = [e for e in report["events"] if e["ev"] == "unload" and e["pgd"] == 0]
-    assert [(e["name"], e["base"], e["pid"]) for e in loads] == [("crc7", base, 0)]
-    assert [(e["name"], e["base"]) for e in unloads] == [("crc7", base)]
+    assert [(e["name"], e["base"], e["pid"]) for e in loads] == [(name, base, 0)]
+    assert [(e["name"], e["base"]) for e in unloads] == [(name, base)]
     assert loads[0]["size"] == size  # as /proc/modules gives it once the module is live
-    listed = [m for m in report["at_insmod"] if m["name"] == "crc7"]
+    listed = [m for m in report["at_insmod"] if m["name"] == name]
     assert [(m["base"], m["size"]) for m in listed] == [(base, loads[0]["size"])]

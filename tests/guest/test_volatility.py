@@ -1,6 +1,7 @@
 """Volatility 3 on the running VM (python/pyrebox/volatility.py).
 
-One boot serves the module: the guest insmods crc7, runs `static_loop 100`
+One boot serves the module: the guest insmods its on-demand kernel module
+(crc7), runs `static_loop 100`
 then `dyn_libc`; tests/guest/scripts/vol_live.py runs plugins with api.vol
 from an INSN_BEGIN callback at the kernel's do_group_exit as each program
 exits, takes PyREBox's own lists at the same moment, and writes a memory
@@ -18,7 +19,8 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, command_outputs, key_values, run_plugin_only, run_pyrebox, write
+from conftest import (ROOT, command_outputs, insmod_command, key_values, on_demand_module,
+                      run_plugin_only, run_pyrebox, write)
 from pyrebox import paths
 
 pytestmark = pytest.mark.guest
@@ -26,7 +28,6 @@ pytestmark = pytest.mark.guest
 SCRIPT = os.path.join(os.path.dirname(__file__), "scripts", "vol_live.py")
 VOL = os.path.join(ROOT, ".venv", "bin", "vol")
 LIBC_PATHS = ("/usr/lib/x86_64-linux-gnu/libc.so.6", "/lib/x86_64-linux-gnu/libc.so.6")
-INSMOD = "insmod /lib/modules/$(uname -r)/kernel/lib/crc7.ko"
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def live(tmp_path_factory):
     # api.save_memory replaces this file: the image gets mode 0600 all the same.
     write(work / "guest.mem", "an older file of mode 0644")
     os.chmod(work / "guest.mem", 0o644)
-    result = run_pyrebox("run", "--conf", conf, "--timeout", "300", "--cmd", INSMOD,
+    result = run_pyrebox("run", "--conf", conf, "--timeout", "300", "--cmd", insmod_command(on_demand_module()),
                          "--cmd", "static_loop 100", "--cmd", "dyn_libc", cwd=str(work))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     lines = [l for l in result.stdout.splitlines() if l.startswith("[scripts.vol_live] RESULT ")]
@@ -81,7 +82,7 @@ def test_lsmod_agrees_with_get_module_list(live):
     snap = live["report"]["static_loop"]
     lsmod, modules = snap["lsmod"], snap["modules"]
     assert [row[0] for row in lsmod] == [m[0] for m in modules]
-    assert "crc7" in [m[0] for m in modules]
+    assert on_demand_module()["name"] in [m[0] for m in modules]
     assert {"e1000", "ne2k_pci", "virtio_net"} <= {m[0] for m in modules}
     for (name, offset, code_size, taints), (_, base, size) in zip(lsmod, modules):
         # Volatility shows the struct module's address (48-bit, in the

@@ -99,3 +99,26 @@ def test_nic_is_isolated_and_mirrored_to_the_plugin(built):
     # Without --nic: no network device at all.
     plain = run.Runner(run.RunOptions()).command_line("/r", plugin_fd=None)
     assert "-netdev" not in plain and "nic_send" not in " ".join(plain)
+
+
+def test_isf_option_picks_the_table(built, tmp_path):
+    from pyrebox import paths, run
+    table = write(tmp_path / "k.isf.json", "{}")
+
+    def plugin_of(**options):
+        cmd = run.Runner(run.RunOptions(**options)).command_line("/nonexistent", plugin_fd=None)
+        return cmd[cmd.index("-plugin") + 1]
+
+    assert f",isf={table}" in plugin_of(isf=table)
+    # From memory: no table goes to the plugin, for the default guest too.
+    assert ",isf=" not in plugin_of(isf=run.ISF_FROM_MEMORY)
+    assert ",isf=" not in plugin_of(extra=["-kernel", "/boot/vmlinuz"])
+    assert f",isf={table}" in plugin_of(isf=table, extra=["-kernel", "/boot/vmlinuz"])
+    assert (f",isf={paths.GUEST_ISF}" in plugin_of()) == os.path.isfile(paths.GUEST_ISF)
+
+
+def test_missing_isf_file_is_named(tmp_path):
+    result = run_pyrebox("run", "--isf", str(tmp_path / "none.json"), "--cmd", "true")
+    assert result.returncode == 2
+    assert f"--isf {tmp_path / 'none.json'}: no such file" in result.stderr
+    assert "--isf memory" in result.stderr

@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import run_pyrebox
+from conftest import built_release, run_pyrebox
 from pyrebox import paths
 from pyrebox.symbols import extract_elf, load_kernel, read_kallsyms, write_isf
 from pyrebox.symbols.kernel_image import LZ4_LEGACY_MAGIC
@@ -171,6 +171,42 @@ def test_error_when_the_elf_has_no_btf(tmp_path, tiny_elf):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and str(tiny) in lines[0] and "no .BTF section" in lines[0]
+    # Its types are in DWARF only: the table comes from the debug package.
+    assert lines[0].endswith("its symbol table must be made from the vmlinux of its debug package "
+                             "(Debian: linux-image-<release>-dbg)")
+
+
+def test_error_when_the_kernel_has_no_btf_names_its_debug_package(elf, tmp_path):
+    # The guest's kernel without its .BTF section (renamed): the release
+    # in the message is the banner's.
+    section = elf.section(".BTF")
+    data = bytearray(elf.data)
+    names = elf.section(".shstrtab")
+    at = data.index(b".BTF\0", names.offset, names.offset + names.size)
+    data[at:at + 4] = b".XYZ"
+    vmlinux = tmp_path / "vmlinux"
+    vmlinux.write_bytes(bytes(data))
+    result = run_pyrebox("symbols", str(vmlinux), "-o", str(tmp_path / "out.json"))
+    assert result.returncode == 2 and section is not None
+    lines = result.stderr.strip().splitlines()
+    assert lines == [f"pyrebox symbols: {vmlinux}: no .BTF section: the kernel was built without "
+                     "CONFIG_DEBUG_INFO_BTF, so its types are only in DWARF debug information: its "
+                     "symbol table must be made from the vmlinux of its debug package (Debian: "
+                     f"linux-image-{built_release()}-dbg)"]
+
+
+def test_error_when_the_btf_is_corrupt_names_the_offset_and_problem(elf, tmp_path):
+    section = elf.section(".BTF")
+    data = bytearray(elf.data)
+    # The first type's info word: kind 31, which BTF does not have.
+    struct.pack_into("<I", data, section.offset + 24 + 4, 31 << 24)
+    vmlinux = tmp_path / "vmlinux"
+    vmlinux.write_bytes(bytes(data))
+    result = run_pyrebox("symbols", str(vmlinux), "-o", str(tmp_path / "out.json"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"pyrebox symbols: {vmlinux}: the .BTF section (at {section.offset:#x} in the kernel ELF) "
+        "is corrupt: libbpf: Unsupported BTF_KIND:31 (Invalid argument)"]
 
 
 def _lz4_legacy(data: bytes) -> bytes:
@@ -254,7 +290,7 @@ def test_linux_banner_points_at_the_banner(elf, generated):
     assert address in section_range(elf, ".rodata")
     offset = elf.vaddr_to_offset(address)
     text = elf.data[offset:elf.data.index(b"\0", offset)]
-    assert text.startswith(b"Linux version 6.1")
+    assert text.startswith(f"Linux version {built_release()} ".encode())
     assert banner["type"] == {"kind": "array", "count": len(text) + 1,
                               "subtype": {"kind": "base", "name": "char"}}
 
@@ -286,7 +322,7 @@ def test_volatility_symbols(volatility_table, kallsyms, generated):
     assert init_task.address == by_name["init_task"]
     assert init_task.type.vol.type_name.endswith("!task_struct")
     banner = volatility_table.get_symbol("linux_banner")
-    assert banner.constant_data.startswith(b"Linux version 6.1")
+    assert banner.constant_data.startswith(f"Linux version {built_release()} ".encode())
     assert banner.constant_data.endswith(b"\0")
     assert banner.type.vol.count == len(banner.constant_data)
     assert len(list(volatility_table.symbols)) == len(isf["symbols"])

@@ -36,8 +36,8 @@ from pathlib import Path
 from .btf import Btf, BtfError, IsfTypes
 from .kallsyms import Kallsyms, read_kallsyms
 from .kernel_image import ELF_MAGIC, Elf, KernelImageError, extract_elf
-from .memory_image import (BANNER, MemoryKernel, NoKernelError, banner_release, find_first, find_kernel,
-                           is_core_file, no_btf_message, open_image)
+from .memory_image import (BANNER, MemoryKernel, NoKernelError, PhysicalMemory, banner_release, find_first,
+                           find_kernel, is_core_file, no_btf_message, open_image)
 
 FORMAT_VERSION = "6.2.0"
 PRODUCER = "pyrebox"
@@ -318,6 +318,36 @@ def generate(kernel_path: str | Path) -> IsfResult:
         raise KernelImageError(f"{error}; nor a memory image of a running Linux (no \"Linux version\" "
                                "banner)") from None
     return build_isf(elf, path.name, hashlib.sha256(raw).hexdigest())
+
+
+def generate_from_memory(read_phys, ram_size: int, *, ranges=None, name: str = "guest memory") -> IsfResult:
+    """The ISF of the x86-64 Linux kernel running in a guest, read through
+    READ_PHYS instead of a file: what lets a running PyREBox make the table
+    of a kernel it has none for.  Same result as `generate` on a memory
+    image of that guest (and as on the kernel's vmlinuz).
+
+    Contract:
+      READ_PHYS(address, size) -> bytes returns exactly SIZE bytes of guest
+        physical memory at ADDRESS (e.g. the plugin's read_physical).  It is
+        called from the calling thread only, inside RANGES only (no MMIO
+        read, no device side effect), in pieces of at most 64 MiB: the
+        search reads all RAM once, then a ~260 MiB window around the
+        kernel (a copy in host memory: the peak of the memory it uses).
+      RAM_SIZE: one past the highest guest-physical byte to look at.
+      RANGES: the RAM as sorted [start, end) pairs (e.g. the guest's memory
+        ranges around the VGA hole and the PCI hole); default [0, RAM_SIZE).
+        The holes read as zeros.
+      The guest may run meanwhile: what is read (the kernel's text, rodata,
+        .BTF, kallsyms tables, boot_params) does not change after boot.
+      Errors: the KernelImageError family, as for a file (NoKernelError:
+        no kernel; BtfError: no or a corrupt BTF blob; KallsymsError),
+        messages naming NAME; an exception READ_PHYS raises goes through as
+        it is.
+      Time: ~5 s of CPU for a 512 MiB guest (most of it building the
+        types), plus the reads.
+    """
+    memory = PhysicalMemory(read_phys, ram_size, ranges)
+    return build_isf_from_memory(find_kernel(memory, name), name)
 
 
 def write_isf(isf: dict, target: str | Path) -> None:

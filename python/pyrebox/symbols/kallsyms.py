@@ -93,7 +93,7 @@ def _align(value: int, alignment: int) -> int:
 LABEL_ALIGNMENTS = (4, 8)
 
 
-class _Image:
+class KallsymsData:
     """Bytes holding the tables, with offset -> address conversion: an ELF
     file's (link-time addresses through its segments), or a memory image's
     (`positions`: an offset is its own address, text unknown)."""
@@ -107,7 +107,7 @@ class _Image:
         self.text = text
 
     @classmethod
-    def of_elf(cls, elf: Elf) -> "_Image":
+    def of_elf(cls, elf: Elf) -> "KallsymsData":
         return cls(elf.data, elf.name, elf.pointer_size, elf.offset_to_vaddr, _text_address(elf))
 
     @property
@@ -129,7 +129,7 @@ class _Image:
 # ------------------------------------------------------------------ tokens
 
 
-def _token_tables(img: _Image):
+def _token_tables(img: KallsymsData):
     """Yield (table offset, index offset, tokens) for every place that looks
     like kallsyms_token_table followed by a matching kallsyms_token_index."""
     data = img.data
@@ -141,26 +141,36 @@ def _token_tables(img: _Image):
         at = data.find(DIGITS, at + 1)
 
 
-def _token_table_at(img: _Image, digits_at: int):
+def _token_table_at(img: KallsymsData, digits_at: int):
+    """The token table whose token 0x30 ("0") is at DIGITS_AT, and its index.
+    Token 0 cannot be found by walking back over NULs (the byte before the
+    table is the previous table's last, often not 0), so the table's end
+    is found walking forward, and the index that follows it says where
+    "0" sits in the table."""
     data = img.data
-    start = digits_at
-    for _ in range(ord("0")):  # back to token 0: one NUL-terminated string each
-        start = data.rfind(b"\0", 0, start - 1) + 1
-        if start <= 0:
+    end = digits_at
+    for _ in range(256 - ord("0")):
+        nul = data.find(b"\0", end, end + 65)
+        if nul < 0:
             return None
-    if start % 4:
-        return None
-    offsets, tokens, pos = [], [], start
-    for _ in range(256):
-        end = data.find(b"\0", pos)
-        if end < 0 or end - pos > 64:
-            return None
-        offsets.append(pos - start)
-        tokens.append(bytes(data[pos:end]))
-        pos = end + 1
+        end = nul + 1
     for alignment in img.alignments:
-        index_at = _align(pos, alignment)
-        if index_at + 512 <= len(data) and list(struct.unpack_from("<256H", data, index_at)) == offsets:
+        index_at = _align(end, alignment)
+        if index_at + 512 > len(data):
+            continue
+        index = struct.unpack_from("<256H", data, index_at)
+        start = digits_at - index[ord("0")]
+        if index[0] != 0 or start < 0 or start % 4:
+            continue
+        offsets, tokens, pos = [], [], start
+        for _ in range(256):
+            nul = data.find(b"\0", pos, pos + 65)
+            if nul < 0:
+                break
+            offsets.append(pos - start)
+            tokens.append(bytes(data[pos:nul]))
+            pos = nul + 1
+        if pos == end and tuple(offsets) == index:
             return start, index_at, tokens
     return None
 
@@ -168,7 +178,7 @@ def _token_table_at(img: _Image, digits_at: int):
 # ---------------------------------------------------------------- markers
 
 
-def _markers_before(img: _Image, limit: int, floor: int):
+def _markers_before(img: KallsymsData, limit: int, floor: int):
     """Yield (offset, count, element size) of arrays that look like
     kallsyms_markers ending before LIMIT, nearest first (not below FLOOR):
     runs of at least MIN_MARKERS values that start at 0 and grow by at most
@@ -221,7 +231,7 @@ def _walk_names(data: bytes, start: int, count: int, limit: int):
     return offsets if pos <= limit else None
 
 
-def _find_names(img: _Image, markers_at: int, markers: list[int], count_size: int):
+def _find_names(img: KallsymsData, markers_at: int, markers: list[int], count_size: int):
     """(num_syms offset, names offset, N, name offsets) for the names that end
     at the markers array, whose markers[k] is the offset of name 256*k; the
     count is stored (aligned) right before the names."""
@@ -262,7 +272,7 @@ def _decode_names(data: bytes, names_at: int, offsets: list[int], tokens: list[s
 # ------------------------------------------------------------- addresses
 
 
-def _relative_addresses(img: _Image, offsets_at: int, base: int, n: int, absolute_percpu: bool):
+def _relative_addresses(img: KallsymsData, offsets_at: int, base: int, n: int, absolute_percpu: bool):
     """(addresses, indices of absolute entries) of base-relative offsets."""
     raw = struct.unpack_from(f"<{n}i", img.data, offsets_at)
     mask = (1 << (8 * img.ptr)) - 1
@@ -274,7 +284,7 @@ def _relative_addresses(img: _Image, offsets_at: int, base: int, n: int, absolut
     return [(base + (v & 0xFFFFFFFF)) & mask for v in raw], frozenset()
 
 
-def _self_relative_addresses(img: _Image, offsets_at: int, n: int) -> list[int]:
+def _self_relative_addresses(img: KallsymsData, offsets_at: int, n: int) -> list[int]:
     """Addresses of 7.0+ offsets: each is the symbol's address minus its
     own entry's; the table lies in one segment, so entry i is at the
     table's address + 4 i."""
@@ -291,7 +301,7 @@ def _sortedness(addresses: list[int]) -> float:
     return good / (len(addresses) - 1)
 
 
-def _is_kernel_pointer(img: _Image, value: int) -> bool:
+def _is_kernel_pointer(img: KallsymsData, value: int) -> bool:
     return value >= 0xFFFF800000000000 if img.ptr == 8 else value >= 0xC0000000
 
 
@@ -303,7 +313,7 @@ class _Addresses:
     absolute: frozenset[int] = frozenset()
 
 
-def _address_candidates(img: _Image, num_at: int, token_index_at: int, n: int):
+def _address_candidates(img: KallsymsData, num_at: int, token_index_at: int, n: int):
     """Yield an _Addresses for each plausible place and encoding of the
     address tables: offsets + relative_base before num_syms (< 6.4) or
     after the token index (6.4+), self-relative offsets after the token
@@ -347,7 +357,7 @@ def _text_address(elf: Elf) -> int | None:
     return loads[0].vaddr if loads else None
 
 
-def _choose_addresses(img: _Image, num_at: int, token_index_at: int, names: list[str], n: int):
+def _choose_addresses(img: KallsymsData, num_at: int, token_index_at: int, names: list[str], n: int):
     # _text (startup_64 on x86-64) is the first byte of the text section.
     text_index = next((i for i, name in enumerate(names) if name[1:] in ("_text", "startup_64")), None)
     if text_index is None:
@@ -371,7 +381,7 @@ def _choose_addresses(img: _Image, num_at: int, token_index_at: int, names: list
 # ------------------------------------------------------------------ seqs
 
 
-def _find_seqs(img: _Image, candidates: list[int], n: int) -> int | None:
+def _find_seqs(img: KallsymsData, candidates: list[int], n: int) -> int | None:
     """Offset of kallsyms_seqs_of_names (3-byte big-endian symbol indices,
     a permutation of 0..N-1) among CANDIDATES, or None."""
     for at in candidates:
@@ -396,11 +406,20 @@ def _find_seqs(img: _Image, candidates: list[int], n: int) -> int | None:
 
 def read_kallsyms(elf: Elf) -> Kallsyms:
     """All symbols of the kernel ELF, decoded from its kallsyms tables."""
-    return scan_kallsyms(_Image.of_elf(elf))
+    return scan_kallsyms(KallsymsData.of_elf(elf))
 
 
-def scan_kallsyms(img: _Image) -> Kallsyms:
-    """The kallsyms tables found in IMG's bytes, decoded."""
+def scan_kallsyms(img: KallsymsData) -> Kallsyms:
+    """The kallsyms tables found in IMG's bytes, decoded (the first ones)."""
+    for found in iter_kallsyms(img):
+        return found
+    raise KallsymsError(f"{img.name}: no kallsyms tables found (kernel built without CONFIG_KALLSYMS_ALL?)")
+
+
+def iter_kallsyms(img: KallsymsData):
+    """Every set of kallsyms tables in IMG's bytes, decoded, in the order of
+    their token tables (a memory image may hold stale copies besides the
+    running kernel's)."""
     for token_at, index_at, raw_tokens in _token_tables(img):
         tokens = [t.decode("latin-1") for t in raw_tokens]
         floor = max(0, token_at - (16 << 20))
@@ -449,11 +468,11 @@ def scan_kallsyms(img: _Image) -> Kallsyms:
                 "kallsyms_addresses": f"unsigned long[{n}]",
                 "kallsyms_seqs_of_names": f"unsigned char[{3 * n}]",
             }
-            return Kallsyms(
+            yield Kallsyms(
                 symbols=symbols,
                 tables={label: img.address(at) for label, at in tables.items()},
                 table_types={label: table_types[label] for label in tables},
                 encoding=chosen.encoding,
                 absolute=chosen.absolute,
             )
-    raise KallsymsError(f"{img.name}: no kallsyms tables found (kernel built without CONFIG_KALLSYMS_ALL?)")
+            break  # one decoding per token table

@@ -11,11 +11,15 @@ __START_KERNEL_map + its physical offset).
 
 What is found, and how:
 
-  banner    "Linux version ..." somewhere (else there is no Linux kernel).
   BTF       every header with magic 0xeB9F, version 1, and lengths and
             offsets that fit in the image; the largest blob is the
-            kernel's (modules carry small split BTF), libbpf parses it.
-  kallsyms  by shape, with kallsyms.py's scanner over the raw bytes.
+            kernel's (modules carry small split BTF; stale copies of the
+            kernel's may lie in free memory), libbpf parses it.  Without
+            one, "Linux version ..." anywhere tells a kernel without BTF
+            from no kernel at all.
+  kallsyms  by shape, with kallsyms.py's scanner over the raw bytes, in
+            the part of the image around the BTF blob; the first tables
+            that place a kernel (below) are the running kernel's.
   _text     where the kernel image starts in the data:
               7.0+: the self-relative kallsyms_offsets give every symbol's
                 position directly (entry position + value);
@@ -49,7 +53,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .btf import BtfError
-from .kallsyms import Kallsyms, KallsymsError, Symbol, _Image, scan_kallsyms
+from .kallsyms import Kallsyms, KallsymsData, KallsymsError, Symbol, iter_kallsyms
 from .kernel_image import KernelImageError
 
 BANNER = b"Linux version "
@@ -91,7 +95,7 @@ def btf_header_at(data, at: int) -> BtfBlob:
     """The blob whose header starts at AT, or its problem."""
     if at + BTF_MIN_HEADER > len(data):
         return BtfBlob(at, 0, "header truncated by the end of the image")
-    hdr_len, type_off, type_len, str_off, str_len = struct.unpack_from("<5I", data, at + 4)
+    hdr_len, type_off, type_len, str_off, str_len = struct.unpack("<5I", bytes(data[at + 4 : at + 24]))
     if hdr_len < BTF_MIN_HEADER or hdr_len > 256 or hdr_len % 4:
         return BtfBlob(at, 0, f"header length {hdr_len} is not a BTF header's")
     if type_off % 4 or type_len % 4:
@@ -104,7 +108,7 @@ def btf_header_at(data, at: int) -> BtfBlob:
     if at + size > len(data):
         return BtfBlob(at, size, f"the blob ({size} bytes) runs past the end of the image")
     strings = at + hdr_len + str_off
-    if data[strings] != 0 or data[strings + str_len - 1] != 0:
+    if bytes(data[strings : strings + 1]) != b"\0" or bytes(data[strings + str_len - 1 : strings + str_len]) != b"\0":
         return BtfBlob(at, size, "the string section does not start and end with NUL")
     return BtfBlob(at, size)
 
@@ -269,40 +273,67 @@ def _to_link_time(kallsyms: Kallsyms, delta: int, text_at: int, link_text: int) 
     return replace(kallsyms, symbols=symbols, tables=tables)
 
 
-# The kernel image around its BTF blob: x86-64 maps at most 1 GiB of kernel
-# image (KERNEL_IMAGE_SIZE), and a kernel's text, data and bss are far
-# smaller (Debian's 7.x: ~50 MiB from _text to _end), so this much either
-# side of the blob holds all of it.
-WINDOW = 256 << 20
+# The kernel image around its BTF blob: a kernel's text, data and bss are
+# ~50 MiB from _text to _end (Debian's 5.10 to 7.3: 44 to 53 MiB), so this
+# much either side of the blob holds all of it with room to spare.
+WINDOW = 128 << 20
+PAGE = 4096
 
 
 def find_kernel(data, name: str) -> MemoryKernel:
-    """The x86-64 Linux kernel in the memory image DATA (bytes-like:
-    bytes, an mmap, or anything with len() and slices), its symbols at
-    link-time addresses.  Raises NoKernelError when there is none,
+    """The x86-64 Linux kernel in the memory image DATA (bytes, an mmap, a
+    PhysicalMemory: anything with len() and slices that return bytes), its
+    symbols at link-time addresses.  Raises NoKernelError when there is none,
     BtfError when it has no or a broken BTF blob, KallsymsError when its
     tables cannot be read."""
-    if find_first(data, BANNER) < 0:
-        raise NoKernelError(f"{name}: no Linux kernel in this memory image (no \"Linux version\" banner)")
     blobs = find_btf(data)
     sane = [b for b in blobs if not b.problem]
     if not sane:
+        # (With a sane blob, the banner is looked for at linux_banner.)
+        if find_first(data, BANNER) < 0:
+            raise NoKernelError(f"{name}: no Linux kernel in this memory image (no \"Linux version\" banner)")
         if blobs:
             b = blobs[0]
             raise BtfError(f"{name}: the BTF blob at offset {b.offset:#x} is corrupt: {b.problem}")
         raise BtfError(no_btf_message(name, banner_release(data)))
     # The rest works on a copy of the part that holds the kernel.
     largest = [b for b in sane if b.size == sane[0].size]
-    base = max(0, min(b.offset for b in largest) - WINDOW)
+    # Page-aligned, so that offsets in the window keep the alignments the
+    # tables are found by.
+    base = max(0, min(b.offset for b in largest) - WINDOW) & -PAGE
     window = bytes(data[base : max(b.offset for b in largest) + sane[0].size + WINDOW])
     local = [replace(b, offset=b.offset - base) for b in sane if base <= b.offset < base + len(window)]
     return _kernel_in(window, base, name, local)
 
 
 def _kernel_in(data: bytes, base: int, name: str, blobs: list[BtfBlob]) -> MemoryKernel:
+    """The kernel in DATA (the window at BASE): the first kallsyms tables
+    that place a kernel (banner, BTF, boot header where they say); memory
+    may hold stale copies of the tables (e.g. what the boot decompressor
+    left), which do not.  Errors are the first tables'."""
+    first_error = None
     # Positions: an offset is its own address; the text section is unknown.
-    raw = scan_kallsyms(_Image(data, name, 8))
+    for raw in iter_kallsyms(KallsymsData(data, name, 8)):
+        try:
+            return _placed(data, base, name, blobs, raw)
+        except KallsymsError as error:
+            first_error = first_error or error
+    if first_error is not None:
+        raise first_error
+    raise KallsymsError(f"{name}: no kallsyms tables found (kernel built without CONFIG_KALLSYMS_ALL?)")
+
+
+def _placed(data: bytes, base: int, name: str, blobs: list[BtfBlob], raw: Kallsyms) -> MemoryKernel:
     text_at, blob = _text_position(name, data, raw, blobs)
+    # A stale copy of relative-base tables decodes to the same addresses:
+    # the tables must lie in the kernel image they describe.
+    end = _address_of(raw, "_end")
+    if end is not None:
+        image_end = text_at + end - _address_of(raw, "_text")
+        outside = [label for label, at in raw.tables.items() if not text_at <= at < image_end]
+        if outside:
+            raise KallsymsError(f"{name}: kallsyms tables at {base + raw.tables[outside[0]]:#x} lie outside "
+                                f"the kernel image they describe ({base + text_at:#x}-{base + image_end:#x})")
     link_text, alignment = _link_text(name, data, text_at, raw, base)
     text = _address_of(raw, "_text")
     if raw.encoding != "self_relative":
@@ -314,9 +345,50 @@ def _kernel_in(data: bytes, base: int, name: str, blobs: list[BtfBlob]) -> Memor
     return MemoryKernel(name, data, base, text_at, link_text, blob, kallsyms)
 
 
+class PhysicalMemory:
+    """Guest physical memory read through a callable, as the bytes-like
+    object find_kernel searches: len() and slices (each slice is one or
+    more READ_PHYS calls; the holes between RANGES read as zeros, without
+    a call).
+
+    READ_PHYS(address, size) -> bytes: exactly SIZE bytes of guest physical
+    memory at ADDRESS.  It is called only inside RANGES (the RAM: [start,
+    end) pairs, sorted), with SIZE at most SCAN_CHUNK, from the thread
+    that runs find_kernel; a failure it raises goes to the
+    caller as it is."""
+
+    def __init__(self, read_phys, size: int, ranges=None):
+        self.read_phys = read_phys
+        self.size = size
+        self.ranges = [(max(0, a), min(b, size)) for a, b in (ranges or [(0, size)]) if a < min(b, size)]
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, key):
+        if not isinstance(key, slice) or key.step not in (None, 1):
+            raise TypeError("PhysicalMemory supports slices only")
+        start, stop, _ = key.indices(self.size)
+        out = bytearray()
+        for a, b in self.ranges:
+            lo, hi = max(a, start), min(b, stop)
+            if lo >= hi:
+                continue
+            out += bytes(lo - (start + len(out)))  # a hole before
+            for at in range(lo, hi, SCAN_CHUNK):
+                size = min(SCAN_CHUNK, hi - at)
+                piece = self.read_phys(at, size)
+                if len(piece) != size:
+                    raise KernelImageError(f"guest memory: {size} bytes asked at {at:#x}, {len(piece)} read")
+                out += piece
+        out += bytes(max(0, stop - start) - len(out))  # a hole after
+        return bytes(out)
+
+
 def is_core_file(data) -> bool:
     """An ELF core file (QEMU's dump-guest-memory)."""
-    return bytes(data[:4]) == b"\x7fELF" and len(data) > 0x12 and struct.unpack_from("<H", data, 0x10)[0] == 4
+    head = bytes(data[:0x12])
+    return head[:4] == b"\x7fELF" and len(head) == 0x12 and struct.unpack_from("<H", head, 0x10)[0] == 4
 
 
 def open_image(path: str | Path):

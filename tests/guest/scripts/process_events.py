@@ -2,7 +2,8 @@
 CREATEPROC / REMOVEPROC / LOADMODULE / REMOVEMODULE is recorded; the first
 dl_cycle process is monitored from its CREATEPROC on (its first user-mode
 block, the process list and get_running_process there); the module lists
-are snapshot when libdltest.so is unloaded and when crc7 is loaded.
+are snapshot when libdltest.so is unloaded and when the guest's on-demand
+kernel module (paths.running_guest()) is loaded.
 Writes one RESULT line at the end."""
 
 import json
@@ -10,8 +11,11 @@ import json
 import api
 from api import CallbackManager
 
+from pyrebox import paths
+
 USER_TOP = 0x800000000000
 WATCHED = "dl_cycle"
+MODULE = paths.running_guest().on_demand_module["name"]  # crc7 on the default guest
 
 cm = None
 printer = None
@@ -61,7 +65,7 @@ def on_remove(pid, pgd, name):
 @guarded
 def on_load_module(pid, pgd, base, size, name, fullname):
     record("load", pid=pid, pgd=pgd, base=base, size=size, name=name, fullname=fullname)
-    if pgd == 0 and name == "crc7":
+    if pgd == 0 and name == MODULE:
         r["at_insmod"] = api.get_module_list(0)
 
 

@@ -3,7 +3,9 @@ while the test programs run:
 - dyn_libc, as it exits (INSN_BEGIN at the kernel's do_group_exit);
 - dl_cycle, at each of its write system calls (ksys_write) while
   libdltest.so is mapped, and as it exits (after dlclose);
-- grep, as it exits, after crc7.ko was inserted (kernel symbols).
+- grep, as it exits, after the guest's on-demand kernel module was inserted
+  (kernel symbols; its name and one exported function are in the guest's
+  manifest, paths.running_guest()).
 Hook addresses come from the kernel's base in get_module_list(0) plus the
 offsets the test passes (kernel_offsets.json). Writes one RESULT line."""
 
@@ -13,6 +15,13 @@ import time
 
 import api
 from api import CallbackManager
+
+from pyrebox import paths
+
+# The kernel module the test inserts (crc7 on the default guest) and one
+# function it exports.
+MODULE = paths.running_guest().on_demand_module
+MOD, MOD_SYM = MODULE["name"], MODULE["symbol"]
 
 cm = None
 printer = None
@@ -107,25 +116,25 @@ def dl_snapshot(pgd):
 
 
 def kernel_snapshot(pgd):
-    crc7 = timed("sym_to_va(kernel module)", api.sym_to_va, 0, "crc7", "crc7_be")
+    exported = timed("sym_to_va(kernel module)", api.sym_to_va, 0, MOD, MOD_SYM)
     dge = timed("sym_to_va(vmlinux)", api.sym_to_va, 0, "vmlinux", "do_group_exit")
     for _ in range(20):
-        timed("sym_to_va(kernel module)", api.sym_to_va, 0, "crc7", "crc7_be")
+        timed("sym_to_va(kernel module)", api.sym_to_va, 0, MOD, MOD_SYM)
         timed("sym_to_va(vmlinux)", api.sym_to_va, 0, "vmlinux", "do_group_exit")
         timed("va_to_sym(kernel)", api.va_to_sym, 0, dge + 5)
     syms = timed("get_symbol_list(0)", api.get_symbol_list, 0)
     return {
         "modules": api.get_module_list(0),
-        "crc7_be": crc7,
-        "crc7_be_from_process": api.sym_to_va(pgd, "crc7", "crc7_be"),
-        "crc7_va_to_sym": api.va_to_sym(0, crc7 + 1) if crc7 else None,
+        "module_symbol": exported,
+        "module_symbol_from_process": api.sym_to_va(pgd, MOD, MOD_SYM),
+        "module_va_to_sym": api.va_to_sym(0, exported + 1) if exported else None,
         "do_group_exit": dge,
         "init_task": api.sym_to_va(0, "vmlinux", "init_task"),
         "dge_va_to_sym": timed("va_to_sym(kernel)", api.va_to_sym, 0, dge + 5) if dge else None,
         "dge_va_to_sym_from_process": api.va_to_sym(pgd, dge) if dge else None,
         "unknown_symbol": api.sym_to_va(0, "vmlinux", "no_such_kernel_symbol"),
-        "unknown_module": api.sym_to_va(0, "nomodule", "crc7_be"),
-        "list_crc7_be": [s for s in syms if s["name"] == "crc7_be"],
+        "unknown_module": api.sym_to_va(0, "nomodule", MOD_SYM),
+        "list_module_symbol": [s for s in syms if s["name"] == MOD_SYM],
         "list_do_group_exit": [s for s in syms if s["name"] == "do_group_exit"],
         "list_count": len(syms),
     }
