@@ -85,8 +85,8 @@ def boot(spec: str, mode: str, tmp_path_factory) -> dict:
         f"fork_exec {CHILDREN} /usr/local/bin/static_loop 10",
         # dyn_wait waits on stdin (a pipe that ends after 2 s) while cat
         # prints its maps.
-        "(sleep 2) | dyn_wait > /tmp/out & sleep 1; cat /proc/$(pidof dyn_wait)/maps; wait; "
-        "cat /tmp/out",
+        "(sleep 2) | dyn_wait > dyn_wait.out & sleep 1; cat /proc/$(pidof dyn_wait)/maps; wait; "
+        "cat dyn_wait.out",
         f"insmod {module['path']} && cat /proc/modules && rmmod {module['name']}",
         "cat /sys/devices/system/cpu/vulnerabilities/meltdown",
         "ps -o pid,ppid,comm",
