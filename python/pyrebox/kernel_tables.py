@@ -21,6 +21,8 @@ import time
 
 from . import output
 
+MIN_KERNEL_RANGE = 4 << 20
+
 
 def cache_dir() -> str:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -55,8 +57,13 @@ def table_for_running_kernel(banner: bytes, banner_paddr: int) -> str:
         return path
     output.message(f"Linux {release}: no symbol table given; building one from guest memory "
                    "(once per kernel; the guest is paused meanwhile)")
-    started = time.monotonic()
-    ranges = [(start, end) for start, end in _pyrebox.memory_map()]
+    started, cpu = time.monotonic(), time.thread_time()
+    # The kernel image is physically contiguous and megabytes long: the
+    # firmware's ROM and the low 640 KiB cannot hold it, and leaving them
+    # out keeps the search within RAM's extent (the BIOS sits below 4 GiB).
+    ranges = [(start, end) for start, end in _pyrebox.memory_map() if end - start >= MIN_KERNEL_RANGE]
+    if not ranges:
+        raise RuntimeError("guest memory has no RAM range large enough to hold a Linux kernel")
     try:
         result = symbols.generate_from_memory(_pyrebox.read_physical, max(end for _, end in ranges),
                                               ranges=ranges, name=f"the memory of the guest's Linux {release}")
@@ -65,5 +72,6 @@ def table_for_running_kernel(banner: bytes, banner_paddr: int) -> str:
     os.makedirs(cache_dir(), mode=0o700, exist_ok=True)
     symbols.write_isf(result.isf, path)  # atomically
     output.message(f"Linux {release}: built {path} in {time.monotonic() - started:.1f}s "
-                   f"({result.user_types} types, {result.symbols} symbols)")
+                   f"({time.thread_time() - cpu:.1f}s of CPU; {result.user_types} types, "
+                   f"{result.symbols} symbols)")
     return path

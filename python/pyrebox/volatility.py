@@ -285,16 +285,22 @@ def _ensure_classes():
 # -------------------------------------------------------------------- symbols
 
 def isf_path() -> str:
-    """The kernel's ISF PyREBox was started with; VolatilityError if none."""
-    path = ""
+    """The kernel's ISF PyREBox loaded (from the plugin argument isf= or
+    [SYMBOLS] isf in pyrebox.conf); VolatilityError if none is loaded."""
     try:
-        path = _pyrebox.linux_isf_argument()
+        path = _pyrebox.linux_isf_path()
     except Exception:  # noqa: BLE001
-        path = ""
+        path = None
     if not path:
-        raise VolatilityError("no kernel symbol table (ISF): PyREBox was started without "
-                              "one (the default guest has build/guest/kernel.isf.json.xz; "
-                              "[SYMBOLS] isf in pyrebox.conf for another kernel)")
+        try:
+            why = _pyrebox.linux_off_reason()
+        except Exception:  # noqa: BLE001
+            why = ""
+        # why: "Linux introspection is off: <the reason, and what to give>".
+        raise VolatilityError(
+            "no kernel symbol table (ISF) loaded: " +
+            (why or "give one with [SYMBOLS] isf in pyrebox.conf or the plugin argument "
+                    "isf=FILE"))
     if not os.path.isfile(path):
         raise VolatilityError(f"the kernel symbol table {path} does not exist")
     return os.path.abspath(path)

@@ -42,7 +42,6 @@ Expected<bool> load_linux_table(const std::string& path) {
     s.linux_kernel = std::make_unique<vmi::linux_guest::LinuxKernel>(*table);
     s.linux_locate_error.clear();
     s.linux_off_reason.clear();
-    s.linux_table_path = path;
     console().message("Linux symbols: " + banner.substr(0, banner.find_last_not_of(" \n") + 1));
     return true;
 }
@@ -114,7 +113,9 @@ void TableFromMemory::attempt(int vcpu, uint64_t pgd) {
     if (frozen) {
         m.thaw_other_vcpus();
     }
-    (void)built;  // the builder printed the outcome
+    if (built) {
+        session().process_events.retry_now();  // the boot's events from here on
+    }  // else: the builder printed why
 }
 
 }  // namespace pyrebox

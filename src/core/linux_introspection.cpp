@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 #include <mutex>
+#include <string>
 
 #include "core/console.h"
 #include "core/session.h"
@@ -11,6 +12,16 @@ namespace pyrebox {
 
 namespace {
 std::mutex g_locate_lock;
+
+std::string hex(uint64_t value) {
+    char text[24];
+    std::snprintf(text, sizeof text, "0x%llx", static_cast<unsigned long long>(value));
+    return text;
+}
+
+std::string slides(const vmi::linux_guest::KernelLocation& loc) {
+    return "physical slide " + hex(loc.phys_slide) + ", virtual slide " + hex(loc.virt_slide);
+}
 }  // namespace
 
 bool linux_symbols_settled() {
@@ -60,14 +71,36 @@ Expected<vmi::linux_guest::LinuxKernel*> located_linux_kernel() {
         }
         return Error{message};
     }
-    const auto& loc = s.linux_kernel->location();
-    char text[160];
-    std::snprintf(text, sizeof text,
-                  "Linux kernel located: physical slide 0x%llx, virtual slide 0x%llx",
-                  static_cast<unsigned long long>(loc.phys_slide),
-                  static_cast<unsigned long long>(loc.virt_slide));
-    console().message(text);
+    console().message("Linux kernel located: " + slides(s.linux_kernel->location()));
     return s.linux_kernel.get();
+}
+
+bool recheck_linux_location() {
+    if (!linux_symbols_settled()) {
+        return false;
+    }
+    std::lock_guard<std::mutex> guard(g_locate_lock);
+    Session& s = session();
+    if (!s.linux_kernel || !s.linux_kernel->located()) {
+        return false;
+    }
+    auto& mem = s.machine->physical_memory();
+    const auto mode = s.linux_kernel->mode();
+    const vmi::linux_guest::KernelLocation old = s.linux_kernel->location();
+    auto still = vmi::linux_guest::verify_location(s.linux_kernel->symbols(), mem, mode, old);
+    if (still) {
+        return false;
+    }
+    const uint64_t ram = s.ram_bytes != 0 ? s.ram_bytes : (4ull << 30);
+    auto found = vmi::linux_guest::locate_kernel(s.linux_kernel->symbols(), mem, ram, mode);
+    if (!found || (found->phys_slide == old.phys_slide && found->virt_slide == old.virt_slide)) {
+        return false;  // nothing better yet: asked again at the next failure
+    }
+    console().message("the Linux kernel location found earlier (" + slides(old) +
+                      ") no longer holds (" + still.error() + "); Linux kernel located again: " +
+                      slides(*found));
+    s.linux_kernel->set_location(*found, mode);
+    return true;
 }
 
 }  // namespace pyrebox

@@ -26,6 +26,10 @@ constexpr const char* kArgRegisters[6] = {"rdi", "rsi", "rdx", "rcx", "r8", "r9"
 
 // Retry turning on at CR3 loads 1, 2, 4, ... apart, at most this many apart.
 constexpr uint64_t kMaxAttemptGap = 1024;
+// CR3 loads after which the kernel has long finished starting (the default
+// guest's kernel is located by the 8th, and a boot that runs one command
+// makes about 20000): a kernel still not located then is reported.
+constexpr uint64_t kSettledCr3Loads = 4096;
 
 CallbackType type_of(TrackerEvent::Kind kind) {
     switch (kind) {
@@ -52,6 +56,11 @@ void ProcessEvents::warn_once(const std::string& message) {
     }
 }
 
+void ProcessEvents::retry_now() {
+    std::lock_guard<std::mutex> guard(lock_);
+    next_attempt_ = attempts_;
+}
+
 void ProcessEvents::try_activate() {
     std::unique_lock<std::mutex> guard(lock_, std::try_to_lock);
     if (!guard.owns_lock() || active_.load()) {
@@ -75,6 +84,11 @@ void ProcessEvents::try_activate() {
     if (!kernel) {
         if (!s.linux_locate_error.empty()) {
             pending_.store(false);
+        } else if (attempts_ >= kSettledCr3Loads) {
+            // Long after start-up (user space runs by then): say why once;
+            // locating goes on.
+            warn_once("process and module events are waiting for the kernel to be located: " +
+                      kernel.error());
         }
         return;
     }
@@ -86,8 +100,12 @@ void ProcessEvents::try_activate() {
         return;
     }
     if (auto seeded = tracker->seed(s.machine->physical_memory(), s.engine->kpti()); !seeded) {
-        warn_once("process and module tracking could not read the current processes: " +
-                  seeded.error() + " (retrying)");
+        // A location that stopped holding is replaced (the next attempt
+        // uses it); otherwise the processes are read again later.
+        if (!recheck_linux_location()) {
+            warn_once("process and module tracking could not read the current processes: " +
+                      seeded.error() + " (retrying)");
+        }
         return;
     }
     tracker_ = std::move(tracker);

@@ -35,6 +35,9 @@ public:
         }
     }
     bool active() const { return active_.load(); }
+    // The symbol table just became available (built from guest memory):
+    // the next CR3 load attempts to turn on, whatever the backoff says.
+    void retry_now();
     // The machine's state may have been replaced (the VM resumes, after a
     // loadvm for instance): the tracker forgets what it knew and reads the
     // processes and modules again. Called while the vCPUs are stopped.

@@ -43,7 +43,6 @@ struct Session {
     // The symbol table loads in the background (a large ISF takes a few
     // hundred ms and is not needed until a script asks): the first use waits.
     std::shared_future<void> linux_loading;
-    std::string linux_table_path;  // the table linux_kernel was loaded from
     // With no table given: builds one from guest memory once the kernel runs.
     TableFromMemory table_from_memory;
     // CREATEPROC / REMOVEPROC / LOADMODULE / REMOVEMODULE delivery.

@@ -406,6 +406,18 @@ PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
 
     // --- Linux introspection ---
     m.def("linux_isf_argument", [] { return session().isf_path; });
+    m.def(
+        "linux_isf_path",
+        []() -> std::optional<std::string> {
+            wait_for_symbols();
+            const auto& s = session();
+            if (!s.linux_kernel) {
+                return std::nullopt;
+            }
+            return s.linux_kernel->symbols().origin();
+        },
+        "The path of the symbol table Linux introspection uses (from the plugin argument "
+        "isf=, [SYMBOLS] isf, or built from guest memory), or None when none is loaded.");
     m.def("in_callback", [] { return machine().in_callback(); });
     m.def("vm_started", [] { return session().vm_started.load(); });
     m.def(

@@ -66,6 +66,20 @@ def test_corrupt_table_is_one_message_and_introspection_is_off(tmp_cwd):
     assert "[pyrebox] loaded script scripts.lister" in err
 
 
+def test_corrupt_table_from_symbols_isf_is_one_message(tmp_cwd):
+    setup_script(tmp_cwd)
+    bad = tmp_cwd / "bad.isf.json"
+    bad.write_text('{"metadata": {"format": "6.2.0"}, "symbols": ')
+    conf = write(tmp_cwd / "pyrebox.conf",
+                 f"[MODULES]\nscripts.lister: True\n[SYMBOLS]\nisf = {bad}\n")
+    result = run_plugin_only("x86_64", f"conf={conf}")
+    assert result.returncode == 0, result.stderr
+    err = result.stderr
+    assert err.count("Linux symbols not loaded:") == 1, err
+    assert f"Linux symbols not loaded: {bad}: not JSON" in err, err
+    assert f"AT-LOAD IntrospectionError: Linux introspection is off: {bad}: not JSON" in err
+
+
 def test_unsupported_kernel_version_says_which_are(tmp_cwd):
     conf = setup_script(tmp_cwd)
     old = isf_with_banner(tmp_cwd / "old.isf.json.xz",
@@ -100,4 +114,36 @@ def test_table_of_another_kernel_keeps_the_vm_running(tmp_cwd):
                      f"kernel banner mismatch: found 'Linux version {built_release()}") == 1
     assert "AT-END IntrospectionError: cannot locate the Linux kernel in guest memory:" in out
     assert "Linux version 6.1.0-99-amd64" in out
+    assert "CREATEPROC" not in out.replace("CREATEPROC_CB", "")
+
+
+@pytest.mark.guest
+def test_table_of_another_build_with_the_same_banner_is_one_message(tmp_cwd):
+    # The banner matches, but the kernel's data are not where the table
+    # says (init_mm moved, as in another build of the same version): the
+    # location is never taken, one warning says why, and the VM runs on.
+    conf = setup_script(tmp_cwd)
+    with lzma.open(paths.GUEST_ISF, "rt") as f:
+        isf = json.load(f)
+    isf["symbols"]["init_mm"]["address"] += 0x40
+    moved = tmp_cwd / "moved.isf.json.xz"
+    with lzma.open(moved, "wt", preset=0) as f:
+        json.dump(isf, f)
+    write(tmp_cwd / "pyrebox.conf", f"[MODULES]\nscripts.lister: True\n[SYMBOLS]\nisf: {moved}\n")
+    result = run_pyrebox("run", "--conf", conf, "--timeout", "300", "--cmd", "static_loop 10",
+                         cwd=str(tmp_cwd))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    out = result.stdout
+    assert command_outputs(out)[1][1] == 0
+    assert "checksum=345" in out
+    waiting = [l for l in out.splitlines()
+               if "process and module events are waiting for the kernel to be located" in l]
+    assert len(waiting) == 1, out[-3000:]
+    assert ("cannot locate the Linux kernel in guest memory: found the kernel banner "
+            f"'Linux version {built_release()}") in waiting[0]
+    assert "but the kernel's page tables and data do not agree yet" in waiting[0]
+    assert ": init_mm.pgd holds " in waiting[0]
+    assert "Linux kernel located" not in out
+    assert "AT-END IntrospectionError: cannot locate the Linux kernel in guest memory: found " \
+           "the kernel banner" in out
     assert "CREATEPROC" not in out.replace("CREATEPROC_CB", "")

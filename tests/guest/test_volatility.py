@@ -150,5 +150,6 @@ def test_no_symbol_table_is_a_message(tmp_cwd):
     conf = write(tmp_cwd / "pyrebox.conf", "[MODULES]\nscripts.novol: True\n")
     result = run_plugin_only("x86_64", f"conf={conf}")
     assert result.returncode == 0, result.stderr
-    assert "VOL-ERROR no kernel symbol table (ISF): PyREBox was started without one" \
-        in result.stderr + result.stdout
+    assert ("VOL-ERROR no kernel symbol table (ISF) loaded: Linux introspection is off: no "
+            "Linux symbol table given (plugin argument isf=FILE or [SYMBOLS] isf in "
+            "pyrebox.conf)\n") in result.stderr + result.stdout

@@ -14,6 +14,7 @@ using pyrebox::vmi::SymbolTable;
 using pyrebox::vmi::linux_guest::KernelLocation;
 using pyrebox::vmi::linux_guest::locate_kernel;
 using pyrebox::vmi::linux_guest::read_page_offset_base;
+using pyrebox::vmi::linux_guest::verify_location;
 
 constexpr uint64_t P = 1ull << 0;
 constexpr uint64_t RW = 1ull << 1;
@@ -381,6 +382,170 @@ TEST(KernelLocator, OlderKernelsPgdSymbol) {
     text.replace(text.find(from), from.size(), "\"init_level4_pgt\"");
     expect_location(locate_kernel(table(text), ram, 512 * MiB), 0x1000000, 0x2000000,
                     0xffff888000000000ull);
+}
+
+// The kernel's own data the locator checks a slide against: init_mm (whose
+// pgd is init_top_pgt at its run-time address) and init_task.
+constexpr uint64_t kInitMmVa = 0xffffffff82900000ull;
+constexpr uint64_t kInitTaskVa = 0xffffffff82910000ull;
+constexpr uint64_t kMmPgd = 0x48;  // in an anonymous struct, as on 6.1
+constexpr uint64_t kTasks = 0x10, kTaskMm = 0x20, kComm = 0x30;
+
+std::string isf_with_kernel_data() {
+    std::string text = isf(true, R"(,
+        "init_mm": {"address": 18446744071605059584},
+        "init_task": {"address": 18446744071605125120})");
+    const std::string types = R"("user_types": {
+        "mm_struct": {"kind": "struct", "size": 256, "fields": {
+          "unnamed_field_0": {"offset": 0, "anonymous": true,
+                              "type": {"kind": "struct", "name": "mm_inner"}}}},
+        "mm_inner": {"kind": "struct", "size": 256, "fields": {
+          "pgd": {"offset": 72, "type": {"kind": "pointer", "subtype": {"kind": "base", "name": "pointer"}}}}},
+        "list_head": {"kind": "struct", "size": 16, "fields": {
+          "next": {"offset": 0, "type": {"kind": "pointer", "subtype": {"kind": "struct", "name": "list_head"}}},
+          "prev": {"offset": 8, "type": {"kind": "pointer", "subtype": {"kind": "struct", "name": "list_head"}}}}},
+        "task_struct": {"kind": "struct", "size": 256, "fields": {
+          "tasks": {"offset": 16, "type": {"kind": "struct", "name": "list_head"}},
+          "mm": {"offset": 32, "type": {"kind": "pointer", "subtype": {"kind": "struct", "name": "mm_struct"}}},
+          "comm": {"offset": 48, "type": {"kind": "array", "count": 16, "subtype": {"kind": "base", "name": "pointer"}}}}}})";
+    text.replace(text.find(R"("user_types": {})"), std::string(R"("user_types": {})").size(), types);
+    return text;
+}
+
+// init_mm and init_task as the image holds them at `virt_slide`: init_mm.pgd
+// relocated, init_task alone on its task list.
+void put_kernel_data(FakeRam& ram, const Kernel& k, uint64_t virt_slide) {
+    ram.put(k.pa(kInitMmVa) + kMmPgd, kPgdVa + virt_slide);
+    const uint64_t head = kInitTaskVa + virt_slide + kTasks;
+    ram.put(k.pa(kInitTaskVa) + kTasks, head);
+    ram.put(k.pa(kInitTaskVa) + kTasks + 8, head);
+    ram.put_string(k.pa(kInitTaskVa) + kComm, std::string("swapper/0") + std::string(7, '\0'));
+}
+
+TEST(KernelLocator, TheKernelsOwnDataConfirmTheSlide) {
+    FakeRam ram(512 * MiB);
+    Kernel k(ram, 0x9c00000, 0x1a600000);
+    ram.put(k.pa(kPageOffsetBaseVa), 0xffff888000000000ull);
+    put_kernel_data(ram, k, 0x1a600000);
+    auto symbols = table(isf_with_kernel_data());
+    ASSERT_EQ(symbols.member_offset("mm_struct", "pgd"), kMmPgd);
+    auto loc = locate_kernel(symbols, ram, 512 * MiB);
+    expect_location(loc, 0x9c00000, 0x1a600000, 0xffff888000000000ull);
+    auto ok = verify_location(symbols, ram, PagingMode::Long4, *loc);
+    EXPECT_TRUE(ok.ok()) << ok.error();
+}
+
+// The state the kernel is in at its first CR3 loads (startup_64, then
+// reset_early_page_tables in x86_64_start_kernel): init_top_pgt still holds
+// its link-time entry 511 plus the virtual slide, which points at whatever
+// page is there (here a page of kernel text), and that page's entry 510
+// reads as a present 1 GiB page at physical 0: the kernel half is an
+// identity map, in which linux_banner "maps" for the virtual slide equal to
+// the physical one.
+class EarlyTables {
+public:
+    EarlyTables(FakeRam& ram, uint64_t phys_slide, uint64_t virt_slide)
+        : ram_(ram), k_(ram, phys_slide, virt_slide) {
+        ram.put(k_.pa(kPageOffsetBaseVa), 0xffff888000000000ull);
+        put_kernel_data(ram, k_, virt_slide);
+        final_511_ = ram.get(k_.pa(kPgdVa) + 511 * 8);
+        // level3_kernel_pgt's link-time physical address + the virtual slide
+        // lands in the image's text, 18 MiB below level3_kernel_pgt.
+        const uint64_t text_page = k_.pa(kText) + 0x815000;
+        ram.put(text_page + 510 * 8, 0x480000002825048bull);  // mov rax, gs:0x28 ...
+        ram.put(k_.pa(kPgdVa) + 511 * 8, text_page | P | RW);
+    }
+    // x86_64_start_kernel: init_top_pgt[511] = early_top_pgt[511].
+    void finish() { ram_.put(k_.pa(kPgdVa) + 511 * 8, final_511_); }
+
+private:
+    FakeRam& ram_;
+    Kernel k_;
+    uint64_t final_511_ = 0;
+};
+
+TEST(KernelLocator, EarlyPageTablesThatMapTheBannerAtThePhysicalSlideAreNotTaken) {
+    FakeRam ram(512 * MiB);
+    const uint64_t ps = 0x15a00000, vs = 0x20a00000;
+    EarlyTables early(ram, ps, vs);
+    auto symbols = table(isf_with_kernel_data());
+    auto loc = locate_kernel(symbols, ram, 512 * MiB);
+    ASSERT_FALSE(loc.ok());
+    EXPECT_EQ(loc.error(),
+              "found the kernel banner 'Linux version 6.1.0-test (gcc) #1 SMP PREEMPT_DYNAMIC' at "
+              "physical 0x17c33620 but the kernel's page tables and data do not agree yet (the "
+              "kernel is still setting them up, or the ISF is for another build): virtual slide "
+              "0x15a00000: init_mm.pgd holds 0xffffffffa320a000, not init_top_pgt at "
+              "0xffffffff9820a000 (virtual slide 0x15a00000)");
+    // A location taken then (before the check) no longer holds once the
+    // kernel has its own tables...
+    KernelLocation wrong;
+    wrong.phys_slide = ps;
+    wrong.virt_slide = ps;
+    wrong.pgd_paddr = kPgdVa - kStart + ps;
+    wrong.banner_paddr = kBannerVa - kStart + ps;
+    early.finish();
+    auto stale = verify_location(symbols, ram, PagingMode::Long4, wrong);
+    ASSERT_FALSE(stale.ok());
+    EXPECT_EQ(stale.error(),
+              "linux_banner is not mapped through init_top_pgt: 0xffffffff97c33620 is not mapped "
+              "in address space 0x1820a000 (PDE not present)");
+    // ... and the kernel is found at its slides.
+    expect_location(locate_kernel(symbols, ram, 512 * MiB), ps, vs, 0xffff888000000000ull);
+}
+
+TEST(KernelLocator, WithoutInitMmAndInitTaskTheEarlyTablesMislead) {
+    // Why the kernel's data are checked: on the page tables alone the
+    // identity map gives the physical slide as the virtual one.
+    FakeRam ram(512 * MiB);
+    EarlyTables early(ram, 0x15a00000, 0x20a00000);
+    auto loc = locate_kernel(table(isf(true)), ram, 512 * MiB);
+    ASSERT_TRUE(loc.ok()) << loc.error();
+    EXPECT_EQ(loc->virt_slide, 0x15a00000u);
+}
+
+TEST(KernelLocator, VerifyLocationNamesTheCheckThatFails) {
+    FakeRam ram(512 * MiB);
+    const uint64_t ps = 0x4000000, vs = 0x8000000;
+    Kernel k(ram, ps, vs);
+    ram.put(k.pa(kPageOffsetBaseVa), 0xffff888000000000ull);
+    put_kernel_data(ram, k, vs);
+    auto symbols = table(isf_with_kernel_data());
+    auto loc = locate_kernel(symbols, ram, 512 * MiB);
+    ASSERT_TRUE(loc.ok()) << loc.error();
+    auto expect_error = [&](const std::string& message) {
+        auto v = verify_location(symbols, ram, PagingMode::Long4, *loc);
+        ASSERT_FALSE(v.ok());
+        EXPECT_EQ(v.error(), message);
+        put_kernel_data(ram, k, vs);  // repaired for the next case
+        ram.put(k.pa(kInitTaskVa) + kTaskMm, 0);
+    };
+    const uint64_t head = kInitTaskVa + vs + kTasks;  // 0xffffffff8a910010
+    ram.put_string(k.pa(kInitTaskVa) + kComm, std::string("init\0", 5));
+    expect_error("init_task.comm is 'init', not 'swapper'");
+    ram.put(k.pa(kInitTaskVa) + kTaskMm, 0xffff888004c3a000ull);
+    expect_error("init_task.mm is 0xffff888004c3a000, not NULL");
+    ram.put(k.pa(kInitTaskVa) + kTasks, 0x1234);
+    expect_error("init_task.tasks.next is 0x1234, not a kernel address");
+    ram.put(k.pa(kInitTaskVa) + kTasks + 8, head + 0x100);  // next (the head) ->prev
+    expect_error("init_task.tasks.next->prev is 0xffffffff8a910110, not init_task.tasks at "
+                 "0xffffffff8a910010");
+    ram.put(k.pa(kInitTaskVa) + kTasks + 8, head + 0x100);  // and next is another task
+    ram.put(k.pa(kInitTaskVa) + kTasks, head + 0x200);
+    ram.put(k.pa(kInitTaskVa) + kTasks + 0x208, head);
+    expect_error("init_task.tasks.prev->next is 0x0, not init_task.tasks at 0xffffffff8a910010");
+    ram.put(k.pa(kInitTaskVa) + kTasks, 0xffffffffc0000000ull);
+    expect_error(
+        "cannot read init_task.tasks.next->prev (at 0xffffffffc0000008): 0xffffffffc0000008 is "
+        "not mapped in address space 0x680a000 (PDPTE not present)");
+    ram.put(k.pa(kInitMmVa) + kMmPgd, kPgdVa);
+    expect_error("init_mm.pgd holds 0xffffffff8280a000, not init_top_pgt at 0xffffffff8a80a000 "
+                 "(virtual slide 0x8000000)");
+    ram.put_string(k.pa(kBannerVa), "Linux version 7");
+    expect_error("linux_banner is no longer at physical 0x6233620");
+    ram.put_string(k.pa(kBannerVa), kBanner + std::string(1, '\0'));
+    auto again = verify_location(symbols, ram, PagingMode::Long4, *loc);
+    EXPECT_TRUE(again.ok()) << again.error();
 }
 
 }  // namespace

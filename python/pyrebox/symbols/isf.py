@@ -36,7 +36,7 @@ from pathlib import Path
 from .btf import Btf, BtfError, IsfTypes
 from .kallsyms import Kallsyms, read_kallsyms
 from .kernel_image import ELF_MAGIC, Elf, KernelImageError, extract_elf
-from .memory_image import (BANNER, MemoryKernel, NoKernelError, PhysicalMemory, banner_release, find_first,
+from .memory_image import (BANNER, SCAN_CHUNK, MemoryKernel, NoKernelError, PhysicalMemory, banner_release, find_first,
                            find_kernel, is_core_file, no_btf_message, open_image)
 
 FORMAT_VERSION = "6.2.0"
@@ -330,9 +330,10 @@ def generate_from_memory(read_phys, ram_size: int, *, ranges=None, name: str = "
       READ_PHYS(address, size) -> bytes returns exactly SIZE bytes of guest
         physical memory at ADDRESS (e.g. the plugin's read_physical).  It is
         called from the calling thread only, inside RANGES only (no MMIO
-        read, no device side effect), in pieces of at most 64 MiB: the
-        search reads all RAM once, then a ~260 MiB window around the
-        kernel (a copy in host memory: the peak of the memory it uses).
+        read, no device side effect), in pieces of at most 64 MiB, once
+        for each byte: each range is copied into host memory in turn (the
+        largest range is the peak of the memory this uses) and searched as
+        a memory image file is, largest first, until one holds the kernel.
       RAM_SIZE: one past the highest guest-physical byte to look at.
       RANGES: the RAM as sorted [start, end) pairs (e.g. the guest's memory
         ranges around the VGA hole and the PCI hole); default [0, RAM_SIZE).
@@ -347,7 +348,27 @@ def generate_from_memory(read_phys, ram_size: int, *, ranges=None, name: str = "
         types), plus the reads.
     """
     memory = PhysicalMemory(read_phys, ram_size, ranges)
-    return build_isf_from_memory(find_kernel(memory, name), name)
+    # The kernel is physically contiguous, and only positions inside it
+    # matter: each RAM range is searched on its own, as one copy searched
+    # like a file (slicing the reader again for each search costs more than
+    # the search), largest first; device memory mapped as RAM (a VGA
+    # framebuffer high under 4 GiB) never makes the copy span the holes.
+    missing = None
+    for start, end in sorted(memory.ranges, key=lambda r: r[0] - r[1]):
+        image = bytearray(end - start)
+        for at in range(start, end, SCAN_CHUNK):
+            size = min(end, at + SCAN_CHUNK) - at
+            piece = read_phys(at, size)
+            if len(piece) != size:
+                raise KernelImageError(f"{name}: {size} bytes asked at {at:#x}, {len(piece)} read")
+            image[at - start:at - start + size] = piece
+        try:
+            kernel = find_kernel(image, name)
+        except NoKernelError as error:
+            missing = missing or error
+            continue
+        return build_isf_from_memory(kernel, name)
+    raise missing or NoKernelError(f"{name}: no RAM to look for a Linux kernel in")
 
 
 def write_isf(isf: dict, target: str | Path) -> None:

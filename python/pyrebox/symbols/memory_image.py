@@ -128,6 +128,12 @@ def find_all(data, needle: bytes, start: int = 0, end: int | None = None):
     the end of the mapping (CPython 3.11 crashes on a file whose size is a
     multiple of the page size, like a memory image)."""
     end = len(data) if end is None else min(end, len(data))
+    if isinstance(data, (bytes, bytearray)):  # in memory: searched in place
+        at = data.find(needle, start, end)
+        while at >= 0:
+            yield at
+            at = data.find(needle, at + 1, end)
+        return
     pos = start
     while pos < end:
         stop = min(end, pos + SCAN_CHUNK)

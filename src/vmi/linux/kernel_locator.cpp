@@ -3,6 +3,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace pyrebox::vmi::linux_guest {
@@ -53,11 +54,95 @@ struct Symbols {
     bool has_text;
 };
 
+constexpr uint64_t kKernelHalf = 0xffff800000000000ull;
+
+Expected<uint64_t> read_u64(PhysicalMemory& mem, PagingMode mode, uint64_t pgd, uint64_t va,
+                            const std::string& what) {
+    uint64_t value = 0;
+    auto r = read_virtual(mem, mode, pgd, va, &value, sizeof value);
+    if (!r) {
+        return Error{"cannot read " + what + ": " + r.error()};
+    }
+    return value;
+}
+
+// The checks of verify_location past the banner, with the symbols already
+// looked up: init_mm.pgd and init_task, each when the table describes it.
+Expected<bool> verify_kernel_data(const SymbolTable& symbols, PhysicalMemory& mem,
+                                  PagingMode mode, const Symbols& s, uint64_t pgd_pa,
+                                  uint64_t vs) {
+    // init_mm.pgd is swapper_pg_dir (init_top_pgt) at its run-time address,
+    // written there by the kernel's own relocation: a virtual slide that
+    // does not give that value is not the kernel's.
+    const auto init_mm = symbols.symbol_address("init_mm");
+    const auto mm_pgd = symbols.member_offset("mm_struct", "pgd");
+    if (init_mm && mm_pgd) {
+        auto pgd = read_u64(mem, mode, pgd_pa, *init_mm + vs + *mm_pgd, "init_mm.pgd");
+        if (!pgd) {
+            return Error{pgd.error()};
+        }
+        if (*pgd != s.pgd + vs) {
+            return Error{"init_mm.pgd holds " + hex(*pgd) + ", not " + s.pgd_name + " at " +
+                         hex(s.pgd + vs) + " (virtual slide " + hex(vs) + ")"};
+        }
+    }
+    // init_task (the idle task of CPU 0): its task list comes back to it,
+    // it is a kernel thread (no mm) and it is called swapper.
+    const auto init_task = symbols.symbol_address("init_task");
+    const auto tasks = symbols.member_offset("task_struct", "tasks");
+    const auto comm = symbols.member_offset("task_struct", "comm");
+    const auto mm = symbols.member_offset("task_struct", "mm");
+    if (init_task && tasks && comm && mm) {
+        const uint64_t task = *init_task + vs;
+        const uint64_t head = task + *tasks;
+        for (auto [offset, name, back] :
+             {std::tuple<uint64_t, const char*, uint64_t>{0, "next", 8}, {8, "prev", 0}}) {
+            const std::string field = std::string("init_task.tasks.") + name;
+            auto entry = read_u64(mem, mode, pgd_pa, head + offset, field);
+            if (!entry) {
+                return Error{entry.error()};
+            }
+            if (*entry < kKernelHalf) {
+                return Error{field + " is " + hex(*entry) + ", not a kernel address"};
+            }
+            const std::string other = back ? "prev" : "next";
+            auto returned = read_u64(mem, mode, pgd_pa, *entry + back,
+                                     field + "->" + other + " (at " + hex(*entry + back) + ")");
+            if (!returned) {
+                return Error{returned.error()};
+            }
+            if (*returned != head) {
+                return Error{field + "->" + other + " is " + hex(*returned) +
+                             ", not init_task.tasks at " + hex(head)};
+            }
+        }
+        auto task_mm = read_u64(mem, mode, pgd_pa, task + *mm, "init_task.mm");
+        if (!task_mm) {
+            return Error{task_mm.error()};
+        }
+        if (*task_mm != 0) {
+            return Error{"init_task.mm is " + hex(*task_mm) + ", not NULL"};
+        }
+        char name[16] = {};
+        if (auto r = read_virtual(mem, mode, pgd_pa, task + *comm, name, sizeof name); !r) {
+            return Error{"cannot read init_task.comm: " + r.error()};
+        }
+        const std::string text = printable(std::string(name, sizeof name));
+        if (text.rfind("swapper", 0) != 0) {
+            return Error{"init_task.comm is '" + text + "', not 'swapper'"};
+        }
+    }
+    return true;
+}
+
 // Whether the kernel page tables, found from the physical slide that a
 // banner at `banner_pa` implies, map linux_banner (and _text) there for some
 // virtual slide. `why` gets the walk's error for the unslid address.
-bool confirm(PhysicalMemory& mem, PagingMode mode, const Symbols& s, uint64_t banner_pa,
-             uint64_t& virt_slide, std::string& why) {
+// A slide the tables map the banner for must also pass verify_kernel_data;
+// `rejected` gets the first one that did not, with the reason.
+bool confirm(const SymbolTable& symbols, PhysicalMemory& mem, PagingMode mode, const Symbols& s,
+             uint64_t banner_pa, uint64_t& virt_slide, std::string& why,
+             std::string& rejected) {
     const uint64_t phys_slide = banner_pa - (s.banner - kStartKernelMap);
     const uint64_t pgd_pa = s.pgd - kStartKernelMap + phys_slide;
     const uint64_t text_pa = s.text - kStartKernelMap + phys_slide;
@@ -93,13 +178,86 @@ bool confirm(PhysicalMemory& mem, PagingMode mode, const Symbols& s, uint64_t ba
                 continue;
             }
         }
+        if (auto data = verify_kernel_data(symbols, mem, mode, s, pgd_pa, vs); !data) {
+            if (rejected.empty()) {
+                rejected = "virtual slide " + hex(vs) + ": " + data.error();
+            }
+            continue;
+        }
         virt_slide = vs;
         return true;
     }
     return false;
 }
 
+// linux_banner, the pgd symbol and _text, checked as locate_kernel needs them.
+Expected<Symbols> kernel_symbols(const SymbolTable& symbols) {
+    const std::string& isf = symbols.origin();
+    Symbols s{};
+    const auto banner = symbols.symbol_address("linux_banner");
+    if (!banner) {
+        return Error{isf + " has no linux_banner symbol, which locating the kernel needs"};
+    }
+    s.banner = *banner;
+    if (auto pgd = symbols.symbol_address("init_top_pgt")) {
+        s.pgd = *pgd;
+        s.pgd_name = "init_top_pgt";
+    } else if (auto old = symbols.symbol_address("init_level4_pgt")) {
+        s.pgd = *old;
+        s.pgd_name = "init_level4_pgt";
+    } else {
+        return Error{"unsupported kernel layout: " + isf +
+                     " has neither init_top_pgt nor init_level4_pgt (expected an x86-64 kernel)"};
+    }
+    const auto text = symbols.symbol_address("_text");
+    s.has_text = text.has_value();
+    s.text = text ? *text : s.banner;
+    for (auto [name, va] : {std::pair<const char*, uint64_t>{"linux_banner", s.banner},
+                            {s.pgd_name, s.pgd},
+                            {"_text", s.text}}) {
+        if (va < kStartKernelMap) {
+            return Error{"unsupported kernel layout: " + std::string(name) + " is linked at " +
+                         hex(va) + ", expected an address in the x86-64 kernel image (from " +
+                         hex(kStartKernelMap) + ")"};
+        }
+    }
+
+    return s;
+}
+
+
+// What linux_banner holds: the banner with its terminating NUL, or only the
+// prefix every Linux banner has when the ISF does not carry the text.
+std::string banner_pattern(const SymbolTable& symbols) {
+    const std::optional<std::string> expected = symbols.banner();
+    return expected ? *expected + std::string(1, '\0') : kBannerPrefix;
+}
+
 }  // namespace
+
+Expected<bool> verify_location(const SymbolTable& symbols, PhysicalMemory& mem, PagingMode mode,
+                               const KernelLocation& loc) {
+    auto found = kernel_symbols(symbols);
+    if (!found) {
+        return Error{found.error()};
+    }
+    const Symbols& s = *found;
+    const std::string pattern = banner_pattern(symbols);
+    std::string bytes;
+    if (!read_string(mem, loc.banner_paddr, pattern.size(), bytes) || bytes != pattern) {
+        return Error{"linux_banner is no longer at physical " + hex(loc.banner_paddr)};
+    }
+    auto t = translate(mem, mode, loc.pgd_paddr, s.banner + loc.virt_slide);
+    if (!t) {
+        return Error{"linux_banner is not mapped through " + std::string(s.pgd_name) + ": " +
+                     t.error()};
+    }
+    if (t->paddr != loc.banner_paddr) {
+        return Error{"linux_banner (" + hex(s.banner + loc.virt_slide) + ") maps to physical " +
+                     hex(t->paddr) + ", not " + hex(loc.banner_paddr)};
+    }
+    return verify_kernel_data(symbols, mem, mode, s, loc.pgd_paddr, loc.virt_slide);
+}
 
 Expected<uint64_t> read_page_offset_base(const SymbolTable& symbols, PhysicalMemory& mem,
                                          uint64_t phys_slide, PagingMode mode) {
@@ -135,39 +293,14 @@ Expected<KernelLocation> locate_kernel(const SymbolTable& symbols, PhysicalMemor
         return Error{"unsupported kernel layout: " + isf + " describes a kernel with " +
                      std::to_string(*pointer) + "-byte pointers, expected an x86-64 kernel"};
     }
-    Symbols s{};
-    const auto banner = symbols.symbol_address("linux_banner");
-    if (!banner) {
-        return Error{isf + " has no linux_banner symbol, which locating the kernel needs"};
+    auto found_symbols = kernel_symbols(symbols);
+    if (!found_symbols) {
+        return Error{found_symbols.error()};
     }
-    s.banner = *banner;
-    if (auto pgd = symbols.symbol_address("init_top_pgt")) {
-        s.pgd = *pgd;
-        s.pgd_name = "init_top_pgt";
-    } else if (auto old = symbols.symbol_address("init_level4_pgt")) {
-        s.pgd = *old;
-        s.pgd_name = "init_level4_pgt";
-    } else {
-        return Error{"unsupported kernel layout: " + isf +
-                     " has neither init_top_pgt nor init_level4_pgt (expected an x86-64 kernel)"};
-    }
-    const auto text = symbols.symbol_address("_text");
-    s.has_text = text.has_value();
-    s.text = text ? *text : s.banner;
-    for (auto [name, va] : {std::pair<const char*, uint64_t>{"linux_banner", s.banner},
-                            {s.pgd_name, s.pgd},
-                            {"_text", s.text}}) {
-        if (va < kStartKernelMap) {
-            return Error{"unsupported kernel layout: " + std::string(name) + " is linked at " +
-                         hex(va) + ", expected an address in the x86-64 kernel image (from " +
-                         hex(kStartKernelMap) + ")"};
-        }
-    }
+    const Symbols s = *found_symbols;
 
     const std::optional<std::string> expected = symbols.banner();
-    // The banner with its terminating NUL, or only the prefix every Linux
-    // banner has when the ISF does not carry the text.
-    const std::string pattern = expected ? *expected + std::string(1, '\0') : kBannerPrefix;
+    const std::string pattern = banner_pattern(symbols);
     // linux_banner's physical address without KASLR.
     const uint64_t linked = s.banner - kStartKernelMap;
     // PC machines with more than 2 GiB put part of it from 4 GiB up; the hole
@@ -178,6 +311,7 @@ Expected<KernelLocation> locate_kernel(const SymbolTable& symbols, PhysicalMemor
     std::string foreign;  // another kernel's banner where this one should be
     uint64_t foreign_pa = 0;
     std::string why;
+    std::string rejected;  // a slide the tables map but the kernel's data refute
     std::string bytes;
     auto check = [&](uint64_t pa) -> std::optional<KernelLocation> {
         if (!read_string(mem, pa, pattern.size(), bytes)) {
@@ -202,7 +336,7 @@ Expected<KernelLocation> locate_kernel(const SymbolTable& symbols, PhysicalMemor
         tried.push_back(pa);
         uint64_t vs = 0;
         std::string reason;
-        if (!confirm(mem, mode, s, pa, vs, reason)) {
+        if (!confirm(symbols, mem, mode, s, pa, vs, reason, rejected)) {
             if (why.empty()) {
                 why = reason;
             }
@@ -244,6 +378,12 @@ Expected<KernelLocation> locate_kernel(const SymbolTable& symbols, PhysicalMemor
                  : "a string starting with '" + kBannerPrefix + "'";
     if (!tried.empty()) {
         std::string places;
+        if (!rejected.empty()) {
+            return Error{"found the kernel banner " + wanted + " at physical " + hex(tried[0]) +
+                         " but the kernel's page tables and data do not agree yet (the kernel "
+                         "is still setting them up, or the ISF is for another build): " +
+                         rejected};
+        }
         for (size_t i = 0; i < tried.size() && i < 4; ++i) {
             places += (i ? ", " : "") + hex(tried[i]);
         }

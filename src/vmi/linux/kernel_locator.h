@@ -61,9 +61,22 @@ struct KernelLocation {
 // no banner in memory ("kernel banner not found ...: expected ..."), a
 // different kernel's banner where this one's should be ("found 'Linux
 // version 5.10...' where 'Linux version 6.1...' was expected"), or a banner
-// that no virtual slide maps to.
+// that no virtual slide maps to, or that the tables map only at slides the
+// kernel's data refute ("... but the kernel's page tables and data do not
+// agree yet ...: virtual slide 0x...: init_mm.pgd holds ...": the kernel is
+// still starting, or the ISF is for another build with the same banner).
 Expected<KernelLocation> locate_kernel(const SymbolTable& symbols, PhysicalMemory& mem,
                                        uint64_t ram_size, PagingMode mode = PagingMode::Long4);
+
+// Whether `loc` is still where the kernel is: linux_banner at
+// loc.banner_paddr and mapped there through loc.pgd_paddr at the virtual
+// slide, init_mm.pgd equal to init_top_pgt's slid address, and init_task
+// self-consistent (its tasks list's next and prev are kernel addresses that
+// point back to it, its mm is NULL, its comm starts with "swapper"). The
+// init_mm and init_task checks need those symbols and members in the ISF
+// and are skipped without them. The error names the first check that fails.
+Expected<bool> verify_location(const SymbolTable& symbols, PhysicalMemory& mem, PagingMode mode,
+                               const KernelLocation& loc);
 
 // Reads `page_offset_base` from the kernel image (physical read at its
 // slid address); the default for `mode` when the ISF has no such symbol.
