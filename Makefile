@@ -24,7 +24,8 @@ demo: bootstrap
 	    --cmd "insmod $${module% *} && rmmod $${module#* }"
 
 # The guests of the other Debian kernels the tests boot (tests/guest/
-# test_guest_kernels.py), built in build/guests by one builder call.
+# test_guest_kernels.py, tests/guest/kernels), built in build/guests by one
+# builder call.
 TEST_GUEST_KERNELS = bullseye bookworm-backports sid
 
 test: bootstrap

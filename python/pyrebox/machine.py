@@ -135,7 +135,10 @@ def get_module_list(pgd: int) -> list[dict]:
     pgd 0 gives the kernel and its loaded modules. Raises
     IntrospectionError when introspection is off or fails.
     symbols_resolved says whether the module's symbols could be read (a
-    file whose pages are not all in memory yet is tried again next call)."""
+    file whose pages are not all in memory yet is tried again next call).
+    Each dict also has inode, dev and regions: for a kernel module its
+    memory regions [{name, base, size}] (they need not be contiguous; base
+    and size are /proc/modules'), empty otherwise."""
     _check_pgd(pgd)
     return _pyrebox.linux_modules(pgd)
 

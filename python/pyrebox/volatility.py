@@ -53,7 +53,45 @@ def _framework():
         from volatility3 import framework
     except ImportError as e:  # pragma: no cover - the venv has it
         raise VolatilityError(f"Volatility 3 is not installed ({e})") from None
+    _adapt_taint_flags()
     return framework
+
+
+class _TaintFlag:
+    """One entry of the kernel's taint_flags[] as Volatility's taint code
+    reads it (c_true, c_false, module)."""
+
+    __slots__ = ("c_true", "c_false", "module")
+
+    def __init__(self, c_true: int, c_false: int, module: bool):
+        self.c_true, self.c_false, self.module = c_true, c_false, module
+
+
+def _adapt_taint_flags() -> None:
+    """Linux 7.x's struct taint_flag has no `module` member (which taints a
+    module's own taint letters show); Volatility's linux.lsmod (through
+    Tainting) reads it and raises. Where the member is missing, the list
+    Tainting reads is given entries with `module` true: every flag set in a
+    module's taints is shown, which is what a kernel without the per-flag
+    choice prints. Kernels with the member are read as before. Installed
+    once, in Volatility's class (our process only)."""
+    try:
+        from volatility3.framework.symbols.linux.utilities import tainting
+    except ImportError:  # pragma: no cover - another Volatility layout
+        return
+    cls = tainting.Tainting
+    if getattr(cls, "_pyrebox_adapted", False):
+        return
+    original = cls._get_kernel_taint_flags_list.__func__
+
+    def flags_list(klass, context, kernel_module_name):
+        flags = original(klass, context, kernel_module_name)
+        if not flags or flags[0].has_member("module"):
+            return flags
+        return [_TaintFlag(int(f.c_true), int(f.c_false), True) for f in flags]
+
+    cls._get_kernel_taint_flags_list = classmethod(flags_list)
+    cls._pyrebox_adapted = True
 
 
 # --------------------------------------------------------------------- layers
@@ -292,6 +330,25 @@ def _symbol_folder(isf: str) -> str:
 
 # -------------------------------------------------------------------- session
 
+_VOLATILITY_IDENTIFIERS_FILENAME: str | None = None
+
+
+def _private_identifier_cache(isf: str) -> str:
+    """Points Volatility (in this process) at an identifier cache of the
+    ISF's own and returns its path. An update of the cache drops every
+    location that is not on the updating process's symbol path, so VMs of
+    different kernels sharing Volatility's one file would drop each other's
+    tables, and then find no kernel."""
+    global _VOLATILITY_IDENTIFIERS_FILENAME
+    from volatility3.framework import constants
+
+    if _VOLATILITY_IDENTIFIERS_FILENAME is None:
+        _VOLATILITY_IDENTIFIERS_FILENAME = constants.IDENTIFIERS_FILENAME
+    key = hashlib.sha1(isf.encode()).hexdigest()[:16]
+    constants.IDENTIFIERS_FILENAME = f"pyrebox-{key}-{_VOLATILITY_IDENTIFIERS_FILENAME}"
+    return os.path.join(constants.CACHE_PATH, constants.IDENTIFIERS_FILENAME)
+
+
 def _clear_memory_caches() -> None:
     """Clears every functools cache of Volatility's classes and functions
     (memoised layer reads, page-table entries, per-object results)."""
@@ -323,7 +380,6 @@ class Session:
         from volatility3.framework import automagic, contexts
         from volatility3.framework.automagic import stacker
         from volatility3.framework.automagic.symbol_cache import SqliteCache
-        from volatility3.framework.constants import CACHE_PATH, IDENTIFIERS_FILENAME
 
         framework.require_interface_version(2, 0, 0)
         classes = _ensure_classes()
@@ -331,7 +387,7 @@ class Session:
         _symbol_folder(isf)
         # Volatility's identifier cache learns the ISF's banner (as the
         # SymbolCacheMagic automagic does for the command line).
-        SqliteCache(os.path.join(CACHE_PATH, IDENTIFIERS_FILENAME)).update()
+        SqliteCache(_private_identifier_cache(isf)).update()
         framework.import_files(sys.modules["volatility3.plugins"], True)
         self.context = contexts.Context()
         self.automagics = [a for a in automagic.available(self.context)

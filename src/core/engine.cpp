@@ -1,5 +1,7 @@
 #include "core/engine.h"
 
+#include <algorithm>
+
 #include "core/ps2_keycodes.h"
 
 namespace pyrebox {
@@ -20,7 +22,7 @@ Engine::Engine(CallbackRegistry& registry, MonitoredSet& monitored, VcpuFlags& f
 }
 
 void Engine::set_kpti(bool kpti) {
-    kpti_forced_ = true;
+    kpti_decided_ = true;
     if (kpti == kpti_) {
         return;
     }
@@ -49,11 +51,13 @@ Event Engine::base_event(CallbackType type, int vcpu) const {
 void Engine::on_cr3_load(int vcpu, uint64_t value, vmi::PagingMode mode) {
     Vcpu& v = vcpus_[static_cast<size_t>(vcpu)];
     const bool long_mode = mode == vmi::PagingMode::Long4 || mode == vmi::PagingMode::Long5;
-    if (!kpti_ && !kpti_forced_ && long_mode) {
-        const uint64_t raw = vmi::normalize_pgd(value, mode, false);
-        if ((raw & 0x1000) != 0 && (raw & ~uint64_t{0x1000}) == v.pgd &&
-            ++kpti_evidence_ >= kKptiEvidence) {
-            set_kpti(true);
+    if (!kpti_decided_ && long_mode && kpti_source_ &&
+        (vmi::normalize_pgd(value, mode, false) & 0x1000) != 0 &&
+        ++kpti_attempts_ >= kpti_next_attempt_) {
+        kpti_next_attempt_ =
+            kpti_attempts_ + std::min<uint64_t>(kpti_attempts_, kMaxKptiAttemptGap);
+        if (const auto decided = kpti_source_()) {
+            set_kpti(*decided);
         }
     }
     const uint64_t pgd = normalize(value, mode);

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <unordered_set>
 #include <vector>
 
@@ -35,22 +36,33 @@ public:
 
 class Engine {
 public:
-    static constexpr int kKptiEvidence = 3;
+    // While KPTI is undecided, a KPTI source that cannot tell yet is asked
+    // again at most this many CR3 loads apart (1, 2, 4, ... at first).
+    static constexpr uint64_t kMaxKptiAttemptGap = 1024;
 
     Engine(CallbackRegistry& registry, MonitoredSet& monitored, VcpuFlags& flags, int max_vcpus);
 
-    // Linux KPTI: the kernel/user pgd pair is one process. Detected on its
-    // own (see on_cr3_load); set_kpti forces it either way.
+    // Linux KPTI: the kernel/user pgd pair is one process. Decided by the
+    // KPTI source (the guest kernel's own flag, see on_cr3_load); set_kpti
+    // decides it either way.
     void set_kpti(bool kpti);
     bool kpti() const { return kpti_; }
+    // The KPTI source: whether the guest kernel isolates page tables, or
+    // nullopt while it cannot tell (no kernel symbols, the kernel not
+    // located yet). Set by the QEMU boundary; called on a vCPU thread.
+    void set_kpti_source(std::function<std::optional<bool>()> source) {
+        kpti_source_ = std::move(source);
+    }
 
     // --- Called by instrumented code (vCPU thread `vcpu`). ---
     // A `mov cr3` is about to load `value` while the CPU is in `mode`.
-    // KPTI detection: Linux with page-table isolation allocates each pgd as
-    // an 8 KiB pair and enters user mode by loading kernel_pgd | 0x1000 right
-    // after running on kernel_pgd. Seeing that switch kKptiEvidence times
-    // turns the pair merging on (a non-KPTI system would need two processes
-    // with adjacent pgds switching directly into each other that often).
+    // KPTI: Linux with page-table isolation allocates each pgd as an 8 KiB
+    // pair and enters user mode on kernel_pgd | 0x1000. Only a long-mode CR3
+    // with bit 12 set is read differently with and without KPTI, so the
+    // first one (while undecided) asks the KPTI source, before the value is
+    // normalised. CR3 values themselves are never taken as evidence: a
+    // kernel that allocates 4 KiB pgds gives neighbouring processes
+    // adjacent ones.
     void on_cr3_load(int vcpu, uint64_t value, vmi::PagingMode mode);
     // The machine's state was replaced or may have been (the VM resumes,
     // after a loadvm for instance): vCPU `vcpu` now runs with `cr3`. Sets
@@ -145,9 +157,10 @@ private:
     VcpuFlags& flags_;
     std::vector<Vcpu> vcpus_;
     std::function<uint8_t(int)> read_keyboard_byte_;
+    std::function<std::optional<bool>()> kpti_source_;
     bool kpti_ = false;
-    bool kpti_forced_ = false;
-    int kpti_evidence_ = 0;
+    bool kpti_decided_ = false;
+    uint64_t kpti_attempts_ = 0, kpti_next_attempt_ = 0;
 };
 
 }  // namespace pyrebox

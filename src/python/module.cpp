@@ -137,6 +137,15 @@ py::list module_dicts(const std::vector<std::pair<Module, bool>>& modules) {
         d["symbols_resolved"] = resolved;
         d["inode"] = m.inode;
         d["dev"] = m.dev;
+        py::list regions;
+        for (const auto& r : m.regions) {
+            py::dict rd;
+            rd["name"] = r.name;
+            rd["base"] = r.base;
+            rd["size"] = r.size;
+            regions.append(rd);
+        }
+        d["regions"] = regions;
         out.append(d);
     }
     return out;

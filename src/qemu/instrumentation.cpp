@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "core/engine.h"
+#include "core/linux_kpti.h"
 #include "core/machine_resume.h"
 #include "core/session.h"
 #include "core/x86_insn.h"
@@ -441,6 +442,7 @@ void install_instrumentation(qemu_plugin_id_t id, int max_vcpus, bool is_64bit) 
         session().process_events.on_plan(*session().registry.plan());
         request_retranslation();
     });
+    s.engine->set_kpti_source([] { return linux_kpti(); });
     s.engine->set_keyboard_byte_reader([](int vcpu) {
         return g.rax_regnum < 0
                    ? uint8_t{0}

@@ -83,11 +83,13 @@ def test_corrupt_table_from_symbols_isf_is_one_message(tmp_cwd):
 def test_unsupported_kernel_version_says_which_are(tmp_cwd):
     conf = setup_script(tmp_cwd)
     old = isf_with_banner(tmp_cwd / "old.isf.json.xz",
-                          "Linux version 5.10.0-28-amd64 (debian-kernel@lists.debian.org) #1 SMP")
+                          "Linux version 4.19.0-27-amd64 (debian-kernel@lists.debian.org) #1 SMP")
     result = run_plugin_only("x86_64", f"conf={conf}", f"isf={old}")
     assert result.returncode == 0, result.stderr
-    message = ("Linux 5.10 is not supported: introspection walks the maple tree that holds a "
-               "process's mappings since Linux 6.1 (supported: x86-64 Linux 6.1 and later)")
+    message = ("Linux 4.19 is not supported: introspection reads the kernel's structures (task "
+               "list, mappings, modules) and hooks its functions with the layouts known for "
+               "x86-64 Linux 5.4 through 7.3; older kernels were not checked (supported: x86-64 "
+               "Linux 5.4 through 7.3)")
     assert result.stderr.count(message) >= 1, result.stderr
     assert f"AT-LOAD IntrospectionError: Linux introspection is off: {old}: {message}" in \
         result.stderr

@@ -841,57 +841,93 @@ TEST_F(EngineTest, TlbExecIsNotDeliveredForUnmonitoredProcesses) {
     EXPECT_TRUE(rec->events.empty());
 }
 
-// --- KPTI detection ---
+// --- KPTI: decided by the KPTI source (the guest kernel), never by CR3 values ---
 
-TEST_F(EngineTest, KptiIsDetectedFromRepeatedKernelToUserHalfSwitches) {
+TEST_F(EngineTest, KptiSourceTurnsPairMergingOnAtTheFirstUserHalfLoad) {
     auto rec = record(generic(CallbackType::ContextChange));
+    int asked = 0;
+    engine.set_kpti_source([&]() -> std::optional<bool> { ++asked; return true; });
     const uint64_t kernel_half = 0x2000000;  // 8 KiB aligned, as Linux allocates pairs
     const uint64_t user_half = kernel_half | 0x1000;
     load(0, kernel_half);
-    for (int i = 0; i < Engine::kKptiEvidence - 1; ++i) {
-        load(0, user_half);
-        load(0, kernel_half);
-    }
-    EXPECT_FALSE(engine.kpti());
+    EXPECT_EQ(asked, 0);  // bit 12 clear: the same pgd either way, nothing to decide
     const size_t before = rec->events.size();
-    load(0, user_half);  // the deciding switch
+    load(0, user_half);   // asked before the value is normalised
+    EXPECT_EQ(asked, 1);
     EXPECT_TRUE(engine.kpti());
     EXPECT_EQ(engine.current_pgd(0), kernel_half);
-    EXPECT_EQ(rec->events.size(), before);  // no context change within the pair any more
+    EXPECT_EQ(rec->events.size(), before);  // no context change within the pair
     load(0, kernel_half);
     load(0, user_half);
     EXPECT_EQ(rec->events.size(), before);
+    EXPECT_EQ(asked, 1);  // decided once
 }
 
-TEST_F(EngineTest, KptiDetectionMonitorsThePairAsOneProcess) {
+TEST_F(EngineTest, KptiOffKeepsAdjacentPgdsApartHoweverOftenTheySwitch) {
+    // A kernel allocating 4 KiB pgds gives neighbours X and X+0x1000.
+    int asked = 0;
+    engine.set_kpti_source([&]() -> std::optional<bool> { ++asked; return false; });
+    auto rec = record(generic(CallbackType::ContextChange));
+    for (int i = 0; i < 10; ++i) {
+        load(0, 0x2000000);
+        load(0, 0x2001000);
+    }
+    EXPECT_FALSE(engine.kpti());
+    EXPECT_EQ(asked, 1);
+    EXPECT_EQ(engine.current_pgd(0), 0x2001000u);
+    EXPECT_EQ(rec->events.size(), 20u);  // every switch is a context change
+}
+
+TEST_F(EngineTest, WithoutAKptiSourceCr3ValuesNeverTurnKptiOn) {
+    for (int i = 0; i < 10; ++i) {
+        load(0, 0x2000000);
+        load(0, 0x2001000);
+    }
+    EXPECT_FALSE(engine.kpti());
+}
+
+TEST_F(EngineTest, AnUndecidedKptiSourceIsAskedAgainWithBackoff) {
+    int asked = 0;
+    std::optional<bool> answer;
+    engine.set_kpti_source([&]() -> std::optional<bool> { ++asked; return answer; });
+    for (int i = 0; i < 8; ++i) {
+        load(0, 0x2001000);
+        load(0, 0x3000000);
+    }
+    EXPECT_FALSE(engine.kpti());
+    EXPECT_EQ(asked, 4);  // at user-half loads 1, 2, 4 and 8
+    answer = true;
+    for (int i = 0; i < 8; ++i) {
+        load(0, 0x2001000);
+    }
+    EXPECT_TRUE(engine.kpti());
+    EXPECT_EQ(asked, 5);  // load 16
+    EXPECT_EQ(engine.current_pgd(0), 0x2000000u);
+}
+
+TEST_F(EngineTest, KptiMonitorsThePairAsOneProcess) {
+    engine.set_kpti_source([]() -> std::optional<bool> { return true; });
     const uint64_t kernel_half = 0x2000000;
     load(0, kernel_half);
-    for (int i = 0; i < Engine::kKptiEvidence; ++i) {
-        load(0, kernel_half | 0x1000);
-        load(0, kernel_half);
-    }
+    load(0, kernel_half | 0x1000);
     ASSERT_TRUE(engine.kpti());
     engine.start_monitoring(kernel_half);
+    load(0, kernel_half);
     load(0, kernel_half | 0x1000);
     EXPECT_TRUE(engine.vcpu_monitored(0));
     EXPECT_EQ(flags.monitored[0], true);
 }
 
-TEST_F(EngineTest, SwitchesBetweenUnrelatedPgdsDoNotTurnKptiOn) {
-    for (int i = 0; i < 10; ++i) {
-        load(0, 0x2000000);
-        load(0, 0x5000000 | 0x1000);
-    }
-    EXPECT_FALSE(engine.kpti());
-}
-
-TEST_F(EngineTest, ForcedKptiOffIsNotOverriddenByDetection) {
+TEST_F(EngineTest, ForcedKptiOffIsNotAskedAgain) {
+    int asked = 0;
+    engine.set_kpti_source([&]() -> std::optional<bool> { ++asked; return true; });
     engine.set_kpti(false);
     for (int i = 0; i < 10; ++i) {
         load(0, 0x2000000);
         load(0, 0x2001000);
     }
     EXPECT_FALSE(engine.kpti());
+    EXPECT_EQ(asked, 0);
 }
 
 // --- keyboard reads (KEYSTROKE) ---

@@ -103,17 +103,31 @@ TEST(LinuxKernel, DentryPathGoesUpToTheRoot) {
 
 namespace {
 
-TEST(SupportedKernel, SixOneAndLaterOnly) {
+TEST(SupportedKernel, FiveFourThroughSevenThree) {
     using pyrebox::vmi::linux_guest::check_supported_kernel;
-    EXPECT_TRUE(check_supported_kernel("Linux version 6.1.0-56-amd64 (debian-kernel@...)").ok());
-    EXPECT_TRUE(check_supported_kernel("Linux version 6.12.9 (x@y)").ok());
-    EXPECT_TRUE(check_supported_kernel("Linux version 7.0.0 (x@y)").ok());
-    auto old = check_supported_kernel("Linux version 5.10.0-28-amd64 (debian-kernel@...)");
+    for (const char* banner :
+         {"Linux version 5.4.0 (x@y)", "Linux version 5.10.0-32-amd64 (debian-kernel@...)",
+          "Linux version 6.0.19 (x@y)", "Linux version 6.1.0-56-amd64 (debian-kernel@...)",
+          "Linux version 6.12.9 (x@y)", "Linux version 7.0.0 (x@y)",
+          "Linux version 7.3.1 (x@y)"}) {
+        EXPECT_TRUE(check_supported_kernel(banner).ok()) << banner;
+    }
+    auto old = check_supported_kernel("Linux version 4.19.0-27-amd64 (debian-kernel@...)");
     ASSERT_FALSE(old.ok());
     EXPECT_EQ(old.error(),
-              "Linux 5.10 is not supported: introspection walks the maple tree that holds a "
-              "process's mappings since Linux 6.1 (supported: x86-64 Linux 6.1 and later)");
-    EXPECT_FALSE(check_supported_kernel("Linux version 6.0.19 (x@y)").ok());
+              "Linux 4.19 is not supported: introspection reads the kernel's structures (task "
+              "list, mappings, modules) and hooks its functions with the layouts known for "
+              "x86-64 Linux 5.4 through 7.3; older kernels were not checked (supported: x86-64 "
+              "Linux 5.4 through 7.3)");
+    EXPECT_FALSE(check_supported_kernel("Linux version 5.3.18 (x@y)").ok());
+    auto future = check_supported_kernel("Linux version 7.4.0 (x@y)");
+    ASSERT_FALSE(future.ok());
+    EXPECT_NE(future.error().find("Linux 7.4 is not supported"), std::string::npos);
+    EXPECT_NE(future.error().find("newer kernels may have changed them (supported: x86-64 Linux "
+                                  "5.4 through 7.3)"),
+              std::string::npos)
+        << future.error();
+    EXPECT_FALSE(check_supported_kernel("Linux version 8.0.0 (x@y)").ok());
     auto garbage = check_supported_kernel("FreeBSD 14.0");
     ASSERT_FALSE(garbage.ok());
     EXPECT_NE(garbage.error().find("does not name a Linux version"), std::string::npos);

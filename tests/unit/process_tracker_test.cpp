@@ -147,7 +147,7 @@ TEST(ProcessTrackerHooks, NamesMissingFunctionsAndPicksTheUnmapFunction) {
     EXPECT_EQ(missing.error(),
               "the kernel's symbol table lacks functions that process events hook: "
               "wake_up_new_task, __set_task_comm, release_task, perf_event_mmap, "
-              "do_vmi_munmap/do_mas_munmap/do_munmap");
+              "do_vmi_munmap/do_mas_munmap/__do_munmap/do_munmap");
 
     std::string text = isf();
     const std::string end = R"("_end": {"address": 131072})";
@@ -162,6 +162,32 @@ TEST(ProcessTrackerHooks, NamesMissingFunctionsAndPicksTheUnmapFunction) {
     ASSERT_EQ(sites->size(), 5u);  // no module hooks: do_init_module/free_module absent
     EXPECT_EQ((*sites)[4].function, "do_mas_munmap");  // 6.1's, not the older wrapper
     EXPECT_EQ((*sites)[4].addr, 6u);
+}
+
+TEST(ProcessTrackerHooks, BeforeSixOneUnmapsAreHookedAtDoubleUnderscoreDoMunmap) {
+    // 5.x: munmap(2) calls __do_munmap(mm, start, len, uf, downgrade)
+    // directly; do_munmap is only a wrapper for other callers.
+    std::string text = isf();
+    const std::string end = R"("_end": {"address": 131072})";
+    text.replace(text.find(end), end.size(),
+                 end + R"(, "wake_up_new_task": {"address": 1}, "__set_task_comm": {"address": 2},
+                    "release_task": {"address": 3}, "perf_event_mmap": {"address": 4},
+                    "do_munmap": {"address": 5}, "__do_munmap": {"address": 7})");
+    LinuxKernel k = kernel(text);
+    ProcessTracker tracker(k);
+    auto sites = tracker.hooks();
+    ASSERT_TRUE(sites.ok()) << sites.error();
+    ASSERT_EQ(sites->size(), 5u);
+    EXPECT_EQ((*sites)[4].function, "__do_munmap");
+    EXPECT_EQ((*sites)[4].addr, 7u);
+    // Its arguments: mm in rdi, start in rsi, len in rdx.
+    FakeRam ram;
+    put_tasks(ram, {});
+    ASSERT_TRUE(tracker.seed(ram, false).ok());
+    const uint64_t args[6] = {0x5000, 0x400000, 0x1000, 0, 0, 0};
+    auto events = tracker.on_hook(ProcessTracker::Hook::Unmap, args, ram, false);
+    ASSERT_TRUE(events.ok()) << events.error();  // an untracked mm: nothing to do
+    EXPECT_TRUE(events->empty());
 }
 
 }  // namespace

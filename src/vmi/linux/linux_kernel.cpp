@@ -1,6 +1,7 @@
 #include "vmi/linux/linux_kernel.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cinttypes>
 #include <cstdio>
 #include <map>
@@ -142,8 +143,12 @@ struct LinuxKernel::Layout {
     Field task_pid, task_tgid, task_real_parent, task_mm, task_comm;
     size_t comm_size = 16;
     Field mm_pgd;
+    // A process's VMAs: the maple tree mm->mm_mt (6.1+), or the list from
+    // mm->mmap through vm_area_struct.vm_next (up to 6.0).
+    bool vma_list = false;
     uint64_t mm_mt = 0;
     MapleLayout maple;
+    Field mm_mmap, vma_next;
     Field vma_start, vma_end, vma_file, vma_mm;
     uint64_t file_path = 0;
     Field path_dentry, path_mnt;
@@ -157,7 +162,15 @@ struct LinuxKernel::Layout {
     // Loaded modules.
     uint64_t module_list = 0, module_name = 0;
     size_t module_name_size = 56;
-    uint64_t module_layout = 0;  // core_layout (<= 6.3) or mem[MOD_TEXT] (6.4+)
+    // Up to 6.3: core_layout and init_layout (struct module_layout). 6.4+:
+    // mem[MOD_MEM_NUM_TYPES] (struct module_memory), one region per type.
+    struct Region {
+        std::string name;
+        uint64_t offset = 0;  // of its base/size pair in struct module
+        bool init = false;    // freed once the module's init has run
+    };
+    std::vector<Region> module_regions;
+    size_t module_text = 0;  // the region whose base /proc/modules gives
     Field layout_base, layout_size;
     std::string modules_error;  // why kernel_modules() cannot list .ko modules
     // File identity (optional: Module.inode stays 0 without it).
@@ -187,7 +200,13 @@ Expected<const LinuxKernel::Layout*> LinuxKernel::layout() const {
         l->comm_size = comm->type.count;
     }
     l->mm_pgd = b.field("mm_struct", "pgd");
-    l->mm_mt = b.offset("mm_struct", "mm_mt");
+    l->vma_list = !symbols_.member("mm_struct", "mm_mt") && symbols_.member("mm_struct", "mmap");
+    if (l->vma_list) {
+        l->mm_mmap = b.field("mm_struct", "mmap");
+        l->vma_next = b.field("vm_area_struct", "vm_next");
+    } else {
+        l->mm_mt = b.offset("mm_struct", "mm_mt");
+    }
     l->vma_start = b.field("vm_area_struct", "vm_start");
     l->vma_end = b.field("vm_area_struct", "vm_end");
     l->vma_file = b.field("vm_area_struct", "vm_file");
@@ -201,11 +220,13 @@ Expected<const LinuxKernel::Layout*> LinuxKernel::layout() const {
     if (!b.error().empty()) {
         return Error{b.error()};
     }
-    auto maple = MapleLayout::from_symbols(symbols_);
-    if (!maple) {
-        return Error{maple.error()};
+    if (!l->vma_list) {
+        auto maple = MapleLayout::from_symbols(symbols_);
+        if (!maple) {
+            return Error{maple.error()};
+        }
+        l->maple = *maple;
     }
-    l->maple = *maple;
 
     LayoutBuilder mounts(symbols_);
     l->vfsmount_root = mounts.field("vfsmount", "mnt_root");
@@ -222,13 +243,46 @@ Expected<const LinuxKernel::Layout*> LinuxKernel::layout() const {
         l->module_name_size = name->type.count;
     }
     if (symbols_.member("module", "core_layout")) {
-        l->module_layout = mods.offset("module", "core_layout");
+        l->module_regions = {{"core", mods.offset("module", "core_layout"), false},
+                             {"init", mods.offset("module", "init_layout"), true}};
         l->layout_base = mods.field("module_layout", "base");
         l->layout_size = mods.field("module_layout", "size");
-    } else {
-        l->module_layout = mods.offset("module", "mem");  // mem[MOD_TEXT], MOD_TEXT = 0
+    } else if (auto mem = symbols_.member("module", "mem")) {
         l->layout_base = mods.field("module_memory", "base");
         l->layout_size = mods.field("module_memory", "size");
+        const auto element = symbols_.type_size("module_memory");
+        if (mem->type.kind != "array" || mem->type.count == 0 || mem->type.count > 64 ||
+            !element) {
+            mods.set_error("the Linux symbol table's module.mem is not an array of "
+                           "struct module_memory");
+        } else {
+            // Region names from enum mod_mem_type (MOD_TEXT -> "text").
+            std::vector<std::string> names(mem->type.count);
+            for (size_t i = 0; i < names.size(); ++i) {
+                names[i] = "mem[" + std::to_string(i) + "]";
+            }
+            for (const char* constant : {"MOD_TEXT", "MOD_DATA", "MOD_RODATA", "MOD_RO_AFTER_INIT",
+                                         "MOD_INIT_TEXT", "MOD_INIT_DATA", "MOD_INIT_RODATA"}) {
+                auto value = symbols_.enum_value("mod_mem_type", constant);
+                if (value && *value >= 0 && static_cast<uint64_t>(*value) < names.size()) {
+                    std::string name = constant + 4;
+                    for (auto& c : name) {
+                        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+                    }
+                    names[static_cast<size_t>(*value)] = name;
+                }
+            }
+            for (size_t i = 0; i < names.size(); ++i) {
+                l->module_regions.push_back({names[i], mem->offset + i * *element,
+                                             names[i].rfind("init_", 0) == 0});
+            }
+            if (auto text = symbols_.enum_value("mod_mem_type", "MOD_TEXT");
+                text && *text >= 0 && static_cast<uint64_t>(*text) < names.size()) {
+                l->module_text = static_cast<size_t>(*text);
+            }
+        }
+    } else {
+        mods.set_error("the Linux symbol table has neither module.core_layout nor module.mem");
     }
     l->modules_error = mods.error();
 
@@ -453,6 +507,63 @@ Expected<std::vector<Module>> LinuxKernel::task_modules(PhysicalMemory& mem,
     return mm_modules(mem, *mm);
 }
 
+Expected<std::vector<uint64_t>> LinuxKernel::mm_vmas(PhysicalMemory& mem, uint64_t mm) const {
+    auto lay = located_layout();
+    if (!lay) {
+        return Error{lay.error()};
+    }
+    const Layout& l = **lay;
+    std::vector<uint64_t> out;
+    if (!l.vma_list) {
+        auto entries = maple_tree_entries(mem, mode_, location_->pgd_paddr, l.maple, mm + l.mm_mt);
+        if (!entries) {
+            return Error{"the VMAs of the mm_struct at " + hex(mm) + ": " + entries.error()};
+        }
+        out.reserve(entries->size());
+        for (const auto& e : *entries) {
+            out.push_back(e.value);
+        }
+        return out;
+    }
+    // mm->mmap, then vm_next until NULL, in address order. The guest may be
+    // hostile: the walk is bounded, a revisited VMA is a cycle, and the
+    // addresses must grow.
+    const Reader r{mem, mode_, location_->pgd_paddr};
+    const std::string what = "the VMA list of the mm_struct at " + hex(mm) + " (mm->mmap)";
+    auto first = r.field(mm, l.mm_mmap, "mm_struct.mmap");
+    if (!first) {
+        return Error{what + ": " + first.error()};
+    }
+    std::unordered_set<uint64_t> seen;
+    uint64_t previous_end = 0;
+    for (uint64_t vma = *first; vma != 0;) {
+        if (!seen.insert(vma).second) {
+            return Error{what + " is broken: vm_area_struct " + hex(vma) + " comes back after " +
+                         std::to_string(out.size()) + " entries"};
+        }
+        if (out.size() >= kMaxListEntries) {
+            return Error{what + " has more than " + std::to_string(kMaxListEntries) +
+                         " entries: giving up"};
+        }
+        auto start = r.field(vma, l.vma_start, "vm_area_struct.vm_start");
+        auto end = r.field(vma, l.vma_end, "vm_area_struct.vm_end");
+        auto next = r.field(vma, l.vma_next, "vm_area_struct.vm_next");
+        if (!start || !end || !next) {
+            return Error{what + ": vm_area_struct at " + hex(vma) + ": " +
+                         (!start ? start.error() : !end ? end.error() : next.error())};
+        }
+        if (*end <= *start || *start < previous_end) {
+            return Error{what + " is broken: vm_area_struct " + hex(vma) + " spans " +
+                         hex(*start) + ".." + hex(*end) + ", not above the previous one's end " +
+                         hex(previous_end)};
+        }
+        previous_end = *end;
+        out.push_back(vma);
+        vma = *next;
+    }
+    return out;
+}
+
 Expected<std::vector<Module>> LinuxKernel::mm_modules(PhysicalMemory& mem, uint64_t mm) const {
     auto lay = located_layout();
     if (!lay) {
@@ -460,9 +571,9 @@ Expected<std::vector<Module>> LinuxKernel::mm_modules(PhysicalMemory& mem, uint6
     }
     const Layout& l = **lay;
     const Reader r{mem, mode_, location_->pgd_paddr};
-    auto vmas = maple_tree_entries(mem, mode_, location_->pgd_paddr, l.maple, mm + l.mm_mt);
+    auto vmas = mm_vmas(mem, mm);
     if (!vmas) {
-        return Error{"the VMAs of the mm_struct at " + hex(mm) + ": " + vmas.error()};
+        return Error{vmas.error()};
     }
     std::map<std::string, Module> by_path;
     std::map<uint64_t, std::string> path_of_file;
@@ -503,8 +614,7 @@ Expected<std::vector<Module>> LinuxKernel::mm_modules(PhysicalMemory& mem, uint6
         m.dev = *dev;
         m.file_size = *size;
     };
-    for (const auto& entry : *vmas) {
-        const uint64_t vma = entry.value;
+    for (const uint64_t vma : *vmas) {
         auto start = r.field(vma, l.vma_start, "vm_area_struct.vm_start");
         auto end = r.field(vma, l.vma_end, "vm_area_struct.vm_end");
         auto file = r.field(vma, l.vma_file, "vm_area_struct.vm_file");
@@ -602,17 +712,35 @@ Expected<Module> LinuxKernel::kernel_module(PhysicalMemory& mem, uint64_t module
     }
     const Reader r{mem, mode_, location_->pgd_paddr};
     auto name = r.cstring(module + l.module_name, l.module_name_size, "module.name");
-    auto base = r.field(module + l.module_layout, l.layout_base, "the module's base");
-    auto size = r.field(module + l.module_layout, l.layout_size, "the module's size");
-    if (!name || !base || !size) {
-        return Error{"struct module at " + hex(module) + ": " +
-                     (!name ? name.error() : !base ? base.error() : size.error())};
+    if (!name) {
+        return Error{"struct module at " + hex(module) + ": " + name.error()};
     }
     Module m;
     m.name = m.fullname = *name;
-    m.base = *base;
-    m.size = *size;
     m.kaddr = module;
+    // As /proc/modules once the module is live: the text's base, the sizes
+    // of the regions that stay added up (init regions are listed while
+    // they exist, but not counted).
+    for (size_t i = 0; i < l.module_regions.size(); ++i) {
+        const auto& region = l.module_regions[i];
+        const std::string what = "module region " + region.name;
+        auto base = r.field(module + region.offset, l.layout_base, (what + " base").c_str());
+        auto size = r.field(module + region.offset, l.layout_size, (what + " size").c_str());
+        if (!base || !size) {
+            return Error{"struct module at " + hex(module) + " (" + *name + "): " +
+                         (!base ? base.error() : size.error())};
+        }
+        if (i == l.module_text) {
+            m.base = *base;
+        }
+        if (*size == 0) {
+            continue;
+        }
+        if (!region.init) {
+            m.size += *size;
+        }
+        m.regions.push_back({region.name, *base, *size});
+    }
     return m;
 }
 
@@ -699,6 +827,61 @@ Expected<std::string> LinuxKernel::kernel_string(PhysicalMemory& mem, uint64_t v
     return r.cstring(va, max, "a kernel string");
 }
 
+Expected<bool> LinuxKernel::kpti(PhysicalMemory& mem) const {
+    if (!location_) {
+        return Error{"the Linux kernel has not been located in guest memory yet"};
+    }
+    const std::string why = "cannot tell whether the kernel isolates page tables (KPTI): ";
+    auto data = symbols_.symbol_address("boot_cpu_data");
+    auto caps = symbols_.member("cpuinfo_x86", "x86_capability");
+    if (!data || !caps || caps->type.kind != "array" || caps->type.count == 0 ||
+        !caps->type.subtype) {
+        return Error{why + "the symbol table lacks boot_cpu_data or cpuinfo_x86.x86_capability"};
+    }
+    const size_t word = symbols_.type_size(caps->type.subtype->name).value_or(4);
+    const uint64_t bits = caps->type.count * word * 8;
+    const uint64_t slide = location_->virt_slide;
+    const Reader r{mem, mode_, location_->pgd_paddr};
+    // The bit's number: the index of "pti" in x86_cap_flags, the names
+    // /proc/cpuinfo prints (generated from cpufeatures.h, so it is this
+    // kernel's own numbering); without that table, X86_FEATURE_PTI's number
+    // since it was introduced (4.15), word 7 bit 11.
+    uint64_t bit = 7 * 32 + 11;
+    if (auto flags = symbols_.symbol_address("x86_cap_flags")) {
+        std::vector<uint64_t> names(bits);
+        auto read = read_virtual(mem, mode_, location_->pgd_paddr, *flags + slide, names.data(),
+                                 names.size() * sizeof(uint64_t));
+        if (!read) {
+            return Error{why + "cannot read x86_cap_flags: " + read.error()};
+        }
+        bool found = false;
+        for (uint64_t i = 0; i < names.size() && !found; ++i) {
+            if (names[i] == 0) {
+                continue;
+            }
+            auto name = r.cstring(names[i], 8, "a CPU feature name");
+            if (name && *name == "pti") {
+                bit = i;
+                found = true;
+            }
+        }
+        if (!found) {
+            return Error{why + "x86_cap_flags names no \"pti\" feature"};
+        }
+    }
+    if (bit >= bits) {
+        return Error{why + "the feature's bit " + std::to_string(bit) +
+                     " is beyond boot_cpu_data.x86_capability (" + std::to_string(bits) +
+                     " bits)"};
+    }
+    auto offset = symbols_.member_offset("cpuinfo_x86", "x86_capability");
+    auto value = r.uint(*data + slide + *offset + bit / 8, 1, "boot_cpu_data.x86_capability");
+    if (!value) {
+        return Error{why + value.error()};
+    }
+    return ((*value >> (bit % 8)) & 1) != 0;
+}
+
 size_t LinuxKernel::comm_size() const {
     auto lay = layout();
     return lay ? (*lay)->comm_size : 16;
@@ -712,11 +895,20 @@ Expected<bool> check_supported_kernel(const std::string& banner) {
         return Error{"the symbol table's banner does not name a Linux version ('" +
                      banner.substr(0, 40) + "')"};
     }
-    if (major < 6 || (major == 6 && minor < 1)) {
-        return Error{"Linux " + std::to_string(major) + "." + std::to_string(minor) +
-                     " is not supported: introspection walks the maple tree that holds a "
-                     "process's mappings since Linux 6.1 (supported: x86-64 Linux 6.1 and "
-                     "later)"};
+    auto version = [](unsigned a, unsigned b) { return std::to_string(a) + "." + std::to_string(b); };
+    const bool too_old = major < kMinKernel.major ||
+                         (major == kMinKernel.major && minor < kMinKernel.minor);
+    const bool too_new = major > kMaxKernel.major ||
+                         (major == kMaxKernel.major && minor > kMaxKernel.minor);
+    if (too_old || too_new) {
+        const std::string range = "x86-64 Linux " + version(kMinKernel.major, kMinKernel.minor) +
+                                  " through " + version(kMaxKernel.major, kMaxKernel.minor);
+        return Error{"Linux " + version(major, minor) + " is not supported: introspection reads " +
+                     "the kernel's structures (task list, mappings, modules) and hooks its " +
+                     "functions with the layouts known for " + range + "; " +
+                     (too_old ? "older kernels were not checked"
+                              : "newer kernels may have changed them") +
+                     " (supported: " + range + ")"};
     }
     return true;
 }

@@ -56,11 +56,30 @@ struct Vma {
     uint64_t file = 0;  // vm_file; 0 for anonymous memory
 };
 
+// One memory region of a kernel module.
+struct ModuleRegion {
+    // Linux 6.4+: the mod_mem_type constant, lower case without "MOD_"
+    // ("text", "data", "rodata", "ro_after_init", "init_text", ...);
+    // older kernels: "core" (core_layout) and "init" (init_layout).
+    std::string name;
+    uint64_t base = 0;
+    uint64_t size = 0;
+};
+
 struct Module {
     std::string name;      // basename
     std::string fullname;  // the path, from the dentries
+    // A kernel module: its base and size as /proc/modules gives them for a
+    // live module (the text's base; the sizes of the regions that outlive
+    // its init added up: Linux 6.4+ keeps text, data, read-only data...
+    // apart, older kernels have a core allocation). A mapped file: lowest
+    // vm_start .. highest vm_end.
     uint64_t base = 0;
     uint64_t size = 0;
+    // A kernel module: its regions of non-zero size, in the kernel's order,
+    // init regions too while they exist (until its init has run); empty for
+    // the kernel image and for mapped files.
+    std::vector<ModuleRegion> regions;
     // A kernel module: the address of its struct module (0 for vmlinux).
     uint64_t kaddr = 0;
     // A mapped file: its identity, read through the struct file of its
@@ -76,11 +95,17 @@ struct Module {
     uint64_t base_pgoff = 0;
 };
 
-// The kernels introspection supports: x86-64 Linux 6.1 and later, where a
-// process's mappings are kept in a maple tree (older kernels keep them in an
-// rbtree and a linked list, which is not walked). `banner` is the kernel's
-// linux_banner ("Linux version 6.1.0-... "); an error says why a kernel is
-// not supported and which are.
+// The kernels introspection supports: x86-64 Linux kMinKernel through
+// kMaxKernel, the range whose layouts were checked (a process's mappings in
+// the mm->mmap list until 6.0 and in the maple tree from 6.1, module memory
+// in core_layout until 6.3 and in mem[] from 6.4, the unmap functions of
+// each generation). `banner` is the kernel's linux_banner ("Linux version
+// 6.1.0-... "); an error says why a kernel is not supported and which are.
+struct KernelVersion {
+    unsigned major = 0, minor = 0;
+};
+inline constexpr KernelVersion kMinKernel{5, 4};
+inline constexpr KernelVersion kMaxKernel{7, 3};
 Expected<bool> check_supported_kernel(const std::string& banner);
 
 class LinuxKernel {
@@ -109,6 +134,11 @@ public:
     Expected<std::vector<Module>> task_modules(PhysicalMemory& mem, uint64_t task) const;
     // The same for the mm_struct at `mm`.
     Expected<std::vector<Module>> mm_modules(PhysicalMemory& mem, uint64_t mm) const;
+    // The vm_area_struct addresses of the mm_struct at `mm`, in address
+    // order: from its maple tree (6.1+) or its mmap list (up to 6.0; bounded
+    // by kMaxListEntries, a revisited or out-of-order VMA is an error naming
+    // it).
+    Expected<std::vector<uint64_t>> mm_vmas(PhysicalMemory& mem, uint64_t mm) const;
 
     // Single structures, for event hooks that are handed a pointer.
     Expected<Task> task(PhysicalMemory& mem, uint64_t task, bool kpti) const;
@@ -119,6 +149,13 @@ public:
     Expected<std::string> file_path(PhysicalMemory& mem, uint64_t file) const;
     // The loaded module (struct module at `module`), as kernel_modules lists it.
     Expected<Module> kernel_module(PhysicalMemory& mem, uint64_t module) const;
+    // Whether the kernel runs with page-table isolation (KPTI): the
+    // X86_FEATURE_PTI bit of boot_cpu_data.x86_capability, the bit the kernel
+    // itself tests (set in setup_arch, long before the first user process;
+    // the bit's number is the index of "pti" in x86_cap_flags). Then each
+    // mm->pgd is the kernel half of an 8 KiB pair and user mode runs on
+    // pgd | 0x1000 (see normalize_pgd).
+    Expected<bool> kpti(PhysicalMemory& mem) const;
     // A NUL-terminated string of at most `max` bytes in kernel memory.
     Expected<std::string> kernel_string(PhysicalMemory& mem, uint64_t va, size_t max) const;
     // Size of task_struct.comm (TASK_COMM_LEN).

@@ -21,6 +21,9 @@ struct UnmapFunction {
 constexpr UnmapFunction kUnmapFunctions[] = {
     {"do_vmi_munmap", 1, 2, 3},  // 6.2+: (vmi, mm, start, len, uf, unlock)
     {"do_mas_munmap", 1, 2, 3},  // 6.1: (mas, mm, start, len, uf, downgrade)
+    // 4.20 .. 6.0: (mm, start, len, uf, downgrade), what munmap(2) calls;
+    // do_munmap is a wrapper that munmap(2) does not go through.
+    {"__do_munmap", 0, 1, 2},
     {"do_munmap", 0, 1, 2},      // older: (mm, start, len, uf)
 };
 
@@ -69,7 +72,7 @@ Expected<std::vector<ProcessTracker::HookSite>> ProcessTracker::hooks() {
         }
     }
     if (!unmap_found) {
-        missing.push_back("do_vmi_munmap/do_mas_munmap/do_munmap");
+        missing.push_back("do_vmi_munmap/do_mas_munmap/__do_munmap/do_munmap");
     }
     // Kernel module events need both; without them the rest still works.
     if (symbols.symbol_address("do_init_module") && symbols.symbol_address("free_module")) {

@@ -25,7 +25,7 @@
 // - A module is a file mapped in an address space. LOADMODULE when the
 //   first mapping of a file appears in it (perf_event_mmap, called for every
 //   new mapping), with that mapping's extent; REMOVEMODULE when an munmap
-//   (do_mas_munmap / do_vmi_munmap) is about to remove every mapping of the
+//   (__do_munmap / do_mas_munmap / do_vmi_munmap) is about to remove every mapping of the
 //   file. A forked child's inherited modules are reported right after its
 //   CREATEPROC (unless it shares its parent's address space). Modules of an
 //   address space that dies with its process (exit, exec) are not reported

@@ -1,0 +1,29 @@
+#include "core/linux_kpti.h"
+
+#include "core/console.h"
+#include "core/linux_introspection.h"
+#include "core/session.h"
+
+namespace pyrebox {
+
+std::optional<bool> linux_kpti() {
+    if (!linux_symbols_settled()) {
+        return std::nullopt;
+    }
+    auto kernel = located_linux_kernel();
+    if (!kernel) {
+        return std::nullopt;
+    }
+    auto kpti = (*kernel)->kpti(session().machine->physical_memory());
+    if (!kpti) {
+        console().write_lines("[pyrebox] warning: ",
+                              kpti.error() + "; taking each CR3 value as its own address space");
+        return false;
+    }
+    console().message(*kpti ? "Linux page-table isolation (KPTI) is on: a process's "
+                              "kernel/user page-table pair is one pgd"
+                            : "Linux page-table isolation (KPTI) is off");
+    return *kpti;
+}
+
+}  // namespace pyrebox
