@@ -330,9 +330,7 @@ def test_a_built_spec_is_up_to_date_without_a_subprocess(monkeypatch, capsys):
     # A rebuild would compile and unpack; resolving the spec would run apt.
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail(f"subprocess.run{a}"))
     monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: pytest.fail(f"subprocess.Popen{a}"))
-    started = time.monotonic()
     assert builder.main(["--guest-kernel", spec]) == 0
-    assert time.monotonic() - started < 2
     release = specs[spec]["release"]
     assert capsys.readouterr().out == (f"guest: up to date ({os.path.join(paths.GUESTS, release)}, "
                                        f"kernel {release})\n")
