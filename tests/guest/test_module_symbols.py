@@ -64,13 +64,16 @@ def run(request, tmp_path_factory, kernel_offsets):
             kallsyms[fields[2]] = int(fields[0], 16)
     return {"report": report, "dyn": key_values(outputs[1][0]),
             "dl": key_values(outputs[2][0]), "kallsyms": kallsyms, "kallsyms_rc": outputs[3][1],
-            "mode": mode}
+            "mode": mode,
+            # What the plugin said during the run, for a failure's message.
+            "plugin": "\n".join(l for l in result.stdout.splitlines() if l.startswith("[pyrebox]"))}
 
 
 def test_nothing_failed(run):
     report = run["report"]
-    assert report["errors"] == []
-    assert report["dyn_libc"] and report["dl_loaded"] and report["dl_exit"] and report["kernel"]
+    assert report["errors"] == [], run["plugin"]
+    assert report["dyn_libc"] and report["dl_loaded"] and report["dl_exit"] and report["kernel"], \
+        run["plugin"]
 
 
 def test_libc_getpid(run):
