@@ -55,12 +55,6 @@ void TableFromMemory::arm(Builder builder) {
     armed_.store(true);
 }
 
-void TableFromMemory::disarm() {
-    std::lock_guard<std::mutex> guard(lock_);
-    armed_.store(false);
-    builder_ = nullptr;
-}
-
 void TableFromMemory::attempt(int vcpu, uint64_t pgd) {
     std::unique_lock<std::mutex> guard(lock_, std::try_to_lock);
     if (!guard.owns_lock() || !armed_.load()) {

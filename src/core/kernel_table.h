@@ -36,7 +36,6 @@ public:
     using Builder = std::function<Expected<std::string>(const std::string& banner, uint64_t paddr)>;
 
     void arm(Builder builder);
-    void disarm();
     bool armed() const { return armed_.load(std::memory_order_relaxed); }
 
     // vCPU `vcpu` loads CR3 (its thread, inside a callback). Cheap unless

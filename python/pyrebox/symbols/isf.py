@@ -36,7 +36,7 @@ from pathlib import Path
 from .btf import Btf, BtfError, IsfTypes
 from .kallsyms import Kallsyms, read_kallsyms
 from .kernel_image import ELF_MAGIC, Elf, KernelImageError, extract_elf
-from .memory_image import (BANNER, SCAN_CHUNK, MemoryKernel, NoKernelError, PhysicalMemory, banner_release, find_first,
+from .memory_image import (BANNER, MemoryKernel, NoKernelError, PhysicalMemory, banner_release, find_first,
                            find_kernel, is_core_file, no_btf_message, open_image)
 
 FORMAT_VERSION = "6.2.0"
@@ -355,13 +355,7 @@ def generate_from_memory(read_phys, ram_size: int, *, ranges=None, name: str = "
     # framebuffer high under 4 GiB) never makes the copy span the holes.
     missing = None
     for start, end in sorted(memory.ranges, key=lambda r: r[0] - r[1]):
-        image = bytearray(end - start)
-        for at in range(start, end, SCAN_CHUNK):
-            size = min(end, at + SCAN_CHUNK) - at
-            piece = read_phys(at, size)
-            if len(piece) != size:
-                raise KernelImageError(f"{name}: {size} bytes asked at {at:#x}, {len(piece)} read")
-            image[at - start:at - start + size] = piece
+        image = memory.copy(start, end)
         try:
             kernel = find_kernel(image, name)
         except NoKernelError as error:

@@ -375,20 +375,21 @@ class PhysicalMemory:
         if not isinstance(key, slice) or key.step not in (None, 1):
             raise TypeError("PhysicalMemory supports slices only")
         start, stop, _ = key.indices(self.size)
-        out = bytearray()
+        return bytes(self.copy(start, stop))
+
+    def copy(self, start: int, stop: int) -> bytearray:
+        """[START, STOP) as one new bytearray (the holes as zeros), read in
+        pieces of at most SCAN_CHUNK."""
+        out = bytearray(max(0, stop - start))
         for a, b in self.ranges:
             lo, hi = max(a, start), min(b, stop)
-            if lo >= hi:
-                continue
-            out += bytes(lo - (start + len(out)))  # a hole before
             for at in range(lo, hi, SCAN_CHUNK):
                 size = min(SCAN_CHUNK, hi - at)
                 piece = self.read_phys(at, size)
                 if len(piece) != size:
                     raise KernelImageError(f"guest memory: {size} bytes asked at {at:#x}, {len(piece)} read")
-                out += piece
-        out += bytes(max(0, stop - start) - len(out))  # a hole after
-        return bytes(out)
+                out[at - start:at - start + size] = piece
+        return out
 
 
 def is_core_file(data) -> bool:
