@@ -1,19 +1,5 @@
 """PyREBox's `utils` module for scripts: printing on the PyREBox console."""
 
-from pyrebox import output as _output
+from pyrebox.output import pp_debug, pp_error, pp_print, pp_warning  # noqa: F401
 
-
-def pp_print(text=""):
-    _output.write("[pyrebox] ", text)
-
-
-def pp_debug(text=""):
-    _output.write("[pyrebox] debug: ", text)
-
-
-def pp_warning(text=""):
-    _output.write("[pyrebox] warning: ", text)
-
-
-def pp_error(text=""):
-    _output.write("[pyrebox] error: ", text)
+__all__ = ["pp_print", "pp_debug", "pp_warning", "pp_error"]

@@ -15,7 +15,8 @@ A breakpoint is a callback PyREBox manages for you:
 execution: `cpu_index, cpu`; MEM_READ_CB: `cpu_index, vaddr, size, haddr`;
 MEM_WRITE_CB: `..., data`), or one dict of them with `new_style=True`.
 Without `func` a hit opens the interactive shell at that point
-(`ipython_shell.start_shell`). `addr` may be "module!symbol" (resolved with
+(`ipython_shell.start_shell`, which the runtime installs with
+set_shell_opener). `addr` may be "module!symbol" (resolved with
 api.sym_to_va in `pgd`).
 
 Range and memory breakpoints see every process (their trigger checks the
@@ -30,10 +31,9 @@ from __future__ import annotations
 import itertools
 import os
 
-import _pyrebox
-
 from . import callbacks as cb
 from . import paths
+from .native import pyrebox as _pyrebox
 
 TRIGGERS = os.path.join(paths.ROOT, "triggers")
 
@@ -205,10 +205,18 @@ class BP:
     def _open_shell(self, *args) -> None:
         cpu_index, what = self._hit_text(args)
         print(f"[pyrebox] breakpoint {self.id} hit on vCPU {cpu_index}: {what}")
-        try:
-            import ipython_shell
-        except ImportError as e:
+        if _shell_opener is None:
             print(f"[pyrebox] error: breakpoint {self.id} has no function and the shell "
-                  f"cannot open: {e}")
+                  f"cannot open: no shell is available here")
             return
-        ipython_shell.start_shell(cpu_index, reason=f"breakpoint {self.id}: {what}")
+        _shell_opener(cpu_index, reason=f"breakpoint {self.id}: {what}")
+
+
+# What a breakpoint without a function calls on a hit: start_shell(cpu_index,
+# reason=...); the runtime installs pyrebox.interactive.start_shell.
+_shell_opener = None
+
+
+def set_shell_opener(opener) -> None:
+    global _shell_opener
+    _shell_opener = opener

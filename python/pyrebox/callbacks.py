@@ -15,10 +15,9 @@ import sys
 import traceback
 import weakref
 
-import _pyrebox
-
 from . import output
 from .cpu import Cpu
+from .native import pyrebox as _pyrebox
 
 BLOCK_BEGIN_CB = 2
 BLOCK_END_CB = 3
@@ -66,13 +65,21 @@ class ErrorReporter:
 errors = ErrorReporter()
 
 
+# module handle -> who owns it ("script NAME"), or None when unknown; the
+# runtime installs the script manager's (set_owner_resolver).
+_owner_resolver = None
+
+
+def set_owner_resolver(resolver) -> None:
+    """`resolver(module_hdl)` names the owner of a module handle in messages
+    ("script NAME"), or returns None; None removes it."""
+    global _owner_resolver
+    _owner_resolver = resolver
+
+
 def _owner(module_hdl: int) -> str:
-    from . import runtime
-    if runtime.scripts is not None:
-        for script in runtime.scripts.loaded():
-            if script.handle == module_hdl:
-                return f"script {script.name}"
-    return f"module handle {module_hdl}"
+    owner = _owner_resolver(module_hdl) if _owner_resolver is not None else None
+    return owner if owner is not None else f"module handle {module_hdl}"
 
 
 def _make_adapter(callback_type: int, func, new_style: bool, report):

@@ -42,7 +42,8 @@ import socket
 import threading
 import traceback
 
-from . import output
+from . import output, script_api
+from .interactive import WAITING_SHELL_MARKER, ShellRequest  # noqa: F401 - part of this module's API
 from .qmp_client import LazyQmp, QmpError
 
 CONSOLE_COMMANDS = {
@@ -56,7 +57,6 @@ CONSOLE_COMMANDS = {
     "quit": "leave the console (the VM keeps running)",
 }
 CONSOLE_PROMPT = "pyrebox> "
-WAITING_SHELL_MARKER = "PyREBox shell is waiting for you"
 
 
 class Channel:
@@ -106,41 +106,6 @@ class Channel:
             return False
         self._buf += data
         return True
-
-
-class ShellRequest:
-    """A shell opened by a script on its own thread (usually a vCPU thread
-    inside a callback): that thread runs `serve()`, executing what the
-    session thread hands it, until the shell is left."""
-
-    def __init__(self, cpu_index: int, reason: str | None = None):
-        self.cpu_index = cpu_index
-        self.reason = reason
-        self.work: queue.Queue = queue.Queue()
-        self.taken = threading.Event()
-
-    def call(self, fn, *args):
-        """From the session thread: runs fn(*args) on the requesting thread."""
-        box: queue.Queue = queue.Queue()
-        self.work.put((fn, args, box))
-        ok, value = box.get()
-        if not ok:
-            raise value
-        return value
-
-    def finish(self) -> None:
-        self.work.put(None)
-
-    def serve(self) -> None:
-        while True:
-            item = self.work.get()
-            if item is None:
-                return
-            fn, args, box = item
-            try:
-                box.put((True, fn(*args)))
-            except BaseException as e:  # noqa: BLE001 - handed back to the caller
-                box.put((False, e))
 
 
 class ConsoleServer:
@@ -321,7 +286,6 @@ class Session:
             pass
 
     def console_command(self, line: str) -> None:
-        from . import runtime
         word, _, rest = line.partition(" ")
         rest = rest.strip()
         out = self.chan.out
@@ -333,7 +297,7 @@ class Session:
             elif word == "sh":
                 self.console_shell()
             elif word == "list_modules":
-                out(format_modules(runtime.scripts))
+                out(format_modules(script_api.manager()))
             elif word in ("import_module", "unload_module", "reload_module"):
                 if not rest:
                     out(f"usage: {CONSOLE_COMMANDS[word]}\n")
@@ -360,13 +324,13 @@ class Session:
             self.chan.out(result.replace("\r\n", "\n"))
 
     def _complete_console(self, text: str) -> tuple[list[str], int]:
-        from . import runtime
+        scripts = script_api.manager()
         words = text.split(" ")
         if len(words) == 1:
             return sorted(c for c in CONSOLE_COMMANDS if c.startswith(words[0])), -len(words[0])
-        if words[0] in ("unload_module", "reload_module") and runtime.scripts is not None:
+        if words[0] in ("unload_module", "reload_module") and scripts is not None:
             last = words[-1]
-            return [str(s.handle) for s in runtime.scripts.known()
+            return [str(s.handle) for s in scripts.known()
                     if str(s.handle).startswith(last)], -len(last)
         return [], 0
 
@@ -444,7 +408,6 @@ def format_modules(scripts) -> str:
 
 
 def module_command(word: str, arg: str) -> None:
-    from . import script_api
     if word == "import_module":
         script_api.import_module(arg)
         return

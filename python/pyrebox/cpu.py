@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-import _pyrebox
+from .native import pyrebox as _pyrebox
 
 _GPR64 = ("RAX", "RBX", "RCX", "RDX", "RSI", "RDI", "RBP", "RSP",
           "R8", "R9", "R10", "R11", "R12", "R13", "R14", "R15")

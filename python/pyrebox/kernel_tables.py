@@ -20,6 +20,7 @@ import re
 import time
 
 from . import output
+from .native import pyrebox as _pyrebox
 
 MIN_KERNEL_RANGE = 4 << 20
 
@@ -45,8 +46,6 @@ def table_for_running_kernel(banner: bytes, banner_paddr: int) -> str:
     """The path of the ISF for the kernel whose linux_banner is `banner`
     (at guest-physical `banner_paddr`), built from guest memory unless
     cached. Raises with the reason when no table can be made."""
-    import _pyrebox
-
     from . import symbols
 
     text = banner.decode("ascii", "replace")

@@ -7,12 +7,17 @@ the address and address space; nothing partial is returned.
 
 from __future__ import annotations
 
-import _pyrebox
-
 from .cpu import Cpu, register_names
+from .native import pyrebox as _pyrebox
 
-InvalidAddress = _pyrebox.InvalidAddress
-IntrospectionError = _pyrebox.IntrospectionError
+
+def __getattr__(name):
+    # The exception classes are the native module's: taken on first use, so
+    # this module imports outside QEMU.
+    if name in ("InvalidAddress", "IntrospectionError"):
+        value = globals()[name] = getattr(_pyrebox, name)
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _bytes(buff, length=None) -> bytes:

@@ -11,10 +11,7 @@ import io
 import sys
 import threading
 
-try:
-    import _pyrebox
-except ImportError:  # not inside QEMU
-    _pyrebox = None
+from . import native
 
 
 # Threads whose output goes elsewhere (the shell's client): thread id ->
@@ -43,8 +40,8 @@ def write(prefix: str, text: str) -> None:
     if sink is not None:
         sink("".join(prefix + line + "\n" for line in text.split("\n")))
         return
-    if _pyrebox is not None:
-        _pyrebox.write(prefix, text)
+    if native.available():
+        native.pyrebox.write(prefix, text)
     else:
         for line in text.split("\n"):
             sys.stderr.write(prefix + line + "\n")
@@ -59,6 +56,24 @@ def warning(text: str) -> None:
 
 
 def error(text: str) -> None:
+    write("[pyrebox] error: ", text)
+
+
+# PyREBox's `utils` printing functions.
+
+def pp_print(text="") -> None:
+    write("[pyrebox] ", text)
+
+
+def pp_debug(text="") -> None:
+    write("[pyrebox] debug: ", text)
+
+
+def pp_warning(text="") -> None:
+    write("[pyrebox] warning: ", text)
+
+
+def pp_error(text="") -> None:
     write("[pyrebox] error: ", text)
 
 

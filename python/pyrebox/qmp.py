@@ -16,8 +16,7 @@ is being installed) and at exit (clean()); calls then raise QmpError at once.
 
 from __future__ import annotations
 
-import _pyrebox
-
+from .native import pyrebox as _pyrebox
 from .qmp_client import LazyQmp, QmpError  # noqa: F401 - QmpError is part of this API
 
 TIMEOUT = 30.0

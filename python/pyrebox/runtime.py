@@ -1,5 +1,10 @@
 """What the plugin calls in Python: start-up and shutdown.
 
+This is the package's composition root: it creates the script manager and
+wires the services the lower layers are given (who owns a module handle,
+where triggers are found, what opens the shell, which script manager the
+api works on). Nothing else in the package imports it.
+
 Thread: QEMU's main thread, with the GIL held (the plugin's guarded entry).
 """
 
@@ -8,8 +13,10 @@ from __future__ import annotations
 import os
 import sys
 
+from . import breakpoints, callbacks, console, interactive, qmp, script_api, triggers
 from . import config as config_mod
 from . import output
+from .native import pyrebox as _pyrebox
 from .scripts import ScriptManager
 
 target: str | None = None          # "x86_64" or "i386"
@@ -29,7 +36,6 @@ def boot(conf_path: str, target_name: str, plugin_api: int) -> None:
     script that fails to import or initialise is reported and skipped.
     """
     global target, qemu_plugin_api, config, scripts
-    from . import qmp
     target, qemu_plugin_api = target_name, plugin_api
     # QEMU's main loop, which serves QMP, starts after the plugin is installed.
     qmp.set_unavailable("QEMU's monitor does not run yet while start-up scripts initialise; "
@@ -38,6 +44,7 @@ def boot(conf_path: str, target_name: str, plugin_api: int) -> None:
     sys.stderr = output.ConsoleStream("[python] ")
     config = config_mod.load(conf_path or _default_conf())
     scripts = ScriptManager(search_path=_script_search_path(config))
+    wire(config, scripts)
     output.message(f"ready (QEMU target {target}, plugin API {plugin_api}, "
                    f"Python {sys.version.split()[0]})")
     load_linux_symbols(config)
@@ -49,14 +56,20 @@ def boot(conf_path: str, target_name: str, plugin_api: int) -> None:
         qmp.set_unavailable(None)
 
 
+def wire(cfg: config_mod.Config, manager: ScriptManager) -> None:
+    """Gives the lower layers what they need from this run."""
+    script_api.use(manager)
+    callbacks.set_owner_resolver(manager.owner_name)
+    triggers.set_search_path([cfg.folder] if cfg.folder else [])
+    breakpoints.set_shell_opener(interactive.start_shell)
+
+
 def load_linux_symbols(cfg: config_mod.Config) -> None:
     """Loads the guest kernel's ISF: [SYMBOLS] isf in pyrebox.conf, else the
     plugin's isf= argument. Without one, the table is built from guest
     memory once the kernel runs (or taken from the cache of tables built
     so). When it cannot be read, Linux introspection is off (with a
     warning) and the VM runs on."""
-    import _pyrebox
-
     path = cfg.isf or _pyrebox.linux_isf_argument()
     if not path:
         # Built from guest memory once the kernel runs (pyrebox.kernel_tables).
@@ -68,14 +81,12 @@ def load_linux_symbols(cfg: config_mod.Config) -> None:
 
 def start_console() -> None:
     """Starts the console server when the plugin got console=PATH."""
-    import _pyrebox
-
-    from . import console
     path = _pyrebox.console_argument()
     if not path:
         return
     try:
         console.start(path, _pyrebox.qmp_argument())
+        interactive.set_server(console.server())
     except OSError as e:
         output.error(f"cannot start the PyREBox console on {path}: {e}")
 
@@ -91,7 +102,6 @@ def _script_search_path(cfg: config_mod.Config) -> list[str]:
 
 def shutdown() -> None:
     """Unloads every script (each gets clean()), when QEMU exits."""
-    from . import qmp
     qmp.set_unavailable("QEMU is exiting; its monitor no longer runs")
     if scripts is not None:
         scripts.unload_all()

@@ -9,14 +9,27 @@ whether it worked.
 from __future__ import annotations
 
 from . import output
-from .scripts import ScriptError
+from .scripts import ScriptError, ScriptManager
+
+_current: ScriptManager | None = None
 
 
-def _manager():
-    from . import runtime
-    if runtime.scripts is None:
+def use(manager: ScriptManager | None) -> None:
+    """Makes `manager` the one these functions (and the console's and the
+    shell's commands) work on; the runtime sets it at boot."""
+    global _current
+    _current = manager
+
+
+def manager() -> ScriptManager | None:
+    """The script manager of this run (None outside QEMU)."""
+    return _current
+
+
+def _manager() -> ScriptManager:
+    if _current is None:
         raise RuntimeError("scripts are not available: PyREBox is not running inside QEMU")
-    return runtime.scripts
+    return _current
 
 
 def import_module(module_name: str) -> int | None:

@@ -27,6 +27,7 @@ import traceback
 from types import ModuleType
 
 from . import output
+from .callbacks import remove_callbacks_of
 
 
 @dataclasses.dataclass
@@ -61,6 +62,13 @@ class ScriptManager:
                 sys.path.insert(0, folder)
         self._next_handle = 1
         self._by_name: dict[str, LoadedScript] = {}  # every script ever loaded
+
+    def owner_name(self, handle: int) -> str | None:
+        """"script NAME" for the loaded script of `handle`, else None."""
+        for script in self.loaded():
+            if script.handle == handle:
+                return f"script {script.name}"
+        return None
 
     def loaded(self) -> list[LoadedScript]:
         """Scripts loaded now, in load order."""
@@ -199,10 +207,6 @@ class ScriptManager:
 
     @staticmethod
     def _remove_leftover_callbacks(name: str, handle: int, quiet: bool = False) -> None:
-        try:
-            from .callbacks import remove_callbacks_of
-        except ImportError:  # outside QEMU (no _pyrebox): no callbacks exist
-            return
         count = remove_callbacks_of(handle)
         if count and not quiet:
             output.warning(f"script {name} left {count} callback(s) registered after "

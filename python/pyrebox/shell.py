@@ -26,10 +26,11 @@ import re
 import shlex
 import string
 import struct
-import threading
 
 import api
-from . import machine, output, paths
+from . import interactive, machine, output, paths, script_api
+from .interactive import in_shell  # noqa: F401 - part of this module's API
+from .native import pyrebox as _pyrebox
 
 LEAVE_WORDS = ("q", "c", "continue", "quit", "exit")
 INVALID = (machine.InvalidAddress, machine.IntrospectionError, ValueError, TypeError,
@@ -42,12 +43,6 @@ class CommandError(Exception):
 
 _ipython = None
 _active: "Shell | None" = None
-_serving = threading.local()  # .active: this thread is running a shell line
-
-
-def in_shell() -> bool:
-    """True on a thread that is running a line of a PyREBox shell."""
-    return getattr(_serving, "active", False)
 
 
 def _interactive_shell():
@@ -186,11 +181,11 @@ class Shell:
         """Runs one line; True when it asks to leave the shell."""
         global _active
         _active = self
-        _serving.active = True
+        interactive.set_in_shell(True)
         try:
             return self._run_line(line)
         finally:
-            _serving.active = False
+            interactive.set_in_shell(False)
 
     def _run_line(self, line: str) -> bool:
         self._refresh_cpu()
@@ -369,11 +364,11 @@ class Shell:
         return found[0]
 
     def _custom(self) -> dict:
-        from . import runtime
         out = {}
-        if runtime.scripts is None:
+        scripts = script_api.manager()
+        if scripts is None:
             return out
-        for script in runtime.scripts.loaded():
+        for script in scripts.loaded():
             for attr, fn in vars(script.module).items():
                 if attr.startswith("do_") and callable(fn):
                     out[attr[3:]] = (script.name, fn)
@@ -922,7 +917,6 @@ class Shell:
         name = args.strip()
         if not name or len(name.split()) != 1:
             raise CommandError(f"usage: {verb} NAME")
-        import _pyrebox
         queued = _pyrebox.in_callback()
         fn(name)
         if queued:

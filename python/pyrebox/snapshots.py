@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import threading
 
-import _pyrebox
-
 from . import output, qmp
+from .native import pyrebox as _pyrebox
 from .qmp import QmpError
 from .qmp_client import check_snapshot_name, snapshot
 

@@ -24,13 +24,19 @@ class TriggerError(ValueError):
     """A trigger that cannot be found, built or loaded; the message says why."""
 
 
+# Folders a relative trigger path resolves against after the current one
+# (the runtime gives the folder of pyrebox.conf).
+_search_path: list[str] = []
+
+
+def set_search_path(folders: list[str]) -> None:
+    _search_path[:] = [f for f in folders if f]
+
+
 def _resolve(path: str) -> str:
     if os.path.isabs(path):
         return os.path.normpath(path)
-    from . import runtime
-    folders = [os.getcwd()]
-    if runtime.config is not None and runtime.config.folder:
-        folders.append(runtime.config.folder)
+    folders = [os.getcwd(), *_search_path]
     for folder in folders:
         candidate = os.path.normpath(os.path.join(folder, path))
         if any(os.path.exists(candidate + ext) for ext in ("", ".c", ".cpp", ".so")):

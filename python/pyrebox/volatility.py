@@ -37,9 +37,8 @@ import threading
 import time
 from typing import Any
 
-import _pyrebox
-
 from . import paths
+from .native import pyrebox as _pyrebox
 
 
 class VolatilityError(Exception):
