@@ -43,6 +43,10 @@ class FakePyrebox:
         self.cpus = cpus
         names = REGISTERS_64 if is_64bit else REGISTERS_32
         self.registers = [dict.fromkeys(names, 0) for _ in range(cpus)]
+        self.segments = {seg: (0x10, 0, 0xFFFFFFFF, 0x00CF9300)
+                         for seg in ("ES", "CS", "SS", "DS", "FS", "GS", "LDT", "TR")}
+        self.segments["CS"] = (0x33, 0, 0xFFFFFFFF, 0x00A0FB00)
+        self.tables = {"GDT": (0xFFFFFE0000001000, 0x7F), "IDT": (0xFFFFFE0000000000, 0xFFF)}
         self.virtual: dict[int, dict[int, int]] = {}  # pgd -> addr -> byte
         self.physical: dict[int, int] = {}
         self.symbols: dict[tuple[int, str, str], int] = {}  # (pgd, module, symbol) -> va
@@ -94,7 +98,12 @@ class FakePyrebox:
         self.registers[cpu][name] = value
 
     def dump_state(self, cpu: int) -> str:
-        return ""
+        """QEMU's state dump, its segment and descriptor-table lines."""
+        lines = [f"{seg:<3}={sel:04x} {base:016x} {limit:08x} {flags:08x}"
+                 for seg, (sel, base, limit, flags) in self.segments.items()]
+        lines += [f"{table}=     {base:016x} {limit:08x}"
+                  for table, (base, limit) in self.tables.items()]
+        return "\n".join(lines) + "\n"
 
     def current_pgd(self, cpu: int) -> int:
         return self.running_pgd[cpu]
