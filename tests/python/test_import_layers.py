@@ -10,6 +10,7 @@ still a dependency, only a later one.
 from __future__ import annotations
 
 import ast
+import functools
 import os
 
 import pytest
@@ -43,6 +44,12 @@ LAYERS: dict[str, set[str]] = {
 ORDER = list(LAYERS)
 
 
+@functools.lru_cache(maxsize=None)
+def parsed(path: str) -> ast.Module:
+    with open(path, encoding="utf-8") as f:
+        return ast.parse(f.read(), filename=path)
+
+
 def module_files() -> dict[str, str]:
     """Module name -> file, for every .py under python/."""
     out = {}
@@ -60,8 +67,7 @@ def module_files() -> dict[str, str]:
 
 def imports_of(name: str, path: str, modules: set[str]) -> set[str]:
     """The project modules `name` imports anywhere in its source."""
-    with open(path, encoding="utf-8") as f:
-        tree = ast.parse(f.read(), filename=path)
+    tree = parsed(path)
     is_package = os.path.basename(path) == "__init__.py"
     package = name if is_package else name.rpartition(".")[0]
     found: set[str] = set()
@@ -178,9 +184,7 @@ def test_layers_import_only_downwards():
 def test_only_native_imports_the_native_module():
     importers = []
     for name, path in module_files().items():
-        with open(path, encoding="utf-8") as f:
-            tree = ast.parse(f.read())
-        for node in ast.walk(tree):
+        for node in ast.walk(parsed(path)):
             if isinstance(node, ast.Import) and any(a.name == "_pyrebox" for a in node.names):
                 importers.append(name)
             elif isinstance(node, ast.ImportFrom) and node.module == "_pyrebox":
@@ -192,9 +196,7 @@ def test_only_native_imports_the_native_module():
 def test_facades_only_re_export(module):
     """api, utils and ipython_shell hold no logic: imports, __all__ and
     their docstring."""
-    with open(module_files()[module], encoding="utf-8") as f:
-        tree = ast.parse(f.read())
-    for node in tree.body:
+    for node in parsed(module_files()[module]).body:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             continue
         if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
