@@ -160,8 +160,8 @@ def test_a_memory_hit_says_what_was_accessed(fake, capsys):
     BP(0x601000, None, size=0x10, typ=BP.MEM_WRITE).enable()
     BP(0x601000, None, size=0x10, typ=BP.MEM_READ, new_style=True).enable()
     write_id, read_id = sorted(fake.registered)
-    fake.fire(write_id, 0, 0x601008, 4, 0x2601008, 0xABCD, 0x401000)
-    fake.fire(read_id, 0, 0x601000, 8, 0x2601000, 0x401000)
+    fake.fire(write_id, 0, 0x601008, 4, 0x2601008, 0xABCD)
+    fake.fire(read_id, 0, 0x601000, 8, 0x2601000)
     assert fake.opened == [
         (0, "breakpoint 1: write of 4 byte(s) at 0x601008 (physical 0x2601008), value "
             "0x0000abcd"),

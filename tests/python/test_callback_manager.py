@@ -179,8 +179,8 @@ def test_the_memory_write_adapter(fake):
     CallbackManager(1).add_callback(CallbackManager.MEM_WRITE_CB, lambda *a: calls.append(a))
     CallbackManager(1, new_style=True).add_callback(CallbackManager.MEM_WRITE_CB,
                                                    lambda *a: calls.append(a))
-    fake.fire(1, 0, 0x601000, 4, 0x2601000, 0xCAFE, 0x401000)
-    fake.fire(2, 0, 0x601000, 4, 0x2601000, 0xCAFE, 0x401000)
+    fake.fire(1, 0, 0x601000, 4, 0x2601000, 0xCAFE)
+    fake.fire(2, 0, 0x601000, 4, 0x2601000, 0xCAFE)
     assert calls == [(0, 0x601000, 4, 0x2601000, 0xCAFE),
                      ({"cpu_index": 0, "vaddr": 0x601000, "size": 4, "haddr": 0x2601000,
                        "data": 0xCAFE},)]

@@ -25,7 +25,7 @@ PYTHON = os.path.join(ROOT, "python")
 LAYERS: dict[str, set[str]] = {
     # The native module's one gateway, and what needs nothing of PyREBox.
     "foundation": {"pyrebox", "pyrebox.native", "pyrebox.output", "pyrebox.paths",
-                   "pyrebox.config", "pyrebox.qmp_client", "pyrebox.symbols",
+                   "pyrebox.config", "pyrebox.qmp_client", "pyrebox.event_kinds", "pyrebox.symbols",
                    "pyrebox.symbols.*"},
     # The guest machine and its events; what they need is given to them.
     "domain": {"pyrebox.cpu", "pyrebox.machine", "pyrebox.callbacks", "pyrebox.breakpoints",
