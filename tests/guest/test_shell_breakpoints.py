@@ -64,9 +64,12 @@ class Client(ShellClient):
         self.child.expect_exact(SHELL)
         return reason
 
-    def resume(self) -> None:
-        """Leaves a shell when another breakpoint hit is expected next."""
-        self.run("c", "left the shell; the VM continues")
+    def resume(self, word: str = "c") -> None:
+        """Leaves a shell when another breakpoint hit is expected next: the
+        hit's shell may open before the client shows the console prompt
+        (the client then shows only the newest prompt), so the farewell is
+        what is waited for."""
+        self.run(word, "left the shell; the VM continues")
 
 
 def registers(text: str) -> dict[str, int]:
@@ -304,7 +307,7 @@ def test_snapshots_from_a_breakpoint_shell_happen_on_leaving(vm, console):
     assert pc == registers(console.run("r"))["RIP"]
     if pc < 0x800000000000:  # in static_loop's code: the context is static_loop
         assert f"pgd {pgd:#x}, pid {pid} (static_loop)" in console.run(f"proc {pid}")
-    console.run("q", CONSOLE)
+    console.resume("q")
     console.shell_opened_by_breakpoint()
     assert registers(console.run("r"))["RDI"] == 1
     # From that shell, back again; the program then runs to its end.
