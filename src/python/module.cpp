@@ -12,9 +12,9 @@
 #include <optional>
 #include <string>
 
-#include "core/console.h"
-#include "core/kernel_table.h"
-#include "core/session.h"
+#include "base/console.h"
+#include "app/kernel_table.h"
+#include "app/session.h"
 #include "python/gil.h"
 #include "python/python_handler.h"
 #include "triggers/trigger_crash.h"
@@ -22,7 +22,7 @@
 #include "triggers/trigger_handler.h"
 #include "triggers/trigger_library.h"
 #include "triggers/trigger_variables.h"
-#include "core/linux_introspection.h"
+#include "app/linux_introspection.h"
 #include "vmi/linux/linux_kernel.h"
 #include "vmi/linux/module_symbols.h"
 #include "vmi/linux/user_symbols.h"

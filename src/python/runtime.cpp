@@ -5,7 +5,7 @@
 
 #include <pybind11/embed.h>
 
-#include "core/console.h"
+#include "base/console.h"
 #include "python/gil.h"
 #include "triggers/trigger_handler.h"
 

@@ -4,11 +4,11 @@
 #include <deque>
 #include <mutex>
 
-#include "core/engine.h"
-#include "core/linux_kpti.h"
-#include "core/machine_resume.h"
-#include "core/session.h"
-#include "core/x86_insn.h"
+#include "engine/engine.h"
+#include "app/linux_kpti.h"
+#include "app/machine_resume.h"
+#include "app/session.h"
+#include "base/x86_insn.h"
 #include "qemu/internals.h"
 #include "qemu/machine.h"
 #include "qemu/registers.h"
@@ -178,10 +178,10 @@ uint64_t read_gdb_register(unsigned vcpu, int regnum) {
 void cb_cr3_load(unsigned vcpu, void* udata) {
     const int regnum = static_cast<int>(reinterpret_cast<intptr_t>(udata));
     const uint64_t value = read_gdb_register(vcpu, regnum);
-    vmi::PagingMode mode = vmi::PagingMode::Long4;
+    PagingMode mode = PagingMode::Long4;
     if (!g.is_64bit) {
         const uint64_t cr4 = g.cr4_regnum >= 0 ? read_gdb_register(vcpu, g.cr4_regnum) : 0;
-        mode = (cr4 & (1u << 5)) ? vmi::PagingMode::Pae : vmi::PagingMode::Legacy32;
+        mode = (cr4 & (1u << 5)) ? PagingMode::Pae : PagingMode::Legacy32;
     }
     ENTER(vcpu, Kind::Other, 0, /*mid_instruction=*/true);  // no pc to resume at
     engine().on_cr3_load(static_cast<int>(vcpu), value, mode);

@@ -13,8 +13,8 @@
 #include <thread>
 #include <vector>
 
-#include "core/console.h"
-#include "core/session.h"
+#include "base/console.h"
+#include "app/session.h"
 
 namespace pyrebox::qemu {
 

@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "core/console.h"
-#include "core/plugin_options.h"
-#include "core/session.h"
+#include "base/console.h"
+#include "base/plugin_options.h"
+#include "app/session.h"
 #include "python/runtime.h"
 #include "qemu/host_check.h"
 #include "qemu/instrumentation.h"

@@ -8,8 +8,8 @@
 #include <cstring>
 #include <string>
 
-#include "core/console.h"
-#include "core/session.h"
+#include "base/console.h"
+#include "app/session.h"
 #include "triggers/trigger_call.h"
 #include "triggers/trigger_functions.h"
 #include "triggers/trigger_variables.h"

@@ -16,7 +16,7 @@
 #include <set>
 #include <string>
 
-#include "core/callback_registry.h"
+#include "engine/callback_registry.h"
 #include "vmi/linux/process_tracker.h"
 
 namespace pyrebox {

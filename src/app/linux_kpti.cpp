@@ -1,8 +1,8 @@
-#include "core/linux_kpti.h"
+#include "app/linux_kpti.h"
 
-#include "core/console.h"
-#include "core/linux_introspection.h"
-#include "core/session.h"
+#include "base/console.h"
+#include "app/linux_introspection.h"
+#include "app/session.h"
 
 namespace pyrebox {
 

@@ -20,7 +20,7 @@
 #include <mutex>
 #include <string>
 
-#include "core/expected.h"
+#include "base/expected.h"
 
 namespace pyrebox {
 

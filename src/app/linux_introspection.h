@@ -4,7 +4,7 @@
 // has booted far enough). Any thread; calls are serialised.
 #pragma once
 
-#include "core/expected.h"
+#include "base/expected.h"
 #include "vmi/linux/linux_kernel.h"
 
 namespace pyrebox {

@@ -1,8 +1,8 @@
-#include "core/process_events.h"
+#include "app/process_events.h"
 
-#include "core/console.h"
-#include "core/linux_introspection.h"
-#include "core/session.h"
+#include "base/console.h"
+#include "app/linux_introspection.h"
+#include "app/session.h"
 
 namespace pyrebox {
 

@@ -1,4 +1,4 @@
-#include "core/session.h"
+#include "app/session.h"
 
 namespace pyrebox {
 

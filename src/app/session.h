@@ -9,12 +9,12 @@
 #include <memory>
 #include <string>
 
-#include "core/callback_registry.h"
-#include "core/engine.h"
-#include "core/kernel_table.h"
-#include "core/machine.h"
-#include "core/monitored_set.h"
-#include "core/process_events.h"
+#include "engine/callback_registry.h"
+#include "engine/engine.h"
+#include "app/kernel_table.h"
+#include "base/machine.h"
+#include "engine/monitored_set.h"
+#include "app/process_events.h"
 #include "vmi/linux/linux_kernel.h"
 
 namespace pyrebox {

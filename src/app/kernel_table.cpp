@@ -1,9 +1,9 @@
-#include "core/kernel_table.h"
+#include "app/kernel_table.h"
 
 #include <algorithm>
 
-#include "core/console.h"
-#include "core/session.h"
+#include "base/console.h"
+#include "app/session.h"
 #include "vmi/linux/banner_scan.h"
 
 namespace pyrebox {

@@ -1,11 +1,11 @@
-#include "core/machine_resume.h"
+#include "app/machine_resume.h"
 
 #include <cstdio>
 #include <set>
 #include <string>
 
-#include "core/console.h"
-#include "core/session.h"
+#include "base/console.h"
+#include "app/session.h"
 
 namespace pyrebox {
 

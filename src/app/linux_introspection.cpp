@@ -1,12 +1,12 @@
-#include "core/linux_introspection.h"
+#include "app/linux_introspection.h"
 
 #include <chrono>
 #include <cstdio>
 #include <mutex>
 #include <string>
 
-#include "core/console.h"
-#include "core/session.h"
+#include "base/console.h"
+#include "app/session.h"
 
 namespace pyrebox {
 
