@@ -45,8 +45,7 @@ void prune_monitored(Session& s) {
 
 }  // namespace
 
-void on_machine_resume() {
-    Session& s = session();
+void on_machine_resume(Session& s) {
     s.vm_started.store(true);
     if (!s.engine || !s.machine) {
         return;

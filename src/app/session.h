@@ -1,6 +1,8 @@
 // The process-wide PyREBox state shared by the QEMU boundary and the
 // bindings: the callback registry, the monitored set, the engine and the
-// machine accessor. Created at plugin install; lives until the process ends.
+// machine accessor. Created once, by the plugin entry at install, which hands
+// it to the QEMU boundary, the Python bindings and the trigger SDK; lives
+// until the process ends. There is no global way to reach it.
 #pragma once
 
 #include <atomic>
@@ -44,11 +46,9 @@ struct Session {
     // hundred ms and is not needed until a script asks): the first use waits.
     std::shared_future<void> linux_loading;
     // With no table given: builds one from guest memory once the kernel runs.
-    TableFromMemory table_from_memory;
+    TableFromMemory table_from_memory{*this};
     // CREATEPROC / REMOVEPROC / LOADMODULE / REMOVEMODULE delivery.
-    ProcessEvents process_events;
+    ProcessEvents process_events{*this};
 };
-
-Session& session();
 
 }  // namespace pyrebox
