@@ -10,8 +10,8 @@
 
 #include "base/console.h"
 #include "app/session.h"
-#include "triggers/trigger_call.h"
 #include "triggers/sdk_session.h"
+#include "triggers/trigger_call.h"
 #include "triggers/trigger_functions.h"
 #include "triggers/trigger_variables.h"
 #include "vmi/paging.h"
