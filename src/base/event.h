@@ -1,16 +1,10 @@
 // One event delivered to callbacks. Plain values only: handlers copy what
-// they keep. Which fields mean something depends on `type`:
-//   BLOCK_BEGIN   cpu_index, pc (= tb.pc), tb
-//   BLOCK_END     cpu_index, pc (cur_pc: the block's last instruction), next_pc, tb
-//   INSN_BEGIN/END cpu_index, pc (the instruction; END: next_pc is where execution went)
-//   MEM_READ/WRITE cpu_index, pc (the accessing instruction), vaddr, paddr, size, data (write)
-//   OPCODE_RANGE  cpu_index, pc (cur_pc), next_pc, opcode
-//   TLB_EXEC      cpu_index, vaddr
-//   CONTEXTCHANGE cpu_index, old_pgd, new_pgd
-//   CREATEPROC/REMOVEPROC   pid, pgd, name
-//   LOADMODULE/REMOVEMODULE pid, pgd (0: kernel), vaddr (base), size, name, fullname
-//   KEYSTROKE     cpu_index (the vCPU that read the byte), data (the keycode)
-//   NIC_SEND/REC  buffer, size (one whole Ethernet frame); cpu_index 0
+// they keep. Which members a type fills, and what they mean to scripts and
+// triggers, is the event-kind table (python/pyrebox/event_kinds.py): each
+// field there names the member it is read from. In short: `pc` is the
+// instruction (the block's last one for BLOCK_END and OPCODE_RANGE),
+// `next_pc` where execution went, `vaddr` the access (LOADMODULE: the base),
+// `data` the value stored (KEYSTROKE: the keycode).
 #pragma once
 
 #include <cstdint>
