@@ -4,7 +4,7 @@
 
 #include <pybind11/pybind11.h>
 
-#include "core/callback_registry.h"
+#include "engine/callback_registry.h"
 
 namespace pyrebox::python {
 

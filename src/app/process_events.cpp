@@ -1,8 +1,8 @@
-#include "core/process_events.h"
+#include "app/process_events.h"
 
-#include "core/console.h"
-#include "core/linux_introspection.h"
-#include "core/session.h"
+#include "base/console.h"
+#include "app/linux_introspection.h"
+#include "app/session.h"
 
 namespace pyrebox {
 
@@ -70,8 +70,8 @@ void ProcessEvents::try_activate() {
         return;
     }
     next_attempt_ = attempts_ + std::min<uint64_t>(attempts_, kMaxAttemptGap);
-    Session& s = session();
-    if (!linux_symbols_settled()) {
+    Session& s = session_;
+    if (!linux_symbols_settled(s)) {
         return;
     }
     if (!s.linux_kernel) {
@@ -80,7 +80,7 @@ void ProcessEvents::try_activate() {
         }
         return;  // else: the table is built from memory once the kernel runs
     }
-    auto kernel = located_linux_kernel();
+    auto kernel = located_linux_kernel(s);
     if (!kernel) {
         if (!s.linux_locate_error.empty()) {
             pending_.store(false);
@@ -102,7 +102,7 @@ void ProcessEvents::try_activate() {
     if (auto seeded = tracker->seed(s.machine->physical_memory(), s.engine->kpti()); !seeded) {
         // A location that stopped holding is replaced (the next attempt
         // uses it); otherwise the processes are read again later.
-        if (!recheck_linux_location()) {
+        if (!recheck_linux_location(s)) {
             warn_once("process and module tracking could not read the current processes: " +
                       seeded.error() + " (retrying)");
         }
@@ -127,7 +127,7 @@ void ProcessEvents::resync() {
     if (!tracker_) {
         return;
     }
-    Session& s = session();
+    Session& s = session_;
     if (auto seeded = tracker_->seed(s.machine->physical_memory(), s.engine->kpti()); !seeded) {
         warn_once("process and module tracking could not re-read the processes: " +
                   seeded.error());
@@ -138,7 +138,7 @@ void ProcessEvents::on_hook(ProcessTracker::Hook hook, int vcpu) {
     if (!tracker_) {
         return;
     }
-    Session& s = session();
+    Session& s = session_;
     uint64_t args[6] = {};
     for (int i = 0; i < 6; ++i) {
         auto value = s.machine->read_register(vcpu, kArgRegisters[i]);

@@ -28,10 +28,10 @@
 #include <utility>
 #include <vector>
 
-#include "core/address_windows.h"
-#include "core/callback_types.h"
-#include "core/event.h"
-#include "core/expected.h"
+#include "base/address_windows.h"
+#include "base/callback_types.h"
+#include "base/event.h"
+#include "base/expected.h"
 
 namespace pyrebox {
 
@@ -45,7 +45,7 @@ public:
     // (begin >= end: it drops every event), so that accesses outside every
     // handler's window need not be dispatched at all. False (the default):
     // any access may matter. Called on vCPU threads when the registry or the
-    // address-window epoch (core/address_windows.h) changed; must not throw.
+    // address-window epoch (base/address_windows.h) changed; must not throw.
     virtual bool vaddr_window(uint64_t& /*begin*/, uint64_t& /*end*/) const { return false; }
 };
 

@@ -1,20 +1,20 @@
-#include "core/linux_kpti.h"
+#include "app/linux_kpti.h"
 
-#include "core/console.h"
-#include "core/linux_introspection.h"
-#include "core/session.h"
+#include "base/console.h"
+#include "app/linux_introspection.h"
+#include "app/session.h"
 
 namespace pyrebox {
 
-std::optional<bool> linux_kpti() {
-    if (!linux_symbols_settled()) {
+std::optional<bool> linux_kpti(Session& s) {
+    if (!linux_symbols_settled(s)) {
         return std::nullopt;
     }
-    auto kernel = located_linux_kernel();
+    auto kernel = located_linux_kernel(s);
     if (!kernel) {
         return std::nullopt;
     }
-    auto kpti = (*kernel)->kpti(session().machine->physical_memory());
+    auto kpti = (*kernel)->kpti(s.machine->physical_memory());
     if (!kpti) {
         console().write_lines("[pyrebox] warning: ",
                               kpti.error() + "; taking each CR3 value as its own address space");

@@ -1,4 +1,4 @@
-#include "core/monitored_set.h"
+#include "engine/monitored_set.h"
 
 #include <algorithm>
 

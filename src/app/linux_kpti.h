@@ -11,6 +11,8 @@ namespace pyrebox {
 // (no symbol table yet, the kernel not located yet). A kernel whose flag
 // cannot be read (a symbol table without boot_cpu_data, unreadable memory)
 // is taken as not isolating, with a warning. Any thread.
-std::optional<bool> linux_kpti();
+struct Session;
+
+std::optional<bool> linux_kpti(Session& s);
 
 }  // namespace pyrebox

@@ -1,12 +1,12 @@
-#include "core/linux_introspection.h"
+#include "app/linux_introspection.h"
 
 #include <chrono>
 #include <cstdio>
 #include <mutex>
 #include <string>
 
-#include "core/console.h"
-#include "core/session.h"
+#include "base/console.h"
+#include "app/session.h"
 
 namespace pyrebox {
 
@@ -24,19 +24,18 @@ std::string slides(const vmi::linux_guest::KernelLocation& loc) {
 }
 }  // namespace
 
-bool linux_symbols_settled() {
-    const std::shared_future<void>& loading = session().linux_loading;
+bool linux_symbols_settled(Session& s) {
+    const std::shared_future<void>& loading = s.linux_loading;
     return !loading.valid() ||
            loading.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
 }
 
-Expected<vmi::linux_guest::LinuxKernel*> located_linux_kernel() {
+Expected<vmi::linux_guest::LinuxKernel*> located_linux_kernel(Session& s) {
     using vmi::PagingMode;
-    if (!linux_symbols_settled()) {
+    if (!linux_symbols_settled(s)) {
         return Error{"Linux introspection is not ready: the symbol table is still loading"};
     }
     std::lock_guard<std::mutex> guard(g_locate_lock);
-    Session& s = session();
     if (!s.linux_kernel) {
         return Error{"Linux introspection is off: " +
                      (s.linux_off_reason.empty() ? std::string("no symbol table loaded")
@@ -75,12 +74,11 @@ Expected<vmi::linux_guest::LinuxKernel*> located_linux_kernel() {
     return s.linux_kernel.get();
 }
 
-bool recheck_linux_location() {
-    if (!linux_symbols_settled()) {
+bool recheck_linux_location(Session& s) {
+    if (!linux_symbols_settled(s)) {
         return false;
     }
     std::lock_guard<std::mutex> guard(g_locate_lock);
-    Session& s = session();
     if (!s.linux_kernel || !s.linux_kernel->located()) {
         return false;
     }

@@ -8,8 +8,8 @@
 #include <utility>
 #include <vector>
 
-#include "core/expected.h"
-#include "vmi/paging.h"
+#include "base/expected.h"
+#include "base/x86_paging.h"
 
 namespace pyrebox {
 
@@ -31,14 +31,14 @@ public:
     // descriptor tables), as text.
     virtual Expected<std::string> dump_state(int cpu) = 0;
 
-    virtual vmi::PhysicalMemory& physical_memory() = 0;
+    virtual PhysicalMemory& physical_memory() = 0;
     // The guest-physical ranges backed by RAM or ROM (not MMIO, not
     // unassigned), as sorted, merged [start, end) pairs.
     virtual Expected<std::vector<std::pair<uint64_t, uint64_t>>> memory_map() {
         return Error{"this QEMU does not expose its memory map"};
     }
     // Paging mode vCPU `cpu` is in now (CR0/CR4/EFER).
-    virtual vmi::PagingMode paging_mode(int cpu) = 0;
+    virtual PagingMode paging_mode(int cpu) = 0;
 
     virtual Expected<uint64_t> io_read(uint32_t port, int size) = 0;
     virtual Expected<bool> io_write(uint32_t port, int size, uint64_t value) = 0;

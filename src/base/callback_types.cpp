@@ -1,4 +1,4 @@
-#include "core/callback_types.h"
+#include "base/callback_types.h"
 
 namespace pyrebox {
 

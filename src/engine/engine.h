@@ -19,10 +19,10 @@
 #include <unordered_set>
 #include <vector>
 
-#include "core/callback_registry.h"
-#include "core/event.h"
-#include "core/monitored_set.h"
-#include "vmi/paging.h"
+#include "engine/callback_registry.h"
+#include "base/event.h"
+#include "engine/monitored_set.h"
+#include "base/x86_paging.h"
 
 namespace pyrebox {
 
@@ -63,13 +63,13 @@ public:
     // normalised. CR3 values themselves are never taken as evidence: a
     // kernel that allocates 4 KiB pgds gives neighbouring processes
     // adjacent ones.
-    void on_cr3_load(int vcpu, uint64_t value, vmi::PagingMode mode);
+    void on_cr3_load(int vcpu, uint64_t value, PagingMode mode);
     // The machine's state was replaced or may have been (the VM resumes,
     // after a loadvm for instance): vCPU `vcpu` now runs with `cr3`. Sets
     // its address space and monitored flag without a CONTEXTCHANGE, drops
     // its pending end events and its TLB_EXEC history. Called while the
     // vCPUs are stopped.
-    void resync(int vcpu, uint64_t cr3, vmi::PagingMode mode);
+    void resync(int vcpu, uint64_t cr3, PagingMode mode);
     // A block starts and some end event is pending on this vCPU.
     void on_pending_at_block(int vcpu, const TbInfo& tb);
     // An instruction starts and some end event is pending on this vCPU.
@@ -116,7 +116,7 @@ public:
     int max_vcpus() const { return static_cast<int>(vcpus_.size()); }
 
     // The pgd the engine uses as process identity for a raw CR3 value.
-    uint64_t normalize(uint64_t cr3, vmi::PagingMode mode) const;
+    uint64_t normalize(uint64_t cr3, PagingMode mode) const;
 
 private:
     struct Pending {

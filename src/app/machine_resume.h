@@ -11,6 +11,8 @@
 
 namespace pyrebox {
 
-void on_machine_resume();
+struct Session;
+
+void on_machine_resume(Session& s);
 
 }  // namespace pyrebox

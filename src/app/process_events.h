@@ -16,14 +16,17 @@
 #include <set>
 #include <string>
 
-#include "core/callback_registry.h"
+#include "engine/callback_registry.h"
 #include "vmi/linux/process_tracker.h"
 
 namespace pyrebox {
 
+struct Session;
+
 class ProcessEvents {
 public:
-    ProcessEvents() = default;
+    // Works on `session`, which holds it.
+    explicit ProcessEvents(Session& session) : session_(session) {}
 
     // The registry's plan changed (any thread).
     void on_plan(const Plan& plan);
@@ -50,6 +53,7 @@ private:
     void try_activate();
     void warn_once(const std::string& message);
 
+    Session& session_;
     std::atomic<bool> pending_{false};
     std::atomic<bool> active_{false};
     std::mutex lock_;  // activation

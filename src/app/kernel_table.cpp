@@ -1,9 +1,9 @@
-#include "core/kernel_table.h"
+#include "app/kernel_table.h"
 
 #include <algorithm>
 
-#include "core/console.h"
-#include "core/session.h"
+#include "base/console.h"
+#include "app/session.h"
 #include "vmi/linux/banner_scan.h"
 
 namespace pyrebox {
@@ -20,8 +20,7 @@ constexpr uint64_t kKernelHalf = 0xffff800000000000ull;
 
 }  // namespace
 
-Expected<bool> load_linux_table(const std::string& path) {
-    Session& s = session();
+Expected<bool> load_linux_table(Session& s, const std::string& path) {
     auto table = vmi::SymbolTable::load(path);
     std::string problem;
     if (!table) {
@@ -60,7 +59,7 @@ void TableFromMemory::attempt(int vcpu, uint64_t pgd) {
     if (!guard.owns_lock() || !armed_.load()) {
         return;  // another vCPU is at it, or it is done
     }
-    Machine& m = *session().machine;
+    Machine& m = *session_.machine;
     if (first_kernel_pgd_ == 0 || pgd == first_kernel_pgd_) {
         auto pc = m.read_register(vcpu, "rip");
         if (pc && *pc >= kKernelHalf && first_kernel_pgd_ == 0) {
@@ -75,9 +74,9 @@ void TableFromMemory::attempt(int vcpu, uint64_t pgd) {
     auto ram = m.memory_map();
     if (!ram) {
         armed_.store(false);
-        session().linux_off_reason = "no symbol table given, and guest memory cannot be scanned "
+        session_.linux_off_reason = "no symbol table given, and guest memory cannot be scanned "
                                      "for the kernel: " + ram.error();
-        console().write_lines("[pyrebox] warning: ", session().linux_off_reason);
+        console().write_lines("[pyrebox] warning: ", session_.linux_off_reason);
         return;
     }
     std::vector<std::pair<uint64_t, uint64_t>> ranges;
@@ -88,10 +87,10 @@ void TableFromMemory::attempt(int vcpu, uint64_t pgd) {
     if (!banner) {
         if (++scans_ >= kMaxScans) {
             armed_.store(false);
-            session().linux_off_reason =
+            session_.linux_off_reason =
                 "no symbol table given, and no Linux kernel banner ('Linux version ...') is in "
                 "guest memory to build one from";
-            console().write_lines("[pyrebox] warning: ", session().linux_off_reason);
+            console().write_lines("[pyrebox] warning: ", session_.linux_off_reason);
         }
         return;
     }
@@ -108,7 +107,7 @@ void TableFromMemory::attempt(int vcpu, uint64_t pgd) {
         m.thaw_other_vcpus();
     }
     if (built) {
-        session().process_events.retry_now();  // the boot's events from here on
+        session_.process_events.retry_now();  // the boot's events from here on
     }  // else: the builder printed why
 }
 

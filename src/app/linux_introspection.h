@@ -4,14 +4,18 @@
 // has booted far enough). Any thread; calls are serialised.
 #pragma once
 
-#include "core/expected.h"
+#include "base/expected.h"
 #include "vmi/linux/linux_kernel.h"
+
+namespace pyrebox {
+struct Session;
+}
 
 namespace pyrebox {
 
 // True once the symbol table has finished loading (or failed to): the
 // functions below then answer without waiting.
-bool linux_symbols_settled();
+bool linux_symbols_settled(Session& s);
 
 // The located kernel. Never waits: an error says why there is none yet
 // (introspection off, symbols still loading, the guest not in long mode,
@@ -20,12 +24,12 @@ bool linux_symbols_settled();
 // agree with it (see verify_location in vmi/linux/kernel_locator.h); until
 // then, during the kernel's start-up, the error says the page tables and
 // data do not agree yet, and the next call tries again.
-Expected<vmi::linux_guest::LinuxKernel*> located_linux_kernel();
+Expected<vmi::linux_guest::LinuxKernel*> located_linux_kernel(Session& s);
 
 // A located kernel whose structures cannot be read: checks its location
 // again (verify_location) and, when that no longer holds, locates the
 // kernel anew and replaces the location (saying so on the console). True
 // when the location was replaced. Any thread.
-bool recheck_linux_location();
+bool recheck_linux_location(Session& s);
 
 }  // namespace pyrebox

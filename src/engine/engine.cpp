@@ -1,8 +1,8 @@
-#include "core/engine.h"
+#include "engine/engine.h"
 
 #include <algorithm>
 
-#include "core/ps2_keycodes.h"
+#include "base/ps2_keycodes.h"
 
 namespace pyrebox {
 
@@ -36,8 +36,8 @@ void Engine::set_kpti(bool kpti) {
     }
 }
 
-uint64_t Engine::normalize(uint64_t cr3, vmi::PagingMode mode) const {
-    return vmi::normalize_pgd(cr3, mode, kpti_);
+uint64_t Engine::normalize(uint64_t cr3, PagingMode mode) const {
+    return normalize_pgd(cr3, mode, kpti_);
 }
 
 Event Engine::base_event(CallbackType type, int vcpu) const {
@@ -48,11 +48,11 @@ Event Engine::base_event(CallbackType type, int vcpu) const {
     return e;
 }
 
-void Engine::on_cr3_load(int vcpu, uint64_t value, vmi::PagingMode mode) {
+void Engine::on_cr3_load(int vcpu, uint64_t value, PagingMode mode) {
     Vcpu& v = vcpus_[static_cast<size_t>(vcpu)];
-    const bool long_mode = mode == vmi::PagingMode::Long4 || mode == vmi::PagingMode::Long5;
+    const bool long_mode = mode == PagingMode::Long4 || mode == PagingMode::Long5;
     if (!kpti_decided_ && long_mode && kpti_source_ &&
-        (vmi::normalize_pgd(value, mode, false) & 0x1000) != 0 &&
+        (normalize_pgd(value, mode, false) & 0x1000) != 0 &&
         ++kpti_attempts_ >= kpti_next_attempt_) {
         kpti_next_attempt_ =
             kpti_attempts_ + std::min<uint64_t>(kpti_attempts_, kMaxKptiAttemptGap);
@@ -62,7 +62,7 @@ void Engine::on_cr3_load(int vcpu, uint64_t value, vmi::PagingMode mode) {
     }
     const uint64_t pgd = normalize(value, mode);
     // Bit 63 (with PCID) asks the CPU to keep the TLB.
-    const bool no_flush = mode != vmi::PagingMode::Legacy32 && mode != vmi::PagingMode::Pae &&
+    const bool no_flush = mode != PagingMode::Legacy32 && mode != PagingMode::Pae &&
                           (value >> 63) != 0;
     if (!no_flush) {
         v.exec_pages.clear();
@@ -83,7 +83,7 @@ void Engine::on_cr3_load(int vcpu, uint64_t value, vmi::PagingMode mode) {
     registry_.dispatch(e, /*monitored=*/true);
 }
 
-void Engine::resync(int vcpu, uint64_t cr3, vmi::PagingMode mode) {
+void Engine::resync(int vcpu, uint64_t cr3, PagingMode mode) {
     if (vcpu < 0 || static_cast<size_t>(vcpu) >= vcpus_.size()) {
         return;
     }

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "core/expected.h"
+#include "base/expected.h"
 
 namespace pyrebox {
 

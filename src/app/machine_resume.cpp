@@ -1,11 +1,11 @@
-#include "core/machine_resume.h"
+#include "app/machine_resume.h"
 
 #include <cstdio>
 #include <set>
 #include <string>
 
-#include "core/console.h"
-#include "core/session.h"
+#include "base/console.h"
+#include "app/session.h"
 
 namespace pyrebox {
 
@@ -45,8 +45,7 @@ void prune_monitored(Session& s) {
 
 }  // namespace
 
-void on_machine_resume() {
-    Session& s = session();
+void on_machine_resume(Session& s) {
     s.vm_started.store(true);
     if (!s.engine || !s.machine) {
         return;

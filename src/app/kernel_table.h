@@ -20,20 +20,24 @@
 #include <mutex>
 #include <string>
 
-#include "core/expected.h"
+#include "base/expected.h"
 
 namespace pyrebox {
 
 // Loads the ISF at `path` into the session on this thread, replacing the
 // table there. On failure introspection is off with the reason as
 // linux_off_reason, and the reason is returned. Prints the outcome.
-Expected<bool> load_linux_table(const std::string& path);
+struct Session;
+
+Expected<bool> load_linux_table(Session& s, const std::string& path);
 
 class TableFromMemory {
 public:
     // Called with the banner's text and physical address; returns the path
     // of the table it loaded, or why there is none (printed by the builder).
     using Builder = std::function<Expected<std::string>(const std::string& banner, uint64_t paddr)>;
+
+    explicit TableFromMemory(Session& session) : session_(session) {}
 
     void arm(Builder builder);
     bool armed() const { return armed_.load(std::memory_order_relaxed); }
@@ -49,6 +53,7 @@ public:
 private:
     void attempt(int vcpu, uint64_t pgd);
 
+    Session& session_;
     std::atomic<bool> armed_{false};
     std::mutex lock_;
     Builder builder_;

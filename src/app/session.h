@@ -1,6 +1,8 @@
 // The process-wide PyREBox state shared by the QEMU boundary and the
 // bindings: the callback registry, the monitored set, the engine and the
-// machine accessor. Created at plugin install; lives until the process ends.
+// machine accessor. Created once, by the plugin entry at install, which hands
+// it to the QEMU boundary, the Python bindings and the trigger SDK; lives
+// until the process ends. There is no global way to reach it.
 #pragma once
 
 #include <atomic>
@@ -9,12 +11,12 @@
 #include <memory>
 #include <string>
 
-#include "core/callback_registry.h"
-#include "core/engine.h"
-#include "core/kernel_table.h"
-#include "core/machine.h"
-#include "core/monitored_set.h"
-#include "core/process_events.h"
+#include "engine/callback_registry.h"
+#include "engine/engine.h"
+#include "app/kernel_table.h"
+#include "base/machine.h"
+#include "engine/monitored_set.h"
+#include "app/process_events.h"
 #include "vmi/linux/linux_kernel.h"
 
 namespace pyrebox {
@@ -44,11 +46,9 @@ struct Session {
     // hundred ms and is not needed until a script asks): the first use waits.
     std::shared_future<void> linux_loading;
     // With no table given: builds one from guest memory once the kernel runs.
-    TableFromMemory table_from_memory;
+    TableFromMemory table_from_memory{*this};
     // CREATEPROC / REMOVEPROC / LOADMODULE / REMOVEMODULE delivery.
-    ProcessEvents process_events;
+    ProcessEvents process_events{*this};
 };
-
-Session& session();
 
 }  // namespace pyrebox
