@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import _pyrebox
 
-from .cpu import Cpu, register_names
+from .cpu import Cpu, CpuWriteError, register_names
 
 InvalidAddress = _pyrebox.InvalidAddress
 IntrospectionError = _pyrebox.IntrospectionError
@@ -187,7 +187,7 @@ def va_to_sym(pgd: int, addr: int):
 
 
 __all__ = ["InvalidAddress", "IntrospectionError", "get_os_bits", "get_process_list",
-           "get_module_list", "get_symbol_list", "sym_to_va", "va_to_sym", "Cpu", "register_names", "get_num_cpus", "r_cpu", "w_r", "r_pa",
+           "get_module_list", "get_symbol_list", "sym_to_va", "va_to_sym", "Cpu", "CpuWriteError", "register_names", "get_num_cpus", "r_cpu", "w_r", "r_pa",
            "w_pa", "r_va", "w_va", "va_to_pa", "r_ioport", "w_ioport",
            "start_monitoring_process", "stop_monitoring_process", "is_monitored_process",
            "get_running_process", "is_kernel_running"]

@@ -41,6 +41,17 @@ class LoadedScript:
         return list(getattr(self.module, "requirements", []) or [])
 
 
+def _registration_batch():
+    """A callback registration batch (callbacks.batch), or nothing outside
+    QEMU, where no callbacks exist."""
+    try:
+        from .callbacks import batch
+    except ImportError:
+        import contextlib
+        return contextlib.nullcontext()
+    return batch()
+
+
 def _drop_bytecode(module: ModuleType) -> None:
     source = getattr(module, "__file__", None)
     if source and source.endswith(".py"):
@@ -188,14 +199,16 @@ class ScriptManager:
             script.is_loaded = False
 
     def _clean(self, script: LoadedScript) -> None:
-        clean = getattr(script.module, "clean", None)
-        if callable(clean):
-            try:
-                clean()
-            except Exception:
-                output.error(f"script {script.name} raised in clean():\n"
-                             f"{traceback.format_exc().rstrip()}")
-        self._remove_leftover_callbacks(script.name, script.handle)
+        # The script's clean() and the leftovers' removal: one plan change.
+        with _registration_batch():
+            clean = getattr(script.module, "clean", None)
+            if callable(clean):
+                try:
+                    clean()
+                except Exception:
+                    output.error(f"script {script.name} raised in clean():\n"
+                                 f"{traceback.format_exc().rstrip()}")
+            self._remove_leftover_callbacks(script.name, script.handle)
 
     @staticmethod
     def _remove_leftover_callbacks(name: str, handle: int, quiet: bool = False) -> None:
