@@ -9,45 +9,6 @@
 extern "C" {
 #include "qemu_glue.h"
 }
-#include "callbacks.h"
-#include "trigger_helpers.h"
+#include "range_triggers.h"
 
-extern "C" {
-
-callback_type_t get_type() { return MEM_WRITE_CB; }
-
-// The range variables; all null until all three are set.
-static void range_vars(callback_handle_t handle, const pyrebox_target_ulong** begin,
-                       const pyrebox_target_ulong** end, const pyrebox_target_ulong** pgd) {
-    *begin = (const pyrebox_target_ulong*)get_var(handle, "begin");
-    *end = (const pyrebox_target_ulong*)get_var(handle, "end");
-    *pgd = (const pyrebox_target_ulong*)get_var(handle, "pgd");
-    if (*begin == nullptr || *end == nullptr || *pgd == nullptr) {
-        *begin = *end = *pgd = nullptr;
-    }
-}
-
-int trigger(callback_handle_t handle, callback_params_t params) {
-    const pyrebox_target_ulong *begin, *end, *pgd;
-    range_vars(handle, &begin, &end, &pgd);
-    if (begin == nullptr) {
-        return 0;
-    }
-    const pyrebox_target_ulong addr = params.mem_write_params.vaddr;
-    if (addr < *begin || addr >= *end) {
-        return 0;
-    }
-    return *pgd == (pyrebox_target_ulong)-1 || *pgd == get_running_process(params.mem_write_params.cpu_index);
-}
-
-int vaddr_window(callback_handle_t handle, pyrebox_target_ulong* begin_out,
-                 pyrebox_target_ulong* end_out) {
-    const pyrebox_target_ulong *begin, *end, *pgd;
-    range_vars(handle, &begin, &end, &pgd);
-    *begin_out = begin != nullptr ? *begin : 0;  // unset: nothing passes
-    *end_out = begin != nullptr ? *end : 0;
-    return 1;
-}
-
-void clean(callback_handle_t handle) { erase_trigger_vars(handle); }
-}
+PYREBOX_VIRTUAL_RANGE_TRIGGER(MEM_WRITE_CB, mem_write_params)

@@ -6,21 +6,6 @@
 extern "C" {
 #include "qemu_glue.h"
 }
-#include "callbacks.h"
+#include "range_triggers.h"
 
-extern "C" {
-
-callback_type_t get_type() { return MEM_WRITE_CB; }
-
-int trigger(callback_handle_t handle, callback_params_t params) {
-    const pyrebox_target_ulong* begin = (const pyrebox_target_ulong*)get_var(handle, "begin");
-    const pyrebox_target_ulong* end = (const pyrebox_target_ulong*)get_var(handle, "end");
-    if (begin == nullptr || end == nullptr) {
-        return 0;
-    }
-    const pyrebox_target_ulong paddr = params.mem_write_params.paddr;
-    return paddr >= *begin && paddr < *end;
-}
-
-void clean(callback_handle_t handle) { erase_trigger_vars(handle); }
-}
+PYREBOX_PHYSICAL_RANGE_TRIGGER(MEM_WRITE_CB, mem_write_params)

@@ -18,33 +18,20 @@ import weakref
 
 import _pyrebox
 
-from . import output
+from . import event_kinds, output
 from .cpu import Cpu
 
-BLOCK_BEGIN_CB = 2
-BLOCK_END_CB = 3
-INSN_BEGIN_CB = 4
-INSN_END_CB = 5
-MEM_READ_CB = 6
-MEM_WRITE_CB = 7
-KEYSTROKE_CB = 8
-NIC_REC_CB = 9
-NIC_SEND_CB = 10
-OPCODE_RANGE_CB = 11
-TLB_EXEC_CB = 12
-CREATEPROC_CB = 13
-REMOVEPROC_CB = 14
-CONTEXTCHANGE_CB = 15
-LOADMODULE_CB = 16
-REMOVEMODULE_CB = 17
+# The type constants, from the event-kind table (CallbackManager.<NAME> too).
+for _kind in event_kinds.KINDS:
+    globals()[_kind.name] = _kind.number
+del _kind
 
-TYPE_NAMES = {value: name for name, value in globals().items() if name.endswith("_CB")}
-PROCESS_EVENT_TYPES = {CREATEPROC_CB, REMOVEPROC_CB, LOADMODULE_CB, REMOVEMODULE_CB}
-ENGINE_TYPES = {BLOCK_BEGIN_CB, BLOCK_END_CB, INSN_BEGIN_CB, INSN_END_CB, MEM_READ_CB,
-                MEM_WRITE_CB, OPCODE_RANGE_CB, TLB_EXEC_CB, CONTEXTCHANGE_CB,
-                *PROCESS_EVENT_TYPES}
-DEVICE_TYPES = {KEYSTROKE_CB, NIC_SEND_CB, NIC_REC_CB}
-NIC_TYPES = {NIC_SEND_CB, NIC_REC_CB}
+TYPE_NAMES = {kind.number: kind.name for kind in event_kinds.KINDS}
+PROCESS_EVENT_TYPES = {k.number for k in event_kinds.KINDS if k.origin == event_kinds.PROCESS}
+# Types the engine delivers (the process events through its hooks).
+ENGINE_TYPES = {k.number for k in event_kinds.KINDS if k.origin != event_kinds.DEVICE}
+DEVICE_TYPES = {k.number for k in event_kinds.KINDS if k.origin == event_kinds.DEVICE}
+NIC_TYPES = {NIC_SEND_CB, NIC_REC_CB}  # noqa: F821 - defined from the table above
 
 
 class ErrorReporter:
@@ -76,170 +63,69 @@ def _owner(module_hdl: int) -> str:
     return f"module handle {module_hdl}"
 
 
-def _make_adapter(callback_type: int, func, new_style: bool, report):
-    """The function the engine calls for one callback (see PythonHandler for
-    the raw arguments of each type)."""
-    getrefcount = sys.getrefcount
-    # After the call, `cpu` has two references: the adapter's local and
-    # getrefcount's argument. More means the script kept the object: it is
-    # then frozen (every register read) while the state is still current.
+def _adapter_source(kind: event_kinds.Kind, new_style: bool) -> str:
+    """Python source of a factory `make(func, report, Cpu, getrefcount)`
+    returning the adapter of `kind`: a function of the kind's raw arguments
+    (event_kinds.raw_arguments, in the order PythonHandler passes them) that
+    calls `func` with PyREBox's arguments (positional, or one dict for
+    new-style managers) and reports its exceptions."""
+    raw = [member.replace(".", "_") for member in event_kinds.raw_arguments(kind)]
+    body = []
+    positional, entries = [], []
+    has_cpu = False
+    for field in kind.fields:
+        if field.type == event_kinds.CPU:
+            has_cpu = True
+            at = f", {field.event.replace('.', '_')}" if field.event else ""
+            body.append(f"cpu = Cpu(cpu_index{at})")
+            value = "cpu"
+        elif field.type == event_kinds.TB:
+            value = "(tb_pc, tb_size, tb_icount)"
+        elif field.type == event_kinds.ZERO:
+            value = "0"
+        else:
+            value = field.event.replace(".", "_")
+        if field.positional:
+            positional.append(value)
+        for key in (field.name, *field.aliases):
+            entries.append(f"{key!r}: {value}")
+    call = ("func({" + ", ".join(entries) + "})") if new_style else \
+        f"func({', '.join(positional)})"
+    lines = [f"def make(func, report, Cpu, getrefcount):",
+             f"    def adapter({', '.join(raw)}):"]
+    lines += [f"        {line}" for line in body]
+    lines += ["        try:",
+              f"            {call}",
+              "        except Exception as e:",
+              "            report(e)"]
+    if has_cpu:
+        # After the call, `cpu` has two references: the adapter's local and
+        # getrefcount's argument. More means the script kept the object: it
+        # is then frozen (every register read) while the state is current.
+        lines += ["        if getrefcount(cpu) > 2:",
+                  "            cpu.freeze()"]
+    lines += ["    return adapter", ""]
+    return "\n".join(lines)
 
-    if callback_type == BLOCK_BEGIN_CB:
-        def adapter(cpu_index, pc, size, icount):
-            cpu = Cpu(cpu_index, pc)
-            try:
-                if new_style:
-                    func({"cpu_index": cpu_index, "cpu": cpu, "tb": (pc, size, icount)})
-                else:
-                    func(cpu_index, cpu, (pc, size, icount))
-            except Exception as e:
-                report(e)
-            if getrefcount(cpu) > 2:
-                cpu.freeze()
-    elif callback_type == BLOCK_END_CB:
-        def adapter(cpu_index, tb_pc, tb_size, tb_icount, cur_pc, next_pc):
-            cpu = Cpu(cpu_index, next_pc)
-            tb = (tb_pc, tb_size, tb_icount)
-            try:
-                if new_style:
-                    func({"cpu_index": cpu_index, "cpu": cpu, "tb": tb, "cur_pc": cur_pc,
-                          "next_pc": next_pc})
-                else:
-                    func(cpu_index, cpu, tb, cur_pc, next_pc)
-            except Exception as e:
-                report(e)
-            if getrefcount(cpu) > 2:
-                cpu.freeze()
-    elif callback_type == INSN_BEGIN_CB:
-        def adapter(cpu_index, pc):
-            cpu = Cpu(cpu_index, pc)
-            try:
-                if new_style:
-                    func({"cpu_index": cpu_index, "cpu": cpu})
-                else:
-                    func(cpu_index, cpu)
-            except Exception as e:
-                report(e)
-            if getrefcount(cpu) > 2:
-                cpu.freeze()
-    elif callback_type == INSN_END_CB:
-        def adapter(cpu_index, pc, next_pc):
-            cpu = Cpu(cpu_index, next_pc)
-            try:
-                if new_style:
-                    func({"cpu_index": cpu_index, "cpu": cpu})
-                else:
-                    func(cpu_index, cpu)
-            except Exception as e:
-                report(e)
-            if getrefcount(cpu) > 2:
-                cpu.freeze()
-    elif callback_type == MEM_READ_CB:
-        def adapter(cpu_index, vaddr, size, paddr, pc):
-            try:
-                if new_style:
-                    func({"cpu_index": cpu_index, "vaddr": vaddr, "size": size, "haddr": paddr})
-                else:
-                    func(cpu_index, vaddr, size, paddr)
-            except Exception as e:
-                report(e)
-    elif callback_type == MEM_WRITE_CB:
-        def adapter(cpu_index, vaddr, size, paddr, data, pc):
-            try:
-                if new_style:
-                    func({"cpu_index": cpu_index, "vaddr": vaddr, "size": size, "haddr": paddr,
-                          "data": data})
-                else:
-                    func(cpu_index, vaddr, size, paddr, data)
-            except Exception as e:
-                report(e)
-    elif callback_type == OPCODE_RANGE_CB:
-        def adapter(cpu_index, cur_pc, next_pc, opcode):
-            cpu = Cpu(cpu_index, next_pc)
-            try:
-                if new_style:
-                    func({"cpu_index": cpu_index, "cpu": cpu, "cur_pc": cur_pc,
-                          "next_pc": next_pc})
-                else:
-                    func(cpu_index, cpu, cur_pc, next_pc)
-            except Exception as e:
-                report(e)
-            if getrefcount(cpu) > 2:
-                cpu.freeze()
-    elif callback_type == TLB_EXEC_CB:
-        def adapter(cpu_index, vaddr):
-            cpu = Cpu(cpu_index)
-            try:
-                if new_style:
-                    func({"cpu": cpu, "vaddr": vaddr})
-                else:
-                    func(cpu, vaddr)
-            except Exception as e:
-                report(e)
-            if getrefcount(cpu) > 2:
-                cpu.freeze()
-    elif callback_type == CONTEXTCHANGE_CB:
-        def adapter(cpu_index, old_pgd, new_pgd):
-            try:
-                if new_style:
-                    func({"old_pgd": old_pgd, "new_pgd": new_pgd})
-                else:
-                    func(old_pgd, new_pgd)
-            except Exception as e:
-                report(e)
-    elif callback_type in (CREATEPROC_CB, REMOVEPROC_CB):
-        def adapter(pid, pgd, name):
-            try:
-                if new_style:
-                    func({"pid": pid, "pgd": pgd, "name": name})
-                else:
-                    func(pid, pgd, name)
-            except Exception as e:
-                report(e)
-    elif callback_type in (LOADMODULE_CB, REMOVEMODULE_CB):
-        def adapter(pid, pgd, base, size, name, fullname):
-            try:
-                if new_style:
-                    func({"pid": pid, "pgd": pgd, "base": base, "size": size, "name": name,
-                          "fullname": fullname})
-                else:
-                    func(pid, pgd, base, size, name, fullname)
-            except Exception as e:
-                report(e)
-    elif callback_type == KEYSTROKE_CB:
-        def adapter(keycode):
-            try:
-                if new_style:
-                    func({"keycode": keycode})
-                else:
-                    func(keycode)
-            except Exception as e:
-                report(e)
-    elif callback_type == NIC_SEND_CB:
-        # addr (the frame's place in the NIC's memory, from PyREBox's ne2000
-        # hook) is not observable through QEMU's net filters: 0.
-        def adapter(frame):
-            try:
-                if new_style:
-                    func({"addr": 0, "size": len(frame), "buf": frame, "buff": frame})
-                else:
-                    func(0, len(frame), frame)
-            except Exception as e:
-                report(e)
-    elif callback_type == NIC_REC_CB:
-        # cur_pos, start, stop (ne2000 ring-buffer positions): 0, as above.
-        def adapter(frame):
-            try:
-                if new_style:
-                    func({"buf": frame, "buff": frame, "size": len(frame), "cur_pos": 0,
-                          "curr": 0, "start": 0, "stop": 0})
-                else:
-                    func(frame, len(frame), 0, 0, 0)
-            except Exception as e:
-                report(e)
-    else:
-        raise ValueError(f"no adapter for callback type {callback_type}")
-    return adapter
+
+_factories: dict[tuple[int, bool], object] = {}
+
+
+def _make_adapter(callback_type: int, func, new_style: bool, report):
+    """The function the engine calls for one callback: built from the
+    kind's row of the event-kind table, compiled once per kind and style."""
+    key = (callback_type, new_style)
+    make = _factories.get(key)
+    if make is None:
+        kind = event_kinds.BY_NUMBER.get(callback_type)
+        if kind is None:
+            raise ValueError(f"no adapter for callback type {callback_type}")
+        namespace: dict = {}
+        exec(compile(_adapter_source(kind, new_style),  # noqa: S102 - source built from the table
+                     f"<adapter of {kind.name}{' (new style)' if new_style else ''}>", "exec"),
+             namespace)
+        make = _factories[key] = namespace["make"]
+    return make(func, report, Cpu, sys.getrefcount)
 
 
 # module handle -> the CallbackManagers created for it (weakly held): lets
@@ -273,24 +159,8 @@ class CallbackManager:
     """Registers callbacks for one script (module handle) and removes them
     all with clean(). See the scripting document for each type's arguments."""
 
-    BLOCK_BEGIN_CB = BLOCK_BEGIN_CB
-    BLOCK_END_CB = BLOCK_END_CB
-    INSN_BEGIN_CB = INSN_BEGIN_CB
-    INSN_END_CB = INSN_END_CB
-    MEM_READ_CB = MEM_READ_CB
-    MEM_WRITE_CB = MEM_WRITE_CB
-    KEYSTROKE_CB = KEYSTROKE_CB
-    NIC_REC_CB = NIC_REC_CB
-    NIC_SEND_CB = NIC_SEND_CB
-    OPCODE_RANGE_CB = OPCODE_RANGE_CB
-    TLB_EXEC_CB = TLB_EXEC_CB
-    CREATEPROC_CB = CREATEPROC_CB
-    REMOVEPROC_CB = REMOVEPROC_CB
-    CONTEXTCHANGE_CB = CONTEXTCHANGE_CB
-    LOADMODULE_CB = LOADMODULE_CB
-    REMOVEMODULE_CB = REMOVEMODULE_CB
     # The scripting document's spelling of the process-creation constant.
-    VMI_CREATEPROC_CB = CREATEPROC_CB
+    VMI_CREATEPROC_CB = CREATEPROC_CB  # noqa: F821 - defined from the table above
 
     _counter = itertools.count(1)
 
@@ -452,3 +322,8 @@ class CallbackManager:
     def call_trigger_function(self, name: str, function_name: str) -> None:
         """Calls a function the trigger declared with declare_function."""
         _pyrebox.trigger_call_function(self._trigger_handle(name), function_name)
+
+
+for _kind in event_kinds.KINDS:
+    setattr(CallbackManager, _kind.name, _kind.number)
+del _kind

@@ -12,17 +12,18 @@
 #include <optional>
 #include <string>
 
-#include "core/console.h"
-#include "core/kernel_table.h"
-#include "core/session.h"
+#include "base/console.h"
+#include "app/kernel_table.h"
+#include "app/session.h"
 #include "python/gil.h"
+#include "python/module.h"
 #include "python/python_handler.h"
 #include "triggers/trigger_crash.h"
 #include "triggers/trigger_functions.h"
 #include "triggers/trigger_handler.h"
 #include "triggers/trigger_library.h"
 #include "triggers/trigger_variables.h"
-#include "core/linux_introspection.h"
+#include "app/linux_introspection.h"
 #include "vmi/linux/linux_kernel.h"
 #include "vmi/linux/module_symbols.h"
 #include "vmi/linux/user_symbols.h"
@@ -33,7 +34,9 @@ namespace py = pybind11;
 namespace {
 
 using pyrebox::Expected;
-using pyrebox::session;
+// The session the module's functions work on (bind_module_session).
+pyrebox::Session* g_session = nullptr;
+pyrebox::Session& session() { return *g_session; }
 
 PyObject* g_invalid_address = nullptr;
 PyObject* g_introspection_error = nullptr;
@@ -97,7 +100,7 @@ void wait_for_symbols() {
 
 const pyrebox::vmi::linux_guest::LinuxKernel& linux_kernel() {
     wait_for_symbols();
-    auto kernel = pyrebox::located_linux_kernel();
+    auto kernel = pyrebox::located_linux_kernel(session());
     if (!kernel) {
         raise_introspection(kernel.error());
     }
@@ -181,6 +184,8 @@ void append_symbol_dicts(py::list& out, const ModuleSymbols& ms) {
 }
 
 }  // namespace
+
+void pyrebox::python::bind_module_session(Session& s) { g_session = &s; }
 
 PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
     m.doc() = "PyREBox native side (embedded in the QEMU plugin)";
@@ -449,7 +454,7 @@ PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
             s.linux_off_reason = "the symbol table " + path + " is still loading";
             // Loaded off the main thread; the outcome is printed when known.
             s.linux_loading = std::async(std::launch::async,
-                                         [path] { (void)pyrebox::load_linux_table(path); });
+                                         [path, &s] { (void)pyrebox::load_linux_table(s, path); });
         },
         "Starts loading the guest kernel's ISF in the background; the outcome is printed.");
     m.def(
@@ -482,7 +487,7 @@ PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
                     }
                 }
                 if (problem.empty()) {
-                    if (auto loaded = pyrebox::load_linux_table(path); !loaded) {
+                    if (auto loaded = pyrebox::load_linux_table(session(), path); !loaded) {
                         problem = loaded.error();
                     }
                 } else {

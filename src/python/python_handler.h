@@ -4,7 +4,7 @@
 
 #include <pybind11/pybind11.h>
 
-#include "core/callback_registry.h"
+#include "engine/callback_registry.h"
 
 namespace pyrebox::python {
 
@@ -15,17 +15,9 @@ public:
     // Thread: any; takes the GIL to drop the adapter.
     ~PythonHandler() override;
 
-    // Thread: the event's vCPU thread. Positional arguments by type:
-    //   BLOCK_BEGIN  (cpu_index, pc, size, icount)
-    //   BLOCK_END    (cpu_index, tb_pc, tb_size, tb_icount, cur_pc, next_pc)
-    //   INSN_*       (cpu_index, pc)              INSN_END: (cpu_index, pc, next_pc)
-    //   MEM_READ     (cpu_index, vaddr, size, paddr, pc)
-    //   MEM_WRITE    (cpu_index, vaddr, size, paddr, data, pc)
-    //   OPCODE_RANGE (cpu_index, cur_pc, next_pc, opcode)
-    //   TLB_EXEC     (cpu_index, vaddr)
-    //   CONTEXTCHANGE (cpu_index, old_pgd, new_pgd)
-    //   KEYSTROKE    (keycode)
-    //   NIC_SEND/REC (frame: bytes)
+    // Thread: the event's vCPU thread. Calls the adapter with the event's
+    // raw arguments: for each type, the Event members its fields read, in
+    // the order of event_kinds.raw_arguments (python/pyrebox/event_kinds.py).
     // The adapter reports the script's exceptions itself; anything escaping
     // it is printed here and never reaches QEMU.
     void deliver(const Event& event) override;

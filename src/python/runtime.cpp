@@ -5,8 +5,9 @@
 
 #include <pybind11/embed.h>
 
-#include "core/console.h"
+#include "base/console.h"
 #include "python/gil.h"
+#include "python/module.h"
 #include "triggers/trigger_handler.h"
 
 namespace py = pybind11;
@@ -91,7 +92,8 @@ bool is_config_error(py::error_already_set& e) {
 
 }  // namespace
 
-Expected<bool> start(const RuntimeConfig& cfg) {
+Expected<bool> start(const RuntimeConfig& cfg, Session& session) {
+    bind_module_session(session);
     if (auto promoted = promote_libpython(); !promoted) {
         return promoted;
     }

@@ -5,7 +5,11 @@
 #include <string>
 #include <string_view>
 
-#include "core/expected.h"
+#include "base/expected.h"
+
+namespace pyrebox {
+struct Session;
+}
 
 namespace pyrebox::python {
 
@@ -21,8 +25,9 @@ struct RuntimeConfig {
 // which reads the configuration and loads the start-up scripts. A bad
 // configuration is an error (nothing has run yet); a script that fails is
 // reported by boot and does not stop the start. Leaves the GIL released.
+// The `_pyrebox` module works on `session` (which outlives the interpreter).
 // Thread: QEMU's main thread, during plugin install.
-Expected<bool> start(const RuntimeConfig& config);
+Expected<bool> start(const RuntimeConfig& config, Session& session);
 
 // Runs `fn` with the GIL held. A Python exception it raises is printed with
 // its traceback, prefixed by `what`, and never propagates: returns false.

@@ -4,11 +4,11 @@
 #include <deque>
 #include <mutex>
 
-#include "core/engine.h"
-#include "core/linux_kpti.h"
-#include "core/machine_resume.h"
-#include "core/session.h"
-#include "core/x86_insn.h"
+#include "engine/engine.h"
+#include "app/linux_kpti.h"
+#include "app/machine_resume.h"
+#include "app/session.h"
+#include "base/x86_insn.h"
 #include "qemu/internals.h"
 #include "qemu/machine.h"
 #include "qemu/registers.h"
@@ -24,6 +24,7 @@ struct Board {
 };
 
 struct State {
+    Session* session = nullptr;  // set by install_instrumentation
     qemu_plugin_scoreboard* board = nullptr;
     qemu_plugin_u64 monitored{};
     qemu_plugin_u64 pending{};
@@ -57,7 +58,8 @@ public:
 
 ScoreboardFlags g_flags;
 
-Engine& engine() { return *session().engine; }
+Session& session() { return *g.session; }
+Engine& engine() { return *g.session->engine; }
 
 // Enters a callback context for `vcpu`; on leaving, when a callback wrote the
 // program counter or state the rest of the block cannot honour, leaves the
@@ -178,10 +180,10 @@ uint64_t read_gdb_register(unsigned vcpu, int regnum) {
 void cb_cr3_load(unsigned vcpu, void* udata) {
     const int regnum = static_cast<int>(reinterpret_cast<intptr_t>(udata));
     const uint64_t value = read_gdb_register(vcpu, regnum);
-    vmi::PagingMode mode = vmi::PagingMode::Long4;
+    PagingMode mode = PagingMode::Long4;
     if (!g.is_64bit) {
         const uint64_t cr4 = g.cr4_regnum >= 0 ? read_gdb_register(vcpu, g.cr4_regnum) : 0;
-        mode = (cr4 & (1u << 5)) ? vmi::PagingMode::Pae : vmi::PagingMode::Legacy32;
+        mode = (cr4 & (1u << 5)) ? PagingMode::Pae : PagingMode::Legacy32;
     }
     ENTER(vcpu, Kind::Other, 0, /*mid_instruction=*/true);  // no pc to resume at
     engine().on_cr3_load(static_cast<int>(vcpu), value, mode);
@@ -405,7 +407,7 @@ void flush_work(CPUState* cpu, uint64_t /*data*/) { internals().tb_flush(cpu); }
 // QEMU's main loop, BQL held: the VM starts or stops.
 void on_vm_state_change(void* /*opaque*/, bool running, int /*run_state*/) {
     if (running && !g_exiting) {
-        on_machine_resume();
+        on_machine_resume(session());
     }
 }
 
@@ -429,13 +431,13 @@ void request_retranslation() {
     internals().async_run_on_cpu(cpu, flush_work, 0);
 }
 
-void install_instrumentation(qemu_plugin_id_t id, int max_vcpus, bool is_64bit) {
+void install_instrumentation(Session& s, qemu_plugin_id_t id, int max_vcpus, bool is_64bit) {
+    g.session = &s;
     g.is_64bit = is_64bit;
     g.board = qemu_plugin_scoreboard_new(sizeof(Board));
     g.monitored = qemu_plugin_u64{g.board, offsetof(Board, monitored)};
     g.pending = qemu_plugin_u64{g.board, offsetof(Board, pending)};
 
-    Session& s = session();
     s.is_64bit = is_64bit;
     s.machine = &machine();
     s.engine = std::make_unique<Engine>(s.registry, s.monitored, g_flags, max_vcpus);
@@ -443,7 +445,7 @@ void install_instrumentation(qemu_plugin_id_t id, int max_vcpus, bool is_64bit) 
         session().process_events.on_plan(*session().registry.plan());
         request_retranslation();
     });
-    s.engine->set_kpti_source([] { return linux_kpti(); });
+    s.engine->set_kpti_source([] { return linux_kpti(session()); });
     s.engine->set_keyboard_byte_reader([](int vcpu) {
         return g.rax_regnum < 0
                    ? uint8_t{0}

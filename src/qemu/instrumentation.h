@@ -5,11 +5,17 @@
 
 #include "qemu/plugin_api.h"
 
+namespace pyrebox {
+struct Session;
+}
+
 namespace pyrebox::qemu {
 
-// Creates the engine and registers the translation, vCPU-init and flush
-// callbacks. Thread: QEMU's main thread, at install, before Python starts.
-void install_instrumentation(qemu_plugin_id_t id, int max_vcpus, bool is_64bit);
+// Creates the engine in `session` (which the callbacks keep using) and
+// registers the translation, vCPU-init and flush callbacks. Thread: QEMU's
+// main thread, at install, before Python starts.
+void install_instrumentation(Session& session, qemu_plugin_id_t id, int max_vcpus,
+                             bool is_64bit);
 
 // Asks QEMU to retranslate all code (the plan changed). Any thread; takes
 // effect when the vCPU next leaves generated code.

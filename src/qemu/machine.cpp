@@ -42,7 +42,7 @@ std::optional<std::string> dump_text(CPUState* state) {
     return result;
 }
 
-class SystemMemory final : public vmi::PhysicalMemory {
+class SystemMemory final : public PhysicalMemory {
 public:
     bool read(uint64_t paddr, void* buf, size_t len) override { return access(paddr, buf, len, false); }
     bool write(uint64_t paddr, const void* buf, size_t len) override {
@@ -194,7 +194,7 @@ public:
         return std::move(*dump);
     }
 
-    vmi::PhysicalMemory& physical_memory() override { return memory_; }
+    PhysicalMemory& physical_memory() override { return memory_; }
 
     Expected<std::vector<std::pair<uint64_t, uint64_t>>> memory_map() override {
         const auto& q = internals();
@@ -229,14 +229,14 @@ public:
         return std::move(walk.ranges);
     }
 
-    vmi::PagingMode paging_mode(int cpu) override {
+    PagingMode paging_mode(int cpu) override {
         auto cr0 = read_register(cpu, "cr0");
         auto cr4 = read_register(cpu, "cr4");
         auto efer = read_register(cpu, "efer");
         if (!cr0 || !cr4) {
-            return vmi::PagingMode::None;
+            return PagingMode::None;
         }
-        return vmi::paging_mode(*cr0, *cr4, efer ? *efer : 0);
+        return pyrebox::paging_mode(*cr0, *cr4, efer ? *efer : 0);
     }
 
     Expected<uint64_t> io_read(uint32_t port, int size) override {

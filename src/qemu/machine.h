@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <functional>
 
-#include "core/machine.h"
+#include "base/machine.h"
 
 namespace pyrebox::qemu {
 

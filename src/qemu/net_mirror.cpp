@@ -13,12 +13,16 @@
 #include <thread>
 #include <vector>
 
-#include "core/console.h"
-#include "core/session.h"
+#include "base/console.h"
+#include "app/session.h"
 
 namespace pyrebox::qemu {
 
 namespace {
+
+// The session frames are delivered to (set by start_net_mirror).
+Session* g_session = nullptr;
+Session& session() { return *g_session; }
 
 std::atomic<bool> g_stopping{false};
 
@@ -131,7 +135,9 @@ void reader(Stream streams[2]) {
 
 }  // namespace
 
-void start_net_mirror(const std::string& send_socket, const std::string& recv_socket) {
+void start_net_mirror(Session& s, const std::string& send_socket,
+                      const std::string& recv_socket) {
+    g_session = &s;
     session().nic_observed = true;
     // Lives as long as the process: the thread may outlive QEMU's exit callbacks.
     auto* streams = new Stream[2];

@@ -7,15 +7,21 @@
 
 #include <string>
 
+namespace pyrebox {
+struct Session;
+}
+
 namespace pyrebox::qemu {
 
 // Starts the reader thread: it connects to both sockets (QEMU listens on
 // them, created a moment after the plugin loads), reads
 // filter-mirror's records (a 32-bit big-endian length, then the frame) and
-// dispatches one NIC_SEND or NIC_REC event per frame, in each direction in
+// dispatches one NIC_SEND or NIC_REC event per frame to `session`'s
+// registry, in each direction in
 // the order QEMU passed them. Frames are read (and dropped) when no callback
 // is registered, so QEMU's writes never block. Thread: install, main thread.
-void start_net_mirror(const std::string& send_socket, const std::string& recv_socket);
+void start_net_mirror(Session& session, const std::string& send_socket,
+                      const std::string& recv_socket);
 
 // QEMU is exiting: no more events are dispatched.
 void stop_net_mirror();

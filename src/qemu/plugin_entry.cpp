@@ -10,15 +10,16 @@
 #include <string>
 #include <vector>
 
-#include "core/console.h"
-#include "core/plugin_options.h"
-#include "core/session.h"
+#include "base/console.h"
+#include "base/plugin_options.h"
+#include "app/session.h"
 #include "python/runtime.h"
 #include "qemu/host_check.h"
 #include "qemu/instrumentation.h"
 #include "qemu/internals.h"
 #include "qemu/net_mirror.h"
 #include "qemu/plugin_api.h"
+#include "triggers/sdk_session.h"
 
 #ifndef PYREBOX_SOURCE_DIR
 #error "PYREBOX_SOURCE_DIR must name the checkout (set by CMake)"
@@ -92,21 +93,26 @@ PYREBOX_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t* i
     if (!make_exports_global()) {
         return fail(std::string("cannot export the trigger SDK: ") + dlerror());
     }
+    // The one session, handed to each part that uses it. Never destroyed:
+    // QEMU runs plugin exit callbacks after static destructors.
+    auto& session = *new pyrebox::Session;
     const std::string target = info->target_name;
-    pyrebox::qemu::install_instrumentation(id, info->system.max_vcpus, target == "x86_64");
+    pyrebox::qemu::install_instrumentation(session, id, info->system.max_vcpus,
+                                           target == "x86_64");
+    pyrebox::triggers::set_sdk_session(session);
 
-    pyrebox::session().isf_path = options->isf;
-    pyrebox::session().ram_bytes = options->ram_bytes;
-    pyrebox::session().qmp_path = options->qmp;
-    pyrebox::session().console_path = options->console;
-    pyrebox::session().console_qmp_path = options->console_qmp;
+    session.isf_path = options->isf;
+    session.ram_bytes = options->ram_bytes;
+    session.qmp_path = options->qmp;
+    session.console_path = options->console;
+    session.console_qmp_path = options->console_qmp;
     if (!options->nic_send.empty()) {
-        pyrebox::qemu::start_net_mirror(options->nic_send, options->nic_recv);
+        pyrebox::qemu::start_net_mirror(session, options->nic_send, options->nic_recv);
     }
 
     pyrebox::python::RuntimeConfig runtime{options->venv, options->pythonpath, options->conf,
                                            info->target_name, info->version.cur};
-    if (auto started = pyrebox::python::start(runtime); !started) {
+    if (auto started = pyrebox::python::start(runtime, session); !started) {
         return fail(started.error());
     }
     qemu_plugin_register_atexit_cb(id, on_exit, nullptr);

@@ -8,8 +8,9 @@
 #include <cstring>
 #include <string>
 
-#include "core/console.h"
-#include "core/session.h"
+#include "base/console.h"
+#include "app/session.h"
+#include "triggers/sdk_session.h"
 #include "triggers/trigger_call.h"
 #include "triggers/trigger_functions.h"
 #include "triggers/trigger_variables.h"
@@ -19,7 +20,10 @@
 
 namespace {
 
-using pyrebox::session;
+// The SDK's session (sdk_session.h).
+pyrebox::Session* g_session = nullptr;
+pyrebox::Session& session() { return *g_session; }
+
 using pyrebox::triggers::TriggerCpu;
 using pyrebox::triggers::variables;
 using pyrebox::triggers::VarKind;
@@ -50,6 +54,8 @@ constexpr int kRnCr1 = 21;
 constexpr int kRnCpuIndex = 25;
 
 }  // namespace
+
+void pyrebox::triggers::set_sdk_session(Session& session) { g_session = &session; }
 
 SDK_EXPORT void* get_var(unsigned handle, const char* key) {
     return variables().get_cached(handle, key);

@@ -3,7 +3,7 @@
 // implementation per target (trigger_call_64.cpp, trigger_call_32.cpp).
 #pragma once
 
-#include "core/event.h"
+#include "base/event.h"
 
 namespace pyrebox::triggers {
 

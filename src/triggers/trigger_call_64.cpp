@@ -3,7 +3,7 @@
 #include <cstddef>
 #include <cstring>
 
-#include "core/event.h"
+#include "base/event.h"
 #include "triggers/trigger_call.h"
 
 namespace pyrebox::triggers::target64 {

@@ -9,7 +9,7 @@
 #include <cstring>
 #include <mutex>
 
-#include "core/callback_types.h"
+#include "base/callback_types.h"
 
 namespace pyrebox::triggers {
 

@@ -8,7 +8,7 @@
 // thread-local before the call and the previous one after it.
 #pragma once
 
-#include "core/event.h"
+#include "base/event.h"
 #include "triggers/trigger_library.h"
 
 namespace pyrebox::triggers {

@@ -5,7 +5,7 @@
 
 #include <memory>
 
-#include "core/callback_registry.h"
+#include "engine/callback_registry.h"
 #include "triggers/trigger_library.h"
 
 namespace pyrebox::triggers {

@@ -4,7 +4,7 @@
 #include <memory>
 #include <string>
 
-#include "core/expected.h"
+#include "base/expected.h"
 
 namespace pyrebox::triggers {
 

@@ -3,7 +3,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "core/address_windows.h"
+#include "base/address_windows.h"
 
 namespace pyrebox::triggers {
 

@@ -19,7 +19,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "core/expected.h"
+#include "base/expected.h"
 
 namespace pyrebox::vmi {
 

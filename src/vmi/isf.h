@@ -22,7 +22,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/expected.h"
+#include "base/expected.h"
 
 namespace pyrebox::vmi {
 

@@ -19,7 +19,6 @@ constexpr uint64_t kNoExecute = 1ull << 63;
 constexpr uint64_t kAddressMask = 0x000FFFFFFFFFF000ull;
 constexpr uint64_t kPaeCr3Mask = 0xFFFFFFE0ull;
 constexpr uint64_t kLegacyAddressMask = 0xFFFFF000ull;
-constexpr uint64_t kKptiUserBit = 1ull << 12;
 constexpr uint64_t kPageSize = 4096;
 
 // One level of a walk with 64-bit entries.
@@ -192,20 +191,6 @@ Error not_ram(uint64_t vaddr, size_t offset, const Piece& piece) {
 
 }  // namespace
 
-PagingMode paging_mode(uint64_t cr0, uint64_t cr4, uint64_t efer) {
-    const bool pg = cr0 & (1ull << 31);
-    const bool pae = cr4 & (1ull << 5);
-    const bool la57 = cr4 & (1ull << 12);
-    const bool lma = efer & (1ull << 10);
-    if (!pg) {
-        return PagingMode::None;
-    }
-    if (lma) {
-        return la57 ? PagingMode::Long5 : PagingMode::Long4;
-    }
-    return pae ? PagingMode::Pae : PagingMode::Legacy32;
-}
-
 Expected<Translation> translate(PhysicalMemory& mem, PagingMode mode, uint64_t pgd,
                                 uint64_t vaddr) {
     switch (mode) {
@@ -267,21 +252,6 @@ Expected<size_t> write_virtual(PhysicalMemory& mem, PagingMode mode, uint64_t pg
         done += piece.len;
     }
     return len;
-}
-
-uint64_t normalize_pgd(uint64_t cr3, PagingMode mode, bool kpti) {
-    switch (mode) {
-    case PagingMode::None:
-        return 0;
-    case PagingMode::Legacy32:
-        return cr3 & kLegacyAddressMask;
-    case PagingMode::Pae:
-        return cr3 & kPaeCr3Mask;
-    case PagingMode::Long4:
-    case PagingMode::Long5:
-        return cr3 & kAddressMask & (kpti ? ~kKptiUserBit : ~0ull);
-    }
-    return 0;
 }
 
 }  // namespace pyrebox::vmi

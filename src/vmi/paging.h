@@ -14,34 +14,18 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "core/expected.h"
+#include "base/expected.h"
+#include "base/x86_paging.h"
 
 namespace pyrebox::vmi {
 
-// The guest's physical memory. `read` and `write` return false when any byte
-// of [paddr, paddr + len) is not backed by RAM (MMIO or beyond memory).
-class PhysicalMemory {
-public:
-    virtual ~PhysicalMemory() = default;
-    virtual bool read(uint64_t paddr, void* buf, size_t len) = 0;
-    virtual bool write(uint64_t paddr, const void* buf, size_t len) = 0;
-};
-
-enum class PagingMode {
-    None,      // paging off: va == pa
-    Legacy32,  // 2-level, 4K/4M pages (PSE)
-    Pae,       // 3-level, 4K/2M
-    Long4,     // 4-level, 4K/2M/1G
-    Long5,     // 5-level
-};
-
-// The paging mode the control registers select: CR0.PG (bit 31), CR4.PAE
-// (bit 5), CR4.LA57 (bit 12), EFER.LMA (bit 10).
-//
-// CR4.PSE (bit 4) does not change the result: Legacy32 always honours the PS
-// bit of a PDE (4M pages, with PSE-36 address bits). With CR4.PSE clear the
-// CPU ignores that bit, but no OS sets it then.
-PagingMode paging_mode(uint64_t cr0, uint64_t cr4, uint64_t efer);
+// The physical-memory interface, PagingMode, paging_mode() and
+// normalize_pgd() are x86 vocabulary shared with the engine: they live in
+// base/x86_paging.h and are named here too.
+using pyrebox::normalize_pgd;
+using pyrebox::PagingMode;
+using pyrebox::paging_mode;
+using pyrebox::PhysicalMemory;
 
 struct Translation {
     uint64_t paddr;      // the physical address of vaddr itself (page base + offset)
@@ -73,13 +57,5 @@ Expected<size_t> read_virtual(PhysicalMemory& mem, PagingMode mode, uint64_t pgd
                               uint64_t vaddr, void* buf, size_t len);
 Expected<size_t> write_virtual(PhysicalMemory& mem, PagingMode mode, uint64_t pgd,
                                uint64_t vaddr, const void* buf, size_t len);
-
-// The process identity used everywhere PyREBox names an address space: CR3
-// without its flag and PCID bits. For long modes `cr3 & 0x000FFFFFFFFFF000`,
-// and with `kpti` also bit 12 cleared, because Linux KPTI gives each process
-// a kernel and a user PGD in one 8K-aligned pair and switches between them on
-// every kernel entry. PAE: `cr3 & 0xFFFFFFE0`; Legacy32: `cr3 & 0xFFFFF000`;
-// None: 0 (there is one address space).
-uint64_t normalize_pgd(uint64_t cr3, PagingMode mode, bool kpti);
 
 }  // namespace pyrebox::vmi

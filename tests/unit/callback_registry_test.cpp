@@ -1,4 +1,4 @@
-#include "core/callback_registry.h"
+#include "engine/callback_registry.h"
 
 #include <gtest/gtest.h>
 

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <optional>
 
-#include "core/callback_registry.h"
+#include "engine/callback_registry.h"
 
 namespace pyrebox::testing {
 

@@ -1,4 +1,4 @@
-#include "core/engine.h"
+#include "engine/engine.h"
 
 #include <gtest/gtest.h>
 
@@ -19,7 +19,7 @@ using pyrebox::Event;
 using pyrebox::MonitoredSet;
 using pyrebox::TbInfo;
 using pyrebox::VcpuFlags;
-using pyrebox::vmi::PagingMode;
+using pyrebox::PagingMode;
 
 constexpr int kVcpus = 2;
 constexpr uint64_t kPgdA = 0x1234000;  // 8K-aligned: a KPTI pair with kPgdA | 0x1000

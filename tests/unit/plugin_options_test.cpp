@@ -1,4 +1,4 @@
-#include "core/plugin_options.h"
+#include "base/plugin_options.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "core/ps2_keycodes.h"
+#include "base/ps2_keycodes.h"
 
 #include <gtest/gtest.h>
 

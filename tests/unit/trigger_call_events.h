@@ -2,7 +2,7 @@
 // carry, shared by the 64-bit and 32-bit trigger call tests.
 #pragma once
 
-#include "core/event.h"
+#include "base/event.h"
 
 namespace pyrebox::testing {
 

@@ -1,6 +1,6 @@
 #include "triggers/trigger_variables.h"
 
-#include "core/address_windows.h"
+#include "base/address_windows.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "core/x86_insn.h"
+#include "base/x86_insn.h"
 
 #include <gtest/gtest.h>
 

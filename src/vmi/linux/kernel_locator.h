@@ -24,7 +24,7 @@
 
 #include <cstdint>
 
-#include "core/expected.h"
+#include "base/expected.h"
 #include "vmi/isf.h"
 #include "vmi/paging.h"
 

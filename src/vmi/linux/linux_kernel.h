@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "core/expected.h"
+#include "base/expected.h"
 #include "vmi/elf_symbols.h"
 #include "vmi/isf.h"
 #include "vmi/linux/kernel_locator.h"

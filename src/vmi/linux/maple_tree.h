@@ -14,7 +14,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/expected.h"
+#include "base/expected.h"
 #include "vmi/isf.h"
 #include "vmi/paging.h"
 

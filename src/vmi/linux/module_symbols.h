@@ -15,7 +15,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/expected.h"
+#include "base/expected.h"
 #include "vmi/elf_symbols.h"
 #include "vmi/linux/linux_kernel.h"
 #include "vmi/linux/user_symbols.h"

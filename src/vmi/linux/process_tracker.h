@@ -42,7 +42,7 @@
 #include <string>
 #include <vector>
 
-#include "core/expected.h"
+#include "base/expected.h"
 #include "vmi/linux/linux_kernel.h"
 
 namespace pyrebox::vmi::linux_guest {
