@@ -10,6 +10,7 @@ The callback stays registered and the VM continues.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import sys
 import traceback
@@ -139,13 +140,25 @@ def _make_adapter(callback_type: int, func, new_style: bool, report):
 _managers: dict[int, "weakref.WeakSet[CallbackManager]"] = {}
 
 
+@contextlib.contextmanager
+def batch():
+    """Registration batch (see CallbackManager.batch): every add and remove
+    inside it, by any manager, is published as one plan change."""
+    _pyrebox.begin_batch()
+    try:
+        yield
+    finally:
+        _pyrebox.end_batch()
+
+
 def remove_callbacks_of(module_hdl: int) -> int:
     """Removes every callback still registered by managers of `module_hdl`;
     returns how many there were."""
     count = 0
-    for manager in list(_managers.get(module_hdl, ())):
-        count += len(manager.callbacks)
-        manager.clean()
+    with batch():
+        for manager in list(_managers.get(module_hdl, ())):
+            count += len(manager.callbacks)
+            manager.clean()
     return count
 
 
@@ -234,10 +247,22 @@ class CallbackManager:
     def callback_exists(self, name: str) -> bool:
         return name in self.callbacks
 
+    def batch(self):
+        """Context manager: the callbacks added and removed inside
+        `with cm.batch():` (by this or any manager) change the engine's plan
+        once, when the outermost batch ends, so translated code is flushed
+        at most once instead of once per call. Batches nest (inner ones fold
+        into the outermost). Callbacks added inside fire only after the
+        batch ends; removed ones stop at once. An exception inside the batch
+        undoes nothing: what was registered before it is applied when the
+        batch ends, and the exception propagates."""
+        return batch()
+
     def clean(self) -> None:
-        """Removes every callback this manager registered."""
-        for name in list(self.callbacks):
-            self.rm_callback(name)
+        """Removes every callback this manager registered (one plan change)."""
+        with batch():
+            for name in list(self.callbacks):
+                self.rm_callback(name)
 
     # --- Triggers ---
 
@@ -263,9 +288,11 @@ class CallbackManager:
         self._require(name)
         obj, needs_gil = triggers.build(trigger_path, _pyrebox.is_64bit())
         spec = self._specs[name]
-        new_id, handle = _pyrebox.register_callback(**spec, trigger_path=obj,
-                                                    trigger_needs_gil=needs_gil)
-        _pyrebox.unregister_callback(self.callbacks[name])
+        # The replacement and the removal make one plan change.
+        with batch():
+            new_id, handle = _pyrebox.register_callback(**spec, trigger_path=obj,
+                                                        trigger_needs_gil=needs_gil)
+            _pyrebox.unregister_callback(self.callbacks[name])
         self.callbacks[name] = new_id
         self._triggers[name] = handle
 
@@ -273,8 +300,9 @@ class CallbackManager:
         """Removes the trigger of callback `name` (its clean() runs); the
         callback stays, for monitored processes again."""
         self._trigger_handle(name)
-        new_id, _ = _pyrebox.register_callback(**self._specs[name])
-        _pyrebox.unregister_callback(self.callbacks[name])
+        with batch():
+            new_id, _ = _pyrebox.register_callback(**self._specs[name])
+            _pyrebox.unregister_callback(self.callbacks[name])
         self.callbacks[name] = new_id
         del self._triggers[name]
 

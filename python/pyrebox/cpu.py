@@ -10,6 +10,17 @@ costs nothing for them. Inside a callback the values are the state at the
 event; when the callback keeps the object beyond its return, every register
 is read before the guest continues, so the object stays a faithful snapshot.
 
+Writing an attribute writes the register, as api.w_r does: `cpu.RAX = 1`
+inside the callback that received `cpu` (on its vCPU); the object then
+holds the new value. Writing the PC (RIP/EIP/PC) redirects execution there
+when the callback returns. On a 64-bit target the 32-bit names (EAX...)
+write the whole register, zero-extended, as a 32-bit `mov` does. A segment
+register takes its selector. A cpu object that is a snapshot (kept beyond
+its callback, returned by api.r_cpu, or frozen with freeze()) refuses
+writes with CpuWriteError, as does any write outside a callback on its
+vCPU; CPU_INDEX, CR1, GDT and IDT cannot be written. Any other name raises
+AttributeError.
+
 What QEMU cannot give: CR1 (reserved by the architecture) reads 0; DR0-DR7
 and MSRs other than EFER/FS_BASE/GS_BASE/KERNEL_GS_BASE are not exposed.
 EFLAGS comes from QEMU's state dump, which computes the arithmetic flags.
@@ -39,27 +50,35 @@ def register_names() -> tuple[str, ...]:
     return gprs + pcs + ("CR0", "CR1", "CR2", "CR3", "CR4", "EFER") + extra + _SEGMENTS + _TABLES
 
 
+class CpuWriteError(AttributeError):
+    """A register write the cpu object refuses (a snapshot, or no callback
+    of its vCPU is running)."""
+
+
 class Cpu:
     """Registers of one vCPU; see the module documentation."""
 
     def __init__(self, cpu_index: int, pc: int | None = None):
-        self.CPU_INDEX = cpu_index
+        values = self.__dict__
+        values["CPU_INDEX"] = cpu_index
         if pc is not None:
             # Inside a block the register copy of the PC lags behind; the
             # event knows the exact value.
-            self.PC = pc
-            if _pyrebox.is_64bit():
-                self.RIP = pc
-            else:
-                self.EIP = pc
+            _set_pc(values, pc)
 
     def __getattr__(self, name: str):
         # Only called for attributes not read yet.
         if name.startswith("_"):
             raise AttributeError(name)
         value = _read(self, name)
-        setattr(self, name, value)
+        self.__dict__[name] = value
         return value
+
+    def __setattr__(self, name: str, value) -> None:
+        _write(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cpu registers cannot be deleted ({name!r})")
 
     def _state_dump(self) -> str:
         # One QEMU state dump serves every register taken from it.
@@ -69,9 +88,11 @@ class Cpu:
         return dump
 
     def freeze(self) -> "Cpu":
-        """Reads every register now (the object becomes a snapshot)."""
+        """Reads every register now: the object becomes a snapshot, which
+        refuses register writes."""
         for name in register_names():
             getattr(self, name)
+        self.__dict__["_frozen"] = True
         return self
 
     def __repr__(self) -> str:
@@ -108,3 +129,85 @@ def _read(cpu: Cpu, name: str):
     if upper not in register_names():
         raise AttributeError(f"cpu has no register {name!r} (see pyrebox.cpu.register_names())")
     return _pyrebox.read_register(cpu_index, upper.lower())
+
+
+def _register_name(regname: str) -> str:
+    if not isinstance(regname, str):
+        raise ValueError(f"register name must be a str, got {regname!r}")
+    upper = regname.upper()
+    if upper == "PC":
+        return "rip" if _pyrebox.is_64bit() else "eip"
+    names = {n.upper(): n for n in _pyrebox.register_names()}
+    if upper not in names:
+        raise ValueError(f"unknown register {regname!r} for this target (valid: "
+                         f"{', '.join(sorted(names))}, PC)")
+    return names[upper]
+
+
+def write_register(cpu_index: int, regname: str, value: int) -> None:
+    """Writes a register (api.w_r). Writing the PC (RIP/EIP/PC) inside a
+    callback redirects execution there when the callback returns."""
+    if not isinstance(value, int) or value < 0:
+        raise ValueError(f"register value must be a non-negative int, got {value!r}")
+    _pyrebox.write_register(cpu_index, _register_name(regname), value)
+
+
+def _set_pc(values: dict, pc: int) -> None:
+    values["PC"] = pc
+    values["RIP" if _pyrebox.is_64bit() else "EIP"] = pc
+
+
+# Registers a write cannot reach, and why.
+_NOT_WRITABLE = {
+    "CPU_INDEX": "it is the vCPU's number, not a register",
+    "CR1": "it is reserved by the architecture",
+    "GDT": "QEMU does not let the GDT register be written",
+    "IDT": "QEMU does not let the IDT register be written",
+}
+
+
+def _write(cpu: Cpu, name: str, value) -> None:
+    if name.startswith("_"):
+        raise AttributeError(f"cpu has no attribute {name!r} to set")
+    if name != name.upper():
+        raise AttributeError(f"cpu has no register {name!r} (register names are upper case)")
+    if name in _NOT_WRITABLE:
+        raise CpuWriteError(f"cpu register {name} cannot be written: {_NOT_WRITABLE[name]}")
+    if name not in register_names() and name not in _GPR32:
+        raise AttributeError(f"cpu has no register {name!r} "
+                             f"(see pyrebox.cpu.register_names())")
+    values = cpu.__dict__
+    if values.get("_frozen"):
+        raise CpuWriteError(
+            f"cannot write cpu register {name}: this cpu object is a read-only snapshot (kept "
+            f"after its callback returned, from api.r_cpu, or frozen); write registers from "
+            f"inside the callback that received the object, or with api.w_r")
+    if _pyrebox.callback_vcpu() != cpu.CPU_INDEX:
+        raise CpuWriteError(
+            f"cannot write cpu register {name}: no callback of vCPU {cpu.CPU_INDEX} is running "
+            f"(a cpu object writes registers only inside the callback that received it)")
+    target = name
+    if _pyrebox.is_64bit() and name in _GPR32:
+        # A 32-bit write zero-extends into the 64-bit register.
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1 << 32:
+            raise ValueError(f"{name} is 32 bits wide; {value:#x} does not fit")
+        target = "R" + name[1:]
+    write_register(cpu.CPU_INDEX, target, value)
+    # The object holds what the register holds now.
+    if name in ("PC", "RIP", "EIP"):
+        _set_pc(values, value)
+        return
+    stale = {name, target}
+    if target in _GPR64 and target[1:] in ("AX", "BX", "CX", "DX", "SI", "DI", "BP", "SP"):
+        stale.add("E" + target[1:])
+    if name in ("EFLAGS", "RFLAGS"):
+        stale |= {"EFLAGS", "RFLAGS"}
+    if name in _SEGMENTS:
+        stale.add("_dump")
+        if name in ("FS", "GS"):
+            stale |= {"FS_BASE", "GS_BASE"}
+    for key in stale:
+        values.pop(key, None)
+    if name in _SEGMENTS:
+        return  # read again from the state dump when asked
+    values[name] = _read(cpu, name)

@@ -7,7 +7,7 @@ the address and address space; nothing partial is returned.
 
 from __future__ import annotations
 
-from .cpu import Cpu, register_names
+from .cpu import Cpu, CpuWriteError, register_names, write_register
 from .native import pyrebox as _pyrebox
 
 
@@ -48,25 +48,10 @@ def r_cpu(cpu_index: int = 0) -> Cpu:
     return Cpu(cpu_index).freeze()
 
 
-def _register_name(regname: str) -> str:
-    if not isinstance(regname, str):
-        raise ValueError(f"register name must be a str, got {regname!r}")
-    upper = regname.upper()
-    if upper == "PC":
-        return "rip" if _pyrebox.is_64bit() else "eip"
-    names = {n.upper(): n for n in _pyrebox.register_names()}
-    if upper not in names:
-        raise ValueError(f"unknown register {regname!r} for this target (valid: "
-                         f"{', '.join(sorted(names))}, PC)")
-    return names[upper]
-
-
 def w_r(cpu_index: int, regname: str, value: int) -> None:
     """Writes a register. Writing the PC (RIP/EIP/PC) inside a callback
     redirects execution there when the callback returns."""
-    if not isinstance(value, int) or value < 0:
-        raise ValueError(f"register value must be a non-negative int, got {value!r}")
-    _pyrebox.write_register(cpu_index, _register_name(regname), value)
+    write_register(cpu_index, regname, value)
 
 
 def r_pa(addr: int, length: int) -> bytes:
@@ -192,7 +177,7 @@ def va_to_sym(pgd: int, addr: int):
 
 
 __all__ = ["InvalidAddress", "IntrospectionError", "get_os_bits", "get_process_list",
-           "get_module_list", "get_symbol_list", "sym_to_va", "va_to_sym", "Cpu", "register_names", "get_num_cpus", "r_cpu", "w_r", "r_pa",
+           "get_module_list", "get_symbol_list", "sym_to_va", "va_to_sym", "Cpu", "CpuWriteError", "register_names", "get_num_cpus", "r_cpu", "w_r", "r_pa",
            "w_pa", "r_va", "w_va", "va_to_pa", "r_ioport", "w_ioport",
            "start_monitoring_process", "stop_monitoring_process", "is_monitored_process",
            "get_running_process", "is_kernel_running"]

@@ -18,6 +18,7 @@ names them (unload those first).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import importlib.util
@@ -26,8 +27,8 @@ import sys
 import traceback
 from types import ModuleType
 
-from . import output
-from .callbacks import remove_callbacks_of
+from . import native, output
+from .callbacks import batch, remove_callbacks_of
 
 
 @dataclasses.dataclass
@@ -40,6 +41,12 @@ class LoadedScript:
     @property
     def requirements(self) -> list[str]:
         return list(getattr(self.module, "requirements", []) or [])
+
+
+def _registration_batch():
+    """A callback registration batch (callbacks.batch), or nothing outside
+    QEMU (no native module), where no callbacks exist."""
+    return batch() if native.available() else contextlib.nullcontext()
 
 
 def _drop_bytecode(module: ModuleType) -> None:
@@ -196,17 +203,21 @@ class ScriptManager:
             script.is_loaded = False
 
     def _clean(self, script: LoadedScript) -> None:
-        clean = getattr(script.module, "clean", None)
-        if callable(clean):
-            try:
-                clean()
-            except Exception:
-                output.error(f"script {script.name} raised in clean():\n"
-                             f"{traceback.format_exc().rstrip()}")
-        self._remove_leftover_callbacks(script.name, script.handle)
+        # The script's clean() and the leftovers' removal: one plan change.
+        with _registration_batch():
+            clean = getattr(script.module, "clean", None)
+            if callable(clean):
+                try:
+                    clean()
+                except Exception:
+                    output.error(f"script {script.name} raised in clean():\n"
+                                 f"{traceback.format_exc().rstrip()}")
+            self._remove_leftover_callbacks(script.name, script.handle)
 
     @staticmethod
     def _remove_leftover_callbacks(name: str, handle: int, quiet: bool = False) -> None:
+        if not native.available():  # outside QEMU: no callbacks exist
+            return
         count = remove_callbacks_of(handle)
         if count and not quiet:
             output.warning(f"script {name} left {count} callback(s) registered after "

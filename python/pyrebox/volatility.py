@@ -6,18 +6,21 @@ the ranges backed by RAM or ROM come from QEMU's memory map, and anything
 else (MMIO, unassigned addresses) is a hole, reported as Volatility expects
 (InvalidAddressException, or zeros when a scan asks for padding).
 
-Volatility's own machinery does the rest: PyreboxLayerStacker is its
-LayerStacker with our layer at the bottom of the stack instead of a file,
-so LinuxIntelStacker finds the kernel's banner and KASLR shifts in guest
-memory and stacks an Intel32e layer on it, and LinuxSymbolFinder picks the
-kernel's ISF from the banner. The ISF's folder is added to Volatility's
-symbol path (a folder of our own that links to the file, so nothing else
-beside it is scanned as a symbol table).
+Volatility's own machinery does the rest, through its public API: the
+session's context holds our layer, and the PyreboxStacking automagic (in
+place of LayerStacker, which stacks on a file) runs
+LayerStacker.stack_layer on it, so LinuxIntelStacker finds the kernel's
+banner and KASLR shifts in guest memory and stacks an Intel32e layer on
+it, and LayerStacker.find_suitable_requirements hands that layer to the
+plugin; LinuxSymbolFinder then picks the kernel's ISF from the banner. The
+ISF's folder is added to Volatility's symbol path (a folder of our own that
+links to the file, so nothing else beside it is scanned as a symbol table).
 
 A Session keeps what does not change while the guest runs: the context with
-the loaded ISF and the stacked layers. Before every plugin run the
-layers' memoised reads and page-table entries (functools caches in
-Volatility's classes) are cleared and whatever the previous run added to
+the loaded ISF and the stacked layers. Before every plugin run the few
+Volatility caches that would keep guest memory from the previous run
+(memoised layer reads, page-table entries, the module area; see
+_memory_caches) are emptied with their cache_clear(), and whatever the previous run added to
 the context (process layers, modules) is dropped, so the plugin sees
 memory as it is now. The session is rebuilt when the kernel's banner is no
 longer where it was found (the guest rebooted, or a snapshot of another
@@ -210,61 +213,69 @@ def _make_layer_class():
     return PyreboxMemoryLayer
 
 
-def _make_stacker_class(layer_class):
+def _make_stacking_class():
+    from volatility3 import framework
     from volatility3.framework import interfaces
-    from volatility3.framework.automagic import construct_layers, stacker
+    from volatility3.framework.automagic import stacker
+    from volatility3.framework.configuration import requirements
 
-    class PyreboxLayerStacker(stacker.LayerStacker):
-        """Volatility's LayerStacker, starting from the live VM's physical
-        memory instead of a file (no single_location needed)."""
+    class PyreboxStacking(interfaces.automagic.AutomagicInterface):
+        """Satisfies a plugin's translation-layer requirements with the
+        layers Volatility's stackers put on the guest's physical memory:
+        LayerStacker.stack_layer on the session's context, which holds the
+        PyreboxMemoryLayer (so no file, no single_location), then
+        LayerStacker.find_suitable_requirements. The layers stay in the
+        context; a stack is built once per choice of stackers."""
+
+        priority = 10  # LayerStacker's: before the symbol finders
+
+        def __init__(self, context, config_path, *args, base_layer: str | None = None,
+                     **kwargs):
+            super().__init__(context, config_path, *args, **kwargs)
+            self.base_layer = base_layer
+            self._stacks: dict[tuple[str, ...], list[str]] = {}
 
         def __call__(self, context, config_path, requirement, progress_callback=None):
-            if not requirement.unsatisfied(context, config_path):
+            if self.base_layer is None or not requirement.unsatisfied(context, config_path):
                 return None
-            self.stack(context, config_path, requirement, progress_callback)
+            chosen = tuple(self.config.get("stackers", None) or ())
+            stacked = self._stacks.get(chosen)
+            if stacked is None or any(name not in context.layers for name in stacked):
+                stack_set = sorted(
+                    framework.class_subclasses(interfaces.automagic.StackerLayerInterface),
+                    key=lambda s: s.stack_order)
+                if chosen:
+                    stack_set = [s for s in stack_set if s.__name__ in chosen]
+                stacked = stacker.LayerStacker.stack_layer(context, self.base_layer, stack_set,
+                                                           progress_callback)
+                if len(stacked) > 1:  # nothing found (yet): try again next time
+                    self._stacks[chosen] = stacked
+            found = stacker.LayerStacker.find_suitable_requirements(context, config_path,
+                                                                    requirement, stacked)
+            if found:
+                # As LayerStacker.stack does: the layer's configuration goes
+                # under the requirement too (KernelModule reads the kernel's
+                # offset there).
+                path, layer_name = found
+                context.config.merge(path, context.layers[layer_name].build_configuration())
+                context.config[path] = layer_name
             return None
 
-        def stack(self, context, config_path, requirement, progress_callback):
-            if self._cached:
-                top_layer_name, subconfig = self._cached
-                result = self.find_suitable_requirements(context, config_path, requirement,
-                                                         [top_layer_name])
-                if result:
-                    path, _ = result
-                    context.config.merge(path, subconfig)
-                    context.config[path] = top_layer_name
-                    return None
-                self._cached = None
-            new_context = context.clone()
-            base_name = context.layers.free_layer_name("PyreboxMemory")
-            base_path = interfaces.configuration.path_join(config_path, "stack", base_name)
-            new_context.add_layer(layer_class(new_context, base_path, base_name))
-            stacked = self.stack_layer(new_context, base_name, self.create_stackers_list(),
-                                       progress_callback)
-            if not stacked:
-                return None
-            result = self.find_suitable_requirements(new_context, config_path, requirement,
-                                                     stacked)
-            if result:
-                path, layer = result
-                context.config.merge(path, new_context.layers[layer].build_configuration())
-                constructor = construct_layers.ConstructionMagic(
-                    context, interfaces.configuration.path_join(self.config_path,
-                                                                "ConstructionMagic"))
-                constructor(context, config_path, requirement)
-                self._cached = (context.config.get(path, None), context.config.branch(path))
-            return None
+        @classmethod
+        def get_requirements(cls):
+            return [requirements.ListRequirement(name="stackers", optional=True,
+                                                 description="The stackers to try")]
 
-    PyreboxLayerStacker.__module__ = __name__
-    PyreboxLayerStacker.__qualname__ = "PyreboxLayerStacker"
-    return PyreboxLayerStacker
+    PyreboxStacking.__module__ = __name__
+    PyreboxStacking.__qualname__ = "PyreboxStacking"
+    return PyreboxStacking
 
 
 _classes: dict[str, Any] = {}
 
 
 def __getattr__(name):  # the classes exist once Volatility is imported
-    if name in ("PyreboxMemoryLayer", "PyreboxLayerStacker"):
+    if name in ("PyreboxMemoryLayer", "PyreboxStacking"):
         _ensure_classes()
         return _classes[name]
     raise AttributeError(name)
@@ -275,7 +286,7 @@ def _ensure_classes():
         _framework()
         layer = _make_layer_class()
         _classes["PyreboxMemoryLayer"] = layer
-        _classes["PyreboxLayerStacker"] = _make_stacker_class(layer)
+        _classes["PyreboxStacking"] = _make_stacking_class()
         # Volatility re-creates layers from their configuration by class path.
         globals().update(_classes)
     return _classes
@@ -348,27 +359,43 @@ def _private_identifier_cache(isf: str) -> str:
     return os.path.join(constants.CACHE_PATH, constants.IDENTIFIERS_FILENAME)
 
 
+def _memory_caches() -> list:
+    """The functools caches of Volatility that keep guest memory from one
+    plugin run to the next. They are lru_caches on functions, so they live
+    as long as the process, and their keys are objects the session keeps:
+    - TranslationLayerInterface.read and LinearlyMappedLayer.read memoise
+      reads of a layer (the session keeps the kernel's Intel layer);
+    - Intel._translate_entry and Intel._get_valid_table memoise page-table
+      entries and tables of that layer;
+    - Modules.get_modules_memory_boundaries memoises the kernel's module
+      area (mod_tree.addr_min/addr_max, which grow as modules load) by
+      (context, module name): the context is the session's, and every run
+      names its kernel module the same.
+    Every other cache is either keyed on objects a run creates and drops
+    (struct objects compare by identity: task_struct.add_process_layer,
+    module.get_module_address_boundaries, Kallsyms' methods, SizedModule.hash)
+    or holds constants (page sizes and masks, type sizes, the kernel's
+    taint-flag table)."""
+    from volatility3.framework.interfaces import layers as layer_interfaces
+    from volatility3.framework.layers import intel, linear
+
+    caches = [layer_interfaces.TranslationLayerInterface.read,
+              linear.LinearlyMappedLayer.read,
+              intel.Intel._translate_entry,
+              intel.Intel._get_valid_table]
+    try:
+        from volatility3.framework.symbols.linux.utilities import modules
+    except ImportError:  # pragma: no cover - another Volatility layout
+        pass
+    else:
+        caches.append(getattr(modules.Modules, "get_modules_memory_boundaries", None))
+    return [c for c in caches if callable(getattr(c, "cache_clear", None))]
+
+
 def _clear_memory_caches() -> None:
-    """Clears every functools cache of Volatility's classes and functions
-    (memoised layer reads, page-table entries, per-object results)."""
-    for name, module in list(sys.modules.items()):
-        if not name.startswith("volatility3") or module is None:
-            continue
-        for value in list(vars(module).values()):
-            _clear_cached(value)
-            if isinstance(value, type) and value.__module__ == name:
-                for attr in vars(value).values():
-                    _clear_cached(attr)
-
-
-def _clear_cached(obj) -> None:
-    for candidate in (obj, getattr(obj, "__func__", None), getattr(obj, "fget", None)):
-        clear = getattr(candidate, "cache_clear", None)
-        if callable(clear):
-            try:
-                clear()
-            except Exception:  # noqa: BLE001
-                pass
+    """Empties the caches _memory_caches() lists (functools' cache_clear)."""
+    for cache in _memory_caches():
+        cache.cache_clear()
 
 
 class Session:
@@ -376,7 +403,7 @@ class Session:
 
     def __init__(self, isf: str):
         framework = _framework()
-        from volatility3.framework import automagic, contexts
+        from volatility3.framework import automagic, contexts, interfaces
         from volatility3.framework.automagic import stacker
         from volatility3.framework.automagic.symbol_cache import SqliteCache
 
@@ -389,10 +416,21 @@ class Session:
         SqliteCache(_private_identifier_cache(isf)).update()
         framework.import_files(sys.modules["volatility3.plugins"], True)
         self.context = contexts.Context()
+        # The guest's memory, at the bottom of every stack.
+        base = self.context.layers.free_layer_name("PyreboxMemory")
+        self.context.add_layer(classes["PyreboxMemoryLayer"](
+            self.context, interfaces.configuration.path_join("pyrebox", base), base))
+        stacking = classes["PyreboxStacking"]
+        # Volatility's LayerStacker stacks on a file (single_location); ours
+        # replaces it. The identifier cache is already up to date.
         self.automagics = [a for a in automagic.available(self.context)
-                           if type(a) is not stacker.LayerStacker
+                           if not isinstance(a, (stacker.LayerStacker, stacking))
                            and type(a).__name__ != "SymbolCacheMagic"]
-        assert any(isinstance(a, classes["PyreboxLayerStacker"]) for a in self.automagics)
+        self.automagics.append(stacking(self.context,
+                                        interfaces.configuration.path_join("automagic",
+                                                                           "PyreboxStacking"),
+                                        base_layer=base))
+        self.automagics.sort(key=lambda a: a.priority)
         self.runs = 0
         self.kernel: tuple[str, str, int] | None = None  # (layer, table, banner address)
         self.banner = b""
@@ -472,7 +510,7 @@ class Session:
         ctx = self.context
         chosen = automagic.choose_automagic(self.automagics, plugin)
         for amagic in chosen:
-            if isinstance(amagic, _classes["PyreboxLayerStacker"]):
+            if isinstance(amagic, _classes["PyreboxStacking"]):
                 try:
                     chosen_stackers = stacker.choose_os_stackers(plugin)
                 except IndexError:  # a plugin outside volatility3.plugins: any OS

@@ -47,6 +47,9 @@ struct Session {
     std::shared_future<void> linux_loading;
     // With no table given: builds one from guest memory once the kernel runs.
     TableFromMemory table_from_memory{*this};
+    // Translation-cache flushes the plugin queued (plan changes that
+    // retranslate code), for the registry_stats binding.
+    std::atomic<uint64_t> flushes_requested{0};
     // CREATEPROC / REMOVEPROC / LOADMODULE / REMOVEMODULE delivery.
     ProcessEvents process_events{*this};
 };

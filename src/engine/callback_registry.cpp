@@ -201,7 +201,7 @@ Expected<CallbackRegistry::Id> CallbackRegistry::add(const CallbackSpec& spec,
         list->push_back(std::move(entry));
         lists_[slot] = std::move(list);
         ++count_;
-        if (republish_locked()) {
+        if (changed_locked()) {
             notify = on_change_;
         }
     }
@@ -241,7 +241,7 @@ bool CallbackRegistry::remove(Id id) {
             return false;
         }
         --count_;
-        if (republish_locked()) {
+        if (changed_locked()) {
             notify = on_change_;
         }
     }
@@ -338,6 +338,49 @@ void CallbackRegistry::set_change_listener(std::function<void()> listener) {
     on_change_ = std::move(listener);
 }
 
+void CallbackRegistry::begin_batch() {
+    std::lock_guard<std::mutex> guard(lock_);
+    ++batch_depth_;
+}
+
+bool CallbackRegistry::end_batch() {
+    std::function<void()> notify;
+    {
+        std::lock_guard<std::mutex> guard(lock_);
+        if (batch_depth_ == 0) {
+            return false;
+        }
+        if (--batch_depth_ > 0 || !std::exchange(batch_dirty_, false)) {
+            return true;
+        }
+        if (republish_locked()) {
+            notify = on_change_;
+        }
+    }
+    if (notify) {
+        notify();
+    }
+    return true;
+}
+
+int CallbackRegistry::batch_depth() const {
+    std::lock_guard<std::mutex> guard(lock_);
+    return batch_depth_;
+}
+
+CallbackRegistry::Stats CallbackRegistry::stats() const {
+    std::lock_guard<std::mutex> guard(lock_);
+    return stats_;
+}
+
+bool CallbackRegistry::changed_locked() {
+    if (batch_depth_ > 0) {
+        batch_dirty_ = true;
+        return false;
+    }
+    return republish_locked();
+}
+
 bool CallbackRegistry::republish_locked() {
     auto plan = std::make_shared<Plan>();
     for (const auto& list : lists_) {
@@ -371,6 +414,8 @@ bool CallbackRegistry::republish_locked() {
     }
     const bool changed = !(*plan == *plan_);
     plan_ = std::move(plan);
+    ++stats_.publications;
+    stats_.plan_changes += changed ? 1 : 0;
     auto snapshot = std::make_shared<Snapshot>();
     for (int slot = 0; slot < kCallbackTypeSlots; ++slot) {
         snapshot->lists[slot] = lists_[slot];

@@ -8,6 +8,13 @@
 //   the plan differs from the previous one, the change listener runs (the
 //   QEMU boundary flushes translated code so the new plan applies to code
 //   already translated).
+// - Batches: between begin_batch() and the matching end_batch(), add and
+//   remove change the lists (contains/size see them at once) but publish
+//   nothing; the outermost end_batch() publishes once, so a batch makes at
+//   most one plan change and one listener call. Nested batches fold into
+//   the outermost. Until it ends, dispatch keeps using the last published
+//   snapshot: callbacks added in a batch fire only after it, removed ones
+//   stop at once (their entry is marked dead).
 // - Handlers are owned by the registry entry (shared_ptr): a handler removed
 //   while it is being dispatched stays alive until that dispatch returns.
 // - Dispatch and plan() take no lock and touch no shared reference count in
@@ -185,6 +192,21 @@ public:
     }
     void set_change_listener(std::function<void()> listener);
 
+    // See the batch contract at the top. end_batch() returns false (and
+    // does nothing) when no batch is open.
+    void begin_batch();
+    bool end_batch();
+    int batch_depth() const;
+
+    // Counters since construction: snapshots published (each add/remove
+    // outside a batch, each outermost batch that changed something) and
+    // plan changes (each one calls the change listener).
+    struct Stats {
+        uint64_t publications = 0;
+        uint64_t plan_changes = 0;
+    };
+    Stats stats() const;
+
 private:
     struct Snapshot;
     // The current snapshot, through this thread's cache.
@@ -207,6 +229,9 @@ private:
 
     // Rebuilds the plan; returns true when it changed. Caller holds lock_.
     bool republish_locked();
+    // After a change to the lists: publishes (true when the plan changed),
+    // or, inside a batch, only records that the outermost end must.
+    bool changed_locked();
 
     mutable std::mutex lock_;
     std::shared_ptr<const List> lists_[kCallbackTypeSlots];
@@ -218,6 +243,9 @@ private:
     std::function<void()> on_change_;
     Id next_id_ = 1;
     size_t count_ = 0;
+    int batch_depth_ = 0;
+    bool batch_dirty_ = false;  // the lists changed inside the open batch
+    Stats stats_;
 };
 
 }  // namespace pyrebox

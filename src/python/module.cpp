@@ -293,6 +293,25 @@ PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
         }
         function(handle);
     });
+    // Batches of registrations (CallbackManager.batch()): one plan change.
+    m.def("begin_batch", [] { session().registry.begin_batch(); },
+          "Opens (or nests) a registration batch: adds and removes publish nothing until the "
+          "outermost end_batch().");
+    m.def("end_batch", [] {
+        if (!session().registry.end_batch()) {
+            throw py::value_error("end_batch() without an open batch");
+        }
+    }, "Closes a registration batch; the outermost publishes the plan once.");
+    m.def("registry_stats", [] {
+        const auto stats = session().registry.stats();
+        py::dict d;
+        d["publications"] = stats.publications;
+        d["plan_changes"] = stats.plan_changes;
+        d["flushes"] = session().flushes_requested.load(std::memory_order_relaxed);
+        d["batch_depth"] = session().registry.batch_depth();
+        return d;
+    }, "Counters since start: plan publications, plan changes, translation-cache flushes "
+       "requested, and the open batches' depth.");
     m.def("callback_count", [] { return session().registry.size(); },
           "How many callbacks are registered (every script, every type).");
     m.def("unregister_callback", [](uint64_t id) { return session().registry.remove(id); });

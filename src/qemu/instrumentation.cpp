@@ -427,6 +427,7 @@ void request_retranslation() {
     if (cpu == nullptr) {
         return;  // no vCPU yet, so nothing is translated
     }
+    session().flushes_requested.fetch_add(1, std::memory_order_relaxed);
     internals().async_run_on_cpu(cpu, flush_work, 0);
 }
 

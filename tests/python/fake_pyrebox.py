@@ -60,6 +60,7 @@ class FakePyrebox:
         self.written: list[tuple[str, str]] = []  # (prefix, text) of write()
         self.registered: dict[int, dict] = {}  # id -> register_callback's arguments
         self.unregistered: list[int] = []
+        self.batches: list[str] = []  # begin_batch / end_batch calls, in order
         self.trigger_vars: dict[int, dict[str, object]] = {}
         self.trigger_calls: list[tuple[int, str]] = []
         self._ids = itertools.count(1)
@@ -175,6 +176,12 @@ class FakePyrebox:
     def unregister_callback(self, callback_id: int) -> bool:
         self.unregistered.append(callback_id)
         return self.registered.pop(callback_id, None) is not None
+
+    def begin_batch(self) -> None:
+        self.batches.append("begin")
+
+    def end_batch(self) -> None:
+        self.batches.append("end")
 
     def fire(self, callback_id: int, *raw):
         """Test helper: the engine calling the callback's adapter."""

@@ -866,3 +866,112 @@ TEST_F(CallbackRegistryTest, MemoryFilterFollowsRegistrationChanges) {
 }
 
 }  // namespace
+
+// --- batches ---
+
+TEST_F(CallbackRegistryTest, BatchOfAddsPublishesOnceAndChangesThePlanOnce) {
+    const auto before = registry.stats();
+    registry.begin_batch();
+    std::vector<std::shared_ptr<Recorder>> recorders;
+    for (uint64_t i = 0; i < 100; ++i) {
+        recorders.push_back(add_recorder(at_address(CallbackType::InsnBegin, 0x1000 + i)));
+    }
+    // Nothing published yet: the plan is the one before the batch.
+    EXPECT_TRUE(registry.plan()->exec_addrs.empty());
+    EXPECT_EQ(registry.size(), 100u);
+    EXPECT_EQ(registry.stats().publications, before.publications);
+    EXPECT_EQ(changes, 0);
+    ASSERT_TRUE(registry.end_batch());
+    const auto after = registry.stats();
+    EXPECT_EQ(after.publications - before.publications, 1u);
+    EXPECT_EQ(after.plan_changes - before.plan_changes, 1u);
+    EXPECT_EQ(changes, 1);
+    EXPECT_EQ(registry.plan()->exec_addrs.size(), 100u);
+}
+
+TEST_F(CallbackRegistryTest, WithoutABatchEveryAddPublishes) {
+    const auto before = registry.stats();
+    for (uint64_t i = 0; i < 10; ++i) {
+        add(at_address(CallbackType::InsnBegin, 0x1000 + i), std::make_shared<Recorder>());
+    }
+    const auto after = registry.stats();
+    EXPECT_EQ(after.publications - before.publications, 10u);
+    EXPECT_EQ(after.plan_changes - before.plan_changes, 10u);
+    EXPECT_EQ(changes, 10);
+}
+
+TEST_F(CallbackRegistryTest, NestedBatchesFoldIntoTheOutermost) {
+    const auto before = registry.stats();
+    registry.begin_batch();
+    add(generic(CallbackType::BlockBegin), std::make_shared<Recorder>());
+    registry.begin_batch();
+    add(generic(CallbackType::MemRead), std::make_shared<Recorder>());
+    EXPECT_EQ(registry.batch_depth(), 2);
+    ASSERT_TRUE(registry.end_batch());
+    EXPECT_EQ(registry.stats().publications, before.publications);
+    EXPECT_FALSE(registry.plan()->block_begin);
+    ASSERT_TRUE(registry.end_batch());
+    EXPECT_EQ(registry.batch_depth(), 0);
+    EXPECT_EQ(registry.stats().publications - before.publications, 1u);
+    EXPECT_EQ(changes, 1);
+    EXPECT_TRUE(registry.plan()->block_begin);
+    EXPECT_TRUE(registry.plan()->mem_read);
+}
+
+TEST_F(CallbackRegistryTest, ReplacingACallbackInABatchIsOneChange) {
+    // What add_trigger does: the replacement, then the removal.
+    const auto old_id = add(generic(CallbackType::InsnBegin), std::make_shared<Recorder>());
+    const auto before = registry.stats();
+    changes = 0;
+    registry.begin_batch();
+    add(generic(CallbackType::InsnBegin, /*all_processes=*/true), std::make_shared<Recorder>());
+    ASSERT_TRUE(registry.remove(old_id));
+    ASSERT_TRUE(registry.end_batch());
+    EXPECT_EQ(registry.stats().publications - before.publications, 1u);
+    EXPECT_EQ(changes, 1);
+    EXPECT_FALSE(registry.plan()->insn_begin);
+    EXPECT_TRUE(registry.plan()->insn_begin_all);
+}
+
+TEST_F(CallbackRegistryTest, BatchThatRestoresThePlanPublishesWithoutAPlanChange) {
+    const auto before = registry.stats();
+    registry.begin_batch();
+    const auto id = add(generic(CallbackType::BlockEnd), std::make_shared<Recorder>());
+    ASSERT_TRUE(registry.remove(id));
+    ASSERT_TRUE(registry.end_batch());
+    const auto after = registry.stats();
+    EXPECT_EQ(after.publications - before.publications, 1u);
+    EXPECT_EQ(after.plan_changes, before.plan_changes);
+    EXPECT_EQ(changes, 0);
+}
+
+TEST_F(CallbackRegistryTest, EmptyBatchPublishesNothing) {
+    const auto before = registry.stats();
+    registry.begin_batch();
+    ASSERT_TRUE(registry.end_batch());
+    EXPECT_EQ(registry.stats().publications, before.publications);
+    EXPECT_EQ(changes, 0);
+}
+
+TEST_F(CallbackRegistryTest, EndBatchWithoutABatchIsRefused) {
+    EXPECT_FALSE(registry.end_batch());
+    EXPECT_EQ(registry.batch_depth(), 0);
+}
+
+TEST_F(CallbackRegistryTest, InABatchAddedCallbacksWaitAndRemovedOnesStopAtOnce) {
+    auto kept = add_recorder(generic(CallbackType::BlockBegin));
+    auto removed = std::make_shared<Recorder>();
+    const auto removed_id = add(generic(CallbackType::BlockBegin), removed);
+    registry.begin_batch();
+    auto added = add_recorder(generic(CallbackType::BlockBegin));
+    ASSERT_TRUE(registry.remove(removed_id));
+    registry.dispatch(event_of(CallbackType::BlockBegin, 0x10), /*monitored=*/true);
+    EXPECT_EQ(kept->events.size(), 1u);
+    EXPECT_EQ(removed->events.size(), 0u);
+    EXPECT_EQ(added->events.size(), 0u);
+    ASSERT_TRUE(registry.end_batch());
+    registry.dispatch(event_of(CallbackType::BlockBegin, 0x20), /*monitored=*/true);
+    EXPECT_EQ(kept->events.size(), 2u);
+    EXPECT_EQ(removed->events.size(), 0u);
+    EXPECT_EQ(added->events.size(), 1u);
+}
