@@ -294,7 +294,10 @@ class Shell:
         t = text.strip()
         if not t:
             raise CommandError("an address is missing")
-        if re.fullmatch(r"[pP](0[xX])?[0-9a-fA-F]+", t):
+        # p + hex digits is physical, unless the word is a register's name
+        # (`pc` is the program counter, not physical 0xc).
+        if (re.fullmatch(r"[pP](0[xX])?[0-9a-fA-F]+", t)
+                and t.upper() not in api.register_names()):
             return _hex(t[1:]), True
         total = 0
         for sign, term in _terms(t):

@@ -46,8 +46,9 @@ def sh(shell, fake_native):  # noqa: F811
     ("rax-rbx", (0x3FFFF0, False)),
     ("rsp - 8 + 0x20", (0x7FFFFFFFE018, False)),
     ("pc+0", (0xFFFFFFFF81000000, False)),
-    # p + hex digits is a physical address first: "pc" is physical 0xc.
-    ("pc", (0xC, True)),
+    # p + hex digits is physical, except a register's name: "pc" is the PC.
+    ("pc", (0xFFFFFFFF81000000, False)),
+    ("PC", (0xFFFFFFFF81000000, False)),
     ("libc.so.6!printf", (0x7F0000001230, False)),
     ("libc.so.6!printf+0x10-8", (0x7F0000001238, False)),
     ("ld-linux-x86-64.so.2!_dl_start+10", (0x7F0000100010, False)),
