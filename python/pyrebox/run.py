@@ -303,6 +303,20 @@ def memory_bytes(spec: str) -> int:
     return int(value * (1 << shift))
 
 
+def qemu_memory(opts: RunOptions) -> str:
+    """The guest's memory as QEMU gets it: the last `-m`/`--m` among the QEMU
+    arguments after `--` (QEMU takes the last one), else --memory. The
+    plugin is told the same size, so it scans the RAM the guest has."""
+    memory = opts.memory
+    extra = opts.extra
+    for i, arg in enumerate(extra):
+        if arg in ("-m", "--m") and i + 1 < len(extra):
+            memory = extra[i + 1]
+        elif arg.startswith(("-m=", "--m=")):
+            memory = arg.split("=", 1)[1]
+    return memory
+
+
 def validate(opts: RunOptions) -> config_mod.Config:
     """Checks everything that can be checked before QEMU starts."""
     for cmd in opts.commands:
@@ -312,7 +326,7 @@ def validate(opts: RunOptions) -> config_mod.Config:
         raise RunError(f"--smp {opts.smp}: needs at least 1 vCPU")
     if opts.timeout is not None and opts.timeout <= 0:
         raise RunError(f"--timeout {opts.timeout}: must be a positive number of seconds")
-    memory_bytes(opts.memory)
+    memory_bytes(qemu_memory(opts))
     for flag, name in (("--savevm", opts.savevm), ("--loadvm", opts.loadvm)):
         if name is not None:
             if not name or any(c.isspace() for c in name):
@@ -453,7 +467,8 @@ class Runner:
         if plugin_fd is not None:
             plugin_opts["out"] = plugin_fd
         plugin_opts["qmp"] = f"{rundir}/pyrebox-qmp.sock"
-        plugin_opts["ram"] = memory_bytes(opts.memory)
+        memory = qemu_memory(opts)
+        plugin_opts["ram"] = memory_bytes(memory)
         plugin_opts["console"] = os.path.join(rundir, "console.sock")
         plugin_opts["console_qmp"] = os.path.join(rundir, "console-qmp.sock")
         if opts.isf is not None and opts.isf != ISF_FROM_MEMORY:
@@ -461,7 +476,7 @@ class Runner:
         elif (opts.isf is None and not qemu.describes_own_vm(opts.extra)
               and os.path.isfile(self._guest_files()[2])):
             plugin_opts["isf"] = self._guest_files()[2]
-        cmd = [binary, "-m", opts.memory, "-smp", str(opts.smp), "-display", "none",
+        cmd = [binary, "-m", memory, "-smp", str(opts.smp), "-display", "none",
                "-no-reboot", "-nic", "none",
                "-qmp", f"unix:{rundir}/qmp.sock,server=on,wait=off"]
         if opts.plugin:

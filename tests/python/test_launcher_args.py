@@ -68,6 +68,32 @@ def test_memory_size_and_symbols_reach_the_plugin(built):
     assert (f",isf={paths.GUEST_ISF}" in plugin) == os.path.isfile(paths.GUEST_ISF)
 
 
+def test_memory_after_the_separator_is_what_qemu_and_the_plugin_use(built):
+    from pyrebox import run
+
+    def sizes(**options):
+        cmd = run.Runner(run.RunOptions(**options)).command_line("/nonexistent", plugin_fd=None)
+        plugin = cmd[cmd.index("-plugin") + 1]
+        ram = int(plugin.split(",ram=")[1].split(",")[0])
+        # QEMU takes the last -m: that is the size the plugin is told.
+        given = [cmd[i + 1] for i, a in enumerate(cmd) if a in ("-m", "--m")]
+        given += [a.split("=", 1)[1] for a in cmd if a.startswith(("-m=", "--m="))]
+        return ram, run.memory_bytes(given[-1])
+
+    assert sizes(extra=["-m", "3G"]) == (3 << 30, 3 << 30)
+    assert sizes(memory="1G", extra=["-m", "2G"]) == (2 << 30, 2 << 30)
+    assert sizes(extra=["--m", "size=1536M,slots=2,maxmem=4G"]) == (1536 << 20, 1536 << 20)
+    assert sizes(extra=["-m=768"]) == (768 << 20, 768 << 20)
+    assert sizes(memory="1G") == (1 << 30, 1 << 30)
+    assert run.qemu_memory(run.RunOptions(extra=["-m", "2G", "-m", "4G"])) == "4G"
+    try:
+        run.validate(run.RunOptions(extra=["-m", "lots"]))
+    except run.RunError as e:
+        assert "lots: not a size" in str(e)
+    else:
+        raise AssertionError("-m lots accepted")
+
+
 def test_bad_memory_size():
     result = run_pyrebox("run", "--memory", "lots", "--cmd", "true")
     assert result.returncode == 2
