@@ -26,7 +26,8 @@ def _run_parser(sub) -> None:
                    help="stop QEMU and fail after S seconds (default: 600 with --cmd or --savevm, "
                         "none for the interactive shell)")
     p.add_argument("--smp", type=int, default=1, metavar="N", help="number of vCPUs")
-    p.add_argument("--memory", "-m", default="512M", help="guest memory (QEMU -m; a -m among the QEMU arguments after -- "
+    p.add_argument("--memory", "-m", default="512M",
+                   help="guest memory (QEMU -m; a -m among the QEMU arguments after -- "
                         "takes its place, for QEMU and PyREBox alike)")
     p.add_argument("--nokaslr", action="store_true", help="boot the guest kernel with nokaslr")
     p.add_argument("--disk", metavar="FILE",
