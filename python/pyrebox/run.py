@@ -64,7 +64,7 @@ import threading
 import time
 
 from . import config as config_mod
-from . import paths, qemu
+from . import own_vm, paths, qemu
 from .cpio import CpioArchive
 from .qmp_client import Qmp, QmpError, snapshot
 
@@ -133,6 +133,14 @@ class RunOptions:
     # memory, or taken from the cache of tables built so), or None: the
     # built guest's own table, and for an own VM the one built from memory.
     isf: str | None = None
+    # The user's own VM (pyrebox.own_vm): its disk image, and optionally a
+    # kernel to boot directly with its initrd and command line.
+    image: str | None = None
+    kernel: str | None = None
+    initrd: str | None = None
+    append: str | None = None
+    keep_overlay: str | None = None  # the overlay's file, kept after the run
+    write: bool = False              # boot the image itself, read-write
 
     @property
     def batch(self) -> bool:
@@ -317,8 +325,42 @@ def qemu_memory(opts: RunOptions) -> str:
     return memory
 
 
+def is_own_vm(opts: RunOptions) -> bool:
+    """The VM is the user's (--image, or a machine described after --),
+    not PyREBox's guest."""
+    return opts.image is not None or qemu.describes_own_vm(opts.extra)
+
+
+def validate_image(opts: RunOptions) -> None:
+    """The --image options go together, and with nothing that describes
+    another machine."""
+    if opts.image is None:
+        for flag, value in (("--kernel", opts.kernel), ("--initrd", opts.initrd),
+                            ("--append", opts.append), ("--keep-overlay", opts.keep_overlay),
+                            ("--write", opts.write or None)):
+            if value is not None:
+                raise RunError(f"{flag} goes with --image DISK (the disk of your own VM)")
+        return
+    if qemu.describes_own_vm(opts.extra):
+        given = ", ".join(a for a in opts.extra if a in qemu.USER_VM_OPTIONS)
+        raise RunError(f"--image {opts.image} and the QEMU arguments after -- ({given}) both "
+                       f"describe the machine; give one of them")
+    if opts.guest_kernel is not None:
+        raise RunError(f"--guest-kernel {opts.guest_kernel} picks the kernel of PyREBox's guest; "
+                       f"with --image give --kernel VMLINUZ (or none: the image's bootloader)")
+    if opts.write and opts.keep_overlay:
+        raise RunError("--write writes the image itself; --keep-overlay keeps an overlay "
+                       "instead: give one of them")
+    try:
+        own_vm.inspect(opts.image)
+        own_vm.kernel_args(opts.kernel, opts.initrd, opts.append)
+    except own_vm.ImageError as e:
+        raise RunError(str(e)) from None
+
+
 def validate(opts: RunOptions) -> config_mod.Config:
     """Checks everything that can be checked before QEMU starts."""
+    validate_image(opts)
     for cmd in opts.commands:
         if "\n" in cmd:
             raise RunError(f"--cmd {cmd!r}: a guest command is one line")
@@ -334,7 +376,7 @@ def validate(opts: RunOptions) -> config_mod.Config:
             if opts.disk is None:
                 raise RunError(f"{flag} needs --disk FILE: snapshots live in that qcow2 file, "
                                f"which outlives the run")
-            if qemu.describes_own_vm(opts.extra):
+            if is_own_vm(opts):
                 raise RunError(f"{flag} works with the default guest only")
     if opts.savevm and opts.loadvm:
         raise RunError("--savevm and --loadvm cannot be combined: save from a fresh boot, "
@@ -366,7 +408,7 @@ def validate(opts: RunOptions) -> config_mod.Config:
                        f"`pyrebox symbols`, or `--isf {ISF_FROM_MEMORY}` to build the table from "
                        f"the running kernel)")
     conf = config_mod.load(opts.conf)  # ConfigError names the key
-    if qemu.describes_own_vm(opts.extra) and (opts.commands or opts.files):
+    if is_own_vm(opts) and (opts.commands or opts.files):
         raise RunError("--cmd and --file work with the default guest only; the extra "
                        "QEMU arguments describe a VM of your own")
     return conf
@@ -458,6 +500,18 @@ class Runner:
             self.out.write(line + "\n")
             self.out.flush()
 
+    def own_vm(self) -> bool:
+        return is_own_vm(self.opts)
+
+    def _image_disk(self, rundir: str) -> tuple[str, str]:
+        """(file, format) of the --image run's disk: the overlay, or with
+        --write the image itself."""
+        if self.opts.write:
+            image = own_vm.inspect(self.opts.image)
+            return image.path, image.format
+        return (os.path.abspath(self.opts.keep_overlay) if self.opts.keep_overlay
+                else os.path.join(rundir, "overlay.qcow2")), "qcow2"
+
     def command_line(self, rundir: str, plugin_fd: int | None) -> list[str]:
         opts = self.opts
         binary = qemu.find("x86_64")
@@ -473,7 +527,7 @@ class Runner:
         plugin_opts["console_qmp"] = os.path.join(rundir, "console-qmp.sock")
         if opts.isf is not None and opts.isf != ISF_FROM_MEMORY:
             plugin_opts["isf"] = os.path.abspath(opts.isf)
-        elif (opts.isf is None and not qemu.describes_own_vm(opts.extra)
+        elif (opts.isf is None and not self.own_vm()
               and os.path.isfile(self._guest_files()[2])):
             plugin_opts["isf"] = self._guest_files()[2]
         cmd = [binary, "-m", memory, "-smp", str(opts.smp), "-display", "none",
@@ -498,10 +552,19 @@ class Runner:
             cmd += ["-chardev", f"socket,id=pyrebox-serial,path={rundir}/serial.sock,"
                                 f"server=on,wait=on",
                     "-serial", "chardev:pyrebox-serial", "-monitor", "none"]
-        cmd += ["-drive", f"if=none,id=pyrebox-disk,format=qcow2,file={self._disk(rundir)}"]
+        image_fmt = None
+        if opts.image is not None:
+            disk, image_fmt = self._image_disk(rundir)
+            cmd += own_vm.drive_args(disk, image_fmt)
+            cmd += own_vm.agent_args(os.path.join(rundir, "agent.sock"))
+            cmd += own_vm.kernel_args(opts.kernel, opts.initrd, opts.append)
+        if image_fmt != "qcow2":
+            # Snapshots need a qcow2 disk: an image run's overlay is one.
+            cmd += ["-drive",
+                    f"if=none,id=pyrebox-disk,format=qcow2,file={self._disk(rundir)}"]
         if opts.loadvm:
             cmd += ["-loadvm", opts.loadvm]
-        if not qemu.describes_own_vm(opts.extra):
+        if not self.own_vm():
             append = "console=ttyS0 quiet panic=-1" + (" nokaslr" if opts.nokaslr else "")
             cmd += ["-kernel", paths.require(self._guest_files()[0], "the default guest kernel"),
                     "-initrd", self._initrd(rundir), "-append", append]
@@ -521,7 +584,7 @@ class Runner:
         folder of the guest it boots (paths.running_guest)."""
         env = dict(os.environ)
         env.pop(paths.GUEST_ENV, None)
-        if not qemu.describes_own_vm(self.opts.extra):
+        if not self.own_vm():
             env[paths.GUEST_ENV] = os.path.dirname(self._guest_files()[0])
         return env
 
@@ -541,6 +604,20 @@ class Runner:
             raise RunError(f"cannot create the snapshot disk {path}: "
                            f"{made.stderr.strip() or made.stdout.strip()}")
         os.chmod(path, 0o600)  # it will hold the guest's memory (snapshots)
+
+    def _prepare_image(self, rundir: str) -> None:
+        """The overlay of an --image run (created, or checked when kept);
+        with --write, a line saying the image itself is written."""
+        image = own_vm.inspect(self.opts.image)
+        if self.opts.write:
+            self.emit(f"[pyrebox] --write: the guest writes to {image.path} itself "
+                      f"(no overlay)")
+            return
+        overlay, _ = self._image_disk(rundir)
+        own_vm.make_overlay(image, overlay)
+        if self.opts.keep_overlay:
+            self.emit(f"[pyrebox] the guest writes to the overlay {overlay} (kept); "
+                      f"{image.path} is not written")
 
     def _nic_args(self, rundir: str) -> list[str]:
         """The NIC, its isolated user-mode network and, for the plugin, one
@@ -612,6 +689,8 @@ class Runner:
         previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
         try:
             self._make_disk(rundir)
+            if self.opts.image is not None:
+                self._prepare_image(rundir)
             if self.opts.batch:
                 return self._run_batch(rundir)
             return self._run_interactive(rundir)
