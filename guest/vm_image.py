@@ -193,6 +193,35 @@ def write(path: Path, text: str, mode: int = 0o644) -> None:
     path.chmod(mode)
 
 
+def mounts_under(root: Path) -> list[str]:
+    """Mount points inside ROOT (debootstrap mounts /proc and /sys in the
+    tree while it runs; one left by an interrupted build must not be
+    removed with the tree nor copied into the image), deepest first."""
+    prefix = str(root.resolve()) + "/"
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split()[4].replace("\\040", " ")
+            if point.startswith(prefix) or point == prefix[:-1]:
+                found.append(point)
+    return sorted(found, key=len, reverse=True)
+
+
+def unmount_under(root: Path) -> None:
+    for point in mounts_under(root):
+        log(f"unmounting {point}")
+        run(["umount", "-l", point])
+    left = mounts_under(root)
+    if left:
+        raise BuildError(f"cannot unmount {', '.join(left)}")
+
+
+def remove_tree(root: Path) -> None:
+    if root.exists():
+        unmount_under(root)
+        shutil.rmtree(root)
+
+
 def debootstrap(root: Path, cache: Path, with_kernel: bool) -> None:
     archive = load_archive_module()
     cache.mkdir(parents=True, exist_ok=True)
@@ -386,12 +415,12 @@ def build(out: Path, refresh: bool = False, guest: Path = DEFAULT_GUEST) -> dict
     ensure_debootstrap()
     out.mkdir(parents=True, exist_ok=True)
     root = out / "rootfs"
-    if root.exists():
-        shutil.rmtree(root)
+    remove_tree(root)
     root_uuid = str(uuid.UUID(wanted[:32]))
     debootstrap(root, out / "debootstrap-cache", with_kernel=kernel is None)
     if kernel:
         install_kernel_deb(root, Path(kernel["deb"]))
+    unmount_under(root)
     release, vmlinuz, initrd = kernel_files(root)
     packages = installed_packages(root)
     configure(root, root_uuid)
@@ -403,8 +432,9 @@ def build(out: Path, refresh: bool = False, guest: Path = DEFAULT_GUEST) -> dict
     shutil.copy2(vmlinuz, out / "vmlinuz")
     shutil.copy2(initrd, out / "initrd.img")
     image = out / IMAGE
+    unmount_under(root)
     disk = make_disk(out, root, root_uuid, core, image)
-    shutil.rmtree(root)
+    remove_tree(root)
     info = json.loads(run(["qemu-img", "info", "--output=json", str(image)]))
     kernel_package = f"linux-image-{release}"
     manifest = {
