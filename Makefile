@@ -1,5 +1,5 @@
 # The two commands of the README, and the steps behind them.
-.PHONY: bootstrap demo test unit-test python-test bench
+.PHONY: bootstrap demo test unit-test python-test bench vm-image
 
 bootstrap:
 	@./tools/bootstrap
@@ -43,3 +43,10 @@ python-test:
 # Overhead against plain QEMU on the same workload (docs/performance.md).
 bench: bootstrap
 	.venv/bin/python3 bench/run.py
+
+# The Debian 12 VM disk image of the own-VM tests (docs/own-vm.md), in
+# build/vm; needs root.  Not part of `make test` yet: once it is, `test`
+# depends on it and the built_vm tests (tests/python/test_vm_image.py) run
+# instead of being skipped.  REFRESH=1 rebuilds it anyway.
+vm-image: bootstrap
+	.venv/bin/python3 guest/vm_image.py $(if $(REFRESH),--refresh)
