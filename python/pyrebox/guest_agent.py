@@ -136,6 +136,13 @@ class GuestAgent:
         """Runs argv in the guest; (exit code, or None when it ended by a
         signal; stdout; stderr). AgentError when it runs longer than
         `timeout` (it is left running)."""
+        code, signal_number, out, err = self.exec_status(argv, timeout, stdin)
+        return (code if signal_number is None else None), out, err
+
+    def exec_status(self, argv: list[str], timeout: float = 600.0,
+                    stdin: bytes | None = None) -> tuple[int | None, int | None, bytes, bytes]:
+        """exec(), with how it ended: (exit code or None, signal number or
+        None, stdout, stderr)."""
         args = {"path": argv[0], "arg": list(argv[1:]), "capture-output": True}
         if stdin is not None:
             args["input-data"] = base64.b64encode(stdin).decode()
@@ -147,12 +154,13 @@ class GuestAgent:
             if status.get("exited"):
                 out = base64.b64decode(status.get("out-data", ""))
                 err = base64.b64decode(status.get("err-data", ""))
-                code = status.get("exitcode")
-                return (code if "signal" not in status else None), out, err
+                if "signal" in status:
+                    return None, int(status["signal"]), out, err
+                return status.get("exitcode"), None, out, err
             if time.monotonic() >= deadline:
                 raise AgentError(f"{' '.join(argv)}: still running after {timeout:g} s in "
                                  f"the guest (pid {pid}); it is left running")
-            time.sleep(delay)
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(delay * 2, 0.5)
 
     def put(self, data: bytes, guest_path: str, mode: int | None = None) -> None:

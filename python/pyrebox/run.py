@@ -65,6 +65,8 @@ import time
 
 from . import config as config_mod
 from . import own_vm, paths, qemu
+from .agent_batch import AgentBatch, AgentTimeout
+from .guest_agent import NO_AGENT, AgentError
 from .cpio import CpioArchive
 from .qmp_client import Qmp, QmpError, snapshot
 
@@ -358,6 +360,27 @@ def validate_image(opts: RunOptions) -> None:
         raise RunError(str(e)) from None
 
 
+def image_snapshot_checks(opts: RunOptions, flag: str) -> None:
+    """--savevm/--loadvm with --image: the snapshots live in the disk the
+    guest writes, which must be qcow2 and outlive the run: a kept overlay,
+    or with --write a qcow2 image."""
+    if opts.disk is not None:
+        raise RunError(f"--disk holds the default guest's snapshots; with --image they live "
+                       f"in the overlay: give --keep-overlay FILE instead of --disk")
+    if opts.write:
+        if own_vm.inspect(opts.image).format != "qcow2":
+            raise RunError(f"{flag} with --write needs a qcow2 image ({opts.image} is raw and "
+                           f"cannot hold snapshots); use --keep-overlay FILE instead")
+        return
+    if opts.keep_overlay is None:
+        raise RunError(f"{flag} with --image needs --keep-overlay FILE: the snapshots live in "
+                       f"that overlay, which outlives the run")
+    if flag == "--loadvm" and not os.path.isfile(opts.keep_overlay):
+        raise RunError(f"--loadvm {opts.loadvm}: {opts.keep_overlay} does not exist (make it "
+                       f"with --image {opts.image} --keep-overlay {opts.keep_overlay} "
+                       f"--savevm NAME)")
+
+
 def validate(opts: RunOptions) -> config_mod.Config:
     """Checks everything that can be checked before QEMU starts."""
     validate_image(opts)
@@ -373,18 +396,22 @@ def validate(opts: RunOptions) -> config_mod.Config:
         if name is not None:
             if not name or any(c.isspace() for c in name):
                 raise RunError(f"{flag} {name!r}: a snapshot name is one word")
+            if opts.image is not None:
+                image_snapshot_checks(opts, flag)
+                continue
             if opts.disk is None:
                 raise RunError(f"{flag} needs --disk FILE: snapshots live in that qcow2 file, "
                                f"which outlives the run")
             if is_own_vm(opts):
-                raise RunError(f"{flag} works with the default guest only")
+                raise RunError(f"{flag} works with the default guest or --image DISK; the QEMU "
+                               f"arguments after -- describe a VM PyREBox cannot snapshot")
     if opts.savevm and opts.loadvm:
         raise RunError("--savevm and --loadvm cannot be combined: save from a fresh boot, "
                        "then load in later runs")
-    if opts.loadvm and opts.files:
+    if opts.loadvm and opts.files and opts.image is None:
         raise RunError("--file cannot be used with --loadvm: the snapshot's memory replaces "
                        "the guest image; copy files in the run that saves the snapshot")
-    if opts.loadvm and not os.path.isfile(opts.disk):
+    if opts.loadvm and opts.image is None and not os.path.isfile(opts.disk):
         raise RunError(f"--loadvm {opts.loadvm}: {opts.disk} does not exist (make it with "
                        f"--disk {opts.disk} --savevm NAME)")
     if opts.nic is not None:
@@ -408,9 +435,10 @@ def validate(opts: RunOptions) -> config_mod.Config:
                        f"`pyrebox symbols`, or `--isf {ISF_FROM_MEMORY}` to build the table from "
                        f"the running kernel)")
     conf = config_mod.load(opts.conf)  # ConfigError names the key
-    if is_own_vm(opts) and (opts.commands or opts.files):
-        raise RunError("--cmd and --file work with the default guest only; the extra "
-                       "QEMU arguments describe a VM of your own")
+    if opts.image is None and is_own_vm(opts) and (opts.commands or opts.files):
+        raise RunError("--cmd and --file need the guest agent's channel, which --image adds: "
+                       "give your VM's disk as --image DISK (the QEMU arguments after -- "
+                       "describe a VM PyREBox has no channel into)")
     return conf
 
 
@@ -691,6 +719,8 @@ class Runner:
             self._make_disk(rundir)
             if self.opts.image is not None:
                 self._prepare_image(rundir)
+            if self.opts.batch and self.opts.image is not None:
+                return self._run_image_batch(rundir)
             if self.opts.batch:
                 return self._run_batch(rundir)
             return self._run_interactive(rundir)
@@ -709,10 +739,14 @@ class Runner:
             os.close(write_fd)
         write_pid(rundir, proc.pid)
         # A restored guest waits at its snapshot point: have it start its shell.
-        first = (SERVE_SHELL + "\n").encode() if self.opts.loadvm else b""
+        first = (SERVE_SHELL + "\n").encode() if self.opts.loadvm and not self.own_vm() \
+            else b""
         term = Terminal(rundir, proc, os.fdopen(read_fd, "rb"), self.opts.plugin, first)
         self._on_stop.append(term.restore)
         term.say(f"[pyrebox] QMP socket: {rundir}/qmp.sock")
+        if self.opts.image is not None and self.opts.files:
+            threading.Thread(target=self._copy_files_in, args=(rundir, proc, term.say),
+                             daemon=True).start()
         if self.opts.plugin:
             term.say(f"[pyrebox] PyREBox console: {ESCAPE_NAME} here, or pyrebox attach {rundir}")
         return term.run(self.opts.timeout)
@@ -773,6 +807,112 @@ class Runner:
             self.emit(f"pyrebox: {problem}")
             return 1
         return 0
+
+    def _copy_files_in(self, rundir: str, proc: subprocess.Popen, say) -> None:
+        """An interactive --image run's --file copies, once the agent answers;
+        a failure is said and the session goes on."""
+        batch = AgentBatch(os.path.join(rundir, "agent.sock"), say,
+                           lambda: proc.poll() is None, None)
+        try:
+            batch.run(self.opts.files, [], show=say)
+        except (AgentError, OSError) as e:
+            if proc.poll() is None:
+                say(f"[pyrebox] the files were not copied: {e}"
+                    + ("" if batch.agent_seen else f" ({NO_AGENT})"))
+        finally:
+            batch.agent.close()
+
+    def _run_image_batch(self, rundir: str) -> int:
+        """--image with --cmd or --savevm: the files, the snapshot and the
+        commands go through the guest agent (pyrebox.agent_batch); the
+        serial console is kept, and shown when the agent does not answer."""
+        read_fd, write_fd = os.pipe()
+        try:
+            cmd = self.command_line(rundir, plugin_fd=write_fd)
+            self.emit(f"[pyrebox] QMP socket: {rundir}/qmp.sock")
+            proc = self._start_qemu(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, pass_fds=(write_fd,))
+        finally:
+            os.close(write_fd)
+        write_pid(rundir, proc.pid)
+        deadline = None if self.opts.timeout is None else time.monotonic() + self.opts.timeout
+        alive = lambda: proc.poll() is None  # noqa: E731
+        batch = AgentBatch(os.path.join(rundir, "agent.sock"), self.emit, alive, deadline)
+        stderr_lines: list[str] = []
+        readers = [
+            threading.Thread(target=self._keep_console, args=(proc.stdout, batch), daemon=True),
+            threading.Thread(target=self._pump_plugin, args=(os.fdopen(read_fd, "rb"),),
+                             daemon=True),
+            threading.Thread(target=self._pump_stderr, args=(proc.stderr, stderr_lines),
+                             daemon=True),
+        ]
+        for t in readers:
+            t.start()
+        qmp_path = os.path.join(rundir, "qmp.sock")
+        problem = None
+        try:
+            batch.run(self.opts.files, self.opts.commands,
+                      show=lambda line: self.emit(guest_line(line)),
+                      save=(lambda: self._save_image_snapshot(qmp_path))
+                      if self.opts.savevm else None)
+            self.emit(END_MARKER)
+            batch.power_off(alive, lambda: self._quit_qemu(qmp_path),
+                            clean=bool(self.opts.keep_overlay or self.opts.write))
+        except AgentTimeout:
+            problem = "timeout"
+        except (AgentError, QmpError, OSError) as e:
+            problem = str(e)
+            if not batch.agent_seen and proc.poll() is not None:
+                problem = (f"QEMU ended (exit status {proc.returncode}) before the guest agent "
+                           f"answered\n{batch.console_tail()}")
+            elif not batch.agent_seen:
+                problem = f"{NO_AGENT}: {e}\n{batch.console_tail()}"
+        if problem is not None:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            for t in readers:
+                t.join(timeout=5)
+            if problem == "timeout":
+                self.emit(f"pyrebox: timeout: the guest did not finish within "
+                          f"{self.opts.timeout:g} s; QEMU was stopped")
+                return 124
+            self.emit(f"pyrebox: {problem}")
+            return 1
+        rc = proc.wait()
+        for t in readers:
+            t.join(timeout=10)
+        if rc < 0 and rc != -signal.SIGKILL:
+            self.emit(f"pyrebox: QEMU was killed by {signal_name(-rc)}")
+            return 1
+        return 0
+
+    def _keep_console(self, stream, batch: AgentBatch) -> None:
+        for raw in stream:
+            batch.console_line(neutralise(
+                raw.decode("utf-8", "backslashreplace").rstrip("\r\n").replace("\r", "")))
+
+    def _save_image_snapshot(self, qmp_path: str) -> None:
+        name = self.opts.savevm
+        with Qmp.wait_for(qmp_path) as qmp:
+            try:
+                snapshot(qmp, "savevm", name)
+            except QmpError as e:
+                raise QmpError(f"saving snapshot {name} failed: {e}") from None
+        self.snapshot_saved = True
+        where = self.opts.keep_overlay or self.opts.image
+        self.emit(f"[pyrebox] saved snapshot {name} in {os.path.abspath(where)}")
+
+    def _quit_qemu(self, qmp_path: str) -> None:
+        try:
+            with Qmp.wait_for(qmp_path, timeout=5) as qmp:
+                qmp.call("quit", timeout=10)
+        except (QmpError, OSError):
+            pass  # QEMU closes the connection as it quits, or is gone already
+        try:
+            self._proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
 
     def unfinished(self) -> str | None:
         """What of the run did not happen, judged from the markers that
