@@ -23,8 +23,6 @@ console is shown (what the guest said while booting).
 from __future__ import annotations
 
 import collections
-import os
-import posixpath
 import shlex
 import time
 
@@ -100,22 +98,8 @@ class AgentBatch:
     # --- files and commands ---
 
     def put_file(self, host: str, guest: str) -> None:
-        """Copies HOST to GUEST with HOST's permission bits, making GUEST's
-        folder when it is missing."""
-        with open(host, "rb") as f:
-            data = f.read()
-        mode = os.stat(host).st_mode & 0o777
-        folder = posixpath.dirname(guest)
-        code, out, err = self.agent.exec(["/bin/mkdir", "-p", "--", folder],
-                                         timeout=self._bounded(60.0))
-        if code != 0:
-            raise AgentError(f"cannot make the guest folder {folder}: "
-                             f"{(err or out).decode(errors='replace').strip()}")
-        try:
-            self.agent.put(data, guest, mode=mode)
-        except AgentError as e:
-            raise AgentError(f"copying {host} to the guest's {guest} failed: {e}") from None
-        self.emit(f"[pyrebox] copied {host} to {guest} ({len(data)} bytes)")
+        size = self.agent.put_file(host, guest)
+        self.emit(f"[pyrebox] copied {host} to {guest} ({size} bytes)")
 
     def run_command(self, number: int, command: str, show) -> int:
         """Runs one command; shows its markers and output (each line through

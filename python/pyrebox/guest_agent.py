@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import posixpath
 import random
 import socket
 import time
@@ -180,6 +182,24 @@ class GuestAgent:
             code, _, err = self.exec(["/bin/chmod", f"{mode:o}", guest_path], timeout=30)
             if code != 0:
                 raise AgentError(f"chmod {mode:o} {guest_path}: {err.decode(errors='replace')}")
+
+    def put_file(self, host: str, guest_path: str) -> int:
+        """Copies the host file HOST to GUEST_PATH with HOST's permission
+        bits, making GUEST_PATH's folder when it is missing; the bytes
+        copied. AgentError names the guest path that failed."""
+        with open(host, "rb") as f:
+            data = f.read()
+        mode = os.stat(host).st_mode & 0o777
+        folder = posixpath.dirname(guest_path) or "/"
+        code, out, err = self.exec(["/bin/mkdir", "-p", "--", folder], timeout=60.0)
+        if code != 0:
+            raise AgentError(f"cannot make the guest folder {folder}: "
+                             f"{(err or out).decode(errors='replace').strip()}")
+        try:
+            self.put(data, guest_path, mode=mode)
+        except AgentError as e:
+            raise AgentError(f"copying {host} to the guest's {guest_path} failed: {e}") from None
+        return len(data)
 
     def get(self, guest_path: str, limit: int = 1 << 30) -> bytes:
         """The contents of `guest_path`; AgentError beyond `limit` bytes."""

@@ -873,6 +873,11 @@ class Runner:
             proc.wait()
             for t in readers:
                 t.join(timeout=5)
+            if problem == "timeout" and not batch.agent_seen:
+                self.emit(f"pyrebox: timeout: the guest agent had not answered after "
+                          f"{self.opts.timeout:g} s; QEMU was stopped. {NO_AGENT}\n"
+                          f"{batch.console_tail()}")
+                return 124
             if problem == "timeout":
                 self.emit(f"pyrebox: timeout: the guest did not finish within "
                           f"{self.opts.timeout:g} s; QEMU was stopped")
