@@ -20,6 +20,8 @@ import pytest
 from conftest import built_release, command_outputs, key_values, run_pyrebox, write
 from kernels.kernel_guest import isf_facts, same_comm
 from own_vm import vm
+
+pytestmark = pytest.mark.built_vm
 from pyrebox import paths
 from pyrebox.guest_agent import NO_AGENT
 

@@ -16,6 +16,8 @@ import pytest
 
 from conftest import LAUNCHER, Wire
 from own_vm import vm
+
+pytestmark = pytest.mark.built_vm
 from pyrebox import paths
 
 

@@ -13,6 +13,8 @@ import pytest
 from conftest import command_outputs, key_values, run_pyrebox
 from own_vm import vm
 
+pytestmark = pytest.mark.built_vm
+
 COMMANDS = ["cat /proc/sys/kernel/random/boot_id", "ls /root", "echo written > /root/mark",
             "/root/report 0 restored"]
 
