@@ -40,7 +40,10 @@ def session(tmp_path_factory):
             found = re.search(r"\[pyrebox\] QMP socket: (\S+)/qmp\.sock", log_path.read_text())
             rundir = found.group(1) if found else time.sleep(0.2)
         assert rundir, log_path.read_text()
-        wire = Wire(os.path.join(rundir, "console.sock"), timeout=120)
+        console = os.path.join(rundir, "console.sock")
+        while not os.path.exists(console) and proc.poll() is None:
+            time.sleep(0.2)  # the plugin makes it as it starts
+        wire = Wire(console, timeout=120)
         state = {"wire": wire, "prompt": wire.until("prompt"), "work": work, "log": log_path,
                  "manifest": m}
         # The agent answers once the guest is up.
@@ -121,6 +124,23 @@ def test_bad_paths_are_named_and_the_session_goes_on(session):
     assert shown.startswith("put: cannot make the guest folder /etc/hostname: "), shown
     assert line(session, "put onlyone") == f"usage: put HOST GUEST: copy a host file into the running guest (guest agent)\n"
     assert line(session, "exec true") == "[exit status 0]\n"
+
+
+def test_a_full_guest_disk_is_named_and_the_session_goes_on(session):
+    # Most of the free space at once (but ext4's reserve of up to 4096
+    # clusters), the rest written until the disk is full.
+    shown = line(session, "exec fallocate -l $(( ($(stat -f -c '%f' /) - 4096 - 64) * 4096 )) "
+                          "/root/fill && dd if=/dev/zero of=/root/fill2 bs=4096 status=none; "
+                          "sync")
+    assert shown == "dd: error writing '/root/fill2': No space left on device\n" \
+                    "[exit status 0]\n", shown
+    blob = session["work"] / "big.bin"
+    blob.write_bytes(os.urandom(1 << 20))
+    shown = line(session, f"put {blob} /root/big.bin")
+    assert shown == (f"put: copying {blob} to the guest's /root/big.bin failed: "
+                     f"guest-file-write: failed to write to file: No space left on device\n")
+    assert line(session, "exec rm -f /root/fill /root/fill2 /root/big.bin; echo gone") == \
+        "gone\n[exit status 0]\n"
 
 
 def test_the_image_is_not_written(session):
