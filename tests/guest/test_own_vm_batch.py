@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 
 import pytest
 
@@ -146,7 +147,6 @@ def test_a_vm_without_the_agent_is_named_with_what_to_install(tmp_path):
     """The default guest's kernel and initramfs on an empty disk: no agent
     answers; the timeout says what was awaited and what the console said."""
     disk = tmp_path / "empty.qcow2"
-    import subprocess
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "64M"], check=True)
     before = vm.sha256(str(disk))
     result = run_pyrebox("run", "--image", str(disk), "--kernel", paths.GUEST_KERNEL,
@@ -159,3 +159,17 @@ def test_a_vm_without_the_agent_is_named_with_what_to_install(tmp_path):
     assert "the VM's serial console ended with:" in result.stdout
     assert "PYREBOX-CMD-BEGIN" not in result.stdout
     assert vm.sha256(str(disk)) == before
+
+
+def test_an_image_that_does_not_boot_is_named_at_the_timeout(tmp_path):
+    """An empty raw disk: the firmware finds nothing to boot, the serial
+    console stays silent; the message says so, and the disk stays empty."""
+    disk = tmp_path / "blank.raw"
+    disk.write_bytes(b"\0" * (1 << 20))
+    result = run_pyrebox("run", "--image", str(disk), "--cmd", "true", "--timeout", "20",
+                         cwd=str(tmp_path), timeout=90)
+    assert result.returncode == 124, result.stdout[-3000:]
+    assert "pyrebox: timeout: the guest agent had not answered after 20 s" in result.stdout
+    assert ("the VM printed nothing on its serial console (is its console ttyS0?)"
+            in result.stdout)
+    assert disk.read_bytes() == b"\0" * (1 << 20)

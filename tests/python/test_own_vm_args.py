@@ -104,3 +104,37 @@ def test_refused_combinations(tmp_path, options, message):
         options["image"] = image(tmp_path)
     with pytest.raises(run.RunError, match=message):
         run.validate(run.RunOptions(**options))
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(savevm="s"), "--savevm with --image needs --keep-overlay FILE"),
+    (dict(savevm="s", disk="d.qcow2"), "give --keep-overlay FILE instead of --disk"),
+    (dict(loadvm="s", keep_overlay="KEEP"), "--loadvm s: .*keep.qcow2 does not exist"),
+    (dict(savevm="s", write=True, fmt="raw"), "is raw and cannot hold snapshots"),
+])
+def test_snapshots_of_an_image_need_a_disk_that_outlives_the_run(tmp_path, options, message):
+    image_path = image(tmp_path, options.pop("fmt", "qcow2"))
+    if options.get("keep_overlay") == "KEEP":
+        options["keep_overlay"] = str(tmp_path / "keep.qcow2")
+    with pytest.raises(run.RunError, match=message):
+        run.validate(run.RunOptions(image=image_path, **options))
+
+
+def test_image_runs_take_files_and_commands_and_snapshots_in_the_overlay(built, tmp_path):
+    disk = image(tmp_path)
+    host = str(tmp_path / "sample")
+    open(host, "wb").close()
+    keep = str(tmp_path / "keep.qcow2")
+    files = [run.parse_file_spec(host)]
+    run.validate(run.RunOptions(image=disk, files=files, commands=["./sample"]))
+    run.validate(run.RunOptions(image=disk, keep_overlay=keep, savevm="booted", files=files))
+    open(keep, "wb").close()
+    # After a loadvm the agent copies files in as well.
+    opts = run.RunOptions(image=disk, keep_overlay=keep, loadvm="booted", files=files,
+                          commands=["./sample"])
+    run.validate(opts)
+    cmd = run.Runner(opts).command_line("/r", plugin_fd=None)
+    assert args_after(cmd, "-loadvm") == ["booted"]
+    assert not any("pyrebox-disk" in d for d in args_after(cmd, "-drive"))
+    # With --write a qcow2 image holds the snapshots itself.
+    run.validate(run.RunOptions(image=disk, write=True, savevm="booted"))
