@@ -42,7 +42,8 @@ def _agent(run_dir: str) -> GuestAgent:
     if path is None:
         raise AgentError("this VM has no guest agent channel: files and commands reach a VM "
                          "started with pyrebox run --image DISK (with qemu-guest-agent "
-                         "installed in it)")
+                         "installed in it), or the default guest started with pyrebox run "
+                         "--agent")
     agent = GuestAgent(path, timeout=30.0)
     try:
         agent.connect(wait=CONNECT_WAIT)

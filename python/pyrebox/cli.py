@@ -30,6 +30,9 @@ def _run_parser(sub) -> None:
                    help="guest memory (QEMU -m; a -m among the QEMU arguments after -- "
                         "takes its place, for QEMU and PyREBox alike)")
     p.add_argument("--nokaslr", action="store_true", help="boot the guest kernel with nokaslr")
+    p.add_argument("--agent", action="store_true",
+                   help="start QEMU's guest agent in the default guest (the console's put, get "
+                        "and exec); an --image run always has the agent's channel")
     p.add_argument("--disk", metavar="FILE",
                    help="qcow2 file that keeps snapshots across runs (created if missing; "
                         "default: a scratch disk for this run only)")
@@ -120,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             opts = run.RunOptions(
                 conf=args.conf, files=[run.parse_file_spec(f) for f in args.file],
                 commands=args.cmd, smp=args.smp, memory=args.memory, nokaslr=args.nokaslr,
-                plugin=not args.no_plugin, nic=args.nic, hostfwd=args.hostfwd,
+                plugin=not args.no_plugin, agent=args.agent, nic=args.nic, hostfwd=args.hostfwd,
                 timeout=args.timeout, extra=args.extra, disk=args.disk, savevm=args.savevm,
                 loadvm=args.loadvm, guest_kernel=args.guest_kernel,
                 isf=args.isf, image=args.image, kernel=args.kernel, initrd=args.initrd,

@@ -123,6 +123,9 @@ class RunOptions:
     smp: int = 1
     memory: str = "512M"
     nokaslr: bool = False
+    # The guest agent's channel (own_vm.agent_args): always for --image; for
+    # the default guest with --agent, whose init then starts qemu-ga.
+    agent: bool = False
     plugin: bool = True  # False: plain QEMU (for comparisons)
     nic: str | None = None  # NIC model to add (NIC_MODELS), on an isolated network
     hostfwd: list[str] = dataclasses.field(default_factory=list)  # QEMU hostfwd rules
@@ -584,8 +587,9 @@ class Runner:
         if opts.image is not None:
             disk, image_fmt = self._image_disk(rundir)
             cmd += own_vm.drive_args(disk, image_fmt)
-            cmd += own_vm.agent_args(os.path.join(rundir, "agent.sock"))
             cmd += own_vm.kernel_args(opts.kernel, opts.initrd, opts.append)
+        if opts.image is not None or opts.agent:
+            cmd += own_vm.agent_args(os.path.join(rundir, "agent.sock"))
         if image_fmt != "qcow2":
             # Snapshots need a qcow2 disk: an image run's overlay is one.
             cmd += ["-drive",
@@ -593,7 +597,8 @@ class Runner:
         if opts.loadvm:
             cmd += ["-loadvm", opts.loadvm]
         if not self.own_vm():
-            append = "console=ttyS0 quiet panic=-1" + (" nokaslr" if opts.nokaslr else "")
+            append = ("console=ttyS0 quiet panic=-1" + (" nokaslr" if opts.nokaslr else "")
+                      + (" pyrebox.agent" if opts.agent else ""))
             cmd += ["-kernel", paths.require(self._guest_files()[0], "the default guest kernel"),
                     "-initrd", self._initrd(rundir), "-append", append]
         return cmd + opts.extra
