@@ -15,8 +15,8 @@ A breakpoint is a callback PyREBox manages for you:
 execution: `cpu_index, cpu`; MEM_READ_CB: `cpu_index, vaddr, size, haddr`;
 MEM_WRITE_CB: `..., data`), or one dict of them with `new_style=True`.
 Without `func` a hit opens the interactive shell at that point
-(`ipython_shell.start_shell`, which the runtime installs with
-set_shell_opener). `addr` may be "module!symbol" (resolved with
+(`ipython_shell.start_shell`, i.e. pyrebox.interactive.start_shell, which
+the runtime installs with set_shell_opener). `addr` may be "module!symbol" (resolved with
 api.sym_to_va in `pgd`).
 
 Range and memory breakpoints see every process (their trigger checks the

@@ -70,20 +70,25 @@ def _owner(module_hdl: int) -> str:
     return owner if owner is not None else f"module handle {module_hdl}"
 
 
+def _raw_name(member: str) -> str:
+    """The adapter's parameter for an Event member (tb.pc -> tb_pc)."""
+    return member.replace(".", "_")
+
+
 def _adapter_source(kind: event_kinds.Kind, new_style: bool) -> str:
     """Python source of a factory `make(func, report, Cpu, getrefcount)`
     returning the adapter of `kind`: a function of the kind's raw arguments
     (event_kinds.raw_arguments, in the order PythonHandler passes them) that
     calls `func` with PyREBox's arguments (positional, or one dict for
     new-style managers) and reports its exceptions."""
-    raw = [member.replace(".", "_") for member in event_kinds.raw_arguments(kind)]
+    raw = [_raw_name(member) for member in event_kinds.raw_arguments(kind)]
     body = []
     positional, entries = [], []
     has_cpu = False
     for field in kind.fields:
         if field.type == event_kinds.CPU:
             has_cpu = True
-            at = f", {field.event.replace('.', '_')}" if field.event else ""
+            at = f", {_raw_name(field.event)}" if field.event else ""
             body.append(f"cpu = Cpu(cpu_index{at})")
             value = "cpu"
         elif field.type == event_kinds.TB:
@@ -91,7 +96,7 @@ def _adapter_source(kind: event_kinds.Kind, new_style: bool) -> str:
         elif field.type == event_kinds.ZERO:
             value = "0"
         else:
-            value = field.event.replace(".", "_")
+            value = _raw_name(field.event)
         if field.positional:
             positional.append(value)
         for key in (field.name, *field.aliases):

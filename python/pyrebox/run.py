@@ -296,9 +296,10 @@ def normalise_hostfwd(rule: str) -> str:
     return f"{proto}:{host or '127.0.0.1'}:{ports}"
 
 
-def memory_bytes(spec: str) -> int:
+def memory_bytes(spec: str, flag: str = "--memory") -> int:
     """QEMU's -m size in bytes: a number with an optional B, K, M, G or T
-    suffix (binary); a bare number is MiB, as QEMU takes it."""
+    suffix (binary); a bare number is MiB, as QEMU takes it. Errors name
+    `flag`, where the size was given."""
     text = spec.strip()
     if "=" in text:  # -m size=...,slots=...
         text = next((p.split("=", 1)[1] for p in text.split(",") if p.startswith("size=")), "")
@@ -310,24 +311,30 @@ def memory_bytes(spec: str) -> int:
     try:
         value = float(text)
     except ValueError:
-        raise RunError(f"--memory {spec}: not a size (e.g. 512M or 2G)") from None
+        raise RunError(f"{flag} {spec}: not a size (e.g. 512M or 2G)") from None
     if value <= 0:
-        raise RunError(f"--memory {spec}: must be positive")
+        raise RunError(f"{flag} {spec}: must be positive")
     return int(value * (1 << shift))
 
 
-def qemu_memory(opts: RunOptions) -> str:
-    """The guest's memory as QEMU gets it: the last `-m`/`--m` among the QEMU
-    arguments after `--` (QEMU takes the last one), else --memory. The
-    plugin is told the same size, so it scans the RAM the guest has."""
-    memory = opts.memory
+def _memory_given(opts: RunOptions) -> tuple[str, str]:
+    """(the memory size QEMU gets, the flag it came from): the last
+    `-m`/`--m` among the QEMU arguments after `--` (QEMU takes the last
+    one), else --memory."""
+    memory, flag = opts.memory, "--memory"
     extra = opts.extra
     for i, arg in enumerate(extra):
         if arg in ("-m", "--m") and i + 1 < len(extra):
-            memory = extra[i + 1]
+            memory, flag = extra[i + 1], f"{arg} (after --)"
         elif arg.startswith(("-m=", "--m=")):
-            memory = arg.split("=", 1)[1]
-    return memory
+            memory, flag = arg.split("=", 1)[1], f"{arg.split('=', 1)[0]} (after --)"
+    return memory, flag
+
+
+def qemu_memory(opts: RunOptions) -> str:
+    """The guest's memory as QEMU gets it (see _memory_given). The plugin is
+    told the same size, so it scans the RAM the guest has."""
+    return _memory_given(opts)[0]
 
 
 def is_own_vm(opts: RunOptions) -> bool:
@@ -394,7 +401,7 @@ def validate(opts: RunOptions) -> config_mod.Config:
         raise RunError(f"--smp {opts.smp}: needs at least 1 vCPU")
     if opts.timeout is not None and opts.timeout <= 0:
         raise RunError(f"--timeout {opts.timeout}: must be a positive number of seconds")
-    memory_bytes(qemu_memory(opts))
+    memory_bytes(*_memory_given(opts))
     for flag, name in (("--savevm", opts.savevm), ("--loadvm", opts.loadvm)):
         if name is not None:
             if not name or any(c.isspace() for c in name):

@@ -60,7 +60,7 @@ def wire(cfg: config_mod.Config, manager: ScriptManager) -> None:
     """Gives the lower layers what they need from this run."""
     script_api.use(manager)
     callbacks.set_owner_resolver(manager.owner_name)
-    triggers.set_search_path([cfg.folder] if cfg.folder else [])
+    triggers.set_search_path([cfg.folder])
     breakpoints.set_shell_opener(interactive.start_shell)
 
 

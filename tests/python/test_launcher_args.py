@@ -90,7 +90,7 @@ def test_memory_after_the_separator_is_what_qemu_and_the_plugin_use(built):
     try:
         run.validate(run.RunOptions(extra=["-m", "lots"]))
     except run.RunError as e:
-        assert "lots: not a size" in str(e)
+        assert str(e) == "-m (after --) lots: not a size (e.g. 512M or 2G)"
     else:
         raise AssertionError("-m lots accepted")
 
