@@ -1,5 +1,5 @@
 # The two commands of the README, and the steps behind them.
-.PHONY: bootstrap demo test test-guests test-vm-image unit-test python-test bench vm-image
+.PHONY: bootstrap demo test test-guests test-vm-image unit-test python-test bench bench-vm vm-image
 
 bootstrap:
 	@./tools/bootstrap
@@ -51,6 +51,12 @@ python-test:
 # Overhead against plain QEMU on the same workload (docs/performance.md).
 bench: bootstrap
 	.venv/bin/python3 bench/run.py
+
+# Boot time and get_process_list() on the Debian 12 VM of `make vm-image`
+# (docs/performance.md). REPEAT=N runs each measurement N times (default 3).
+REPEAT ?= 3
+bench-vm: bootstrap
+	.venv/bin/python3 bench/own_vm.py --repeat $(REPEAT)
 
 # The Debian 12 VM disk image of the own-VM tests (docs/own-vm.md), in
 # build/vm; needs root.  `make test` builds it (skipped in a fraction of a
