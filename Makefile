@@ -55,7 +55,7 @@ bench: bootstrap
 # Boot time and get_process_list() on the Debian 12 VM of `make vm-image`
 # (docs/performance.md). REPEAT=N runs each measurement N times (default 3).
 REPEAT ?= 3
-bench-vm: bootstrap
+bench-vm: vm-image
 	.venv/bin/python3 bench/own_vm.py --repeat $(REPEAT)
 
 # The Debian 12 VM disk image of the own-VM tests (docs/own-vm.md), in

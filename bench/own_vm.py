@@ -35,6 +35,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.run import qemu_version  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAUNCHER = os.path.join(ROOT, "pyrebox")
 DEFAULT_IMAGE = os.path.join("build", "vm", "debian12.qcow2")
@@ -142,8 +145,7 @@ def main() -> int:
     cpu_ms = statistics.median(c["cpu_us"] for c in calls) / 1e3
     procs = sorted({c["processes"] for c in calls})
     user = sorted({c["user"] for c in calls})
-    qemu = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True,
-                          text=True).stdout.splitlines()[0]
+    qemu = qemu_version()
     print(f"Own VM: {args.image}, {args.memory}, 1 vCPU; {args.repeat} run(s) of each "
           f"measurement, interleaved. {qemu}; {os.cpu_count()} host CPUs; host load "
           f"average (1 min) {min(loads):.1f}-{max(loads):.1f} during the runs.")

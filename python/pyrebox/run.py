@@ -782,16 +782,7 @@ class Runner:
         finally:
             os.close(write_fd)
         write_pid(rundir, proc.pid)
-        stderr_lines: list[str] = []
-        readers = [
-            threading.Thread(target=self._pump_guest, args=(proc.stdout,), daemon=True),
-            threading.Thread(target=self._pump_plugin, args=(os.fdopen(read_fd, "rb"),),
-                             daemon=True),
-            threading.Thread(target=self._pump_stderr, args=(proc.stderr, stderr_lines),
-                             daemon=True),
-        ]
-        for t in readers:
-            t.start()
+        readers = self._start_readers(proc, read_fd, self._pump_guest)
         deadline = None if self.opts.timeout is None else time.monotonic() + self.opts.timeout
         try:
             rc = proc.wait(timeout=None if deadline is None else max(0, deadline - time.monotonic()))
@@ -834,6 +825,20 @@ class Runner:
         finally:
             batch.agent.close()
 
+    def _start_readers(self, proc: subprocess.Popen, plugin_fd: int,
+                       serial) -> list[threading.Thread]:
+        """Threads reading a batch run's QEMU: its stdout (the serial
+        console) with `serial(stream)`, the plugin's output pipe, its stderr."""
+        readers = [
+            threading.Thread(target=serial, args=(proc.stdout,), daemon=True),
+            threading.Thread(target=self._pump_plugin, args=(os.fdopen(plugin_fd, "rb"),),
+                             daemon=True),
+            threading.Thread(target=self._pump_stderr, args=(proc.stderr,), daemon=True),
+        ]
+        for t in readers:
+            t.start()
+        return readers
+
     def _run_image_batch(self, rundir: str) -> int:
         """--image with --cmd or --savevm: the files, the snapshot and the
         commands go through the guest agent (pyrebox.agent_batch); the
@@ -850,16 +855,8 @@ class Runner:
         deadline = None if self.opts.timeout is None else time.monotonic() + self.opts.timeout
         alive = lambda: proc.poll() is None  # noqa: E731
         batch = AgentBatch(os.path.join(rundir, "agent.sock"), self.emit, alive, deadline)
-        stderr_lines: list[str] = []
-        readers = [
-            threading.Thread(target=self._keep_console, args=(proc.stdout, batch), daemon=True),
-            threading.Thread(target=self._pump_plugin, args=(os.fdopen(read_fd, "rb"),),
-                             daemon=True),
-            threading.Thread(target=self._pump_stderr, args=(proc.stderr, stderr_lines),
-                             daemon=True),
-        ]
-        for t in readers:
-            t.start()
+        readers = self._start_readers(proc, read_fd,
+                                      lambda stream: self._keep_console(stream, batch))
         qmp_path = os.path.join(rundir, "qmp.sock")
         problem = None
         try:
@@ -1000,11 +997,9 @@ class Runner:
             for raw in stream:
                 self.emit(raw.decode("utf-8", "replace").rstrip("\n"))
 
-    def _pump_stderr(self, stream, lines: list[str]) -> None:
+    def _pump_stderr(self, stream) -> None:
         for raw in stream:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            lines.append(line)
-            self.emit(f"[qemu] {line}")
+            self.emit(f"[qemu] {raw.decode('utf-8', 'replace').rstrip(chr(10))}")
 
 
 class Terminal:
