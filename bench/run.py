@@ -84,6 +84,12 @@ def run_once(rounds: int, script: str | None, plugin: bool, workdir: str) -> tup
     return elapsed, int(match.group(1)) if match else None
 
 
+def qemu_version() -> str:
+    """QEMU's first --version line, for the table's heading."""
+    return subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True,
+                          text=True).stdout.splitlines()[0]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=4000000, help="workload rounds")
@@ -122,8 +128,7 @@ def main() -> int:
                       f"(plain {plain_times[key][-1]:.2f} s)", file=sys.stderr)
 
     plain = statistics.median(plain_times["plugin"])
-    qemu = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True,
-                          text=True).stdout.splitlines()[0]
+    qemu = qemu_version()
     print(f"Workload: default guest boot, `workload {args.rounds}`, power-off; "
           f"{args.repeat} run(s) of each configuration, each paired with a plain QEMU run. "
           f"{qemu}; {os.cpu_count()} host CPUs.")

@@ -106,6 +106,14 @@ KERNEL_MODULES: list[str] = ["ne2k_pci", "e1000", "virtio_pci", "virtio_net"]
 # virtio_pci in, for one) are skipped; a name that is neither loadable nor
 # built in is an error.
 
+# QEMU's guest agent, for `pyrebox run --agent` (the console's put, get and
+# exec): the machine's qemu-ga (package qemu-guest-agent) and the libraries
+# it loads go in as they are, with the kernel modules of its virtio-serial
+# port, which /init loads (from /etc/pyrebox/agent-modules) and starts
+# qemu-ga on only when the kernel command line has pyrebox.agent.
+AGENT_BINARY = "/usr/sbin/qemu-ga"
+AGENT_MODULES: list[str] = ["virtio_console"]
+
 # One kernel module is put into the initramfs but not loaded: tests insmod and
 # rmmod it to see module events.  It is the first of these that the kernel
 # has as a loadable module without dependencies and with an exported
@@ -608,41 +616,50 @@ def choose_on_demand_module(modules_dir: Path, candidates: list[str]) -> tuple[s
 
 
 def add_kernel_modules(
-    archive, modules_dir: Path, release: str, names: list[str], on_demand_candidates: list[str] = ()
+    archive, modules_dir: Path, release: str, names: list[str], on_demand_candidates: list[str] = (),
+    agent_names: list[str] = (),
 ) -> dict:
-    """Put NAMES that are not built in and the chosen on-demand module (plus
-    dependencies) under /lib/modules/<release> (uncompressed, so busybox
-    insmod takes them), with a matching modules.dep; the load order of NAMES
-    goes to /etc/pyrebox/modules.
+    """Put NAMES and AGENT_NAMES that are not built in and the chosen
+    on-demand module (plus dependencies) under /lib/modules/<release>
+    (uncompressed, so busybox insmod takes them), with a matching
+    modules.dep; the load order of NAMES goes to /etc/pyrebox/modules, that
+    of AGENT_NAMES (without what NAMES loads) to /etc/pyrebox/agent-modules.
 
     Returns {"load": guest paths in load order, "builtin": NAMES built in,
-    "on_demand": {name, path, symbol} or None}."""
+    "agent": agent module paths in load order, "on_demand": {name, path,
+    symbol} or None}."""
     builtin = builtin_modules(modules_dir)
     skipped = [name for name in names if name.replace("-", "_") in builtin]
     names = [name for name in names if name not in skipped]
+    agent_names = [name for name in agent_names if name.replace("-", "_") not in builtin]
     on_demand = None
     if on_demand_candidates:
         name, relpath, symbol = choose_on_demand_module(modules_dir, list(on_demand_candidates))
         on_demand = {"name": name, "relpath": relpath, "symbol": symbol}
     plain = lambda relpath: re.sub(r"\.ko\.(xz|gz|zst)$", ".ko", relpath)  # noqa: E731
     base = f"/lib/modules/{release}"
-    insmod_order, dep_lines, added = [], [], set()
-    for wanted, load in ((names, True), ([on_demand["name"]] if on_demand else [], False)):
+    insmod_order, agent_order, dep_lines, added = [], [], [], set()
+    groups = ((names, insmod_order), ([on_demand["name"]] if on_demand else [], None),
+              (agent_names, agent_order))
+    for wanted, order in groups:
         for relpath, dependencies in resolve_modules(modules_dir, list(wanted)) if wanted else []:
             if relpath not in added:
                 added.add(relpath)
                 archive.add_file(f"{base}/{plain(relpath)}", read_module(modules_dir / relpath))
                 dep_lines.append(f"{plain(relpath)}: {' '.join(plain(d) for d in dependencies)}".rstrip())
-            if load and f"{base}/{plain(relpath)}" not in insmod_order:
-                insmod_order.append(f"{base}/{plain(relpath)}")
+            path = f"{base}/{plain(relpath)}"
+            if order is not None and path not in insmod_order and path not in order:
+                order.append(path)
     if added:
         archive.add_file(f"{base}/modules.dep", ("\n".join(dep_lines) + "\n").encode())
     if insmod_order:
         archive.add_file("/etc/pyrebox/modules", ("\n".join(insmod_order) + "\n").encode())
+    if agent_order:
+        archive.add_file("/etc/pyrebox/agent-modules", ("\n".join(agent_order) + "\n").encode())
     if on_demand:
         on_demand = {"name": on_demand["name"], "path": f"{base}/{plain(on_demand['relpath'])}",
                      "symbol": on_demand["symbol"]}
-    return {"load": insmod_order, "builtin": skipped, "on_demand": on_demand}
+    return {"load": insmod_order, "builtin": skipped, "agent": agent_order, "on_demand": on_demand}
 
 
 # ------------------------------------------------------------------ initramfs
@@ -690,7 +707,8 @@ def build_initramfs(
     for library in libraries:
         add_host_file_as_is(archive, library)
 
-    modules = add_kernel_modules(archive, modules_dir, release, KERNEL_MODULES, ON_DEMAND_MODULE_CANDIDATES)
+    modules = add_kernel_modules(archive, modules_dir, release, KERNEL_MODULES, ON_DEMAND_MODULE_CANDIDATES,
+                                 AGENT_MODULES)
     return archive, modules
 
 
@@ -845,6 +863,13 @@ def build(
             for library in shared_libraries(out / program["host_path"]):
                 if library not in libraries:
                     libraries.append(library)
+    # The guest agent and what it loads, copied as they are (host files
+    # count as inputs like the libraries).
+    if not os.path.isfile(AGENT_BINARY):
+        raise BuildError(f"{AGENT_BINARY} not found; install it with `apt-get install qemu-guest-agent`")
+    for path in [AGENT_BINARY, *shared_libraries(Path(AGENT_BINARY))]:
+        if path not in libraries:
+            libraries.append(path)
 
     archive, modules = build_initramfs(cpio, busybox, programs, out, libraries, modules_dir, release)
     write_gzip(archive.to_bytes(), out / "initramfs.cpio.gz")
@@ -871,6 +896,7 @@ def build(
         "busybox": str(busybox),
         "kernel_modules": modules["load"],
         "kernel_modules_builtin": modules["builtin"],
+        "agent_modules": modules["agent"],
         "on_demand_module": modules["on_demand"],
         "kernel_isf": kernel_isf,
     }

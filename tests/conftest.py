@@ -49,6 +49,11 @@ def _missing(marker: str) -> str | None:
 
     if marker == "built_guest":
         return absent(paths.GUEST_KERNEL, "the built default guest")
+    if marker == "built_vm":
+        if os.path.exists(paths.VM_MANIFEST):
+            return None
+        return ("needs the Debian 12 VM image (build/vm/manifest.json): "
+                "run 'make vm-image' (as root)")
     if marker in ("qemu", "guest"):
         from pyrebox import qemu
         try:
@@ -70,7 +75,7 @@ def pytest_collection_modifyitems(config, items):
         folder = rel.split(os.sep, 1)[0]
         if folder in _FOLDER_MARKERS and item.get_closest_marker(_FOLDER_MARKERS[folder]) is None:
             item.add_marker(_FOLDER_MARKERS[folder])
-        for marker in ("guest", "qemu", "built_guest"):
+        for marker in ("guest", "qemu", "built_guest", "built_vm"):
             if item.get_closest_marker(marker) is None:
                 continue
             if marker not in reasons:

@@ -30,6 +30,9 @@ def _run_parser(sub) -> None:
                    help="guest memory (QEMU -m; a -m among the QEMU arguments after -- "
                         "takes its place, for QEMU and PyREBox alike)")
     p.add_argument("--nokaslr", action="store_true", help="boot the guest kernel with nokaslr")
+    p.add_argument("--agent", action="store_true",
+                   help="start QEMU's guest agent in the default guest (the console's put, get "
+                        "and exec); an --image run always has the agent's channel")
     p.add_argument("--disk", metavar="FILE",
                    help="qcow2 file that keeps snapshots across runs (created if missing; "
                         "default: a scratch disk for this run only)")
@@ -58,6 +61,20 @@ def _run_parser(sub) -> None:
                         "Default: the built guest's own table; for your own VM (-- -kernel, "
                         "-drive, ...) the one built from memory. [SYMBOLS] isf in the "
                         "configuration wins over both")
+    p.add_argument("--image", metavar="DISK",
+                   help="boot your own VM from its disk image (qcow2 or raw), through its own "
+                        "bootloader or --kernel; the image is not written: the guest writes "
+                        "to an overlay in the run dir")
+    p.add_argument("--kernel", metavar="VMLINUZ", help="with --image: boot this kernel directly")
+    p.add_argument("--initrd", metavar="INITRD", help="with --kernel: its initrd")
+    p.add_argument("--append", metavar="ARGS",
+                   help="with --kernel: its command line (PyREBox's console needs "
+                        "console=ttyS0)")
+    p.add_argument("--keep-overlay", metavar="FILE",
+                   help="with --image: the overlay is FILE and is kept (created if missing; "
+                        "a later run with it continues from it, snapshots included)")
+    p.add_argument("--write", action="store_true",
+                   help="with --image: the guest writes to the image itself (no overlay)")
     p.add_argument("--no-plugin", action="store_true",
                    help="run plain QEMU without PyREBox (same machine; for comparisons)")
     p.add_argument("extra", nargs="*", metavar="-- QEMU_ARGS",
@@ -106,10 +123,11 @@ def main(argv: list[str] | None = None) -> int:
             opts = run.RunOptions(
                 conf=args.conf, files=[run.parse_file_spec(f) for f in args.file],
                 commands=args.cmd, smp=args.smp, memory=args.memory, nokaslr=args.nokaslr,
-                plugin=not args.no_plugin, nic=args.nic, hostfwd=args.hostfwd,
+                plugin=not args.no_plugin, agent=args.agent, nic=args.nic, hostfwd=args.hostfwd,
                 timeout=args.timeout, extra=args.extra, disk=args.disk, savevm=args.savevm,
                 loadvm=args.loadvm, guest_kernel=args.guest_kernel,
-                isf=args.isf)
+                isf=args.isf, image=args.image, kernel=args.kernel, initrd=args.initrd,
+                append=args.append, keep_overlay=args.keep_overlay, write=args.write)
             if opts.timeout is None and opts.batch:
                 opts.timeout = 600  # an interactive run has no default timeout
             run.validate(opts)

@@ -21,7 +21,8 @@ typed and uses the newest prompt (lines answering an older prompt are
 ignored).
 
 Console commands: sh, import_module NAME, unload_module HANDLE,
-reload_module HANDLE, list_modules, help, q / quit; anything else goes to
+reload_module HANDLE, list_modules, put HOST GUEST, get GUEST HOST, exec CMD
+(the guest agent: pyrebox.agent_commands), help, q / quit; anything else goes to
 QEMU's human monitor (QMP human-monitor-command on the plugin's qmp= socket).
 
 Freezing: `sh` stops the VM through QMP (`stop`) and continues it when the
@@ -42,7 +43,8 @@ import socket
 import threading
 import traceback
 
-from . import output, script_api
+from . import agent_commands, output, script_api
+from .guest_agent import AgentError
 from .interactive import WAITING_SHELL_MARKER, ShellRequest  # noqa: F401 - part of this module's API
 from .qmp_client import LazyQmp, QmpError
 
@@ -52,6 +54,7 @@ CONSOLE_COMMANDS = {
     "unload_module": "unload_module HANDLE: unload a script (its clean() runs)",
     "reload_module": "reload_module HANDLE: unload a script and load its current code",
     "list_modules": "list the scripts: handle, name, loaded or not",
+    **agent_commands.USAGE,
     "help": "this list",
     "q": "leave the console (the VM keeps running)",
     "quit": "leave the console (the VM keeps running)",
@@ -304,8 +307,14 @@ class Session:
                     return
                 with capture_output(out):
                     module_command(word, rest)
+            elif word in agent_commands.USAGE:
+                out(agent_commands.run(os.path.dirname(self.server.path), word, rest))
             else:
                 self.monitor(line)
+        except AgentError as e:
+            out(f"{word}: {e}\n")
+        except OSError as e:
+            out(f"{word}: {e}\n")
         except Exception:
             out(f"error: {traceback.format_exc().rstrip()}\n")
 

@@ -18,6 +18,10 @@ GUEST_ISF = os.path.join(GUEST, "kernel.isf.json.xz")
 GUESTS = os.path.join(BUILD, "guests")
 GUEST_SPECS = os.path.join(GUESTS, "specs.json")
 BUILDER = os.path.join(ROOT, "guest", "build.py")
+# The Debian 12 VM disk image of the own-VM tests (guest/vm_image.py).
+VM = os.path.join(BUILD, "vm")
+VM_MANIFEST = os.path.join(VM, "manifest.json")
+VM_BUILDER = os.path.join(ROOT, "guest", "vm_image.py")
 # Set by the launcher in QEMU's environment: the folder of the guest it boots,
 # so scripts in the VM can read its manifest (running_guest()).
 GUEST_ENV = "PYREBOX_GUEST"

@@ -64,7 +64,9 @@ import threading
 import time
 
 from . import config as config_mod
-from . import paths, qemu
+from . import own_vm, paths, qemu
+from .agent_batch import AgentBatch, AgentTimeout
+from .guest_agent import NO_AGENT, AgentError
 from .cpio import CpioArchive
 from .qmp_client import Qmp, QmpError, snapshot
 
@@ -121,6 +123,9 @@ class RunOptions:
     smp: int = 1
     memory: str = "512M"
     nokaslr: bool = False
+    # The guest agent's channel (own_vm.agent_args): always for --image; for
+    # the default guest with --agent, whose init then starts qemu-ga.
+    agent: bool = False
     plugin: bool = True  # False: plain QEMU (for comparisons)
     nic: str | None = None  # NIC model to add (NIC_MODELS), on an isolated network
     hostfwd: list[str] = dataclasses.field(default_factory=list)  # QEMU hostfwd rules
@@ -133,6 +138,14 @@ class RunOptions:
     # memory, or taken from the cache of tables built so), or None: the
     # built guest's own table, and for an own VM the one built from memory.
     isf: str | None = None
+    # The user's own VM (pyrebox.own_vm): its disk image, and optionally a
+    # kernel to boot directly with its initrd and command line.
+    image: str | None = None
+    kernel: str | None = None
+    initrd: str | None = None
+    append: str | None = None
+    keep_overlay: str | None = None  # the overlay's file, kept after the run
+    write: bool = False              # boot the image itself, read-write
 
     @property
     def batch(self) -> bool:
@@ -324,8 +337,63 @@ def qemu_memory(opts: RunOptions) -> str:
     return _memory_given(opts)[0]
 
 
+def is_own_vm(opts: RunOptions) -> bool:
+    """The VM is the user's (--image, or a machine described after --),
+    not PyREBox's guest."""
+    return opts.image is not None or qemu.describes_own_vm(opts.extra)
+
+
+def validate_image(opts: RunOptions) -> None:
+    """The --image options go together, and with nothing that describes
+    another machine."""
+    if opts.image is None:
+        for flag, value in (("--kernel", opts.kernel), ("--initrd", opts.initrd),
+                            ("--append", opts.append), ("--keep-overlay", opts.keep_overlay),
+                            ("--write", opts.write or None)):
+            if value is not None:
+                raise RunError(f"{flag} goes with --image DISK (the disk of your own VM)")
+        return
+    if qemu.describes_own_vm(opts.extra):
+        given = ", ".join(a for a in opts.extra if a in qemu.USER_VM_OPTIONS)
+        raise RunError(f"--image {opts.image} and the QEMU arguments after -- ({given}) both "
+                       f"describe the machine; give one of them")
+    if opts.guest_kernel is not None:
+        raise RunError(f"--guest-kernel {opts.guest_kernel} picks the kernel of PyREBox's guest; "
+                       f"with --image give --kernel VMLINUZ (or none: the image's bootloader)")
+    if opts.write and opts.keep_overlay:
+        raise RunError("--write writes the image itself; --keep-overlay keeps an overlay "
+                       "instead: give one of them")
+    try:
+        own_vm.inspect(opts.image)
+        own_vm.kernel_args(opts.kernel, opts.initrd, opts.append)
+    except own_vm.ImageError as e:
+        raise RunError(str(e)) from None
+
+
+def image_snapshot_checks(opts: RunOptions, flag: str) -> None:
+    """--savevm/--loadvm with --image: the snapshots live in the disk the
+    guest writes, which must be qcow2 and outlive the run: a kept overlay,
+    or with --write a qcow2 image."""
+    if opts.disk is not None:
+        raise RunError(f"--disk holds the default guest's snapshots; with --image they live "
+                       f"in the overlay: give --keep-overlay FILE instead of --disk")
+    if opts.write:
+        if own_vm.inspect(opts.image).format != "qcow2":
+            raise RunError(f"{flag} with --write needs a qcow2 image ({opts.image} is raw and "
+                           f"cannot hold snapshots); use --keep-overlay FILE instead")
+        return
+    if opts.keep_overlay is None:
+        raise RunError(f"{flag} with --image needs --keep-overlay FILE: the snapshots live in "
+                       f"that overlay, which outlives the run")
+    if flag == "--loadvm" and not os.path.isfile(opts.keep_overlay):
+        raise RunError(f"--loadvm {opts.loadvm}: {opts.keep_overlay} does not exist (make it "
+                       f"with --image {opts.image} --keep-overlay {opts.keep_overlay} "
+                       f"--savevm NAME)")
+
+
 def validate(opts: RunOptions) -> config_mod.Config:
     """Checks everything that can be checked before QEMU starts."""
+    validate_image(opts)
     for cmd in opts.commands:
         if "\n" in cmd:
             raise RunError(f"--cmd {cmd!r}: a guest command is one line")
@@ -338,18 +406,22 @@ def validate(opts: RunOptions) -> config_mod.Config:
         if name is not None:
             if not name or any(c.isspace() for c in name):
                 raise RunError(f"{flag} {name!r}: a snapshot name is one word")
+            if opts.image is not None:
+                image_snapshot_checks(opts, flag)
+                continue
             if opts.disk is None:
                 raise RunError(f"{flag} needs --disk FILE: snapshots live in that qcow2 file, "
                                f"which outlives the run")
-            if qemu.describes_own_vm(opts.extra):
-                raise RunError(f"{flag} works with the default guest only")
+            if is_own_vm(opts):
+                raise RunError(f"{flag} works with the default guest or --image DISK; the QEMU "
+                               f"arguments after -- describe a VM PyREBox cannot snapshot")
     if opts.savevm and opts.loadvm:
         raise RunError("--savevm and --loadvm cannot be combined: save from a fresh boot, "
                        "then load in later runs")
-    if opts.loadvm and opts.files:
+    if opts.loadvm and opts.files and opts.image is None:
         raise RunError("--file cannot be used with --loadvm: the snapshot's memory replaces "
                        "the guest image; copy files in the run that saves the snapshot")
-    if opts.loadvm and not os.path.isfile(opts.disk):
+    if opts.loadvm and opts.image is None and not os.path.isfile(opts.disk):
         raise RunError(f"--loadvm {opts.loadvm}: {opts.disk} does not exist (make it with "
                        f"--disk {opts.disk} --savevm NAME)")
     if opts.nic is not None:
@@ -373,9 +445,10 @@ def validate(opts: RunOptions) -> config_mod.Config:
                        f"`pyrebox symbols`, or `--isf {ISF_FROM_MEMORY}` to build the table from "
                        f"the running kernel)")
     conf = config_mod.load(opts.conf)  # ConfigError names the key
-    if qemu.describes_own_vm(opts.extra) and (opts.commands or opts.files):
-        raise RunError("--cmd and --file work with the default guest only; the extra "
-                       "QEMU arguments describe a VM of your own")
+    if opts.image is None and is_own_vm(opts) and (opts.commands or opts.files):
+        raise RunError("--cmd and --file need the guest agent's channel, which --image adds: "
+                       "give your VM's disk as --image DISK (the QEMU arguments after -- "
+                       "describe a VM PyREBox has no channel into)")
     return conf
 
 
@@ -465,6 +538,18 @@ class Runner:
             self.out.write(line + "\n")
             self.out.flush()
 
+    def own_vm(self) -> bool:
+        return is_own_vm(self.opts)
+
+    def _image_disk(self, rundir: str) -> tuple[str, str]:
+        """(file, format) of the --image run's disk: the overlay, or with
+        --write the image itself."""
+        if self.opts.write:
+            image = own_vm.inspect(self.opts.image)
+            return image.path, image.format
+        return (os.path.abspath(self.opts.keep_overlay) if self.opts.keep_overlay
+                else os.path.join(rundir, "overlay.qcow2")), "qcow2"
+
     def command_line(self, rundir: str, plugin_fd: int | None) -> list[str]:
         opts = self.opts
         binary = qemu.find("x86_64")
@@ -480,7 +565,7 @@ class Runner:
         plugin_opts["console_qmp"] = os.path.join(rundir, "console-qmp.sock")
         if opts.isf is not None and opts.isf != ISF_FROM_MEMORY:
             plugin_opts["isf"] = os.path.abspath(opts.isf)
-        elif (opts.isf is None and not qemu.describes_own_vm(opts.extra)
+        elif (opts.isf is None and not self.own_vm()
               and os.path.isfile(self._guest_files()[2])):
             plugin_opts["isf"] = self._guest_files()[2]
         cmd = [binary, "-m", memory, "-smp", str(opts.smp), "-display", "none",
@@ -505,11 +590,22 @@ class Runner:
             cmd += ["-chardev", f"socket,id=pyrebox-serial,path={rundir}/serial.sock,"
                                 f"server=on,wait=on",
                     "-serial", "chardev:pyrebox-serial", "-monitor", "none"]
-        cmd += ["-drive", f"if=none,id=pyrebox-disk,format=qcow2,file={self._disk(rundir)}"]
+        image_fmt = None
+        if opts.image is not None:
+            disk, image_fmt = self._image_disk(rundir)
+            cmd += own_vm.drive_args(disk, image_fmt)
+            cmd += own_vm.kernel_args(opts.kernel, opts.initrd, opts.append)
+        if opts.image is not None or opts.agent:
+            cmd += own_vm.agent_args(os.path.join(rundir, "agent.sock"))
+        if image_fmt != "qcow2":
+            # Snapshots need a qcow2 disk: an image run's overlay is one.
+            cmd += ["-drive",
+                    f"if=none,id=pyrebox-disk,format=qcow2,file={self._disk(rundir)}"]
         if opts.loadvm:
             cmd += ["-loadvm", opts.loadvm]
-        if not qemu.describes_own_vm(opts.extra):
-            append = "console=ttyS0 quiet panic=-1" + (" nokaslr" if opts.nokaslr else "")
+        if not self.own_vm():
+            append = ("console=ttyS0 quiet panic=-1" + (" nokaslr" if opts.nokaslr else "")
+                      + (" pyrebox.agent" if opts.agent else ""))
             cmd += ["-kernel", paths.require(self._guest_files()[0], "the default guest kernel"),
                     "-initrd", self._initrd(rundir), "-append", append]
         return cmd + opts.extra
@@ -528,7 +624,7 @@ class Runner:
         folder of the guest it boots (paths.running_guest)."""
         env = dict(os.environ)
         env.pop(paths.GUEST_ENV, None)
-        if not qemu.describes_own_vm(self.opts.extra):
+        if not self.own_vm():
             env[paths.GUEST_ENV] = os.path.dirname(self._guest_files()[0])
         return env
 
@@ -548,6 +644,20 @@ class Runner:
             raise RunError(f"cannot create the snapshot disk {path}: "
                            f"{made.stderr.strip() or made.stdout.strip()}")
         os.chmod(path, 0o600)  # it will hold the guest's memory (snapshots)
+
+    def _prepare_image(self, rundir: str) -> None:
+        """The overlay of an --image run (created, or checked when kept);
+        with --write, a line saying the image itself is written."""
+        image = own_vm.inspect(self.opts.image)
+        if self.opts.write:
+            self.emit(f"[pyrebox] --write: the guest writes to {image.path} itself "
+                      f"(no overlay)")
+            return
+        overlay, _ = self._image_disk(rundir)
+        own_vm.make_overlay(image, overlay)
+        if self.opts.keep_overlay:
+            self.emit(f"[pyrebox] the guest writes to the overlay {overlay} (kept); "
+                      f"{image.path} is not written")
 
     def _nic_args(self, rundir: str) -> list[str]:
         """The NIC, its isolated user-mode network and, for the plugin, one
@@ -619,6 +729,10 @@ class Runner:
         previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
         try:
             self._make_disk(rundir)
+            if self.opts.image is not None:
+                self._prepare_image(rundir)
+            if self.opts.batch and self.opts.image is not None:
+                return self._run_image_batch(rundir)
             if self.opts.batch:
                 return self._run_batch(rundir)
             return self._run_interactive(rundir)
@@ -637,10 +751,14 @@ class Runner:
             os.close(write_fd)
         write_pid(rundir, proc.pid)
         # A restored guest waits at its snapshot point: have it start its shell.
-        first = (SERVE_SHELL + "\n").encode() if self.opts.loadvm else b""
+        first = (SERVE_SHELL + "\n").encode() if self.opts.loadvm and not self.own_vm() \
+            else b""
         term = Terminal(rundir, proc, os.fdopen(read_fd, "rb"), self.opts.plugin, first)
         self._on_stop.append(term.restore)
         term.say(f"[pyrebox] QMP socket: {rundir}/qmp.sock")
+        if self.opts.image is not None and self.opts.files:
+            threading.Thread(target=self._copy_files_in, args=(rundir, proc, term.say),
+                             daemon=True).start()
         if self.opts.plugin:
             term.say(f"[pyrebox] PyREBox console: {ESCAPE_NAME} here, or pyrebox attach {rundir}")
         return term.run(self.opts.timeout)
@@ -664,16 +782,7 @@ class Runner:
         finally:
             os.close(write_fd)
         write_pid(rundir, proc.pid)
-        stderr_lines: list[str] = []
-        readers = [
-            threading.Thread(target=self._pump_guest, args=(proc.stdout,), daemon=True),
-            threading.Thread(target=self._pump_plugin, args=(os.fdopen(read_fd, "rb"),),
-                             daemon=True),
-            threading.Thread(target=self._pump_stderr, args=(proc.stderr, stderr_lines),
-                             daemon=True),
-        ]
-        for t in readers:
-            t.start()
+        readers = self._start_readers(proc, read_fd, self._pump_guest)
         deadline = None if self.opts.timeout is None else time.monotonic() + self.opts.timeout
         try:
             rc = proc.wait(timeout=None if deadline is None else max(0, deadline - time.monotonic()))
@@ -701,6 +810,123 @@ class Runner:
             self.emit(f"pyrebox: {problem}")
             return 1
         return 0
+
+    def _copy_files_in(self, rundir: str, proc: subprocess.Popen, say) -> None:
+        """An interactive --image run's --file copies, once the agent answers;
+        a failure is said and the session goes on."""
+        batch = AgentBatch(os.path.join(rundir, "agent.sock"), say,
+                           lambda: proc.poll() is None, None)
+        try:
+            batch.run(self.opts.files, [], show=say)
+        except (AgentError, OSError) as e:
+            if proc.poll() is None:
+                say(f"[pyrebox] the files were not copied: {e}"
+                    + ("" if batch.agent_seen else f" ({NO_AGENT})"))
+        finally:
+            batch.agent.close()
+
+    def _start_readers(self, proc: subprocess.Popen, plugin_fd: int,
+                       serial) -> list[threading.Thread]:
+        """Threads reading a batch run's QEMU: its stdout (the serial
+        console) with `serial(stream)`, the plugin's output pipe, its stderr."""
+        readers = [
+            threading.Thread(target=serial, args=(proc.stdout,), daemon=True),
+            threading.Thread(target=self._pump_plugin, args=(os.fdopen(plugin_fd, "rb"),),
+                             daemon=True),
+            threading.Thread(target=self._pump_stderr, args=(proc.stderr,), daemon=True),
+        ]
+        for t in readers:
+            t.start()
+        return readers
+
+    def _run_image_batch(self, rundir: str) -> int:
+        """--image with --cmd or --savevm: the files, the snapshot and the
+        commands go through the guest agent (pyrebox.agent_batch); the
+        serial console is kept, and shown when the agent does not answer."""
+        read_fd, write_fd = os.pipe()
+        try:
+            cmd = self.command_line(rundir, plugin_fd=write_fd)
+            self.emit(f"[pyrebox] QMP socket: {rundir}/qmp.sock")
+            proc = self._start_qemu(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, pass_fds=(write_fd,))
+        finally:
+            os.close(write_fd)
+        write_pid(rundir, proc.pid)
+        deadline = None if self.opts.timeout is None else time.monotonic() + self.opts.timeout
+        alive = lambda: proc.poll() is None  # noqa: E731
+        batch = AgentBatch(os.path.join(rundir, "agent.sock"), self.emit, alive, deadline)
+        readers = self._start_readers(proc, read_fd,
+                                      lambda stream: self._keep_console(stream, batch))
+        qmp_path = os.path.join(rundir, "qmp.sock")
+        problem = None
+        try:
+            batch.run(self.opts.files, self.opts.commands,
+                      show=lambda line: self.emit(guest_line(line)),
+                      save=(lambda: self._save_image_snapshot(qmp_path))
+                      if self.opts.savevm else None)
+            self.emit(END_MARKER)
+            batch.power_off(alive, lambda: self._quit_qemu(qmp_path),
+                            clean=bool(self.opts.keep_overlay or self.opts.write))
+        except AgentTimeout:
+            problem = "timeout"
+        except (AgentError, QmpError, OSError) as e:
+            problem = str(e)
+            if not batch.agent_seen and proc.poll() is not None:
+                problem = (f"QEMU ended (exit status {proc.returncode}) before the guest agent "
+                           f"answered\n{batch.console_tail()}")
+            elif not batch.agent_seen:
+                problem = f"{NO_AGENT}: {e}\n{batch.console_tail()}"
+        if problem is not None:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            for t in readers:
+                t.join(timeout=5)
+            if problem == "timeout" and not batch.agent_seen:
+                self.emit(f"pyrebox: timeout: the guest agent had not answered after "
+                          f"{self.opts.timeout:g} s; QEMU was stopped. {NO_AGENT}\n"
+                          f"{batch.console_tail()}")
+                return 124
+            if problem == "timeout":
+                self.emit(f"pyrebox: timeout: the guest did not finish within "
+                          f"{self.opts.timeout:g} s; QEMU was stopped")
+                return 124
+            self.emit(f"pyrebox: {problem}")
+            return 1
+        rc = proc.wait()
+        for t in readers:
+            t.join(timeout=10)
+        if rc < 0 and rc != -signal.SIGKILL:
+            self.emit(f"pyrebox: QEMU was killed by {signal_name(-rc)}")
+            return 1
+        return 0
+
+    def _keep_console(self, stream, batch: AgentBatch) -> None:
+        for raw in stream:
+            batch.console_line(neutralise(
+                raw.decode("utf-8", "backslashreplace").rstrip("\r\n").replace("\r", "")))
+
+    def _save_image_snapshot(self, qmp_path: str) -> None:
+        name = self.opts.savevm
+        with Qmp.wait_for(qmp_path) as qmp:
+            try:
+                snapshot(qmp, "savevm", name)
+            except QmpError as e:
+                raise QmpError(f"saving snapshot {name} failed: {e}") from None
+        self.snapshot_saved = True
+        where = self.opts.keep_overlay or self.opts.image
+        self.emit(f"[pyrebox] saved snapshot {name} in {os.path.abspath(where)}")
+
+    def _quit_qemu(self, qmp_path: str) -> None:
+        try:
+            with Qmp.wait_for(qmp_path, timeout=5) as qmp:
+                qmp.call("quit", timeout=10)
+        except (QmpError, OSError):
+            pass  # QEMU closes the connection as it quits, or is gone already
+        try:
+            self._proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
 
     def unfinished(self) -> str | None:
         """What of the run did not happen, judged from the markers that
@@ -771,11 +997,9 @@ class Runner:
             for raw in stream:
                 self.emit(raw.decode("utf-8", "replace").rstrip("\n"))
 
-    def _pump_stderr(self, stream, lines: list[str]) -> None:
+    def _pump_stderr(self, stream) -> None:
         for raw in stream:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            lines.append(line)
-            self.emit(f"[qemu] {line}")
+            self.emit(f"[qemu] {raw.decode('utf-8', 'replace').rstrip(chr(10))}")
 
 
 class Terminal:

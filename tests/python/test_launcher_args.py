@@ -27,10 +27,11 @@ def test_missing_conf_file(tmp_path):
     assert "configuration file not found" in result.stderr
 
 
-def test_commands_with_own_vm_are_refused():
+def test_commands_in_a_vm_of_qemu_arguments_are_refused_with_the_way_that_works():
     result = run_pyrebox("run", "--cmd", "true", "--", "-kernel", "/boot/vmlinuz")
     assert result.returncode == 2
-    assert "--cmd and --file work with the default guest only" in result.stderr
+    assert ("--cmd and --file need the guest agent's channel, which --image adds: give "
+            "your VM's disk as --image DISK") in result.stderr
 
 
 def test_bad_smp_and_timeout():

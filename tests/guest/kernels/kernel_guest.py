@@ -133,8 +133,12 @@ def ps_rows(run: dict) -> list[tuple[int, int, str]]:
 
 def same_comm(ps_name: str, comm: str) -> bool:
     """ps shows /proc's name: a kworker's comm with its workqueue after a
-    '-' (wq_worker_comm), cut to the column; any other task's comm as is."""
+    '-' (wq_worker_comm), cut to the column; another kernel thread's full
+    name, of which comm holds the first 15 characters (procps 4 shows it;
+    busybox's ps shows comm); any other task's comm as is."""
     if ps_name == comm:
+        return True
+    if len(comm) == 15 and ps_name.startswith(comm):
         return True
     return comm.startswith("kworker/") and (comm + "-").startswith(ps_name[:len(comm) + 1]) \
         and ps_name.startswith(comm + "-")
