@@ -41,6 +41,8 @@ BYTES = "bytes"      # the frame: buffer with size bytes
 CPU = "cpu"          # the lazy register object (pyrebox.cpu.Cpu)
 TB = "tb"            # (pc, size, icount) of the translation block
 ZERO = "zero"        # always 0 (not observable)
+SIGNED = "signed"    # an integer member read as a signed 64-bit value
+ARGS = "args"        # the six argument registers of a system call, a tuple
 
 # Where events of a kind come from.
 ENGINE = "engine"    # the execution engine (translation and execution)
@@ -145,6 +147,26 @@ KINDS: tuple[Kind, ...] = (
           Field("size", INT, "size"), Field("name", STR, "name"),
           Field("fullname", STR, "fullname")),
          "the last mapping of a file is about to be unmapped (`pgd=` as above)"),
+    Kind("SYSCALL_CB", 18, "Syscall", ENGINE,
+         (_cpu_index, Field("cpu", CPU, "pc"), Field("pgd", INT, "pgd"),
+          Field("number", INT, "number"), Field("raw", ARGS, "args"),
+          Field("path", INT, "syscall_path", positional=False),
+          Field("pc", INT, "pc", positional=False)),
+         "a thread of a monitored process enters a system call (`syscall`, or `int 0x80`: "
+         "`path` 1 and 2); `number` as the entry path numbers it, `raw` its six argument "
+         "registers; `pc` the system-call instruction. vDSO calls (`clock_gettime`, ...) "
+         "enter no system call"),
+    Kind("SYSCALL_RET_CB", 19, "SyscallRet", ENGINE,
+         (_cpu_index, Field("cpu", CPU, "next_pc", after=True), Field("pgd", INT, "pgd"),
+          Field("number", INT, "number"), Field("raw", ARGS, "args"),
+          Field("retval", SIGNED, "retval", after=True),
+          Field("child", INT, "child", positional=False, after=True),
+          Field("path", INT, "syscall_path", positional=False),
+          Field("pc", INT, "pc", positional=False)),
+         "that system call returns in that thread (paired by address space, stack pointer "
+         "and return address, also across context switches); `retval` as the kernel returns "
+         "it (`-2` for ENOENT); `child` is 1 for the child's return of fork/vfork/clone; "
+         "a successful execve and exit never return"),
     Kind("KEYSTROKE_CB", 8, "Keystroke", DEVICE,
          (Field("keycode", INT, "data"),),
          "the guest reads a keyboard byte from the PS/2 controller, in any process (see "
@@ -192,8 +214,8 @@ def raw_arguments(kind: Kind) -> tuple[str, ...]:
 
 def raw_type(kind: Kind, member: str) -> str:
     """How the raw member `member` of `kind` crosses to Python: INT, STORED,
-    STR or BYTES."""
+    STR, BYTES, SIGNED or ARGS."""
     for field in kind.fields:
-        if field.event == member and field.type in (STORED, STR, BYTES):
+        if field.event == member and field.type in (STORED, STR, BYTES, SIGNED, ARGS):
             return field.type
     return INT
