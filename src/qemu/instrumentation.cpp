@@ -328,15 +328,17 @@ void register_gated(qemu_plugin_insn* insn, qemu_plugin_vcpu_udata_cb_t cb, void
     }
 }
 
-// Reads the registers named by `regnums` (gdb numbers), the low 32 bits
-// when `narrow`.
+// Reads a system call's registers (gdb numbers `regnums`: the number, six
+// arguments, the stack pointer); with `narrow` the number and arguments are
+// their low 32 bits (a 32-bit call, also from 64-bit code with int 0x80),
+// the stack pointer stays whole (it is the thread's, compared at return).
 bool read_registers(unsigned vcpu, const int (&regnums)[8], bool narrow, uint64_t (&out)[8]) {
     for (int i = 0; i < 8; ++i) {
         if (regnums[i] < 0) {
             return false;
         }
         const uint64_t value = read_gdb_register(vcpu, regnums[i]);
-        out[i] = narrow ? (value & 0xffffffffu) : value;
+        out[i] = narrow && i < 7 ? (value & 0xffffffffu) : value;
     }
     return true;
 }

@@ -9,16 +9,18 @@ import api
 from api import CallbackManager
 from pyrebox import syscall_names
 
-WATCH = ("workload", "fork_exec", "static_loop")
+WATCH = ("workload", "fork_exec", "static_loop", "syscall_seq")
 
 cm = None
 printer = None
 r = {"enter": {}, "ret": {}, "getppid": [], "children": [], "names": None, "errors": [],
-     "unpaired": 0, "old_style": 0}
+     "unpaired": 0, "old_style": 0, "seq": []}
+names_of = {}  # pgd -> name of the watched processes
 
 
 def on_create(params):
     if params["name"] in WATCH:
+        names_of[params["pgd"]] = params["name"]
         api.start_monitoring_process(params["pgd"])
 
 
@@ -32,6 +34,10 @@ def count(table, number):
 
 
 def on_enter(params):
+    if names_of.get(params["pgd"]) == "syscall_seq":
+        r["seq"].append(["E", params["pgd"], params["number"], params["path"],
+                         list(params["raw"]), None, 0])
+        return
     count(r["enter"], params["number"])
     if r["names"] is None:
         names = syscall_names.table(params["pgd"])
@@ -39,6 +45,10 @@ def on_enter(params):
 
 
 def on_ret(params):
+    if names_of.get(params["pgd"]) == "syscall_seq":
+        r["seq"].append(["R", params["pgd"], params["number"], params["path"],
+                         list(params["raw"]), params["retval"], params["child"]])
+        return
     count(r["ret"], params["number"])
     if params["number"] == 110:
         r["getppid"].append(params["retval"])
@@ -48,7 +58,7 @@ def on_ret(params):
 
 
 def on_ret_old(cpu_index, cpu, pgd, number, raw, retval):
-    if number == 110:
+    if number == 110 and names_of.get(pgd) == "workload":
         r["old_style"] += 1
 
 
