@@ -42,6 +42,8 @@ CPU = "cpu"          # the lazy register object (pyrebox.cpu.Cpu)
 TB = "tb"            # (pc, size, icount) of the translation block
 ZERO = "zero"        # always 0 (not observable)
 SIGNED = "signed"    # an integer member read as a signed 64-bit value
+DERIVED = "derived"  # computed in Python from Event members: `event` names the
+                     # derivation (pyrebox.callbacks.DERIVATIONS), `inputs` its members
 ARGS = "args"        # the six argument registers of a system call, a tuple
 
 # Where events of a kind come from.
@@ -58,6 +60,7 @@ class Field:
     positional: bool = True       # part of the old-style argument list
     aliases: tuple[str, ...] = ()  # further new-style dict keys with the same value
     after: bool = False           # read after the event (the state it left)
+    inputs: tuple[str, ...] = ()  # DERIVED: the Event members the derivation takes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +78,8 @@ class Kind:
 
 
 _cpu_index = Field("cpu_index", INT, "cpu_index")
+# The kernel's name of the call (its own table; None when it names none).
+_syscall_name = Field("name", DERIVED, "syscall_name", inputs=("pgd", "number", "syscall_path"))
 
 KINDS: tuple[Kind, ...] = (
     Kind("BLOCK_BEGIN_CB", 2, "BlockBegin", ENGINE,
@@ -149,16 +154,16 @@ KINDS: tuple[Kind, ...] = (
          "the last mapping of a file is about to be unmapped (`pgd=` as above)"),
     Kind("SYSCALL_CB", 18, "Syscall", ENGINE,
          (_cpu_index, Field("cpu", CPU, "pc"), Field("pgd", INT, "pgd"),
-          Field("number", INT, "number"), Field("raw", ARGS, "args"),
+          Field("number", INT, "number"), _syscall_name, Field("raw", ARGS, "args"),
           Field("path", INT, "syscall_path", positional=False),
           Field("pc", INT, "pc", positional=False)),
          "a thread of a monitored process enters a system call (`syscall`, or `int 0x80`: "
          "`path` 1 and 2); `number` as the entry path numbers it, `raw` its six argument "
-         "registers; `pc` the system-call instruction. vDSO calls (`clock_gettime`, ...) "
+         "registers; `name` the kernel's own name of it; `pc` the system-call instruction. vDSO calls (`clock_gettime`, ...) "
          "enter no system call"),
     Kind("SYSCALL_RET_CB", 19, "SyscallRet", ENGINE,
          (_cpu_index, Field("cpu", CPU, "next_pc", after=True), Field("pgd", INT, "pgd"),
-          Field("number", INT, "number"), Field("raw", ARGS, "args"),
+          Field("number", INT, "number"), _syscall_name, Field("raw", ARGS, "args"),
           Field("retval", SIGNED, "retval", after=True),
           Field("child", INT, "child", positional=False, after=True),
           Field("path", INT, "syscall_path", positional=False),
@@ -206,6 +211,9 @@ def raw_arguments(kind: Kind) -> tuple[str, ...]:
                 use(field.event)
         elif field.type == TB:
             for member in ("tb.pc", "tb.size", "tb.icount"):
+                use(member)
+        elif field.type == DERIVED:
+            for member in field.inputs:
                 use(member)
         elif field.type != ZERO:
             use(field.event)

@@ -88,3 +88,13 @@ def table(pgd: int, compat: bool = False) -> dict[int, str]:
 def name(pgd: int, number: int, compat: bool = False) -> str | None:
     """The kernel's name of system call `number` (None when it has none)."""
     return table(pgd, compat).get(number)
+
+
+def event_name(pgd: int, number: int, path: int) -> str | None:
+    """A SYSCALL event's `name`: the x86-64 table for the `syscall` path
+    (1), the 32-bit one otherwise. None, never an exception, when it cannot
+    be told (a callback gets its event either way)."""
+    try:
+        return table(pgd, compat=path != 1).get(number)
+    except Exception:  # noqa: BLE001 - the name is optional; the event is not
+        return None

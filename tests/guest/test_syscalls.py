@@ -140,3 +140,12 @@ def test_fork_wait4_and_execve_in_the_child(run):
     execs = [e for e in seq if e[2] == EXECVE]
     assert [e[0] for e in execs] == ["E"]  # the child's execve succeeded: no return
     assert printed["status"] == "0"
+
+
+def test_events_carry_the_kernels_name_of_the_call(run):
+    names = {(e[2], e[3]): e[7] for e in run["report"]["seq"]}
+    assert names[(OPENAT, 1)] == "openat" and names[(READ, 1)] == "read"
+    assert names[(CLONE3, 1)] == "clone3" and names[(WAIT4, 1)] == "wait4"
+    # The 32-bit numbering: this kernel keeps no ia32_sys_call_table (its
+    # 32-bit calls go through a switch), so int 0x80's getpid has no name.
+    assert names[(GETPID_32, 2)] is None

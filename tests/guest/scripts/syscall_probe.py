@@ -36,7 +36,7 @@ def count(table, number):
 def on_enter(params):
     if names_of.get(params["pgd"]) == "syscall_seq":
         r["seq"].append(["E", params["pgd"], params["number"], params["path"],
-                         list(params["raw"]), None, 0])
+                         list(params["raw"]), None, 0, params["name"]])
         return
     count(r["enter"], params["number"])
     if r["names"] is None:
@@ -47,7 +47,7 @@ def on_enter(params):
 def on_ret(params):
     if names_of.get(params["pgd"]) == "syscall_seq":
         r["seq"].append(["R", params["pgd"], params["number"], params["path"],
-                         list(params["raw"]), params["retval"], params["child"]])
+                         list(params["raw"]), params["retval"], params["child"], params["name"]])
         return
     count(r["ret"], params["number"])
     if params["number"] == 110:
@@ -57,8 +57,8 @@ def on_ret(params):
                               "retval": params["retval"]})
 
 
-def on_ret_old(cpu_index, cpu, pgd, number, raw, retval):
-    if number == 110 and names_of.get(pgd) == "workload":
+def on_ret_old(cpu_index, cpu, pgd, number, name, raw, retval):
+    if number == 110 and name == "getppid" and names_of.get(pgd) == "workload":
         r["old_style"] += 1
 
 
