@@ -78,8 +78,14 @@ class Kind:
 
 
 _cpu_index = Field("cpu_index", INT, "cpu_index")
-# The kernel's name of the call (its own table; None when it names none).
-_syscall_name = Field("name", DERIVED, "syscall_name", inputs=("pgd", "number", "syscall_path"))
+# A system call: where, which (the kernel's name from its own table; None
+# when it names none) and its argument registers; the entry path and the
+# system-call instruction.
+_syscall_call = (Field("pgd", INT, "pgd"), Field("number", INT, "number"),
+                 Field("name", DERIVED, "syscall_name", inputs=("pgd", "number", "syscall_path")),
+                 Field("raw", ARGS, "args"))
+_syscall_site = (Field("path", INT, "syscall_path", positional=False),
+                 Field("pc", INT, "pc", positional=False))
 
 KINDS: tuple[Kind, ...] = (
     Kind("BLOCK_BEGIN_CB", 2, "BlockBegin", ENGINE,
@@ -153,21 +159,15 @@ KINDS: tuple[Kind, ...] = (
           Field("fullname", STR, "fullname")),
          "the last mapping of a file is about to be unmapped (`pgd=` as above)"),
     Kind("SYSCALL_CB", 18, "Syscall", ENGINE,
-         (_cpu_index, Field("cpu", CPU, "pc"), Field("pgd", INT, "pgd"),
-          Field("number", INT, "number"), _syscall_name, Field("raw", ARGS, "args"),
-          Field("path", INT, "syscall_path", positional=False),
-          Field("pc", INT, "pc", positional=False)),
+         (_cpu_index, Field("cpu", CPU, "pc"), *_syscall_call, *_syscall_site),
          "a thread of a monitored process enters a system call (`syscall`, or `int 0x80`: "
          "`path` 1 and 2); `number` as the entry path numbers it, `raw` its six argument "
          "registers; `name` the kernel's own name of it; `pc` the system-call instruction. vDSO calls (`clock_gettime`, ...) "
          "enter no system call"),
     Kind("SYSCALL_RET_CB", 19, "SyscallRet", ENGINE,
-         (_cpu_index, Field("cpu", CPU, "next_pc", after=True), Field("pgd", INT, "pgd"),
-          Field("number", INT, "number"), _syscall_name, Field("raw", ARGS, "args"),
+         (_cpu_index, Field("cpu", CPU, "next_pc", after=True), *_syscall_call,
           Field("retval", SIGNED, "retval", after=True),
-          Field("child", INT, "child", positional=False, after=True),
-          Field("path", INT, "syscall_path", positional=False),
-          Field("pc", INT, "pc", positional=False)),
+          Field("child", INT, "child", positional=False, after=True), *_syscall_site),
          "that system call returns in that thread (paired by address space, stack pointer "
          "and return address, also across context switches); `retval` as the kernel returns "
          "it (`-2` for ENOENT); `child` is 1 for the child's return of fork/vfork/clone; "
