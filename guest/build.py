@@ -139,6 +139,7 @@ PROGRAMS = {
     "wx": ("static", ["-Wl,-Ttext-segment=0x50000000"]),
     "keys": ("static", ["-Wl,-Ttext-segment=0x60000000"]),
     "udp_peer": ("static", ["-Wl,-Ttext-segment=0x70000000"]),
+    "syscall_seq": ("static", ["-Wl,-Ttext-segment=0x71000000", "-pthread"]),
     "dyn_libc": ("dynamic", []),
     "dyn_wait": ("dynamic", []),
     "dl_cycle": ("dynamic", []),

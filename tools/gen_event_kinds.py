@@ -47,7 +47,8 @@ def cxx_kinds(t) -> str:
 
 
 def cxx_delivery(t) -> str:
-    convert = {t.INT: "{}", t.STR: "text({})", t.BYTES: "frame(e)", t.STORED: "stored(e)"}
+    convert = {t.INT: "{}", t.STR: "text({})", t.BYTES: "frame(e)", t.STORED: "stored(e)",
+               t.SIGNED: "static_cast<int64_t>({})", t.ARGS: "syscall_args(e)"}
     out = [HEADER, "// Inside PythonHandler::deliver: `f` is the adapter, `e` the Event.\n"]
     for kind in t.KINDS:
         args = [convert[t.raw_type(kind, m)].format("e." + m) for m in t.raw_arguments(kind)]

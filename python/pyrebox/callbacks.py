@@ -76,7 +76,7 @@ def _raw_name(member: str) -> str:
 
 
 def _adapter_source(kind: event_kinds.Kind, new_style: bool) -> str:
-    """Python source of a factory `make(func, report, Cpu, getrefcount)`
+    """Python source of a factory `make(func, report, Cpu, getrefcount, derive)`
     returning the adapter of `kind`: a function of the kind's raw arguments
     (event_kinds.raw_arguments, in the order PythonHandler passes them) that
     calls `func` with PyREBox's arguments (positional, or one dict for
@@ -95,6 +95,8 @@ def _adapter_source(kind: event_kinds.Kind, new_style: bool) -> str:
             value = "(tb_pc, tb_size, tb_icount)"
         elif field.type == event_kinds.ZERO:
             value = "0"
+        elif field.type == event_kinds.DERIVED:
+            value = f"derive[{field.event!r}]({', '.join(_raw_name(m) for m in field.inputs)})"
         else:
             value = _raw_name(field.event)
         if field.positional:
@@ -103,7 +105,7 @@ def _adapter_source(kind: event_kinds.Kind, new_style: bool) -> str:
             entries.append(f"{key!r}: {value}")
     call = ("func({" + ", ".join(entries) + "})") if new_style else \
         f"func({', '.join(positional)})"
-    lines = [f"def make(func, report, Cpu, getrefcount):",
+    lines = [f"def make(func, report, Cpu, getrefcount, derive):",
              f"    def adapter({', '.join(raw)}):"]
     lines += [f"        {line}" for line in body]
     lines += ["        try:",
@@ -122,6 +124,20 @@ def _adapter_source(kind: event_kinds.Kind, new_style: bool) -> str:
 
 _factories: dict[tuple[int, bool], object] = {}
 
+# The functions of derived fields (event_kinds.DERIVED), by derivation name.
+# They read the guest, so the runtime gives them (runtime.wire); until then
+# a derived field is None.
+DERIVATIONS: dict[str, object] = {}
+
+
+def set_derivation(name: str, function) -> None:
+    DERIVATIONS[name] = function
+
+
+for _field in (f for k in event_kinds.KINDS for f in k.fields):
+    if _field.type == event_kinds.DERIVED:
+        DERIVATIONS.setdefault(_field.event, lambda *inputs: None)
+
 
 def _make_adapter(callback_type: int, func, new_style: bool, report):
     """The function the engine calls for one callback: built from the
@@ -137,7 +153,7 @@ def _make_adapter(callback_type: int, func, new_style: bool, report):
                      f"<adapter of {kind.name}{' (new style)' if new_style else ''}>", "exec"),
              namespace)
         make = _factories[key] = namespace["make"]
-    return make(func, report, Cpu, sys.getrefcount)
+    return make(func, report, Cpu, sys.getrefcount, DERIVATIONS)
 
 
 # module handle -> the CallbackManagers created for it (weakly held): lets

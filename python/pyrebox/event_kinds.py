@@ -41,6 +41,10 @@ BYTES = "bytes"      # the frame: buffer with size bytes
 CPU = "cpu"          # the lazy register object (pyrebox.cpu.Cpu)
 TB = "tb"            # (pc, size, icount) of the translation block
 ZERO = "zero"        # always 0 (not observable)
+SIGNED = "signed"    # an integer member read as a signed 64-bit value
+DERIVED = "derived"  # computed in Python from Event members: `event` names the
+                     # derivation (pyrebox.callbacks.DERIVATIONS), `inputs` its members
+ARGS = "args"        # the six argument registers of a system call, a tuple
 
 # Where events of a kind come from.
 ENGINE = "engine"    # the execution engine (translation and execution)
@@ -56,6 +60,7 @@ class Field:
     positional: bool = True       # part of the old-style argument list
     aliases: tuple[str, ...] = ()  # further new-style dict keys with the same value
     after: bool = False           # read after the event (the state it left)
+    inputs: tuple[str, ...] = ()  # DERIVED: the Event members the derivation takes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +78,14 @@ class Kind:
 
 
 _cpu_index = Field("cpu_index", INT, "cpu_index")
+# A system call: where, which (the kernel's name from its own table; None
+# when it names none) and its argument registers; the entry path and the
+# system-call instruction.
+_syscall_call = (Field("pgd", INT, "pgd"), Field("number", INT, "number"),
+                 Field("name", DERIVED, "syscall_name", inputs=("pgd", "number", "syscall_path")),
+                 Field("raw", ARGS, "args"))
+_syscall_site = (Field("path", INT, "syscall_path", positional=False),
+                 Field("pc", INT, "pc", positional=False))
 
 KINDS: tuple[Kind, ...] = (
     Kind("BLOCK_BEGIN_CB", 2, "BlockBegin", ENGINE,
@@ -145,6 +158,20 @@ KINDS: tuple[Kind, ...] = (
           Field("size", INT, "size"), Field("name", STR, "name"),
           Field("fullname", STR, "fullname")),
          "the last mapping of a file is about to be unmapped (`pgd=` as above)"),
+    Kind("SYSCALL_CB", 18, "Syscall", ENGINE,
+         (_cpu_index, Field("cpu", CPU, "pc"), *_syscall_call, *_syscall_site),
+         "a thread of a monitored process enters a system call (`syscall`, or `int 0x80`: "
+         "`path` 1 and 2); `number` as the entry path numbers it, `raw` its six argument "
+         "registers; `name` the kernel's own name of it; `pc` the system-call instruction. vDSO calls (`clock_gettime`, ...) "
+         "enter no system call"),
+    Kind("SYSCALL_RET_CB", 19, "SyscallRet", ENGINE,
+         (_cpu_index, Field("cpu", CPU, "next_pc", after=True), *_syscall_call,
+          Field("retval", SIGNED, "retval", after=True),
+          Field("child", INT, "child", positional=False, after=True), *_syscall_site),
+         "that system call returns in that thread (paired by address space, stack pointer "
+         "and return address, also across context switches); `retval` as the kernel returns "
+         "it (`-2` for ENOENT); `child` is 1 for the child's return of fork/vfork/clone; "
+         "a successful execve and exit never return"),
     Kind("KEYSTROKE_CB", 8, "Keystroke", DEVICE,
          (Field("keycode", INT, "data"),),
          "the guest reads a keyboard byte from the PS/2 controller, in any process (see "
@@ -185,6 +212,9 @@ def raw_arguments(kind: Kind) -> tuple[str, ...]:
         elif field.type == TB:
             for member in ("tb.pc", "tb.size", "tb.icount"):
                 use(member)
+        elif field.type == DERIVED:
+            for member in field.inputs:
+                use(member)
         elif field.type != ZERO:
             use(field.event)
     return tuple(members)
@@ -192,8 +222,8 @@ def raw_arguments(kind: Kind) -> tuple[str, ...]:
 
 def raw_type(kind: Kind, member: str) -> str:
     """How the raw member `member` of `kind` crosses to Python: INT, STORED,
-    STR or BYTES."""
+    STR, BYTES, SIGNED or ARGS."""
     for field in kind.fields:
-        if field.event == member and field.type in (STORED, STR, BYTES):
+        if field.event == member and field.type in (STORED, STR, BYTES, SIGNED, ARGS):
             return field.type
     return INT

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 
-from . import breakpoints, callbacks, console, interactive, qmp, script_api, triggers
+from . import breakpoints, callbacks, console, interactive, qmp, script_api, syscall_names, triggers
 from . import config as config_mod
 from . import output
 from .native import pyrebox as _pyrebox
@@ -62,6 +62,7 @@ def wire(cfg: config_mod.Config, manager: ScriptManager) -> None:
     callbacks.set_owner_resolver(manager.owner_name)
     triggers.set_search_path([cfg.folder])
     breakpoints.set_shell_opener(interactive.start_shell)
+    callbacks.set_derivation("syscall_name", syscall_names.event_name)
 
 
 def load_linux_symbols(cfg: config_mod.Config) -> None:

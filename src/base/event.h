@@ -41,6 +41,15 @@ struct Event {
     const char* fullname = nullptr;
     // NIC_SEND / NIC_REC: the frame, valid only while the event is delivered.
     const uint8_t* buffer = nullptr;
+    // SYSCALL / SYSCALL_RET: the call's number and six argument registers
+    // (in its entry path's order), the entry path (SyscallPath), and on
+    // return the value the kernel returned (a negative errno on failure)
+    // and whether this is the child's return of a fork/clone.
+    uint64_t number = 0;
+    uint64_t args[6] = {};
+    uint64_t retval = 0;
+    uint8_t syscall_path = 0;
+    bool child = false;
 };
 
 }  // namespace pyrebox

@@ -176,4 +176,20 @@ std::optional<int> mov_to_cr3_source(const uint8_t* bytes, size_t len, bool long
     return (d.info.modrm & 7) | ((d.rex & 0x01) ? 8 : 0);
 }
 
+SyscallPath syscall_path(const uint8_t* bytes, size_t len, bool long_mode) {
+    InsnInfo info;
+    if (!classify(bytes, len, long_mode, info)) {
+        return SyscallPath::None;
+    }
+    switch (info.opcode) {
+        case 0x105: return SyscallPath::Syscall;
+        case 0x134: return SyscallPath::Sysenter;
+        case 0xCD: {
+            const size_t imm = static_cast<size_t>(info.prefix_len) + 1;
+            return imm < len && bytes[imm] == 0x80 ? SyscallPath::Int80 : SyscallPath::None;
+        }
+        default: return SyscallPath::None;
+    }
+}
+
 }  // namespace pyrebox

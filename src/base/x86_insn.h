@@ -48,4 +48,17 @@ bool classify(const uint8_t* bytes, size_t len, bool long_mode, InsnInfo& out);
 // Control Registers), and QEMU decodes it the same way.
 std::optional<int> mov_to_cr3_source(const uint8_t* bytes, size_t len, bool long_mode);
 
+// The ways user code enters the kernel for a system call.
+enum class SyscallPath : uint8_t {
+    None = 0,
+    Syscall = 1,   // 0F 05: x86-64 system calls (RAX, then RDI RSI RDX R10 R8 R9)
+    Int80 = 2,     // CD 80: i386 system calls (EAX, then EBX ECX EDX ESI EDI EBP), also
+                   // from 64-bit programs (the kernel's 32-bit compat table)
+    Sysenter = 3,  // 0F 34: i386 fast system calls (through the vDSO)
+};
+
+// Which system-call instruction the bytes are, after any prefixes
+// (classify's rules); SyscallPath::None for any other instruction.
+SyscallPath syscall_path(const uint8_t* bytes, size_t len, bool long_mode);
+
 }  // namespace pyrebox

@@ -408,6 +408,10 @@ bool CallbackRegistry::republish_locked() {
                     plan->opcode_ranges.emplace_back(s.opcode_first, s.opcode_last);
                     plan->opcode_all |= all;
                     break;
+                case CallbackType::Syscall: (all ? plan->syscall_all : plan->syscall) = true; break;
+                case CallbackType::SyscallRet:
+                    (all ? plan->syscall_ret_all : plan->syscall_ret) = true;
+                    break;
                 default: break;
             }
         }

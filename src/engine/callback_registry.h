@@ -125,6 +125,13 @@ struct Plan {
     bool insn_end_all = false;
     bool mem_all = false;
     bool opcode_all = false;
+    // SYSCALL / SYSCALL_RET: monitored processes, or (_all) every process.
+    bool syscall = false;
+    bool syscall_all = false;
+    bool syscall_ret = false;
+    bool syscall_ret_all = false;
+    bool any_syscall() const { return syscall || syscall_all || syscall_ret || syscall_ret_all; }
+    bool syscall_every_process() const { return syscall_all || syscall_ret_all; }
     // Addresses with address-specific BLOCK_BEGIN / INSN_BEGIN callbacks.
     std::unordered_set<uint64_t> exec_addrs;
     // Some CREATEPROC/REMOVEPROC/LOADMODULE/REMOVEMODULE callback exists

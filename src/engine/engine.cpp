@@ -1,6 +1,7 @@
 #include "engine/engine.h"
 
 #include <algorithm>
+#include <iterator>
 
 #include "base/ps2_keycodes.h"
 
@@ -261,6 +262,94 @@ uint64_t Engine::current_pgd(int vcpu) const { return vcpus_[static_cast<size_t>
 
 bool Engine::vcpu_monitored(int vcpu) const {
     return vcpus_[static_cast<size_t>(vcpu)].monitored;
+}
+
+}  // namespace pyrebox
+
+namespace pyrebox {
+
+namespace {
+
+// fork/clone family numbers: the x86 system-call ABI fixes them (the names
+// come from the kernel's own table; these few the engine needs itself).
+struct CloneNumbers { uint64_t clone, fork, vfork, clone3; };
+constexpr CloneNumbers kClone64{56, 57, 58, 435};
+constexpr CloneNumbers kClone32{120, 2, 190, 435};
+constexpr uint64_t kCloneVm = 0x100;
+
+}  // namespace
+
+void Engine::on_syscall(int vcpu, uint64_t pc, uint64_t len, SyscallPath path) {
+    SyscallRegs regs;
+    if (!read_syscall_regs_ || !read_syscall_regs_(vcpu, path, regs)) {
+        return;
+    }
+    const Vcpu& v = vcpus_[static_cast<size_t>(vcpu)];
+    const Plan& plan = registry_.current_plan();
+    const bool deliver_entry = plan.syscall || plan.syscall_all;
+    if (plan.syscall_ret || plan.syscall_ret_all) {
+        SyscallCall call;
+        call.path = path;
+        call.pgd = v.pgd;
+        call.sp = regs.sp;
+        call.entry_pc = pc;
+        call.return_pc = pc + len;
+        call.number = regs.number;
+        std::copy(std::begin(regs.args), std::end(regs.args), std::begin(call.args));
+        const CloneNumbers& n = path == SyscallPath::Syscall ? kClone64 : kClone32;
+        if (regs.number == n.fork || regs.number == n.vfork) {
+            call.has_child = true;
+            call.child_sp = regs.sp;
+            call.child_same_pgd = regs.number == n.vfork;
+        } else if (regs.number == n.clone) {
+            call.has_child = true;
+            call.child_sp = regs.args[1] != 0 ? regs.args[1] : regs.sp;
+            call.child_same_pgd = (regs.args[0] & kCloneVm) != 0;
+        } else if (regs.number == n.clone3 && read_user_) {
+            // struct clone_args: flags at 0, stack at 40, stack_size at 48.
+            uint64_t words[7] = {};
+            if (read_user_(vcpu, regs.args[0], words, sizeof words)) {
+                call.has_child = true;
+                call.child_sp = words[5] != 0 ? words[5] + words[6] : regs.sp;
+                call.child_same_pgd = (words[0] & kCloneVm) != 0;
+            }
+        }
+        syscalls_.enter(call);
+    }
+    if (deliver_entry) {
+        Event e = base_event(CallbackType::Syscall, vcpu);
+        e.pc = pc;
+        e.next_pc = pc + len;
+        e.number = regs.number;
+        std::copy(std::begin(regs.args), std::end(regs.args), std::begin(e.args));
+        e.syscall_path = static_cast<uint8_t>(path);
+        registry_.dispatch(e, v.monitored);
+    }
+}
+
+void Engine::on_syscall_return(int vcpu, uint64_t pc) {
+    uint64_t sp = 0, ret = 0;
+    if (!read_return_regs_ || !read_return_regs_(vcpu, sp, ret)) {
+        return;
+    }
+    const Vcpu& v = vcpus_[static_cast<size_t>(vcpu)];
+    bool child = false;
+    const auto call = syscalls_.resume(v.pgd, sp, pc, ret, child);
+    if (!call) {
+        return;
+    }
+    Event e = base_event(CallbackType::SyscallRet, vcpu);
+    e.pc = call->entry_pc;
+    e.next_pc = pc;
+    e.number = call->number;
+    std::copy(std::begin(call->args), std::end(call->args), std::begin(e.args));
+    e.syscall_path = static_cast<uint8_t>(call->path);
+    // 32-bit paths return EAX: sign-extend it, so -ENOENT reads as such.
+    e.retval = call->path == SyscallPath::Syscall
+                   ? ret
+                   : static_cast<uint64_t>(static_cast<int64_t>(static_cast<int32_t>(ret)));
+    e.child = child;
+    registry_.dispatch(e, v.monitored);
 }
 
 }  // namespace pyrebox

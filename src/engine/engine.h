@@ -22,6 +22,7 @@
 #include "engine/callback_registry.h"
 #include "base/event.h"
 #include "engine/monitored_set.h"
+#include "engine/syscall_tracker.h"
 #include "base/x86_paging.h"
 
 namespace pyrebox {
@@ -102,6 +103,32 @@ public:
         return registry_.memory_wanted(is_write, vaddr,
                                        vcpus_[static_cast<size_t>(vcpu)].monitored);
     }
+    // System calls. The registers of a call, as the entry path passes them.
+    struct SyscallRegs {
+        uint64_t number = 0;   // RAX / EAX
+        uint64_t args[6] = {};
+        uint64_t sp = 0;       // the user stack pointer
+    };
+    // How the engine reads them (set by the QEMU boundary; false when the
+    // registers cannot be read), and the return value (RAX / EAX).
+    void set_syscall_reader(std::function<bool(int vcpu, SyscallPath, SyscallRegs&)> reader) {
+        read_syscall_regs_ = std::move(reader);
+    }
+    void set_return_reader(std::function<bool(int vcpu, uint64_t& sp, uint64_t& ret)> reader) {
+        read_return_regs_ = std::move(reader);
+    }
+    // Reads user memory of the running process (clone3's arguments).
+    void set_user_reader(std::function<bool(int vcpu, uint64_t va, void* out, size_t n)> r) {
+        read_user_ = std::move(r);
+    }
+    // A system-call instruction of `len` bytes at `pc` is about to enter
+    // the kernel: SYSCALL, and the call is remembered for its return.
+    void on_syscall(int vcpu, uint64_t pc, uint64_t len, SyscallPath path);
+    // The instruction at `pc` follows a system-call instruction: when the
+    // running thread's call returns here, SYSCALL_RET.
+    void on_syscall_return(int vcpu, uint64_t pc);
+    const SyscallTracker& syscalls() const { return syscalls_; }
+
     // A memory access completed (one memory_wanted() let through).
     void on_memory(int vcpu, uint64_t pc, bool is_write, uint64_t vaddr, uint64_t paddr,
                    uint64_t size, uint64_t data, uint64_t data_high);
@@ -157,6 +184,10 @@ private:
     VcpuFlags& flags_;
     std::vector<Vcpu> vcpus_;
     std::function<uint8_t(int)> read_keyboard_byte_;
+    std::function<bool(int, SyscallPath, SyscallRegs&)> read_syscall_regs_;
+    std::function<bool(int, uint64_t&, uint64_t&)> read_return_regs_;
+    std::function<bool(int, uint64_t, void*, size_t)> read_user_;
+    SyscallTracker syscalls_;
     std::function<std::optional<bool>()> kpti_source_;
     bool kpti_ = false;
     bool kpti_decided_ = false;

@@ -24,6 +24,11 @@ py::object stored(const Event& e) {
     return py::int_(e.data_high).attr("__lshift__")(64).attr("__or__")(e.data);
 }
 
+// A system call's six argument registers.
+py::tuple syscall_args(const Event& e) {
+    return py::make_tuple(e.args[0], e.args[1], e.args[2], e.args[3], e.args[4], e.args[5]);
+}
+
 }  // namespace
 
 PythonHandler::~PythonHandler() {

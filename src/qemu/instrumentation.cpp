@@ -1,8 +1,11 @@
 #include "qemu/instrumentation.h"
 
+#include <algorithm>
 #include <cstddef>
+#include <cstring>
 #include <deque>
 #include <mutex>
+#include <unordered_set>
 
 #include "engine/engine.h"
 #include "app/linux_kpti.h"
@@ -40,7 +43,25 @@ struct State {
     struct OpcodeSite { uint64_t pc; uint16_t opcode; };
     std::deque<AddrSite> addr_sites;
     std::deque<OpcodeSite> opcode_sites;
+    struct SyscallSite { uint64_t pc; uint64_t len; SyscallPath path; };
+    std::deque<SyscallSite> syscall_sites;
+    // Addresses right after a system-call instruction seen translated:
+    // where calls return. Kept across flushes (they are the guest's code,
+    // not translations); capped, as the guest can make as many as it likes.
+    std::unordered_set<uint64_t> return_sites;
+    // Start addresses of the blocks translated since the last flush: a
+    // return site learnt after its block was translated (a thread that was
+    // in the kernel when the call site was first seen) needs that block
+    // translated again.
+    std::unordered_set<uint64_t> block_starts;
+    // gdb register numbers of a system call's registers: the number, the
+    // six arguments, the stack pointer; for `syscall` and for the 32-bit
+    // paths (whose registers are the low halves on x86-64).
+    int syscall_regs64[8] = {-1, -1, -1, -1, -1, -1, -1, -1};
+    int syscall_regs32[8] = {-1, -1, -1, -1, -1, -1, -1, -1};
 };
+
+constexpr size_t kMaxReturnSites = 1 << 20;
 
 // Never destroyed: QEMU's exit callbacks run after static destructors.
 State& g = *new State;
@@ -75,7 +96,9 @@ Engine& engine() { return *g.session->engine; }
 // the writer is found again by its kind, also in a block translated anew.
 // `mid_instruction` marks callbacks that cannot resume at their
 // instruction (memory accesses; context switches, which have no pc).
-enum class Kind : uint8_t { Other, PendingBlock, Block, PendingInsn, ExecAddress, Insn };
+enum class Kind : uint8_t {
+    Other, PendingBlock, Block, PendingInsn, ExecAddress, Insn, SyscallReturn, Syscall
+};
 
 struct Enter {
     Enter(unsigned vcpu, void* host_pc, Kind kind, uint64_t pc, bool mid_instruction = false) {
@@ -162,6 +185,22 @@ void cb_exec_address(unsigned vcpu, void* udata) {
 void cb_opcode(unsigned vcpu, void* udata) {
     const auto* site = static_cast<const State::OpcodeSite*>(udata);
     engine().on_opcode(static_cast<int>(vcpu), site->pc, site->opcode);
+}
+
+uint64_t read_gdb_register(unsigned vcpu, int regnum);
+
+void cb_syscall(unsigned vcpu, void* udata) {
+    const auto* site = static_cast<const State::SyscallSite*>(udata);
+    ENTER(vcpu, Kind::Syscall, site->pc);
+    engine().on_syscall(static_cast<int>(vcpu), site->pc, site->len, site->path);
+    leave(vcpu);
+}
+
+void cb_syscall_return(unsigned vcpu, void* udata) {
+    const uint64_t pc = reinterpret_cast<uint64_t>(udata);
+    ENTER(vcpu, Kind::SyscallReturn, pc);
+    engine().on_syscall_return(static_cast<int>(vcpu), pc);
+    leave(vcpu);
 }
 
 uint64_t read_gdb_register(unsigned vcpu, int regnum) {
@@ -278,6 +317,32 @@ const char* gpr_name(int encoding, bool is_64bit) {
     return names32[encoding & 7];
 }
 
+// An instruction callback for monitored processes, or for every process.
+void register_gated(qemu_plugin_insn* insn, qemu_plugin_vcpu_udata_cb_t cb, void* udata,
+                    bool every_process) {
+    if (every_process) {
+        qemu_plugin_register_vcpu_insn_exec_cb(insn, cb, QEMU_PLUGIN_CB_RW_REGS, udata);
+    } else {
+        qemu_plugin_register_vcpu_insn_exec_cond_cb(insn, cb, QEMU_PLUGIN_CB_RW_REGS,
+                                                    QEMU_PLUGIN_COND_NE, g.monitored, 0, udata);
+    }
+}
+
+// Reads a system call's registers (gdb numbers `regnums`: the number, six
+// arguments, the stack pointer); with `narrow` the number and arguments are
+// their low 32 bits (a 32-bit call, also from 64-bit code with int 0x80),
+// the stack pointer stays whole (it is the thread's, compared at return).
+bool read_registers(unsigned vcpu, const int (&regnums)[8], bool narrow, uint64_t (&out)[8]) {
+    for (int i = 0; i < 8; ++i) {
+        if (regnums[i] < 0) {
+            return false;
+        }
+        const uint64_t value = read_gdb_register(vcpu, regnums[i]);
+        out[i] = narrow && i < 7 ? (value & 0xffffffffu) : value;
+    }
+    return true;
+}
+
 void on_tb_translate(qemu_plugin_id_t /*id*/, qemu_plugin_tb* tb) {
     const auto plan = session().registry.plan();
     const size_t n = qemu_plugin_tb_n_insns(tb);
@@ -295,6 +360,9 @@ void on_tb_translate(qemu_plugin_id_t /*id*/, qemu_plugin_tb* tb) {
 
     std::lock_guard<std::mutex> guard(g.arena_lock);
     TbInfo* tb_info = &g.tbs.emplace_back(info);
+    if (plan->syscall_ret || plan->syscall_ret_all) {
+        g.block_starts.insert(info.pc);
+    }
 
     if (plan->any_end_events()) {
         qemu_plugin_register_vcpu_tb_exec_cond_cb(tb, cb_pending_tb, QEMU_PLUGIN_CB_RW_REGS,
@@ -333,6 +401,11 @@ void on_tb_translate(qemu_plugin_id_t /*id*/, qemu_plugin_tb* tb) {
                                                         QEMU_PLUGIN_CB_RW_REGS, QEMU_PLUGIN_COND_NE,
                                                         g.pending, 0, pc_udata);
         }
+        if (plan->syscall_ret || plan->syscall_ret_all) {
+            if (g.return_sites.count(pc) != 0) {
+                register_gated(insn, cb_syscall_return, pc_udata, plan->syscall_every_process());
+            }
+        }
         if (plan->exec_addrs.count(pc) != 0) {
             auto* site = &g.addr_sites.emplace_back(State::AddrSite{pc, tb_info});
             qemu_plugin_register_vcpu_insn_exec_cb(insn, cb_exec_address, QEMU_PLUGIN_CB_RW_REGS,
@@ -370,6 +443,19 @@ void on_tb_translate(qemu_plugin_id_t /*id*/, qemu_plugin_tb* tb) {
                 previous_matched_opcode = true;
             }
         }
+        if (plan->any_syscall()) {
+            if (const SyscallPath path = syscall_path(bytes, len, g.is_64bit);
+                path != SyscallPath::None) {
+                auto* site = &g.syscall_sites.emplace_back(State::SyscallSite{pc, len, path});
+                register_gated(insn, cb_syscall, site, plan->syscall_every_process());
+                if (g.return_sites.size() < kMaxReturnSites &&
+                    g.return_sites.insert(pc + len).second &&
+                    g.block_starts.count(pc + len) != 0 &&
+                    (plan->syscall_ret || plan->syscall_ret_all)) {
+                    request_retranslation();
+                }
+            }
+        }
         // One callback per kind: QEMU attaches each only to the accesses of
         // its kind (a load or a store is known at translation).
         if (plan->mem_read) {
@@ -389,6 +475,8 @@ void on_flush(qemu_plugin_id_t /*id*/) {
     g.tbs.clear();
     g.addr_sites.clear();
     g.opcode_sites.clear();
+    g.syscall_sites.clear();
+    g.block_starts.clear();
 }
 
 void on_vcpu_init(qemu_plugin_id_t /*id*/, unsigned int vcpu) {
@@ -397,6 +485,20 @@ void on_vcpu_init(qemu_plugin_id_t /*id*/, unsigned int vcpu) {
         g.cr4_regnum = registers().number("cr4").value_or(-1);
         g.rax_regnum = registers().number(g.is_64bit ? "rax" : "eax").value_or(-1);
         g.rdx_regnum = registers().number(g.is_64bit ? "rdx" : "edx").value_or(-1);
+        static const char* const names64[8] = {"rax", "rdi", "rsi", "rdx",
+                                               "r10", "r8",  "r9",  "rsp"};
+        static const char* const names32_on64[8] = {"rax", "rbx", "rcx", "rdx",
+                                                    "rsi", "rdi", "rbp", "rsp"};
+        static const char* const names32[8] = {"eax", "ebx", "ecx", "edx",
+                                               "esi", "edi", "ebp", "esp"};
+        for (int i = 0; i < 8; ++i) {
+            if (g.is_64bit) {
+                g.syscall_regs64[i] = registers().number(names64[i]).value_or(-1);
+                g.syscall_regs32[i] = registers().number(names32_on64[i]).value_or(-1);
+            } else {
+                g.syscall_regs32[i] = registers().number(names32[i]).value_or(-1);
+            }
+        }
     }
     g_flags.set_monitored(static_cast<int>(vcpu), false);
     g_flags.set_pending(static_cast<int>(vcpu), false);
@@ -451,6 +553,41 @@ void install_instrumentation(Session& s, qemu_plugin_id_t id, int max_vcpus, boo
                    ? uint8_t{0}
                    : static_cast<uint8_t>(read_gdb_register(static_cast<unsigned>(vcpu),
                                                             g.rax_regnum));
+    });
+
+    s.engine->set_syscall_reader([](int vcpu, SyscallPath path, Engine::SyscallRegs& regs) {
+        const bool wide = path == SyscallPath::Syscall;
+        uint64_t values[8];
+        if (!read_registers(static_cast<unsigned>(vcpu), wide ? g.syscall_regs64 : g.syscall_regs32,
+                            !wide, values)) {
+            return false;
+        }
+        regs.number = values[0];
+        std::copy(values + 1, values + 7, regs.args);
+        regs.sp = values[7];
+        return true;
+    });
+    s.engine->set_return_reader([](int vcpu, uint64_t& sp, uint64_t& ret) {
+        // The stack pointer and RAX are the same registers on every path;
+        // 32-bit calls compare and return their low halves.
+        const int* regs = g.is_64bit ? g.syscall_regs64 : g.syscall_regs32;
+        if (regs[0] < 0 || regs[7] < 0) {
+            return false;
+        }
+        sp = read_gdb_register(static_cast<unsigned>(vcpu), regs[7]);
+        ret = read_gdb_register(static_cast<unsigned>(vcpu), regs[0]);
+        return true;
+    });
+    s.engine->set_user_reader([](int /*vcpu*/, uint64_t va, void* out, size_t n) {
+        // Called on the vCPU thread inside its callback: QEMU reads with that
+        // vCPU's page tables.
+        static thread_local GByteArray* buf = g_byte_array_new();
+        g_byte_array_set_size(buf, 0);
+        if (!qemu_plugin_read_memory_vaddr(va, buf, n) || buf->len < n) {
+            return false;
+        }
+        std::memcpy(out, buf->data, n);
+        return true;
     });
 
     internals().qemu_add_vm_change_state_handler(on_vm_state_change, nullptr);

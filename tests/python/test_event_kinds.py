@@ -32,6 +32,12 @@ FRAME = b"\x01\x02\x03\x04\x05\x06"
 
 # type: (raw arguments as PythonHandler passes them, the Cpu's (index, pc),
 #        old-style arguments, new-style dict). These are PyREBox's arguments.
+# The derived `name` of SYSCALL events, as the runtime's derivation would
+# give it for the cases below.
+callbacks.set_derivation("syscall_name",
+                         lambda pgd, number, path: {(0x9000, 257, 1): "openat"}.get(
+                             (pgd, number, path)))
+
 CASES = {
     "BLOCK_BEGIN_CB": ((1, 0x1000, 16, 4), (1, 0x1000),
                        (1, CPU, (0x1000, 16, 4)),
@@ -52,6 +58,15 @@ CASES = {
     "OPCODE_RANGE_CB": ((0, 0x401002, 0x401000), (0, 0x401002), (0, CPU, 0x401000, 0x401002),
                         {"cpu_index": 0, "cpu": CPU, "cur_pc": 0x401000, "next_pc": 0x401002}),
     "TLB_EXEC_CB": ((1, 0x5000), (1, None), (CPU, 0x5000), {"cpu": CPU, "vaddr": 0x5000}),
+    "SYSCALL_CB": ((0, 0x401000, 0x9000, 257, 1, (1, 2, 3, 4, 5, 6)), (0, 0x401000),
+                   (0, CPU, 0x9000, 257, "openat", (1, 2, 3, 4, 5, 6)),
+                   {"cpu_index": 0, "cpu": CPU, "pgd": 0x9000, "number": 257, "name": "openat",
+                    "raw": (1, 2, 3, 4, 5, 6), "path": 1, "pc": 0x401000}),
+    "SYSCALL_RET_CB": ((0, 0x401002, 0x9000, 257, 1, (1, 2, 3, 4, 5, 6), -2, 0, 0x401000),
+                       (0, 0x401002), (0, CPU, 0x9000, 257, "openat", (1, 2, 3, 4, 5, 6), -2),
+                       {"cpu_index": 0, "cpu": CPU, "pgd": 0x9000, "number": 257,
+                        "name": "openat", "raw": (1, 2, 3, 4, 5, 6), "retval": -2, "child": 0,
+                        "path": 1, "pc": 0x401000}),
     "CONTEXTCHANGE_CB": ((0x1000, 0x2000), None, (0x1000, 0x2000),
                          {"old_pgd": 0x1000, "new_pgd": 0x2000}),
     "CREATEPROC_CB": ((42, 0x9000, "init"), None, (42, 0x9000, "init"),
@@ -84,7 +99,7 @@ def test_every_kind_has_a_case_and_pyrebox_numbering():
         "MEM_READ_CB": 6, "MEM_WRITE_CB": 7, "KEYSTROKE_CB": 8, "NIC_REC_CB": 9,
         "NIC_SEND_CB": 10, "OPCODE_RANGE_CB": 11, "TLB_EXEC_CB": 12, "CREATEPROC_CB": 13,
         "REMOVEPROC_CB": 14, "CONTEXTCHANGE_CB": 15, "LOADMODULE_CB": 16,
-        "REMOVEMODULE_CB": 17}
+        "REMOVEMODULE_CB": 17, "SYSCALL_CB": 18, "SYSCALL_RET_CB": 19}
     assert callbacks.CallbackManager.MEM_WRITE_CB == callbacks.MEM_WRITE_CB == 7
     assert callbacks.CallbackManager.VMI_CREATEPROC_CB == 13
 

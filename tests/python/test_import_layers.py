@@ -32,7 +32,7 @@ LAYERS: dict[str, set[str]] = {
                "pyrebox.triggers"},
     "services": {"pyrebox.scripts", "pyrebox.script_api", "pyrebox.volatility",
                  "pyrebox.snapshots", "pyrebox.ui", "pyrebox.qmp", "pyrebox.interactive",
-                 "pyrebox.kernel_tables", "pyrebox.agent_commands"},
+                 "pyrebox.kernel_tables", "pyrebox.agent_commands", "pyrebox.syscall_names"},
     # PyREBox's modules for scripts: re-exports only.
     "facades": {"api", "utils", "ipython_shell"},
     "interface": {"pyrebox.shell", "pyrebox.console"},

@@ -9,6 +9,8 @@ namespace {
 using pyrebox::classify;
 using pyrebox::InsnInfo;
 using pyrebox::mov_to_cr3_source;
+using pyrebox::syscall_path;
+using pyrebox::SyscallPath;
 
 constexpr bool kLong = true;
 constexpr bool k32 = false;
@@ -190,3 +192,18 @@ TEST(MovToCr3, OtherInstructionsAreNot) {
 }
 
 }  // namespace
+
+TEST(SyscallPath, TheThreeEntriesAreTold) {
+    const uint8_t syscall[] = {0x0F, 0x05};
+    const uint8_t sysenter[] = {0x0F, 0x34};
+    const uint8_t int80[] = {0xCD, 0x80};
+    const uint8_t int3_imm[] = {0xCD, 0x03};
+    const uint8_t prefixed[] = {0x66, 0x0F, 0x05};
+    EXPECT_EQ(syscall_path(syscall, 2, true), SyscallPath::Syscall);
+    EXPECT_EQ(syscall_path(sysenter, 2, false), SyscallPath::Sysenter);
+    EXPECT_EQ(syscall_path(int80, 2, true), SyscallPath::Int80);
+    EXPECT_EQ(syscall_path(int80, 2, false), SyscallPath::Int80);
+    EXPECT_EQ(syscall_path(int3_imm, 2, true), SyscallPath::None);
+    EXPECT_EQ(syscall_path(int80, 1, true), SyscallPath::None);  // the immediate is missing
+    EXPECT_EQ(syscall_path(prefixed, 3, true), SyscallPath::Syscall);
+}

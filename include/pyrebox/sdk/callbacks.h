@@ -55,7 +55,9 @@ typedef enum {
     CONTEXTCHANGE_CB = 15,
     LOADMODULE_CB = 16,
     REMOVEMODULE_CB = 17,
-    LAST_CB = 18,
+    SYSCALL_CB = 18,
+    SYSCALL_RET_CB = 19,
+    LAST_CB = 20,
 } callback_type_t;
 
 typedef unsigned int callback_handle_t;

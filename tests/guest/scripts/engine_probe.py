@@ -244,11 +244,19 @@ def on_context(old_pgd, new_pgd):
         r["ctx_out"] += 1
 
 
+def on_remove(pid, removed_pgd, name):
+    # The probe is gone: its pgd may be given to the next process, which
+    # is not the probe (its glibc start-up runs cpuid, for one).
+    if pgd is not None and removed_pgd == pgd and api.is_monitored_process(pgd):
+        api.stop_monitoring_process(pgd)
+
+
 def initialize_callbacks(module_hdl, pyrebox_printer):
     global cm, printer
     printer = pyrebox_printer
     cm = CallbackManager(module_hdl)
     cm.add_callback(CallbackManager.INSN_BEGIN_CB, on_main, addr=SYMBOLS["main"])
+    cm.add_callback(CallbackManager.REMOVEPROC_CB, on_remove, name="remove")
     # MEM_READ is received as a new_style dict.
     global cm_new
     cm_new = CallbackManager(module_hdl, new_style=True)

@@ -1,0 +1,100 @@
+"""System-call names from the running kernel's own tables.
+
+The numbering is the kernel's: entry N of `sys_call_table` (x86-64, the
+`syscall` path) or `ia32_sys_call_table` (the 32-bit paths) points at the
+handler of call N, whose symbol names it (`__x64_sys_openat`,
+`__ia32_compat_sys_open`, `__ia32_sys_getpid`; `sys_ni_syscall` and
+`__x64_sys_ni_syscall` for unused numbers). No table of PyREBox's own: a
+kernel that adds or renumbers calls is read as it is.
+
+The tables are read once per kernel (keyed by the handler table's
+address) through the kernel's symbols; a table whose entries stop pointing
+at system-call handlers ends there (at most MAX_CALLS entries: the guest's
+memory is untrusted). A number the table does not name has no name (None);
+never a guess.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from . import machine
+
+MAX_CALLS = 1024
+TABLES = {False: "sys_call_table", True: "ia32_sys_call_table"}
+PREFIXES = ("__x64_sys_", "__x64_compat_sys_", "__ia32_compat_sys_", "__ia32_sys_",
+            "__se_sys_", "__do_sys_", "sys_")
+UNUSED = ("sys_ni_syscall", "__x64_sys_ni_syscall", "__ia32_sys_ni_syscall")
+
+_cache: dict[tuple[bool, int], dict[int, str]] = {}
+
+
+def handler_name(symbol: str) -> str | None:
+    """The call's name from its handler's symbol; None for an unused number
+    or a symbol that is no system-call handler."""
+    if symbol in UNUSED:
+        return None
+    for prefix in PREFIXES:
+        if symbol.startswith(prefix) and len(symbol) > len(prefix):
+            return symbol[len(prefix):]
+    return None
+
+
+def read_table(table: int, read_u64, symbol_of) -> dict[int, str]:
+    """{number: name} from the table at `table`: `read_u64(va)` reads one
+    entry, `symbol_of(va)` names the symbol at a handler's address (None
+    when none). Ends at the first entry that is neither a handler nor an
+    unused number, or at MAX_CALLS."""
+    names: dict[int, str] = {}
+    for number in range(MAX_CALLS):
+        try:
+            handler = read_u64(table + 8 * number)
+        except Exception:  # noqa: BLE001 - an unreadable entry ends the table
+            break
+        symbol = symbol_of(handler)
+        if symbol is None:
+            break
+        name = handler_name(symbol)
+        if name is None and symbol not in UNUSED:
+            break
+        if name is not None:
+            names[number] = name
+    return names
+
+
+def table(pgd: int, compat: bool = False) -> dict[int, str]:
+    """{number: name} of the running kernel, read through the address space
+    `pgd` (any process's: the kernel is mapped in each): the x86-64 calls,
+    or with `compat` the 32-bit ones (int 0x80, sysenter). Empty when the
+    kernel has no such table or its symbols are not known yet."""
+    address = machine.sym_to_va(0, "vmlinux", TABLES[compat])
+    if address is None:
+        return {}
+    key = (compat, address)
+    if key not in _cache:
+        def read_u64(va: int) -> int:
+            return struct.unpack("<Q", machine.r_va(pgd, va, 8))[0]
+
+        def symbol_of(va: int) -> str | None:
+            found = machine.va_to_sym(0, va)
+            if found is None or found[0] != "vmlinux":
+                return None
+            return found[1] if machine.sym_to_va(0, "vmlinux", found[1]) == va else None
+
+        _cache[key] = read_table(address, read_u64, symbol_of)
+    return _cache[key]
+
+
+def name(pgd: int, number: int, compat: bool = False) -> str | None:
+    """The kernel's name of system call `number` (None when it has none)."""
+    return table(pgd, compat).get(number)
+
+
+def event_name(pgd: int, number: int, path: int) -> str | None:
+    """A SYSCALL event's `name`: the x86-64 table for the `syscall` path
+    (1), the 32-bit one otherwise. None, never an exception, when it cannot
+    be told (a callback gets its event either way)."""
+    try:
+        return table(pgd, compat=path != 1).get(number)
+    except Exception:  # noqa: BLE001 - the name is optional; the event is not
+        return None

@@ -1,0 +1,83 @@
+"""System-call events of the monitored test programs (workload, fork_exec
+and its static_loop children), counted per number on entry and return,
+with getppid's return values, the children's returns, and the kernel's
+names of a few numbers. Writes one RESULT line at the end."""
+
+import json
+
+import api
+from api import CallbackManager
+from pyrebox import syscall_names
+
+WATCH = ("workload", "fork_exec", "static_loop", "syscall_seq")
+
+cm = None
+printer = None
+r = {"enter": {}, "ret": {}, "getppid": [], "children": [], "names": None, "errors": [],
+     "unpaired": 0, "old_style": 0, "seq": []}
+names_of = {}  # pgd -> name of the watched processes
+
+
+def on_create(params):
+    if params["name"] in WATCH:
+        names_of[params["pgd"]] = params["name"]
+        api.start_monitoring_process(params["pgd"])
+
+
+def on_remove(params):
+    if params["name"] in WATCH:
+        api.stop_monitoring_process(params["pgd"])
+
+
+def count(table, number):
+    table[str(number)] = table.get(str(number), 0) + 1
+
+
+def on_enter(params):
+    if names_of.get(params["pgd"]) == "syscall_seq":
+        r["seq"].append(["E", params["pgd"], params["number"], params["path"],
+                         list(params["raw"]), None, 0, params["name"]])
+        return
+    count(r["enter"], params["number"])
+    if r["names"] is None:
+        names = syscall_names.table(params["pgd"])
+        r["names"] = {"count": len(names), **{str(n): names.get(n) for n in (0, 1, 59, 110, 231)}}
+
+
+def on_ret(params):
+    if names_of.get(params["pgd"]) == "syscall_seq":
+        r["seq"].append(["R", params["pgd"], params["number"], params["path"],
+                         list(params["raw"]), params["retval"], params["child"], params["name"]])
+        return
+    count(r["ret"], params["number"])
+    if params["number"] == 110:
+        r["getppid"].append(params["retval"])
+    if params["child"]:
+        r["children"].append({"pgd": params["pgd"], "number": params["number"],
+                              "retval": params["retval"]})
+
+
+def on_ret_old(cpu_index, cpu, pgd, number, name, raw, retval):
+    if number == 110 and name == "getppid" and names_of.get(pgd) == "workload":
+        r["old_style"] += 1
+
+
+def initialize_callbacks(module_hdl, p):
+    global cm, printer
+    printer = p
+    cm = CallbackManager(module_hdl, new_style=True)
+    cm.add_callback(CallbackManager.CREATEPROC_CB, on_create, name="create")
+    cm.add_callback(CallbackManager.REMOVEPROC_CB, on_remove, name="remove")
+    cm.add_callback(CallbackManager.SYSCALL_CB, on_enter, name="enter")
+    cm.add_callback(CallbackManager.SYSCALL_RET_CB, on_ret, name="ret")
+    old = CallbackManager(module_hdl)
+    old.add_callback(CallbackManager.SYSCALL_RET_CB, on_ret_old, name="ret_old")
+    r["_old"] = None
+    globals()["old_cm"] = old
+
+
+def clean():
+    r.pop("_old", None)
+    printer("RESULT " + json.dumps(r))
+    cm.clean()
+    old_cm.clean()

@@ -1,0 +1,151 @@
+"""SYSCALL_CB and SYSCALL_RET_CB in the default guest: one boot with the
+monitored test programs (workload's getppid loop, fork_exec's children,
+syscall_seq's known sequence with a thread and an int 0x80 call), every
+entry paired with its return in the thread it came from."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+
+from conftest import command_outputs, key_values, run_pyrebox, write
+
+SCRIPT = os.path.join(os.path.dirname(__file__), "scripts", "syscall_probe.py")
+ROUNDS = 1000
+CHILDREN = 2
+# x86-64 system-call numbers are the ABI's (the names come from the kernel).
+CLONE, EXECVE, EXIT_GROUP, GETPPID = 56, 59, 231, 110
+READ, WRITE, CLOSE, MMAP, MPROTECT, MUNMAP, GETPID, SOCKET, SENDTO, WAIT4, EXIT = (
+    0, 1, 3, 9, 10, 11, 39, 41, 44, 61, 60)
+OPENAT, CLONE3 = 257, 435
+GETPID_32 = 20  # int 0x80: the i386 numbering
+THREAD_GETPIDS = 100
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("syscalls")
+    write(work / "scripts" / "__init__.py", "")
+    shutil.copy(SCRIPT, work / "scripts" / "syscall_probe.py")
+    conf = write(work / "pyrebox.conf", "[MODULES]\nscripts.syscall_probe: True\n")
+    result = run_pyrebox("run", "--conf", conf, "--timeout", "300",
+                         "--cmd", f"echo sh=$$; workload {ROUNDS}; true",
+                         "--cmd", f"fork_exec {CHILDREN} /usr/local/bin/static_loop 10",
+                         "--cmd", f"syscall_seq {THREAD_GETPIDS}",
+                         cwd=str(work))
+    lines = [l for l in result.stdout.splitlines()
+             if l.startswith("[scripts.syscall_probe] RESULT ")]
+    assert result.returncode == 0 and len(lines) == 1, result.stdout[-3000:] + result.stderr
+    return {"report": json.loads(lines[0].split("RESULT ", 1)[1]),
+            "outputs": command_outputs(result.stdout)}
+
+
+def test_every_getppid_of_the_loop_enters_and_returns_the_shells_pid(run):
+    report = run["report"]
+    assert report["errors"] == []
+    shell = int(key_values(run["outputs"][1][0])["sh"])
+    assert report["enter"][str(GETPPID)] == ROUNDS
+    assert report["getppid"] == [shell] * ROUNDS
+    assert report["old_style"] == ROUNDS
+
+
+def test_entries_and_returns_pair_up(run):
+    enter, ret = run["report"]["enter"], run["report"]["ret"]
+    for number, entered in enter.items():
+        if int(number) in (CLONE, EXECVE, EXIT_GROUP):
+            continue
+        assert ret.get(number, 0) == entered, (number, entered, ret.get(number))
+    assert set(ret) <= set(enter)
+    # A successful execve and exit_group never return; fork returns twice.
+    assert EXECVE not in map(int, ret) and EXIT_GROUP not in map(int, ret)
+    assert enter[str(CLONE)] == CHILDREN
+    assert ret[str(CLONE)] == 2 * CHILDREN
+
+
+def test_the_childrens_returns_are_told_and_return_zero(run):
+    printed = run["outputs"][2][0]
+    children = [int(v.split("=", 1)[1].split()[0]) for v in printed if v.startswith("child=")]
+    assert len(children) == CHILDREN
+    got = run["report"]["children"]
+    assert [(c["number"], c["retval"]) for c in got] == [(CLONE, 0)] * CHILDREN
+    assert len({c["pgd"] for c in got}) == CHILDREN
+
+
+def test_names_come_from_the_kernels_table(run):
+    names = run["report"]["names"]
+    assert names["count"] > 300
+    assert (names["0"], names["1"], names["59"], names["110"], names["231"]) == (
+        "read", "write", "execve", "getppid", "exit_group")
+
+
+def seq_calls(run, number, path=1):
+    """(entry raw arguments, return value) of syscall_seq's calls of
+    `number`, paired in order (one thread's calls of a number do not
+    overlap here)."""
+    events = [e for e in run["report"]["seq"] if e[2] == number and e[3] == path]
+    entries = [e[4] for e in events if e[0] == "E"]
+    returns = [e[5] for e in events if e[0] == "R" and not e[6]]
+    return list(zip(entries, returns)), len(entries), len(returns)
+
+
+def test_the_known_sequence_with_arguments_and_results(run):
+    printed = key_values(run["outputs"][3][0])
+    pid = int(printed["pid"])
+    opens, _, _ = seq_calls(run, OPENAT)
+    AT_FDCWD = 0xffffff9c  # -100 in the 32-bit int argument
+    assert [(raw[0] & 0xffffffff, raw[2], ret) for raw, ret in opens] == [
+        (AT_FDCWD, 0o1101, 3), (AT_FDCWD, 0, 3), (AT_FDCWD, 0, -2)]  # O_WRONLY|O_CREAT|O_TRUNC
+    assert opens[0][0][3] == 0o644
+    writes = [(raw[0], raw[2], ret) for raw, ret in seq_calls(run, WRITE)[0] if raw[0] == 3]
+    assert writes == [(3, 26, 26)]
+    reads = [(raw[0], raw[2], ret) for raw, ret in seq_calls(run, READ)[0] if raw[0] == 3]
+    assert reads == [(3, 64, 26)]
+    [(mmap_raw, mapped)] = [c for c in seq_calls(run, MMAP)[0] if c[0][1] == 8192]
+    assert mmap_raw[2] == 3 and mapped > 0  # PROT_READ|PROT_WRITE
+    assert [(raw[0], raw[1], raw[2], ret) for raw, ret in seq_calls(run, MPROTECT)[0]
+            if raw[0] == mapped] == [(mapped, 8192, 1, 0)]
+    assert [(raw[0], ret) for raw, ret in seq_calls(run, MUNMAP)[0]] == [(mapped, 0)]
+    [(socket_raw, sock)] = seq_calls(run, SOCKET)[0]
+    assert socket_raw[:2] == [2, 2]  # AF_INET, SOCK_DGRAM
+    assert [(raw[0], raw[2], ret) for raw, ret in seq_calls(run, SENDTO)[0]] == [(sock, 5, 5)]
+    int80, entered, returned = seq_calls(run, GETPID_32, path=2)
+    assert entered == returned == 1 and int80[0][1] == pid == int(printed["int80_pid"])
+
+
+def test_a_threads_calls_pair_and_its_start_is_clone3s_second_return(run):
+    calls, entered, returned = seq_calls(run, GETPID)
+    assert entered == returned == THREAD_GETPIDS + 1  # the thread's and main's own
+    pid = int(key_values(run["outputs"][3][0])["pid"])
+    assert {ret for _, ret in calls} == {pid}
+    clone3 = [e for e in run["report"]["seq"] if e[2] == CLONE3]
+    assert [(e[0], e[6]) for e in clone3 if e[0] == "E"] == [("E", 0)]
+    returns = sorted((e[6], e[5]) for e in clone3 if e[0] == "R")
+    assert returns[0][0] == 0 and returns[0][1] > pid     # the parent gets the thread's id
+    assert returns[1] == (1, 0)                            # the thread starts with 0
+    exits = [e for e in run["report"]["seq"] if e[2] == EXIT]
+    assert [e[0] for e in exits] == ["E"]                  # the thread's exit never returns
+
+
+def test_fork_wait4_and_execve_in_the_child(run):
+    printed = key_values(run["outputs"][3][0])
+    child = int(printed["child"])
+    seq = run["report"]["seq"]
+    forks = [e for e in seq if e[2] == CLONE]
+    assert sorted((e[0], e[6], e[5]) for e in forks) == [
+        ("E", 0, None), ("R", 0, child), ("R", 1, 0)]
+    assert [e[5] for e in seq if e[2] == WAIT4 and e[0] == "R"] == [child]
+    execs = [e for e in seq if e[2] == EXECVE]
+    assert [e[0] for e in execs] == ["E"]  # the child's execve succeeded: no return
+    assert printed["status"] == "0"
+
+
+def test_events_carry_the_kernels_name_of_the_call(run):
+    names = {(e[2], e[3]): e[7] for e in run["report"]["seq"]}
+    assert names[(OPENAT, 1)] == "openat" and names[(READ, 1)] == "read"
+    assert names[(CLONE3, 1)] == "clone3" and names[(WAIT4, 1)] == "wait4"
+    # The 32-bit numbering: this kernel keeps no ia32_sys_call_table (its
+    # 32-bit calls go through a switch), so int 0x80's getpid has no name.
+    assert names[(GETPID_32, 2)] is None
