@@ -50,7 +50,6 @@ class AgentBatch:
         self.deadline = deadline
         self.console = collections.deque(maxlen=CONSOLE_TAIL)
         self.started = time.monotonic()
-        self.ended: list[int] = []
         self.agent_seen = False  # the agent has answered once
 
     # --- the serial console, kept for diagnosis ---
@@ -83,9 +82,6 @@ class AgentBatch:
         while True:
             if not self.alive():
                 raise AgentError("QEMU ended before the guest agent answered")
-            left = self._left()
-            if left is not None and left <= 0:
-                raise AgentTimeout()
             if self.deadline is None and time.monotonic() >= limit:
                 raise AgentError(f"no answer within {AGENT_WAIT:g} s of the VM's start")
             try:
@@ -106,12 +102,9 @@ class AgentBatch:
         `show`), returns its exit status."""
         self.emit(f"PYREBOX-CMD-BEGIN {number}")
         argv = ["/bin/sh", "-c", f"cd {shlex.quote(GUEST_WORKDIR)} 2>/dev/null; {command}"]
-        left = self._left()
-        if left is not None and left <= 0:
-            raise AgentTimeout()
         try:
             code, signal_number, out, err = self.agent.exec_status(
-                argv, timeout=float("inf") if left is None else left)
+                argv, timeout=self._bounded(float("inf")))
         except AgentError:
             if self._left() is not None and self._left() <= 0:
                 raise AgentTimeout() from None
@@ -122,7 +115,6 @@ class AgentBatch:
                 show(line)
         rc = code if signal_number is None else 128 + signal_number
         self.emit(f"PYREBOX-CMD-END {number} rc={rc}")
-        self.ended.append(number)
         return rc
 
     # --- the whole batch ---
@@ -141,7 +133,7 @@ class AgentBatch:
         for number, command in enumerate(commands, 1):
             self.run_command(number, command, show)
 
-    def power_off(self, alive, quit_qemu, clean: bool) -> None:
+    def power_off(self, quit_qemu, clean: bool) -> None:
         """Ends the VM: with `clean` (the guest's writes are kept: a kept
         overlay, or the image itself) the guest shuts down through the agent
         and QEMU exits on its own (quit_qemu() after SHUTDOWN_WAIT);
@@ -154,9 +146,9 @@ class AgentBatch:
             end = time.monotonic() + SHUTDOWN_WAIT
             if self.deadline is not None:
                 end = min(end, self.deadline)
-            while alive() and time.monotonic() < end:
+            while self.alive() and time.monotonic() < end:
                 time.sleep(0.1)
-            if not alive():
+            if not self.alive():
                 return
             self.emit(f"[pyrebox] the guest did not power off within {SHUTDOWN_WAIT:g} s "
                       f"of the agent's guest-shutdown; QEMU is stopped")

@@ -16,9 +16,7 @@ from __future__ import annotations
 import os
 import shlex
 
-from .guest_agent import NO_AGENT, AgentError, GuestAgent
-
-AGENT_SOCKET = "agent.sock"
+from .guest_agent import AGENT_SOCKET, NO_AGENT, AgentError, GuestAgent
 EXEC_TIMEOUT = 300.0   # seconds an `exec` may run before the console gives it up
 CONNECT_WAIT = 10.0    # seconds for the agent to answer a connection
 GET_LIMIT = 1 << 30    # bytes `get` copies at most

@@ -311,9 +311,7 @@ class Session:
                 out(agent_commands.run(os.path.dirname(self.server.path), word, rest))
             else:
                 self.monitor(line)
-        except AgentError as e:
-            out(f"{word}: {e}\n")
-        except OSError as e:
+        except (AgentError, OSError) as e:
             out(f"{word}: {e}\n")
         except Exception:
             out(f"error: {traceback.format_exc().rstrip()}\n")

@@ -23,6 +23,9 @@ import socket
 import time
 
 CHUNK = 48 * 1024          # bytes per guest-file-read/write
+# The host end of a run's agent channel, in its run directory (beside the
+# console's socket): the launcher creates it, the console's commands use it.
+AGENT_SOCKET = "agent.sock"
 NO_AGENT = ("the guest agent does not answer: install and start qemu-guest-agent in the VM "
             "(Debian: apt install qemu-guest-agent; it serves the virtio-serial port "
             "org.qemu.guest_agent.0, which pyrebox run --image adds)")

@@ -66,7 +66,7 @@ import time
 from . import config as config_mod
 from . import own_vm, paths, qemu
 from .agent_batch import AgentBatch, AgentTimeout
-from .guest_agent import NO_AGENT, AgentError
+from .guest_agent import AGENT_SOCKET, NO_AGENT, AgentError
 from .cpio import CpioArchive
 from .qmp_client import Qmp, QmpError, snapshot
 
@@ -213,6 +213,12 @@ def neutralise(text: str) -> str:
     return text.translate(_CONTROLS)
 
 
+def serial_text(raw: bytes) -> str:
+    """One line read from the serial console, as text: without its line end
+    and carriage returns, bytes that are not UTF-8 as \\xNN."""
+    return raw.decode("utf-8", "backslashreplace").rstrip("\r\n").replace("\r", "")
+
+
 def guest_line(text: str) -> str:
     """One line of guest console text (without its newline; carriage
     returns already dropped) as the launcher shows it: controls neutralised,
@@ -343,16 +349,16 @@ def is_own_vm(opts: RunOptions) -> bool:
     return opts.image is not None or qemu.describes_own_vm(opts.extra)
 
 
-def validate_image(opts: RunOptions) -> None:
+def validate_image(opts: RunOptions) -> own_vm.Image | None:
     """The --image options go together, and with nothing that describes
-    another machine."""
+    another machine; the image, as qemu-img reads it (None without one)."""
     if opts.image is None:
         for flag, value in (("--kernel", opts.kernel), ("--initrd", opts.initrd),
                             ("--append", opts.append), ("--keep-overlay", opts.keep_overlay),
                             ("--write", opts.write or None)):
             if value is not None:
                 raise RunError(f"{flag} goes with --image DISK (the disk of your own VM)")
-        return
+        return None
     if qemu.describes_own_vm(opts.extra):
         given = ", ".join(a for a in opts.extra if a in qemu.USER_VM_OPTIONS)
         raise RunError(f"--image {opts.image} and the QEMU arguments after -- ({given}) both "
@@ -364,13 +370,14 @@ def validate_image(opts: RunOptions) -> None:
         raise RunError("--write writes the image itself; --keep-overlay keeps an overlay "
                        "instead: give one of them")
     try:
-        own_vm.inspect(opts.image)
+        image = own_vm.inspect(opts.image)
         own_vm.kernel_args(opts.kernel, opts.initrd, opts.append)
     except own_vm.ImageError as e:
         raise RunError(str(e)) from None
+    return image
 
 
-def image_snapshot_checks(opts: RunOptions, flag: str) -> None:
+def image_snapshot_checks(opts: RunOptions, flag: str, image: own_vm.Image) -> None:
     """--savevm/--loadvm with --image: the snapshots live in the disk the
     guest writes, which must be qcow2 and outlive the run: a kept overlay,
     or with --write a qcow2 image."""
@@ -378,7 +385,7 @@ def image_snapshot_checks(opts: RunOptions, flag: str) -> None:
         raise RunError(f"--disk holds the default guest's snapshots; with --image they live "
                        f"in the overlay: give --keep-overlay FILE instead of --disk")
     if opts.write:
-        if own_vm.inspect(opts.image).format != "qcow2":
+        if image.format != "qcow2":
             raise RunError(f"{flag} with --write needs a qcow2 image ({opts.image} is raw and "
                            f"cannot hold snapshots); use --keep-overlay FILE instead")
         return
@@ -393,7 +400,7 @@ def image_snapshot_checks(opts: RunOptions, flag: str) -> None:
 
 def validate(opts: RunOptions) -> config_mod.Config:
     """Checks everything that can be checked before QEMU starts."""
-    validate_image(opts)
+    image = validate_image(opts)
     for cmd in opts.commands:
         if "\n" in cmd:
             raise RunError(f"--cmd {cmd!r}: a guest command is one line")
@@ -407,7 +414,7 @@ def validate(opts: RunOptions) -> config_mod.Config:
             if not name or any(c.isspace() for c in name):
                 raise RunError(f"{flag} {name!r}: a snapshot name is one word")
             if opts.image is not None:
-                image_snapshot_checks(opts, flag)
+                image_snapshot_checks(opts, flag, image)
                 continue
             if opts.disk is None:
                 raise RunError(f"{flag} needs --disk FILE: snapshots live in that qcow2 file, "
@@ -532,6 +539,7 @@ class Runner:
         self._on_stop: list = []  # undo steps for a signal (the terminal's mode)
         self._prctl = ctypes.CDLL(None, use_errno=True).prctl  # loaded before any fork
         self._built_guest: paths.Guest | None = None  # the --guest-kernel guest, once looked up
+        self._image: own_vm.Image | None = None  # the --image disk, once inspected
 
     def emit(self, line: str) -> None:
         with self._out_lock:
@@ -541,11 +549,17 @@ class Runner:
     def own_vm(self) -> bool:
         return is_own_vm(self.opts)
 
+    def _user_image(self) -> own_vm.Image:
+        """The --image disk as qemu-img reads it (once per run)."""
+        if self._image is None:
+            self._image = own_vm.inspect(self.opts.image)
+        return self._image
+
     def _image_disk(self, rundir: str) -> tuple[str, str]:
         """(file, format) of the --image run's disk: the overlay, or with
         --write the image itself."""
         if self.opts.write:
-            image = own_vm.inspect(self.opts.image)
+            image = self._user_image()
             return image.path, image.format
         return (os.path.abspath(self.opts.keep_overlay) if self.opts.keep_overlay
                 else os.path.join(rundir, "overlay.qcow2")), "qcow2"
@@ -590,15 +604,12 @@ class Runner:
             cmd += ["-chardev", f"socket,id=pyrebox-serial,path={rundir}/serial.sock,"
                                 f"server=on,wait=on",
                     "-serial", "chardev:pyrebox-serial", "-monitor", "none"]
-        image_fmt = None
         if opts.image is not None:
-            disk, image_fmt = self._image_disk(rundir)
-            cmd += own_vm.drive_args(disk, image_fmt)
+            cmd += own_vm.drive_args(*self._image_disk(rundir))
             cmd += own_vm.kernel_args(opts.kernel, opts.initrd, opts.append)
         if opts.image is not None or opts.agent:
-            cmd += own_vm.agent_args(os.path.join(rundir, "agent.sock"))
-        if image_fmt != "qcow2":
-            # Snapshots need a qcow2 disk: an image run's overlay is one.
+            cmd += own_vm.agent_args(os.path.join(rundir, AGENT_SOCKET))
+        if self._needs_snapshot_disk():
             cmd += ["-drive",
                     f"if=none,id=pyrebox-disk,format=qcow2,file={self._disk(rundir)}"]
         if opts.loadvm:
@@ -633,6 +644,12 @@ class Runner:
         return (os.path.abspath(self.opts.disk) if self.opts.disk
                 else os.path.join(rundir, "scratch.qcow2"))
 
+    def _needs_snapshot_disk(self) -> bool:
+        """Snapshots need a qcow2 disk: an --image run's own disk is one (its
+        overlay), unless --write boots a raw image."""
+        return self.opts.image is None or (self.opts.write and
+                                           self._user_image().format != "qcow2")
+
     def _make_disk(self, rundir: str) -> None:
         """Creates the snapshot disk when it does not exist yet."""
         path = self._disk(rundir)
@@ -648,7 +665,7 @@ class Runner:
     def _prepare_image(self, rundir: str) -> None:
         """The overlay of an --image run (created, or checked when kept);
         with --write, a line saying the image itself is written."""
-        image = own_vm.inspect(self.opts.image)
+        image = self._user_image()
         if self.opts.write:
             self.emit(f"[pyrebox] --write: the guest writes to {image.path} itself "
                       f"(no overlay)")
@@ -728,7 +745,8 @@ class Runner:
         self._rundir = rundir
         previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
         try:
-            self._make_disk(rundir)
+            if self._needs_snapshot_disk():
+                self._make_disk(rundir)
             if self.opts.image is not None:
                 self._prepare_image(rundir)
             if self.opts.batch and self.opts.image is not None:
@@ -814,7 +832,7 @@ class Runner:
     def _copy_files_in(self, rundir: str, proc: subprocess.Popen, say) -> None:
         """An interactive --image run's --file copies, once the agent answers;
         a failure is said and the session goes on."""
-        batch = AgentBatch(os.path.join(rundir, "agent.sock"), say,
+        batch = AgentBatch(os.path.join(rundir, AGENT_SOCKET), say,
                            lambda: proc.poll() is None, None)
         try:
             batch.run(self.opts.files, [], show=say)
@@ -854,45 +872,43 @@ class Runner:
         write_pid(rundir, proc.pid)
         deadline = None if self.opts.timeout is None else time.monotonic() + self.opts.timeout
         alive = lambda: proc.poll() is None  # noqa: E731
-        batch = AgentBatch(os.path.join(rundir, "agent.sock"), self.emit, alive, deadline)
+        batch = AgentBatch(os.path.join(rundir, AGENT_SOCKET), self.emit, alive, deadline)
         readers = self._start_readers(proc, read_fd,
                                       lambda stream: self._keep_console(stream, batch))
         qmp_path = os.path.join(rundir, "qmp.sock")
-        problem = None
+        problem = None  # what went wrong, when something did
         try:
             batch.run(self.opts.files, self.opts.commands,
                       show=lambda line: self.emit(guest_line(line)),
                       save=(lambda: self._save_image_snapshot(qmp_path))
                       if self.opts.savevm else None)
             self.emit(END_MARKER)
-            batch.power_off(alive, lambda: self._quit_qemu(qmp_path),
+            batch.power_off(lambda: self._quit_qemu(qmp_path),
                             clean=bool(self.opts.keep_overlay or self.opts.write))
         except AgentTimeout:
-            problem = "timeout"
+            problem = (f"timeout: the guest agent had not answered after {self.opts.timeout:g} "
+                       f"s; QEMU was stopped. {NO_AGENT}\n{batch.console_tail()}"
+                       if not batch.agent_seen else
+                       f"timeout: the guest did not finish within {self.opts.timeout:g} s; "
+                       f"QEMU was stopped")
+            code = 124
         except (AgentError, QmpError, OSError) as e:
-            problem = str(e)
             if not batch.agent_seen and proc.poll() is not None:
                 problem = (f"QEMU ended (exit status {proc.returncode}) before the guest agent "
                            f"answered\n{batch.console_tail()}")
             elif not batch.agent_seen:
                 problem = f"{NO_AGENT}: {e}\n{batch.console_tail()}"
+            else:
+                problem = str(e)
+            code = 1
         if problem is not None:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
             for t in readers:
                 t.join(timeout=5)
-            if problem == "timeout" and not batch.agent_seen:
-                self.emit(f"pyrebox: timeout: the guest agent had not answered after "
-                          f"{self.opts.timeout:g} s; QEMU was stopped. {NO_AGENT}\n"
-                          f"{batch.console_tail()}")
-                return 124
-            if problem == "timeout":
-                self.emit(f"pyrebox: timeout: the guest did not finish within "
-                          f"{self.opts.timeout:g} s; QEMU was stopped")
-                return 124
             self.emit(f"pyrebox: {problem}")
-            return 1
+            return code
         rc = proc.wait()
         for t in readers:
             t.join(timeout=10)
@@ -903,8 +919,7 @@ class Runner:
 
     def _keep_console(self, stream, batch: AgentBatch) -> None:
         for raw in stream:
-            batch.console_line(neutralise(
-                raw.decode("utf-8", "backslashreplace").rstrip("\r\n").replace("\r", "")))
+            batch.console_line(neutralise(serial_text(raw)))
 
     def _save_image_snapshot(self, qmp_path: str) -> None:
         name = self.opts.savevm
@@ -954,7 +969,7 @@ class Runner:
         without their nonce: `PYREBOX-CMD-BEGIN 1`, `PYREBOX-CMD-END 1 rc=0`,
         `PYREBOX-GUEST-END`, `PYREBOX-SNAPSHOT-POINT`."""
         for raw in stream:
-            line = raw.decode("utf-8", "backslashreplace").rstrip("\r\n").replace("\r", "")
+            line = serial_text(raw)
             text, marker = self.markers.split(line)
             if marker is None:
                 self.emit(guest_line(line))
