@@ -130,7 +130,9 @@ struct Plan {
     bool syscall_all = false;
     bool syscall_ret = false;
     bool syscall_ret_all = false;
-    bool any_syscall() const { return syscall || syscall_all || syscall_ret || syscall_ret_all; }
+    bool any_syscall_entry() const { return syscall || syscall_all; }
+    bool any_syscall_return() const { return syscall_ret || syscall_ret_all; }
+    bool any_syscall() const { return any_syscall_entry() || any_syscall_return(); }
     bool syscall_every_process() const { return syscall_all || syscall_ret_all; }
     // Addresses with address-specific BLOCK_BEGIN / INSN_BEGIN callbacks.
     std::unordered_set<uint64_t> exec_addrs;

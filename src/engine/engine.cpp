@@ -286,8 +286,8 @@ void Engine::on_syscall(int vcpu, uint64_t pc, uint64_t len, SyscallPath path) {
     }
     const Vcpu& v = vcpus_[static_cast<size_t>(vcpu)];
     const Plan& plan = registry_.current_plan();
-    const bool deliver_entry = plan.syscall || plan.syscall_all;
-    if (plan.syscall_ret || plan.syscall_ret_all) {
+    const bool deliver_entry = plan.any_syscall_entry();
+    if (plan.any_syscall_return()) {
         SyscallCall call;
         call.path = path;
         call.pgd = v.pgd;

@@ -127,7 +127,6 @@ public:
     // The instruction at `pc` follows a system-call instruction: when the
     // running thread's call returns here, SYSCALL_RET.
     void on_syscall_return(int vcpu, uint64_t pc);
-    const SyscallTracker& syscalls() const { return syscalls_; }
 
     // A memory access completed (one memory_wanted() let through).
     void on_memory(int vcpu, uint64_t pc, bool is_write, uint64_t vaddr, uint64_t paddr,

@@ -360,7 +360,7 @@ void on_tb_translate(qemu_plugin_id_t /*id*/, qemu_plugin_tb* tb) {
 
     std::lock_guard<std::mutex> guard(g.arena_lock);
     TbInfo* tb_info = &g.tbs.emplace_back(info);
-    if (plan->syscall_ret || plan->syscall_ret_all) {
+    if (plan->any_syscall_return()) {
         g.block_starts.insert(info.pc);
     }
 
@@ -401,7 +401,7 @@ void on_tb_translate(qemu_plugin_id_t /*id*/, qemu_plugin_tb* tb) {
                                                         QEMU_PLUGIN_CB_RW_REGS, QEMU_PLUGIN_COND_NE,
                                                         g.pending, 0, pc_udata);
         }
-        if (plan->syscall_ret || plan->syscall_ret_all) {
+        if (plan->any_syscall_return()) {
             if (g.return_sites.count(pc) != 0) {
                 register_gated(insn, cb_syscall_return, pc_udata, plan->syscall_every_process());
             }
@@ -451,7 +451,7 @@ void on_tb_translate(qemu_plugin_id_t /*id*/, qemu_plugin_tb* tb) {
                 if (g.return_sites.size() < kMaxReturnSites &&
                     g.return_sites.insert(pc + len).second &&
                     g.block_starts.count(pc + len) != 0 &&
-                    (plan->syscall_ret || plan->syscall_ret_all)) {
+                    plan->any_syscall_return()) {
                     request_retranslation();
                 }
             }
