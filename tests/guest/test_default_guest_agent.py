@@ -6,59 +6,10 @@ commands say the VM has no agent channel."""
 from __future__ import annotations
 
 import os
-import re
-import signal
-import subprocess
-import time
 
 import pytest
 
-from conftest import LAUNCHER, Wire
-
-
-class Console:
-    """A `pyrebox run` in interactive mode (stdout to a file) and a client
-    of its PyREBox console."""
-
-    def __init__(self, work, *args: str):
-        self.log_path = work / "run.log"
-        self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([LAUNCHER, "run", "--timeout", "300", *args], cwd=str(work),
-                                     stdin=subprocess.PIPE, stdout=self.log,
-                                     stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        rundir = None
-        while rundir is None and time.monotonic() < deadline:
-            found = re.search(r"\[pyrebox\] QMP socket: (\S+)/qmp\.sock",
-                              self.log_path.read_text())
-            rundir = found.group(1) if found else time.sleep(0.2)
-        assert rundir, self.log_path.read_text()
-        path = os.path.join(rundir, "console.sock")
-        while not os.path.exists(path) and self.proc.poll() is None:
-            time.sleep(0.2)
-        self.wire = Wire(path, timeout=120)
-        self.prompt = self.wire.until("prompt")
-
-    def line(self, text: str) -> str:
-        self.wire.send(op="line", text=text, seq=self.prompt["seq"])
-        self.prompt = self.wire.until("prompt")
-        return self.wire.shown
-
-    def until_agent(self, command: str, wait: float = 120) -> str:
-        deadline = time.monotonic() + wait
-        while True:
-            shown = self.line(command)
-            if "[exit status" in shown or time.monotonic() > deadline:
-                return shown
-
-    def close(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
+from own_vm.vm import Console
 
 
 @pytest.fixture(scope="module")
