@@ -114,6 +114,12 @@ KERNEL_MODULES: list[str] = ["ne2k_pci", "e1000", "virtio_pci", "virtio_net"]
 AGENT_BINARY = "/usr/sbin/qemu-ga"
 AGENT_MODULES: list[str] = ["virtio_console"]
 
+# Host programs copied into the guest as they are, with the libraries they
+# load: (path, the Debian package that installs it). strace is the guest's
+# own view of system calls, which the tracing tests compare against.
+HOST_PROGRAMS: list[tuple[str, str]] = [(AGENT_BINARY, "qemu-guest-agent"),
+                                        ("/usr/bin/strace", "strace")]
+
 # One kernel module is put into the initramfs but not loaded: tests insmod and
 # rmmod it to see module events.  It is the first of these that the kernel
 # has as a loadable module without dependencies and with an exported
@@ -864,13 +870,14 @@ def build(
             for library in shared_libraries(out / program["host_path"]):
                 if library not in libraries:
                     libraries.append(library)
-    # The guest agent and what it loads, copied as they are (host files
+    # The host programs and what they load, copied as they are (host files
     # count as inputs like the libraries).
-    if not os.path.isfile(AGENT_BINARY):
-        raise BuildError(f"{AGENT_BINARY} not found; install it with `apt-get install qemu-guest-agent`")
-    for path in [AGENT_BINARY, *shared_libraries(Path(AGENT_BINARY))]:
-        if path not in libraries:
-            libraries.append(path)
+    for binary, package in HOST_PROGRAMS:
+        if not os.path.isfile(binary):
+            raise BuildError(f"{binary} not found; install it with `apt-get install {package}`")
+        for path in [binary, *shared_libraries(Path(binary))]:
+            if path not in libraries:
+                libraries.append(path)
 
     archive, modules = build_initramfs(cpio, busybox, programs, out, libraries, modules_dir, release)
     write_gzip(archive.to_bytes(), out / "initramfs.cpio.gz")

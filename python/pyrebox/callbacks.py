@@ -85,6 +85,7 @@ def _adapter_source(kind: event_kinds.Kind, new_style: bool) -> str:
     body = []
     positional, entries = [], []
     has_cpu = False
+    lazy: list[str] = []
     for field in kind.fields:
         if field.type == event_kinds.CPU:
             has_cpu = True
@@ -97,6 +98,10 @@ def _adapter_source(kind: event_kinds.Kind, new_style: bool) -> str:
             value = "0"
         elif field.type == event_kinds.DERIVED:
             value = f"derive[{field.event!r}]({', '.join(_raw_name(m) for m in field.inputs)})"
+            if field.lazy:
+                lazy.append(f"lazy_{field.name}")
+                body.append(f"{lazy[-1]} = {value}")
+                value = lazy[-1]
         else:
             value = _raw_name(field.event)
         if field.positional:
@@ -112,12 +117,17 @@ def _adapter_source(kind: event_kinds.Kind, new_style: bool) -> str:
               f"            {call}",
               "        except Exception as e:",
               "            report(e)"]
-    if has_cpu:
-        # After the call, `cpu` has two references: the adapter's local and
-        # getrefcount's argument. More means the script kept the object: it
-        # is then frozen (every register read) while the state is current.
-        lines += ["        if getrefcount(cpu) > 2:",
-                  "            cpu.freeze()"]
+    # After the call, `cpu` (and each lazy derived value) has two references:
+    # the adapter's local and getrefcount's argument. More means the script
+    # kept the object: it is then frozen (every register, every argument
+    # read) while the state is current.
+    for name in (["cpu"] if has_cpu else []) + lazy:
+        kept = f"getrefcount({name}) > 2" if name == "cpu" else \
+            f"{name} is not None and getrefcount({name}) > 2"
+        freeze = [f"            {name}.freeze()"] if name == "cpu" else [
+            "            try:", f"                {name}.freeze()",
+            "            except Exception as e:", "                report(e)"]
+        lines += [f"        if {kept}:", *freeze]
     lines += ["    return adapter", ""]
     return "\n".join(lines)
 

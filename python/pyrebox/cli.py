@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import atexit
+import configparser
+import os
+import shlex
 import sys
+import tempfile
 
 from . import config as config_mod
-from . import paths, qemu, run
+from . import paths, qemu, run, trace_filter
 from .symbols import cli as symbols_cli
 
 
@@ -16,6 +21,32 @@ def _run_parser(sub) -> None:
         description="Boot QEMU with the PyREBox plugin. With --cmd, the default guest runs "
                     "the commands in order and powers off; without, you get its shell "
                     "(Ctrl-] switches to the PyREBox console and q back).")
+    _add_run_arguments(p)
+
+
+def _trace_parser(sub) -> None:
+    p = sub.add_parser(
+        "trace", help="an strace-format log of a program and its descendants",
+        description="Run the --cmd commands in the guest (the default guest, or --image) and "
+                    "log the system calls of PROGRAM, the first word of the last --cmd, and "
+                    "of every process it starts, as strace -f does: "
+                    "[pid N] openat(AT_FDCWD, \"/etc/hosts\", O_RDONLY|O_CLOEXEC) = 3. "
+                    "See docs/trace.md.")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="write the log to FILE (default: the console)")
+    p.add_argument("-e", "--filter", metavar="EXPR", default="",
+                   help="which calls, as strace's -e trace=: names and classes (%%file, "
+                        "%%network, %%process), '!' in front negates: -e openat,read, "
+                        "-e %%network")
+    p.add_argument("--json", action="store_true",
+                   help="JSON lines (pid, name, number, args, raw, retval, error, text)")
+    p.add_argument("--name", metavar="NAME",
+                   help="the process name to follow (default: the basename of the last "
+                        "--cmd's first word)")
+    _add_run_arguments(p)
+
+
+def _add_run_arguments(p) -> None:
     p.add_argument("--conf", help="pyrebox.conf to use (default: ./pyrebox.conf if present)")
     p.add_argument("--file", action="append", default=[], metavar="HOST[:GUEST]",
                    help="copy a host file into the guest before the commands run, or before "
@@ -107,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                                      "reverse-engineering sandbox on stock QEMU")
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)
+    _trace_parser(sub)
     _attach_parser(sub)
     _symbols_parser(sub)
     args = parser.parse_args(argv)
@@ -118,10 +150,13 @@ def main(argv: list[str] | None = None) -> int:
         from . import client
         return client.attach(args.rundir)
 
-    if args.command == "run":
+    if args.command in ("run", "trace"):
         try:
+            conf = args.conf
+            if args.command == "trace":
+                conf = trace_conf(args)
             opts = run.RunOptions(
-                conf=args.conf, files=[run.parse_file_spec(f) for f in args.file],
+                conf=conf, files=[run.parse_file_spec(f) for f in args.file],
                 commands=args.cmd, smp=args.smp, memory=args.memory, nokaslr=args.nokaslr,
                 plugin=not args.no_plugin, agent=args.agent, nic=args.nic, hostfwd=args.hostfwd,
                 timeout=args.timeout, extra=args.extra, disk=args.disk, savevm=args.savevm,
@@ -139,6 +174,42 @@ def main(argv: list[str] | None = None) -> int:
             print(f"pyrebox: {e}", file=sys.stderr)
             return 2
     return 2
+
+
+def trace_conf(args) -> str:
+    """The configuration of a trace run: the user's (--conf, or
+    ./pyrebox.conf) with the trace script and its [TRACE] section added,
+    written to a temporary file."""
+    if not args.cmd:
+        raise run.RunError("pyrebox trace needs --cmd 'PROGRAM ARGS' (the program to trace)")
+    words = shlex.split(args.cmd[-1])
+    name = args.name or (os.path.basename(words[0]) if words else "")
+    if not name:
+        raise run.RunError("the last --cmd is empty: give --cmd 'PROGRAM ARGS'")
+    base = args.conf or ("pyrebox.conf" if os.path.isfile("pyrebox.conf") else None)
+    user = config_mod.load(base)
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str
+    for section, values in user.sections.items():
+        if section != "TRACE":
+            parser[section] = dict(values)
+    if user.isf:
+        parser["SYMBOLS"] = {"isf": user.isf}
+    modules = dict(parser["MODULES"]) if parser.has_section("MODULES") else {}
+    modules["pyrebox.trace_script"] = "True"
+    parser["MODULES"] = modules
+    parser["TRACE"] = {"program": name,
+                       "output": os.path.abspath(args.output) if args.output else "",
+                       "filter": args.filter, "json": str(bool(args.json))}
+    try:
+        trace_filter.Filter(args.filter)  # checked before the guest boots
+    except ValueError as e:
+        raise run.RunError(str(e)) from None
+    fd, path = tempfile.mkstemp(prefix="pyrebox-trace-", suffix=".conf")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        parser.write(f)
+    atexit.register(lambda: os.path.exists(path) and os.unlink(path))
+    return path
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 The format is PyREBox's: `[MODULES]` lists scripts (`dotted.name: True|False`,
 True ones load at start-up); `[VOL]`, `[AGENT]` and `[SYMBOL_CACHE]` are
 accepted with their PyREBox keys; `[SYMBOLS] isf` names the guest kernel's
-symbol table (ISF). Every section and key is checked: an unknown
+symbol table (ISF); `[TRACE]` configures `pyrebox trace`. Every section and key is checked: an unknown
 one is an error naming it and what is valid, so a typo never silently
 disables something. docs/configuration.md documents every key.
 """
@@ -21,6 +21,7 @@ SCHEMA: dict[str, tuple[str, ...] | None] = {
     "AGENT": ("name", "conf"),
     "SYMBOL_CACHE": ("path",),
     "SYMBOLS": ("isf",),
+    "TRACE": ("program", "output", "filter", "json"),
 }
 
 _BOOLEANS = {"true": True, "false": False}

@@ -61,6 +61,8 @@ class Field:
     aliases: tuple[str, ...] = ()  # further new-style dict keys with the same value
     after: bool = False           # read after the event (the state it left)
     inputs: tuple[str, ...] = ()  # DERIVED: the Event members the derivation takes
+    lazy: bool = False            # DERIVED: the value reads the guest when first used; one
+                                  # the callback keeps is read (freeze()) before the event ends
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,11 +83,23 @@ _cpu_index = Field("cpu_index", INT, "cpu_index")
 # A system call: where, which (the kernel's name from its own table; None
 # when it names none) and its argument registers; the entry path and the
 # system-call instruction.
+_syscall_thread = (Field("pid", INT, "pid"), Field("tid", INT, "tid"))
 _syscall_call = (Field("pgd", INT, "pgd"), Field("number", INT, "number"),
-                 Field("name", DERIVED, "syscall_name", inputs=("pgd", "number", "syscall_path")),
-                 Field("raw", ARGS, "args"))
+                 Field("name", DERIVED, "syscall_name", inputs=("pgd", "number", "syscall_path")))
+# The decoded arguments (pyrebox.syscall_args.Arguments): read from the guest
+# when first used during the callback, or when the callback keeps them.
+_syscall_args = Field("args", DERIVED, "syscall_args", lazy=True,
+                      inputs=("pgd", "number", "syscall_path", "args"))
+_syscall_args_ret = Field("args", DERIVED, "syscall_args_ret", lazy=True, after=True,
+                          inputs=("pgd", "number", "syscall_path", "args", "retval"))
+_syscall_raw = Field("raw", ARGS, "args")
 _syscall_site = (Field("path", INT, "syscall_path", positional=False),
                  Field("pc", INT, "pc", positional=False))
+
+_SYSCALL_MEMBERS = (("cpu_index", "cpu_index"), ("cpu", "cpu"), ("pid", "pid"), ("tid", "tid"),
+                    ("pgd", "pgd"), ("number", "number"),
+                    *((f"args[{i}]", f"args[{i}]") for i in range(6)),
+                    ("pc", "pc"), ("path", "syscall_path"))
 
 KINDS: tuple[Kind, ...] = (
     Kind("BLOCK_BEGIN_CB", 2, "BlockBegin", ENGINE,
@@ -159,19 +173,23 @@ KINDS: tuple[Kind, ...] = (
           Field("fullname", STR, "fullname")),
          "the last mapping of a file is about to be unmapped (`pgd=` as above)"),
     Kind("SYSCALL_CB", 18, "Syscall", ENGINE,
-         (_cpu_index, Field("cpu", CPU, "pc"), *_syscall_call, *_syscall_site),
+         (_cpu_index, Field("cpu", CPU, "pc"), *_syscall_thread, *_syscall_call, _syscall_args,
+          _syscall_raw, *_syscall_site),
          "a thread of a monitored process enters a system call (`syscall`, or `int 0x80`: "
          "`path` 1 and 2); `number` as the entry path numbers it, `raw` its six argument "
          "registers; `name` the kernel's own name of it; `pc` the system-call instruction. vDSO calls (`clock_gettime`, ...) "
-         "enter no system call"),
+         "enter no system call",
+         "syscall_params", _SYSCALL_MEMBERS),
     Kind("SYSCALL_RET_CB", 19, "SyscallRet", ENGINE,
-         (_cpu_index, Field("cpu", CPU, "next_pc", after=True), *_syscall_call,
-          Field("retval", SIGNED, "retval", after=True),
+         (_cpu_index, Field("cpu", CPU, "next_pc", after=True), *_syscall_thread, *_syscall_call,
+          _syscall_args_ret, _syscall_raw, Field("retval", SIGNED, "retval", after=True),
+          Field("error", DERIVED, "syscall_error", inputs=("retval",), after=True),
           Field("child", INT, "child", positional=False, after=True), *_syscall_site),
          "that system call returns in that thread (paired by address space, stack pointer "
          "and return address, also across context switches); `retval` as the kernel returns "
          "it (`-2` for ENOENT); `child` is 1 for the child's return of fork/vfork/clone; "
-         "a successful execve and exit never return"),
+         "a successful execve and exit never return",
+         "syscall_ret_params", (*_SYSCALL_MEMBERS, ("retval", "retval"), ("child", "child"))),
     Kind("KEYSTROKE_CB", 8, "Keystroke", DEVICE,
          (Field("keycode", INT, "data"),),
          "the guest reads a keyboard byte from the PS/2 controller, in any process (see "

@@ -68,6 +68,46 @@ def r_va(pgd: int, addr: int, length: int) -> bytes:
     return _pyrebox.read_virtual(pgd, addr, length)
 
 
+PAGE = 4096
+
+
+def read_terminated(read, addr: int, max_len: int, unit: int = 1) -> tuple[bytes, bool]:
+    """(bytes before the terminator, found) of a string of `unit`-byte
+    characters at `addr` ending in a zero character, at most `max_len`
+    bytes: read a page at a time with `read(addr, length)`, so a string that
+    ends before an unmapped page reads. `found` is False when `max_len`
+    bytes held no terminator (the string is cut there)."""
+    _check_len(max_len)
+    out = bytearray()
+    scanned = 0  # characters before this offset hold no terminator
+    zero = bytes(unit)
+    while len(out) < max_len:
+        at = addr + len(out)
+        out += read(at, min(max_len - len(out), PAGE - (at % PAGE)))
+        while scanned + unit <= len(out):
+            if out[scanned:scanned + unit] == zero:
+                return bytes(out[:scanned]), True
+            scanned += unit
+    return bytes(out[:scanned]), False
+
+
+def read_cstr(pgd: int, addr: int, max_len: int = 4096, encoding: str | None = "utf-8",
+              errors: str = "backslashreplace"):
+    """The NUL-terminated string at `addr` in address space `pgd`, at most
+    `max_len` bytes (cut there when no NUL comes first): a str decoded with
+    `encoding` (bytes not valid in it escaped as \\xNN), or the bytes with
+    encoding=None. InvalidAddress names the first address that does not read."""
+    data, _ = read_terminated(lambda a, n: r_va(pgd, a, n), addr, max_len)
+    return data if encoding is None else data.decode(encoding, errors)
+
+
+def read_utf16(pgd: int, addr: int, max_len: int = 4096, errors: str = "backslashreplace"):
+    """The UTF-16LE string at `addr` ending in a zero 16-bit unit, at most
+    `max_len` bytes, as a str (as read_cstr)."""
+    data, _ = read_terminated(lambda a, n: r_va(pgd, a, n), addr, max_len, unit=2)
+    return data.decode("utf-16-le", errors)
+
+
 def w_va(pgd: int, addr: int, buff, length=None) -> None:
     _pyrebox.write_virtual(pgd, addr, _bytes(buff, length))
 
@@ -117,6 +157,20 @@ def get_process_list() -> list[dict]:
     pgd (0 for kernel threads), name, kaddr (the task_struct) and ppid.
     Raises IntrospectionError when introspection is off or fails."""
     return _pyrebox.linux_processes()
+
+
+def get_process_arguments(pid: int) -> dict:
+    """What process `pid` was started with, as its exec left it: argv (a
+    list of str), envc (how many environment strings) and execfn (the path
+    it was executed as). Raises IntrospectionError for an unknown pid, a
+    kernel thread or memory that does not read."""
+    task = next((p["kaddr"] for p in get_process_list() if p["pid"] == pid), None)
+    if task is None:
+        raise ValueError(f"no process with pid {pid}")
+    raw = _pyrebox.linux_exec_arguments(task)
+    decode = lambda b: b.decode("utf-8", "backslashreplace")  # noqa: E731
+    return {"argv": [decode(a) for a in raw["argv"]], "envc": raw["envc"],
+            "execfn": decode(raw["execfn"])}
 
 
 def get_module_list(pgd: int) -> list[dict]:
@@ -177,7 +231,7 @@ def va_to_sym(pgd: int, addr: int):
 
 
 __all__ = ["InvalidAddress", "IntrospectionError", "get_os_bits", "get_process_list",
-           "get_module_list", "get_symbol_list", "sym_to_va", "va_to_sym", "Cpu", "CpuWriteError", "register_names", "get_num_cpus", "r_cpu", "w_r", "r_pa",
-           "w_pa", "r_va", "w_va", "va_to_pa", "r_ioport", "w_ioport",
+           "get_module_list", "get_process_arguments", "get_symbol_list", "sym_to_va", "va_to_sym", "Cpu", "CpuWriteError", "register_names", "get_num_cpus", "r_cpu", "w_r", "r_pa",
+           "w_pa", "r_va", "w_va", "read_cstr", "read_utf16", "va_to_pa", "r_ioport", "w_ioport",
            "start_monitoring_process", "stop_monitoring_process", "is_monitored_process",
            "get_running_process", "is_kernel_running"]

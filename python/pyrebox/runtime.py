@@ -13,7 +13,8 @@ from __future__ import annotations
 import os
 import sys
 
-from . import breakpoints, callbacks, console, interactive, qmp, script_api, syscall_names, triggers
+from . import (breakpoints, callbacks, console, interactive, qmp, script_api, syscall_args,
+               syscall_names, triggers)
 from . import config as config_mod
 from . import output
 from .native import pyrebox as _pyrebox
@@ -63,6 +64,9 @@ def wire(cfg: config_mod.Config, manager: ScriptManager) -> None:
     triggers.set_search_path([cfg.folder])
     breakpoints.set_shell_opener(interactive.start_shell)
     callbacks.set_derivation("syscall_name", syscall_names.event_name)
+    callbacks.set_derivation("syscall_args", syscall_args.entry_arguments)
+    callbacks.set_derivation("syscall_args_ret", syscall_args.return_arguments)
+    callbacks.set_derivation("syscall_error", syscall_args.error_name)
 
 
 def load_linux_symbols(cfg: config_mod.Config) -> None:

@@ -74,6 +74,21 @@ Expected<vmi::linux_guest::LinuxKernel*> located_linux_kernel(Session& s) {
     return s.linux_kernel.get();
 }
 
+bool linux_current_thread(Session& s, int vcpu, uint64_t& pid, uint64_t& tid) {
+    auto kernel = located_linux_kernel(s);
+    if (!kernel) {
+        return false;
+    }
+    auto thread = (*kernel)->current_thread(s.machine->physical_memory(),
+                                            static_cast<unsigned>(vcpu));
+    if (!thread) {
+        return false;
+    }
+    pid = thread->pid;
+    tid = thread->tid;
+    return true;
+}
+
 bool recheck_linux_location(Session& s) {
     if (!linux_symbols_settled(s)) {
         return false;

@@ -26,6 +26,10 @@ bool linux_symbols_settled(Session& s);
 // data do not agree yet, and the next call tries again.
 Expected<vmi::linux_guest::LinuxKernel*> located_linux_kernel(Session& s);
 
+// The process and thread the kernel says vCPU `vcpu` runs (its per-CPU
+// current task); false when introspection cannot tell. Any thread.
+bool linux_current_thread(Session& s, int vcpu, uint64_t& pid, uint64_t& tid);
+
 // A located kernel whose structures cannot be read: checks its location
 // again (verify_location) and, when that no longer holds, locates the
 // kernel anew and replaces the location (saying so on the console). True

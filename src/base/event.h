@@ -36,6 +36,7 @@ struct Event {
     uint64_t new_pgd = 0;
     uint64_t pgd = 0;  // the address space the event happened in
     uint64_t pid = 0;
+    uint64_t tid = 0;  // SYSCALL / SYSCALL_RET: the thread (pid: its process)
     // Valid while the event is delivered (nullptr when the type has none).
     const char* name = nullptr;
     const char* fullname = nullptr;

@@ -279,6 +279,12 @@ constexpr uint64_t kCloneVm = 0x100;
 
 }  // namespace
 
+void Engine::add_thread(Event& e) const {
+    if (read_thread_ && !read_thread_(e.cpu_index, e.pid, e.tid)) {
+        e.pid = e.tid = 0;
+    }
+}
+
 void Engine::on_syscall(int vcpu, uint64_t pc, uint64_t len, SyscallPath path) {
     SyscallRegs regs;
     if (!read_syscall_regs_ || !read_syscall_regs_(vcpu, path, regs)) {
@@ -323,6 +329,7 @@ void Engine::on_syscall(int vcpu, uint64_t pc, uint64_t len, SyscallPath path) {
         e.number = regs.number;
         std::copy(std::begin(regs.args), std::end(regs.args), std::begin(e.args));
         e.syscall_path = static_cast<uint8_t>(path);
+        add_thread(e);
         registry_.dispatch(e, v.monitored);
     }
 }
@@ -349,6 +356,7 @@ void Engine::on_syscall_return(int vcpu, uint64_t pc) {
                    ? ret
                    : static_cast<uint64_t>(static_cast<int64_t>(static_cast<int32_t>(ret)));
     e.child = child;
+    add_thread(e);
     registry_.dispatch(e, v.monitored);
 }
 

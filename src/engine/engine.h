@@ -121,6 +121,12 @@ public:
     void set_user_reader(std::function<bool(int vcpu, uint64_t va, void* out, size_t n)> r) {
         read_user_ = std::move(r);
     }
+    // The thread the vCPU runs, as the kernel numbers it (tid: its own id,
+    // pid: its thread group's), set by the introspection layer; false when
+    // it cannot be told (the events then carry 0).
+    void set_thread_reader(std::function<bool(int vcpu, uint64_t& pid, uint64_t& tid)> r) {
+        read_thread_ = std::move(r);
+    }
     // A system-call instruction of `len` bytes at `pc` is about to enter
     // the kernel: SYSCALL, and the call is remembered for its return.
     void on_syscall(int vcpu, uint64_t pc, uint64_t len, SyscallPath path);
@@ -186,6 +192,9 @@ private:
     std::function<bool(int, SyscallPath, SyscallRegs&)> read_syscall_regs_;
     std::function<bool(int, uint64_t&, uint64_t&)> read_return_regs_;
     std::function<bool(int, uint64_t, void*, size_t)> read_user_;
+    std::function<bool(int, uint64_t&, uint64_t&)> read_thread_;
+    // The running thread's pid and tid into a system-call event.
+    void add_thread(Event& e) const;
     SyscallTracker syscalls_;
     std::function<std::optional<bool>()> kpti_source_;
     bool kpti_ = false;

@@ -552,6 +552,20 @@ PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
         }
         return out;
     });
+    m.def("linux_exec_arguments", [](uint64_t task) {
+        const auto& kernel = linux_kernel();
+        const auto args = introspection_or_raise(
+            kernel.exec_arguments(machine().physical_memory(), task, engine().kpti()));
+        py::dict d;
+        py::list argv;
+        for (const auto& a : args.argv) {
+            argv.append(py::bytes(a));
+        }
+        d["argv"] = argv;
+        d["envc"] = args.envc;
+        d["execfn"] = py::bytes(args.execfn);
+        return d;
+    });
     m.def("linux_modules", [](uint64_t pgd) {
         return module_dicts(introspection_or_raise(resolver().modules(pgd)));
     });

@@ -8,6 +8,7 @@
 #include <unordered_set>
 
 #include "engine/engine.h"
+#include "app/linux_introspection.h"
 #include "app/linux_kpti.h"
 #include "app/machine_resume.h"
 #include "app/session.h"
@@ -577,6 +578,9 @@ void install_instrumentation(Session& s, qemu_plugin_id_t id, int max_vcpus, boo
         sp = read_gdb_register(static_cast<unsigned>(vcpu), regs[7]);
         ret = read_gdb_register(static_cast<unsigned>(vcpu), regs[0]);
         return true;
+    });
+    s.engine->set_thread_reader([](int vcpu, uint64_t& pid, uint64_t& tid) {
+        return linux_current_thread(session(), vcpu, pid, tid);
     });
     s.engine->set_user_reader([](int /*vcpu*/, uint64_t va, void* out, size_t n) {
         // Called on the vCPU thread inside its callback: QEMU reads with that

@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <cstring>
+#include <type_traits>
 
 #include "base/event.h"
 #include "triggers/trigger_call.h"

@@ -38,6 +38,28 @@ callbacks.set_derivation("syscall_name",
                          lambda pgd, number, path: {(0x9000, 257, 1): "openat"}.get(
                              (pgd, number, path)))
 
+
+
+class FakeArguments:
+    """What the derivation of `args` gives: frozen when the callback keeps it."""
+
+    def __init__(self, inputs):
+        self.inputs, self.frozen = inputs, False
+
+    def freeze(self):
+        self.frozen = True
+        return self
+
+    def __eq__(self, other):
+        return isinstance(other, FakeArguments) and self.inputs == other.inputs
+
+
+ARGS = FakeArguments((0x9000, 257, 1, (1, 2, 3, 4, 5, 6)))
+ARGS_RET = FakeArguments((0x9000, 257, 1, (1, 2, 3, 4, 5, 6), -2))
+callbacks.set_derivation("syscall_args", lambda *inputs: FakeArguments(inputs))
+callbacks.set_derivation("syscall_args_ret", lambda *inputs: FakeArguments(inputs))
+callbacks.set_derivation("syscall_error", lambda retval: {-2: "ENOENT"}.get(retval))
+
 CASES = {
     "BLOCK_BEGIN_CB": ((1, 0x1000, 16, 4), (1, 0x1000),
                        (1, CPU, (0x1000, 16, 4)),
@@ -58,14 +80,20 @@ CASES = {
     "OPCODE_RANGE_CB": ((0, 0x401002, 0x401000), (0, 0x401002), (0, CPU, 0x401000, 0x401002),
                         {"cpu_index": 0, "cpu": CPU, "cur_pc": 0x401000, "next_pc": 0x401002}),
     "TLB_EXEC_CB": ((1, 0x5000), (1, None), (CPU, 0x5000), {"cpu": CPU, "vaddr": 0x5000}),
-    "SYSCALL_CB": ((0, 0x401000, 0x9000, 257, 1, (1, 2, 3, 4, 5, 6)), (0, 0x401000),
-                   (0, CPU, 0x9000, 257, "openat", (1, 2, 3, 4, 5, 6)),
-                   {"cpu_index": 0, "cpu": CPU, "pgd": 0x9000, "number": 257, "name": "openat",
-                    "raw": (1, 2, 3, 4, 5, 6), "path": 1, "pc": 0x401000}),
-    "SYSCALL_RET_CB": ((0, 0x401002, 0x9000, 257, 1, (1, 2, 3, 4, 5, 6), -2, 0, 0x401000),
-                       (0, 0x401002), (0, CPU, 0x9000, 257, "openat", (1, 2, 3, 4, 5, 6), -2),
-                       {"cpu_index": 0, "cpu": CPU, "pgd": 0x9000, "number": 257,
-                        "name": "openat", "raw": (1, 2, 3, 4, 5, 6), "retval": -2, "child": 0,
+    # raw: cpu_index, pc, pid, tid, pgd, number, path, args
+    "SYSCALL_CB": ((0, 0x401000, 7, 8, 0x9000, 257, 1, (1, 2, 3, 4, 5, 6)), (0, 0x401000),
+                   (0, CPU, 7, 8, 0x9000, 257, "openat", ARGS, (1, 2, 3, 4, 5, 6)),
+                   {"cpu_index": 0, "cpu": CPU, "pid": 7, "tid": 8, "pgd": 0x9000, "number": 257,
+                    "name": "openat", "args": ARGS, "raw": (1, 2, 3, 4, 5, 6), "path": 1,
+                    "pc": 0x401000}),
+    # raw: cpu_index, next_pc, pid, tid, pgd, number, path, args, retval, child, pc
+    "SYSCALL_RET_CB": ((0, 0x401002, 7, 8, 0x9000, 257, 1, (1, 2, 3, 4, 5, 6), -2, 0, 0x401000),
+                       (0, 0x401002),
+                       (0, CPU, 7, 8, 0x9000, 257, "openat", ARGS_RET, (1, 2, 3, 4, 5, 6), -2,
+                        "ENOENT"),
+                       {"cpu_index": 0, "cpu": CPU, "pid": 7, "tid": 8, "pgd": 0x9000,
+                        "number": 257, "name": "openat", "args": ARGS_RET,
+                        "raw": (1, 2, 3, 4, 5, 6), "retval": -2, "error": "ENOENT", "child": 0,
                         "path": 1, "pc": 0x401000}),
     "CONTEXTCHANGE_CB": ((0x1000, 0x2000), None, (0x1000, 0x2000),
                          {"old_pgd": 0x1000, "new_pgd": 0x2000}),
@@ -225,6 +253,13 @@ def test_trigger_members_exist_in_the_sdk_structs():
         member_type = re.search(rf"(\w+)_t {kind.trigger_params};", union).group(1)
         body = structs[member_type]
         for member, source in kind.trigger_fields:
-            assert re.search(rf"\b{member};", body), (kind.name, member)
+            # An array element (args[2]) is a member of the array's size or more.
+            array = re.fullmatch(r"(\w+)\[(\d+)\]", member)
+            if array:
+                size = re.search(rf"\b{array.group(1)}\[(\d+)\];", body)
+                assert size and int(array.group(2)) < int(size.group(1)), (kind.name, member)
+                source = source.split("[")[0]
+            else:
+                assert re.search(rf"\b{member};", body), (kind.name, member)
             assert source in ("cpu", "tb", "buffer", "name") or any(
                 f.event == source for f in kind.fields) or source == "opcode", (kind.name, source)

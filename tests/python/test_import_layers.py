@@ -26,18 +26,20 @@ LAYERS: dict[str, set[str]] = {
     # The native module's one gateway, and what needs nothing of PyREBox.
     "foundation": {"pyrebox", "pyrebox.native", "pyrebox.output", "pyrebox.paths",
                    "pyrebox.config", "pyrebox.qmp_client", "pyrebox.event_kinds", "pyrebox.symbols",
-                   "pyrebox.symbols.*", "pyrebox.guest_agent"},
+                   "pyrebox.symbols.*", "pyrebox.guest_agent", "pyrebox.syscall_flags",
+                   "pyrebox.syscall_values", "pyrebox.trace_filter"},
     # The guest machine and its events; what they need is given to them.
     "domain": {"pyrebox.cpu", "pyrebox.machine", "pyrebox.callbacks", "pyrebox.breakpoints",
                "pyrebox.triggers"},
     "services": {"pyrebox.scripts", "pyrebox.script_api", "pyrebox.volatility",
                  "pyrebox.snapshots", "pyrebox.ui", "pyrebox.qmp", "pyrebox.interactive",
-                 "pyrebox.kernel_tables", "pyrebox.agent_commands", "pyrebox.syscall_names"},
+                 "pyrebox.kernel_tables", "pyrebox.agent_commands", "pyrebox.syscall_names",
+                 "pyrebox.syscall_meta", "pyrebox.syscall_args", "pyrebox.strace_format"},
     # PyREBox's modules for scripts: re-exports only.
     "facades": {"api", "utils", "ipython_shell"},
     "interface": {"pyrebox.shell", "pyrebox.console"},
     # Creates and wires everything; the plugin calls it.
-    "composition": {"pyrebox.runtime"},
+    "composition": {"pyrebox.runtime", "pyrebox.trace_script"},
     "launcher": {"pyrebox.run", "pyrebox.cli", "pyrebox.client", "pyrebox.qemu",
                  "pyrebox.cpio", "pyrebox.own_vm", "pyrebox.agent_batch"},
 }

@@ -149,6 +149,39 @@ typedef struct vmi_context_change_params {
     pyrebox_target_ulong new_pgd;
 } vmi_context_change_params_t;
 
+/* SYSCALL_CB: a thread enters a system call. `number` and `args` as its
+ * entry path (`path`: 1 syscall, 2 int 0x80, 3 sysenter) passes them; `pc`
+ * is the system-call instruction; `pid`/`tid` 0 when introspection cannot
+ * tell. */
+typedef struct syscall_params {
+    int cpu_index;
+    qemu_cpu_opaque_t cpu;
+    uint64_t pid;
+    uint64_t tid;
+    uint64_t pgd;
+    uint64_t number;
+    uint64_t args[6];
+    uint64_t pc;
+    uint64_t path;
+} syscall_params_t;
+
+/* SYSCALL_RET_CB: that call returns in that thread: the entry's members,
+ * `retval` as the kernel returns it (a negative errno on failure) and
+ * `child` 1 for the child's return of fork/vfork/clone. */
+typedef struct syscall_ret_params {
+    int cpu_index;
+    qemu_cpu_opaque_t cpu;
+    uint64_t pid;
+    uint64_t tid;
+    uint64_t pgd;
+    uint64_t number;
+    uint64_t args[6];
+    uint64_t pc;
+    uint64_t path;
+    int64_t retval;
+    uint64_t child;
+} syscall_ret_params_t;
+
 typedef struct callback_params {
     union {
         block_begin_params_t block_begin_params;
@@ -165,6 +198,8 @@ typedef struct callback_params {
         vmi_create_proc_params_t vmi_create_proc_params;
         vmi_remove_proc_params_t vmi_remove_proc_params;
         vmi_context_change_params_t vmi_context_change_params;
+        syscall_params_t syscall_params;
+        syscall_ret_params_t syscall_ret_params;
     };
 } callback_params_t;
 

@@ -176,6 +176,15 @@ struct LinuxKernel::Layout {
     // File identity (optional: Module.inode stays 0 without it).
     bool has_identity = false, has_mtime = false;
     Field file_inode, inode_ino, inode_sb, inode_size, sb_dev, mtime_sec, mtime_nsec, vma_pgoff;
+    // The current task (optional: current_thread() says why it is absent).
+    // `current_task` is a per-CPU offset (below __START_KERNEL_map, kept as
+    // it is) or, on kernels whose per-CPU area is not zero-based, a link
+    // address that gets the slide; __per_cpu_offset is an array of NR_CPUS
+    // offsets.
+    uint64_t current_task = 0, per_cpu_offset = 0, nr_cpus = 0;
+    // The process's arguments (optional: exec_arguments() says why absent).
+    bool has_args = false;
+    Field mm_arg_start, mm_arg_end, mm_env_start, mm_env_end;
 };
 
 Expected<const LinuxKernel::Layout*> LinuxKernel::layout() const {
@@ -200,6 +209,23 @@ Expected<const LinuxKernel::Layout*> LinuxKernel::layout() const {
         l->comm_size = comm->type.count;
     }
     l->mm_pgd = b.field("mm_struct", "pgd");
+    if (symbols_.member("mm_struct", "arg_start") && symbols_.member("mm_struct", "env_end")) {
+        l->has_args = true;
+        l->mm_arg_start = b.field("mm_struct", "arg_start");
+        l->mm_arg_end = b.field("mm_struct", "arg_end");
+        l->mm_env_start = b.field("mm_struct", "env_start");
+        l->mm_env_end = b.field("mm_struct", "env_end");
+    }
+    if (auto offsets = symbols_.symbol_address("__per_cpu_offset")) {
+        l->per_cpu_offset = *offsets;
+        const auto type = symbols_.symbol_type("__per_cpu_offset");
+        l->nr_cpus = type && type->kind == "array" ? type->count : 0;
+    }
+    if (auto current = symbols_.symbol_address("current_task")) {
+        l->current_task = *current;
+    } else if (auto hot = symbols_.symbol_address("pcpu_hot")) {
+        l->current_task = *hot;  // struct pcpu_hot: current_task is its first member
+    }
     l->vma_list = !symbols_.member("mm_struct", "mm_mt") && symbols_.member("mm_struct", "mmap");
     if (l->vma_list) {
         l->mm_mmap = b.field("mm_struct", "mmap");
@@ -768,6 +794,102 @@ Expected<Task> LinuxKernel::task(PhysicalMemory& mem, uint64_t task, bool kpti) 
         t.pgd = *pgd;
     }
     return t;
+}
+
+Expected<ExecArguments> LinuxKernel::exec_arguments(PhysicalMemory& mem, uint64_t task,
+                                                    bool kpti) const {
+    auto lay = located_layout();
+    if (!lay) {
+        return Error{lay.error()};
+    }
+    const Layout& l = **lay;
+    if (!l.has_args) {
+        return Error{"the Linux symbol table lacks mm_struct.arg_start/env_end"};
+    }
+    auto t = this->task(mem, task, kpti);
+    if (!t) {
+        return Error{t.error()};
+    }
+    if (t->mm == 0) {
+        return Error{"task_struct at " + hex(task) + " has no mm (a kernel thread, or exiting)"};
+    }
+    const Reader k{mem, mode_, location_->pgd_paddr};
+    uint64_t bounds[4] = {};
+    const Field* fields[4] = {&l.mm_arg_start, &l.mm_arg_end, &l.mm_env_start, &l.mm_env_end};
+    for (int i = 0; i < 4; ++i) {
+        auto v = k.field(t->mm, *fields[i], "mm_struct's argument bounds");
+        if (!v) {
+            return Error{v.error()};
+        }
+        bounds[i] = *v;
+    }
+    const Reader user{mem, mode_, t->pgd};
+    auto region = [&](uint64_t start, uint64_t end, const char* what) -> Expected<std::string> {
+        if (end < start) {
+            return Error{std::string(what) + " of task_struct at " + hex(task) + " ends (" +
+                         hex(end) + ") before it starts (" + hex(start) + ")"};
+        }
+        std::string bytes(std::min(end - start, kMaxArgBytes), '\0');
+        auto r = read_virtual(mem, mode_, t->pgd, start, bytes.data(), bytes.size());
+        if (!r) {
+            return Error{std::string("cannot read ") + what + ": " + r.error()};
+        }
+        return bytes;
+    };
+    auto args = region(bounds[0], bounds[1], "the arguments");
+    if (!args) {
+        return Error{args.error()};
+    }
+    auto env = region(bounds[2], bounds[3], "the environment");
+    if (!env) {
+        return Error{env.error()};
+    }
+    ExecArguments out;
+    size_t at = 0;
+    while (at < args->size()) {
+        const size_t nul = args->find('\0', at);
+        const size_t end = nul == std::string::npos ? args->size() : nul;
+        out.argv.push_back(args->substr(at, end - at));
+        at = end + 1;
+    }
+    out.envc = static_cast<uint64_t>(std::count(env->begin(), env->end(), '\0'));
+    if (auto path = user.cstring(bounds[3], 4096, "the executed path")) {
+        out.execfn = *path;
+    }
+    return out;
+}
+
+Expected<Thread> LinuxKernel::current_thread(PhysicalMemory& mem, unsigned cpu) const {
+    auto lay = located_layout();
+    if (!lay) {
+        return Error{lay.error()};
+    }
+    const Layout& l = **lay;
+    if (l.current_task == 0 || l.per_cpu_offset == 0) {
+        return Error{"the Linux symbol table has no current_task/pcpu_hot or __per_cpu_offset"};
+    }
+    if (l.nr_cpus != 0 && cpu >= l.nr_cpus) {
+        return Error{"CPU " + std::to_string(cpu) + " is beyond __per_cpu_offset's " +
+                     std::to_string(l.nr_cpus) + " entries"};
+    }
+    constexpr uint64_t kStartKernelMap = 0xffffffff80000000ull;
+    const uint64_t slide = location_->virt_slide;
+    const Reader r{mem, mode_, location_->pgd_paddr};
+    auto offset = r.uint(l.per_cpu_offset + slide + 8ull * cpu, 8, "__per_cpu_offset");
+    if (!offset) {
+        return Error{offset.error()};
+    }
+    const uint64_t var = l.current_task >= kStartKernelMap ? l.current_task + slide : l.current_task;
+    auto task = r.uint(var + *offset, 8, "the per-CPU current task");
+    if (!task) {
+        return Error{task.error()};
+    }
+    auto tid = r.field(*task, l.task_pid, "task_struct.pid");
+    auto pid = r.field(*task, l.task_tgid, "task_struct.tgid");
+    if (!tid || !pid) {
+        return Error{"task_struct at " + hex(*task) + ": " + (!tid ? tid.error() : pid.error())};
+    }
+    return Thread{*task, *tid, *pid};
 }
 
 Expected<uint64_t> LinuxKernel::mm_pgd(PhysicalMemory& mem, uint64_t mm, bool kpti) const {

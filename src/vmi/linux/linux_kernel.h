@@ -49,6 +49,23 @@ struct Task {
     std::string name;   // comm
 };
 
+// The thread a CPU runs (its per-CPU current task).
+struct Thread {
+    uint64_t kaddr = 0;  // the task_struct
+    uint64_t tid = 0;    // task_struct.pid
+    uint64_t pid = 0;    // task_struct.tgid
+};
+
+// What a process was started with: its argv, the number of environment
+// strings and the path it was executed as (AT_EXECFN), as execve left them
+// at the top of its stack (mm->arg_start..arg_end, env_start..env_end, and
+// the path just above the environment).
+struct ExecArguments {
+    std::vector<std::string> argv;
+    uint64_t envc = 0;
+    std::string execfn;
+};
+
 // One vm_area_struct.
 struct Vma {
     uint64_t start = 0, end = 0;
@@ -149,6 +166,16 @@ public:
     Expected<std::string> file_path(PhysicalMemory& mem, uint64_t file) const;
     // The loaded module (struct module at `module`), as kernel_modules lists it.
     Expected<Module> kernel_module(PhysicalMemory& mem, uint64_t module) const;
+    // The arguments of the process whose task_struct is at `task` (see
+    // ExecArguments); at most kMaxArgBytes of arguments and of environment
+    // are read. An error for a kernel thread (no mm) or unreadable memory.
+    static constexpr uint64_t kMaxArgBytes = 128 * 1024;
+    Expected<ExecArguments> exec_arguments(PhysicalMemory& mem, uint64_t task, bool kpti) const;
+    // The thread CPU `cpu` (the kernel's CPU number) runs: its per-CPU
+    // `current_task` (`pcpu_hot.current_task` on 6.2-6.14), read through
+    // __per_cpu_offset[cpu]. An error when the table lacks them, `cpu` is
+    // beyond the offsets or a pointer does not read.
+    Expected<Thread> current_thread(PhysicalMemory& mem, unsigned cpu) const;
     // Whether the kernel runs with page-table isolation (KPTI): the
     // X86_FEATURE_PTI bit of boot_cpu_data.x86_capability, the bit the kernel
     // itself tests (set in setup_arch, long before the first user process;

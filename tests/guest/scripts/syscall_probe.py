@@ -57,8 +57,8 @@ def on_ret(params):
                               "retval": params["retval"]})
 
 
-def on_ret_old(cpu_index, cpu, pgd, number, name, raw, retval):
-    if number == 110 and name == "getppid" and names_of.get(pgd) == "workload":
+def on_ret_old(cpu_index, cpu, pid, tid, pgd, number, name, args, raw, retval, error):
+    if number == 110 and name == "getppid" and names_of.get(pgd) == "workload" and error is None:
         r["old_style"] += 1
 
 

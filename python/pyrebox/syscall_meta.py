@@ -1,0 +1,96 @@
+"""System-call signatures from the running kernel's own metadata.
+
+Kernels built with CONFIG_FTRACE_SYSCALLS (Debian's are) keep one `struct
+syscall_metadata __syscall_meta__<name>` per SYSCALL_DEFINE:
+
+    const char *name;         "sys_openat"
+    int syscall_nr;           (filled at boot for the x86-64 numbering)
+    int nb_args;              0..6
+    const char **types;       "int", "const char __user *", "umode_t", ...
+    const char **args;        "dfd", "filename", "flags", "mode"
+
+(that prefix of the struct is the same from 2.6.33 to 7.x; the pointer
+array __start_syscalls_metadata is init data, freed after boot, so each
+record is found by its symbol). A call is matched to its record by name:
+the name the kernel's call table gives the number (pyrebox.syscall_names),
+so new calls and renumbered ones need nothing of ours.
+
+Guest memory is untrusted: MAX_STRING bytes per string; a record that does
+not read, names another call or has more than six arguments describes
+nothing (its calls then have raw arguments only, never a guess).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+
+from . import machine, syscall_names
+
+PREFIX = "__syscall_meta__"
+MAX_STRING = 128
+MAX_ARGS = 6
+
+
+@dataclasses.dataclass(frozen=True)
+class Signature:
+    """A system call as the kernel declares it."""
+    name: str                     # without "sys_": "openat"
+    arg_names: tuple[str, ...]    # ("dfd", "filename", "flags", "mode")
+    arg_types: tuple[str, ...]    # ("int", "const char __user *", "int", "umode_t")
+
+
+def read_record(record: int, name: str, read_u64, read_u32, read_str) -> Signature | None:
+    """The Signature of call `name` from its record at `record`:
+    `read_u64(va)`, `read_u32(va)` and `read_str(va, max)` read kernel
+    memory (raising on an unreadable address). None when the record does
+    not read or is not the record of `name`."""
+    try:
+        if read_str(read_u64(record), MAX_STRING) != "sys_" + name:
+            return None
+        nb_args = read_u32(record + 12)
+        if nb_args > MAX_ARGS:
+            return None
+        types_at, args_at = read_u64(record + 16), read_u64(record + 24)
+        types = tuple(read_str(read_u64(types_at + 8 * a), MAX_STRING) for a in range(nb_args))
+        names = tuple(read_str(read_u64(args_at + 8 * a), MAX_STRING) for a in range(nb_args))
+    except Exception:  # noqa: BLE001 - an unreadable record describes nothing
+        return None
+    return Signature(name, names, types)
+
+
+# (record address, name) -> its Signature or None: records do not change.
+_cache: dict[tuple[int, str], Signature | None] = {}
+
+
+def of_name(pgd: int, name: str) -> Signature | None:
+    """The kernel's signature of call `name` (read through the address
+    space `pgd`: the kernel is mapped in each); None when the kernel keeps
+    no record of it or its symbols are not known yet."""
+    record = machine.sym_to_va(0, "vmlinux", PREFIX + name)
+    if record is None:
+        return None
+    key = (record, name)
+    if key not in _cache:
+        def read_u64(va: int) -> int:
+            return struct.unpack("<Q", machine.r_va(pgd, va, 8))[0]
+
+        def read_u32(va: int) -> int:
+            return struct.unpack("<I", machine.r_va(pgd, va, 4))[0]
+
+        def read_str(va: int, limit: int) -> str:
+            return machine.read_cstr(pgd, va, limit)
+
+        found = read_record(record, name, read_u64, read_u32, read_str)
+        if found is None:
+            return None  # not readable now: asked again next time
+        _cache[key] = found
+    return _cache[key]
+
+
+def signature(pgd: int, number: int, path: int) -> Signature | None:
+    """The signature of call `number` on entry path `path` (1: the x86-64
+    numbering, else the 32-bit one); None when the kernel names no such
+    call or keeps no record of it."""
+    name = syscall_names.event_name(pgd, number, path)
+    return None if name is None else of_name(pgd, name)
