@@ -26,13 +26,14 @@ LAYERS: dict[str, set[str]] = {
     # The native module's one gateway, and what needs nothing of PyREBox.
     "foundation": {"pyrebox", "pyrebox.native", "pyrebox.output", "pyrebox.paths",
                    "pyrebox.config", "pyrebox.qmp_client", "pyrebox.event_kinds", "pyrebox.symbols",
-                   "pyrebox.symbols.*", "pyrebox.guest_agent"},
+                   "pyrebox.symbols.*", "pyrebox.guest_agent", "pyrebox.unwind", "pyrebox.unwind.*"},
     # The guest machine and its events; what they need is given to them.
     "domain": {"pyrebox.cpu", "pyrebox.machine", "pyrebox.callbacks", "pyrebox.breakpoints",
                "pyrebox.triggers"},
     "services": {"pyrebox.scripts", "pyrebox.script_api", "pyrebox.volatility",
                  "pyrebox.snapshots", "pyrebox.ui", "pyrebox.qmp", "pyrebox.interactive",
-                 "pyrebox.kernel_tables", "pyrebox.agent_commands", "pyrebox.syscall_names"},
+                 "pyrebox.kernel_tables", "pyrebox.agent_commands", "pyrebox.syscall_names",
+                 "pyrebox.backtrace", "pyrebox.symbolize"},
     # PyREBox's modules for scripts: re-exports only.
     "facades": {"api", "utils", "ipython_shell"},
     "interface": {"pyrebox.shell", "pyrebox.console"},
