@@ -234,9 +234,11 @@ def test_reads_are_bounded_by_the_page_budget():
     fake.add(STACK, b"\x01" * (64 * 4096))
     memory = Memory(fake.read, max_pages=8)
     w = Walker(memory, Modules(memory, [(CODE, 0x1000)]))
-    with pytest.raises(UnwindError):
+    with pytest.raises(UnwindError) as e:
         w.walk({RA: CODE + 0x50, RSP: STACK, RBP: 0}, in_kernel=False)
-    assert fake.reads <= 8 + 1
+    assert e.value.reason == "the read limit of 8 pages was reached by this walk"
+    assert e.value.address == STACK + 7 * 4096  # the code's page, then 7 of the stack
+    assert fake.reads == 8
 
 
 # ---------------------------------------------------------------- kernel

@@ -28,6 +28,10 @@ class UnwindError(ValueError):
         super().__init__(f"{reason} (at {address:#x})")
 
 
+class ReadLimit(UnwindError):
+    """The walk has read as many pages as its Memory allows."""
+
+
 class Memory:
     """Page-cached reads through `read(addr, size)` (which raises on an
     unreadable address); at most `max_pages` distinct pages are read."""
@@ -40,8 +44,8 @@ class Memory:
     def _page(self, number: int) -> bytes:
         if number not in self._pages:
             if len(self._pages) >= self.max_pages:
-                raise UnwindError(number * PAGE, f"read limit of {self.max_pages} pages "
-                                                 f"reached by this walk")
+                raise ReadLimit(number * PAGE, f"the read limit of {self.max_pages} pages "
+                                               f"was reached by this walk")
             try:
                 data = bytes(self._read(number * PAGE, PAGE))
                 self._pages[number] = data if len(data) == PAGE else None

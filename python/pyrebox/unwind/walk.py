@@ -32,7 +32,7 @@ from . import cfi
 from .calls import after_call
 from .elf import Image, parse_image
 from .frames import CFI, FP, REGS, SCAN, Backtrace, Frame
-from .memory import Memory, UnwindError
+from .memory import Memory, ReadLimit, UnwindError
 
 RSP, RBP, RA = cfi.RSP, cfi.RBP, cfi.RA
 USER_TOP = 0x0000800000000000
@@ -251,6 +251,8 @@ class Walker:
         for addr in range(sp, sp + 8 * SCAN_WORDS, 8):
             try:
                 word = self.memory.u64(addr)
+            except ReadLimit as e:
+                raise _Stop(e.address, e.reason, True) from None
             except UnwindError:
                 return None  # the end of the stack's mapping
             if self._return_address(word):
