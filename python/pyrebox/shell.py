@@ -28,9 +28,10 @@ import string
 import struct
 
 import api
-from . import interactive, machine, output, paths, script_api
+from . import interactive, machine, output, paths, script_api, symbolize
 from .interactive import in_shell  # noqa: F401 - part of this module's API
 from .native import pyrebox as _pyrebox
+from .unwind.frames import location
 
 LEAVE_WORDS = ("q", "c", "continue", "quit", "exit")
 INVALID = (machine.InvalidAddress, machine.IntrospectionError, ValueError, TypeError,
@@ -556,14 +557,30 @@ class Shell:
             print(f"no symbol matches {args}")
 
     def cmd_ln(self, args: str) -> None:
-        """ln ADDR: the symbol at or before an address."""
+        """ln ADDR: the symbol at or before an address, as module!symbol+0xoff
+        (module+0xoff when no symbol covers it)."""
         addr, _ = self.address(args)
-        found = api.va_to_sym(self.pgd, addr)
-        if not found or found == (None, None):
+        module, symbol, offset = symbolize.describe(self.pgd, addr)
+        if module is None:
             print(f"{addr:#x}: no symbol")
         else:
-            mod, func = found
-            print(f"{addr:#x}: {mod}!{func}")
+            print(f"{addr:#x}: {location(module, symbol, offset, addr)}")
+
+    def cmd_k(self, args: str) -> None:
+        """k: the backtrace of the current vCPU's thread (api.backtrace), innermost first.
+
+        Kernel frames, then the user frames from the registers the kernel saved on
+        entry. The last column says how each frame was found: regs (registers),
+        cfi (DWARF call-frame information), fp (frame pointers), scan (a stack word
+        that points after a call: a guess). The last line says where the walk stopped.
+        """
+        if args:
+            raise CommandError("usage: k (no arguments)")
+        frames = api.backtrace(self.cpu_index, cpu=self.cpu)
+        print(f" #  {'SP':<18}  {'PC':<18}  {'HOW':<4}  CALL SITE")
+        for i, frame in enumerate(frames):
+            print(f"{i:02x}  {frame.sp:#018x}  {frame.pc:#018x}  {frame.how:<4}  {frame.text}")
+        print(f"(stopped: {frames.stop})")
 
     def cmd_r(self, args: str) -> None:
         """r [REG=VALUE ...]: show the general registers, or set some (values in hex)."""

@@ -27,14 +27,16 @@ LAYERS: dict[str, set[str]] = {
     "foundation": {"pyrebox", "pyrebox.native", "pyrebox.output", "pyrebox.paths",
                    "pyrebox.config", "pyrebox.qmp_client", "pyrebox.event_kinds", "pyrebox.symbols",
                    "pyrebox.symbols.*", "pyrebox.guest_agent", "pyrebox.syscall_flags",
-                   "pyrebox.syscall_values", "pyrebox.trace_filter"},
+                   "pyrebox.syscall_values", "pyrebox.trace_filter", "pyrebox.unwind",
+                   "pyrebox.unwind.*"},
     # The guest machine and its events; what they need is given to them.
     "domain": {"pyrebox.cpu", "pyrebox.machine", "pyrebox.callbacks", "pyrebox.breakpoints",
                "pyrebox.triggers"},
     "services": {"pyrebox.scripts", "pyrebox.script_api", "pyrebox.volatility",
                  "pyrebox.snapshots", "pyrebox.ui", "pyrebox.qmp", "pyrebox.interactive",
                  "pyrebox.kernel_tables", "pyrebox.agent_commands", "pyrebox.syscall_names",
-                 "pyrebox.syscall_meta", "pyrebox.syscall_args", "pyrebox.strace_format"},
+                 "pyrebox.syscall_meta", "pyrebox.syscall_args", "pyrebox.strace_format",
+                 "pyrebox.backtrace", "pyrebox.symbolize"},
     # PyREBox's modules for scripts: re-exports only.
     "facades": {"api", "utils", "ipython_shell"},
     "interface": {"pyrebox.shell", "pyrebox.console"},
