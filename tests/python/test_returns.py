@@ -8,9 +8,9 @@ import itertools
 
 import pytest
 
-from fake_pyrebox import fake_native  # noqa: F401 - the fixture
+from fake_pyrebox import FakePyrebox, fake_native  # noqa: F401 - the fixture
 from pyrebox import callbacks as cb
-from pyrebox import return_frames, returns
+from pyrebox import native, return_frames, returns
 from pyrebox.breakpoints import BP
 
 PGD = 0x7A000
@@ -241,3 +241,29 @@ def test_forget_all_drops_the_pending_returns_and_their_callbacks(fake):
     assert len(site_ids(fake)) == 1
     assert returns.forget_all() == 1
     assert site_ids(fake) == [] and returns.pending_returns() == []
+
+
+def test_i386_reads_one_word_of_four_bytes_and_returns_eax(monkeypatch):
+    fake = FakePyrebox(is_64bit=False)
+    native.install(fake)
+    try:
+        monkeypatch.setattr(returns, "_table", return_frames.PendingReturns())
+        monkeypatch.setattr(returns, "_sites", {})
+        monkeypatch.setattr(returns, "_manager", None)
+        monkeypatch.setattr(returns, "_events", {})
+        fake.running_pgd[0] = PGD
+        fake.registers[0].update(cs=0x73, esp=0xBFFFF000, eip=0x8049000)
+        fake.poke(PGD, 0xBFFFF000, (0x8048105).to_bytes(4, "little"))
+        got = []
+        manager = cb.CallbackManager(1)
+        name = manager.add_callback(cb.INSN_BEGIN_CB, lambda ci, cpu: returns.on_return(
+            ci, lambda *a: got.append(a[2])), addr=0x8049000)
+        fire(fake, manager.callbacks[name], 0, 0x8049000)
+        (pending,) = returns.pending_returns()
+        assert (pending["return_address"], pending["sp"]) == (0x8048105, 0xBFFFF004)
+        fake.registers[0].update(esp=0xBFFFF004, eax=0xFFFFFFFF, eip=0x8048105)
+        (site,) = [i for i, s in fake.registered.items() if s["addr"] == 0x8048105]
+        fire(fake, site, 0, 0x8048105)
+        assert got == [0xFFFFFFFF]
+    finally:
+        native.install(None)
