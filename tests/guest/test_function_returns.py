@@ -128,9 +128,21 @@ def test_a_longjmp_drops_the_unwound_returns_and_they_never_fire(returns_run):
                                       [(1 << 64) - 1, 1]]
     assert report["dive_returns"] == [7]
     at_remove = report["at_remove"]
-    assert at_remove["stats"] == {"pending": 0, "fired": CALLS + 1 + DEPTH + 1,
+    writes = len(report["writes"])
+    assert at_remove["stats"] == {"pending": 0, "fired": CALLS + 1 + DEPTH + 1 + writes,
                                   "dropped": DIVE + 1}
     assert at_remove["pending"] == [] and at_remove["site_callbacks"] == 0
+
+
+def test_kernel_calls_return_on_their_kernel_stack(returns_run):
+    report, outputs, _ = returns_run
+    # The program's write(2)s: ksys_write(fd, buf, count) returns count for
+    # the console; together they are what the program printed.
+    printed = "".join(line + "\n" for line in outputs[1][0])
+    assert report["writes"] and all(kernel for _, kernel in report["writes"])
+    counts = [count for count, _ in report["writes"]]
+    assert report["write_returns"] == counts
+    assert sum(counts) == len(printed)
 
 
 def test_bad_input_is_refused_with_the_reason(returns_run):

@@ -1,8 +1,8 @@
 """api.on_return and BP(..., on_return=f) on the `returns` test program
 (addresses from its symbol table, given by the test in returns_facts.json):
 pyrebox_square through an INSN_BEGIN callback that calls api.on_return
-(new style), pyrebox_fact and pyrebox_dive through breakpoints with
-on_return (old style). Placed at the program's CREATEPROC, removed at its
+(new style), pyrebox_fact, pyrebox_dive and the kernel's ksys_write (in the program's
+address space) through breakpoints with on_return (old style). Placed at the program's CREATEPROC, removed at its
 REMOVEPROC. Writes one RESULT line."""
 
 import json
@@ -16,7 +16,7 @@ cm = None
 cm_new = None  # new style: square's entry callback
 printer = None
 facts = {}
-r = {"square": [], "fact_entries": [], "fact_returns": [], "dive_entries": [],
+r = {"writes": [], "write_returns": [], "square": [], "fact_entries": [], "fact_returns": [], "dive_entries": [],
      "dive_returns": [], "errors": [], "outside": None, "not_callable": None,
      "at_remove": None}
 bps = []
@@ -72,8 +72,18 @@ def on_create(pid, pgd, name):
     def dive_return(cpu_index, cpu, retval):
         r["dive_returns"].append(retval)
 
+    @guarded
+    def write_entry(cpu_index, cpu):
+        r["writes"].append([cpu.RDX, api.pending_returns()[-1]["kernel"]])
+
+    @guarded
+    def write_return(cpu_index, cpu, retval):
+        r["write_returns"].append(retval)
+
+    ksys_write = api.sym_to_va(0, "vmlinux", "ksys_write")
     for bp in (BP(facts["pyrebox_fact"], pgd, func=fact_entry, on_return=fact_return),
-               BP(facts["pyrebox_dive"], pgd, func=dive_entry, on_return=dive_return)):
+               BP(facts["pyrebox_dive"], pgd, func=dive_entry, on_return=dive_return),
+               BP(ksys_write, pgd, func=write_entry, on_return=write_return)):
         bp.enable()
         bps.append(bp)
 
