@@ -46,7 +46,7 @@ from .return_frames import KERNEL, LimitReached  # noqa: F401 - part of this API
 LIMIT = return_frames.DEFAULT_LIMIT
 # Callbacks that run before the instruction at their pc: at a function's
 # first instruction the return address is at the stack pointer.
-ENTRY_TYPES = (cb.INSN_BEGIN_CB, cb.BLOCK_BEGIN_CB)  # noqa: F821 - from the kind table
+ENTRY_TYPES = (cb.INSN_BEGIN_CB, cb.BLOCK_BEGIN_CB)
 
 _table = return_frames.PendingReturns(LIMIT)
 # Held while the table and the site callbacks change (vCPU threads may
@@ -109,7 +109,7 @@ def on_return(cpu_index: int, func, new_style: bool = False) -> None:
     pgd = _pyrebox.current_pgd(cpu_index)
     try:
         return_address = int.from_bytes(_pyrebox.read_virtual(pgd, sp, word), "little")
-    except Exception as e:  # noqa: BLE001 - the native InvalidAddress, re-raised with context
+    except _pyrebox.InvalidAddress as e:
         raise _pyrebox.InvalidAddress(
             f"on_return: cannot read the return address at the stack pointer {sp:#x} "
             f"(address space {pgd:#x}): {e}") from e
@@ -201,7 +201,7 @@ def _apply(out: return_frames.Outcome) -> None:
         for site in out.new_sites:
             space, address = site
             _sites[site] = manager.add_callback(
-                cb.INSN_BEGIN_CB, _site_handler(space, address),  # noqa: F821
+                cb.INSN_BEGIN_CB, _site_handler(space, address),
                 name=f"return_{address:x}", addr=address,
                 pgd=None if space == KERNEL else space)
 
