@@ -19,6 +19,12 @@ Without `func` a hit opens the interactive shell at that point
 the runtime installs with set_shell_opener). `addr` may be "module!symbol" (resolved with
 api.sym_to_va in `pgd`).
 
+`on_return=f` (an EXECUTION breakpoint at one address, placed at a
+function's first instruction): each hit arranges `f` for that call's return
+(pyrebox.returns.on_return, in the breakpoint's style: `cpu_index, cpu,
+retval` or a dict), before `func` runs; without `func` such a hit only
+arranges the return (it opens no shell).
+
 Range and memory breakpoints see every process (their trigger checks the
 pgd); they do not change the monitored set.
 
@@ -32,7 +38,7 @@ import itertools
 import os
 
 from . import callbacks as cb
-from . import paths
+from . import paths, returns
 from .native import pyrebox as _pyrebox
 
 TRIGGERS = os.path.join(paths.ROOT, "triggers")
@@ -60,7 +66,8 @@ class BP:
     _ids = itertools.count(1)
     _managers: dict[bool, cb.CallbackManager] = {}
 
-    def __init__(self, addr, pgd, size=0, typ=EXECUTION, func=None, new_style=False):
+    def __init__(self, addr, pgd, size=0, typ=EXECUTION, func=None, new_style=False,
+                 on_return=None):
         if typ not in self.TYPE_NAMES:
             raise ValueError(f"unknown breakpoint type {typ!r}; use BP.EXECUTION, BP.MEM_READ, "
                              f"BP.MEM_WRITE, BP.MEM_READ_PHYS or BP.MEM_WRITE_PHYS")
@@ -70,11 +77,19 @@ class BP:
             raise ValueError(f"pgd must be a non-negative int or None, got {pgd!r}")
         if func is not None and not callable(func):
             raise TypeError(f"func must be callable or None, got {type(func).__name__}")
+        if on_return is not None:
+            if not callable(on_return):
+                raise TypeError(f"on_return must be callable or None, got "
+                                f"{type(on_return).__name__}")
+            if typ != self.EXECUTION or size > 1:
+                raise ValueError("on_return needs an EXECUTION breakpoint at one address "
+                                 "(size 0 or 1): a function's first instruction")
         self._typ = typ
         self._pgd = None if typ in (self.MEM_READ_PHYS, self.MEM_WRITE_PHYS) else pgd
         self._addr = self._resolve(addr, self._pgd)
         self._size = size
         self._func = func
+        self._on_return = on_return
         self._new_style = bool(new_style)
         self._name = None
         self.id = next(self._ids)
@@ -104,6 +119,8 @@ class BP:
         callback_type, trigger = self._KINDS[self._typ]
         manager = self._manager(self._new_style)
         handler = self._func if self._func is not None else self._open_shell
+        if self._on_return is not None:
+            handler = self._returning_handler()
         name = f"bp_{self.id}"
         single = self._typ == self.EXECUTION and self._size <= 1
         if single:
@@ -157,6 +174,9 @@ class BP:
             "any process" if self._pgd is None else f"pgd {self._pgd:#x}")
         state = "enabled" if self.enabled() else "disabled"
         action = "shell" if self._func is None else getattr(self._func, "__name__", "func")
+        if self._on_return is not None:
+            returned = f"on_return {getattr(self._on_return, '__name__', 'func')}"
+            action = returned if self._func is None else f"{action}, {returned}"
         return (f"[{self.id}] {self.TYPE_NAMES[self._typ]} {span} ({where}) {state} "
                 f"-> {action}")
 
@@ -201,6 +221,23 @@ class BP:
         data = d.get("data")
         value = f", value {data:#0{2 + 2 * size}x}" if isinstance(data, int) else ""
         return cpu_index, f"write of {size} byte(s) at {where}{value}"
+
+    def _returning_handler(self):
+        """The hit function of a breakpoint with on_return: arranges the
+        return, then runs `func` (also when arranging raised, whose error
+        is raised after it)."""
+        on_return, func, new_style = self._on_return, self._func, self._new_style
+
+        def hit(*args):
+            cpu_index = args[0]["cpu_index"] if new_style else args[0]
+            try:
+                returns.on_return(cpu_index, on_return, new_style=new_style)
+            finally:
+                if func is not None:
+                    func(*args)
+
+        hit.__name__ = f"bp_{self.id}_with_on_return"
+        return hit
 
     def _open_shell(self, *args) -> None:
         cpu_index, what = self._hit_text(args)

@@ -163,7 +163,31 @@ def _make_adapter(callback_type: int, func, new_style: bool, report):
                      f"<adapter of {kind.name}{' (new style)' if new_style else ''}>", "exec"),
              namespace)
         make = _factories[key] = namespace["make"]
-    return make(func, report, Cpu, sys.getrefcount, DERIVATIONS)
+    adapter = make(func, report, Cpu, sys.getrefcount, DERIVATIONS)
+    _adapter_codes[adapter.__code__] = key
+    return adapter
+
+
+# The code of each kind's adapter (shared by all its adapters) -> (callback
+# type, new_style): how running_callback recognises an adapter's frame.
+_adapter_codes: dict[object, tuple[int, bool]] = {}
+
+
+def running_callback():
+    """The innermost callback this thread is running, as (callback type,
+    new_style, frame of its adapter), or None when no callback's adapter is
+    on this thread's Python stack (script start-up, the console, a thread of
+    the script's own). The frame object is one per execution of a callback:
+    while a caller holds it, no other execution has the same one. Costs a
+    walk up the Python stack, so it is for calls made once per event, not
+    per register read."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        found = _adapter_codes.get(frame.f_code)
+        if found is not None:
+            return found[0], found[1], frame
+        frame = frame.f_back
+    return None
 
 
 # module handle -> the CallbackManagers created for it (weakly held): lets

@@ -9,15 +9,16 @@ is then queued, the call returns at once, and the snapshot is taken (or
 loaded) right after the callback returns, a few instructions later; errors
 are printed on the console. A loadvm of a name the disk does not hold raises
 at once, and a loadvm that fails leaves the VM as it was (running or not). After a loadvm PyREBox re-reads the vCPUs'
-address spaces and the process and module tables, and stops monitoring
-pgds no process has in the restored machine.
+address spaces and the process and module tables, stops monitoring pgds no
+process has in the restored machine, and drops the pending function returns
+(api.on_return).
 """
 
 from __future__ import annotations
 
 import threading
 
-from . import output, qmp
+from . import output, qmp, returns
 from .native import pyrebox as _pyrebox
 from .qmp import QmpError
 from .qmp_client import check_snapshot_name, snapshot
@@ -37,6 +38,8 @@ def _run(verb: str, name: str) -> None:
         return
     try:
         snapshot(qmp, verb, name)
+        # The calls whose returns were pending are not in the restored machine.
+        returns.forget_all()
     except QmpError:
         # "restore-vm" is the run state QEMU's loadvm stops a running VM
         # with; a VM that was paused stays "paused" and is left so.

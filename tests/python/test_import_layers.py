@@ -25,13 +25,13 @@ PYTHON = os.path.join(ROOT, "python")
 LAYERS: dict[str, set[str]] = {
     # The native module's one gateway, and what needs nothing of PyREBox.
     "foundation": {"pyrebox", "pyrebox.native", "pyrebox.output", "pyrebox.paths",
-                   "pyrebox.config", "pyrebox.qmp_client", "pyrebox.event_kinds", "pyrebox.symbols",
+                   "pyrebox.config", "pyrebox.qmp_client", "pyrebox.event_kinds", "pyrebox.return_frames", "pyrebox.symbols",
                    "pyrebox.symbols.*", "pyrebox.guest_agent", "pyrebox.syscall_flags",
                    "pyrebox.syscall_values", "pyrebox.trace_filter", "pyrebox.unwind",
                    "pyrebox.unwind.*"},
     # The guest machine and its events; what they need is given to them.
     "domain": {"pyrebox.cpu", "pyrebox.machine", "pyrebox.callbacks", "pyrebox.breakpoints",
-               "pyrebox.triggers"},
+               "pyrebox.triggers", "pyrebox.returns"},
     "services": {"pyrebox.scripts", "pyrebox.script_api", "pyrebox.volatility",
                  "pyrebox.snapshots", "pyrebox.ui", "pyrebox.qmp", "pyrebox.interactive",
                  "pyrebox.kernel_tables", "pyrebox.agent_commands", "pyrebox.syscall_names",
