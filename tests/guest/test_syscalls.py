@@ -149,3 +149,26 @@ def test_events_carry_the_kernels_name_of_the_call(run):
     # The 32-bit numbering: this kernel keeps no ia32_sys_call_table (its
     # 32-bit calls go through a switch), so int 0x80's getpid has no name.
     assert names[(GETPID_32, 2)] is None
+
+
+def test_events_carry_the_calling_thread_and_decoded_arguments(run):
+    printed = key_values(run["outputs"][3][0])
+    pid, child = int(printed["pid"]), int(printed["child"])
+    seq = run["report"]["seq"]
+    clone3 = [e for e in seq if e[2] == CLONE3 and e[0] == "R" and not e[6]]
+    thread = clone3[0][5]
+    getpids = [(e[8], e[9]) for e in seq if e[2] == GETPID and e[0] == "E"]
+    assert getpids.count((pid, thread)) == THREAD_GETPIDS and getpids.count((pid, pid)) == 1
+    # The fork child's calls are its own; every other call is the main thread's.
+    assert {(e[8], e[9]) for e in seq if e[8] == child} == {(child, child)}
+    assert {e[8] for e in seq} == {pid, child}
+    # The child's own return of fork is in the child.
+    assert [(e[8], e[9]) for e in seq if e[2] == CLONE and e[0] == "R" and e[6]] == [(child, child)]
+    # Arguments by the kernel's names, printed as strace does; the read's
+    # buffer on return holds the 26 bytes written; errors are named.
+    assert run["report"]["open_args"][0] == {
+        "dfd": "AT_FDCWD", "filename": '"/tmp/syscall_seq.txt"',
+        "flags": "O_WRONLY|O_CREAT|O_TRUNC", "mode": "0644"}
+    assert run["report"]["read_buf"] == "abcdefghijklmnopqrstuvwxyz"
+    opens = [e for e in seq if e[2] == OPENAT and e[0] == "R"]
+    assert [e[10] for e in opens] == [None, None, "ENOENT"]

@@ -14,7 +14,7 @@ WATCH = ("workload", "fork_exec", "static_loop", "syscall_seq")
 cm = None
 printer = None
 r = {"enter": {}, "ret": {}, "getppid": [], "children": [], "names": None, "errors": [],
-     "unpaired": 0, "old_style": 0, "seq": []}
+     "unpaired": 0, "old_style": 0, "seq": [], "open_args": [], "read_buf": None}
 names_of = {}  # pgd -> name of the watched processes
 
 
@@ -36,7 +36,10 @@ def count(table, number):
 def on_enter(params):
     if names_of.get(params["pgd"]) == "syscall_seq":
         r["seq"].append(["E", params["pgd"], params["number"], params["path"],
-                         list(params["raw"]), None, 0, params["name"]])
+                         list(params["raw"]), None, 0, params["name"], params["pid"],
+                         params["tid"]])
+        if params["name"] == "openat":
+            r["open_args"].append({k: repr(v) for k, v in params["args"].items()})
         return
     count(r["enter"], params["number"])
     if r["names"] is None:
@@ -47,7 +50,10 @@ def on_enter(params):
 def on_ret(params):
     if names_of.get(params["pgd"]) == "syscall_seq":
         r["seq"].append(["R", params["pgd"], params["number"], params["path"],
-                         list(params["raw"]), params["retval"], params["child"], params["name"]])
+                         list(params["raw"]), params["retval"], params["child"], params["name"],
+                         params["pid"], params["tid"], params["error"]])
+        if params["name"] == "read" and params["args"]["fd"] == 3:
+            r["read_buf"] = bytes(params["args"]["buf"]).decode()
         return
     count(r["ret"], params["number"])
     if params["number"] == 110:
