@@ -45,6 +45,10 @@ CONFIGS = [
      "<= 1.5", 1),
     ("trigger_blocks", "6. C trigger counting BLOCK_BEGIN, all processes",
      "bench.scripts.trigger_block_counter", "<= 1.15", 1),
+    ("syscalls", "7. Python SYSCALL_CB + SYSCALL_RET_CB (trivial body), workload monitored",
+     "bench.scripts.python_syscalls", "<= 1.6", 1),
+    ("trace", "7b. pyrebox trace of the workload (every call decoded and formatted)",
+     "bench.scripts.syscall_trace", "report", 1),
     # Not PyREBox: a bare QEMU plugin with an empty C callback per block
     # (bench/floor), what QEMU itself charges for any per-block callback.
     ("floor", "6f. QEMU floor: bare plugin, empty per-block callback, no register access",

@@ -23,9 +23,9 @@ def test_bench_quick_prints_a_table():
     assert rows[1] == "|---|---:|---:|---:|---:|---|"
     assert rows[2].startswith("| plain QEMU (no plugin) | ")
     body = rows[3:]
-    assert len(body) == 11
+    assert len(body) == 13
     measured = [r for r in body if "not available yet" not in r]
-    assert len(measured) == 11
+    assert len(measured) == 13
     for row in measured:
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert float(cells[1]) > 0 and re.fullmatch(r"\d+\.\d\d", cells[2])
@@ -48,5 +48,10 @@ def test_bench_quick_prints_a_table():
     assert int(floor.replace(",", "")) > 1_000_000
     stores = counts["5f. QEMU floor: bare plugin, empty callback after every store"]
     assert int(stores.replace(",", "")) > 1_000_000
+    # Every getppid of the 1000 rounds enters and returns, and has a trace line.
+    syscalls = counts["7. Python SYSCALL_CB + SYSCALL_RET_CB (trivial body), workload monitored"]
+    assert int(syscalls.replace(",", "")) >= 2 * 1000
+    lines = counts["7b. pyrebox trace of the workload (every call decoded and formatted)"]
+    assert int(lines.replace(",", "")) >= 1000
     blocks = counts["6. C trigger counting BLOCK_BEGIN, all processes"]
     assert int(blocks.replace(",", "")) > 1_000_000  # a whole boot's blocks
