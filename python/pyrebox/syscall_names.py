@@ -7,6 +7,11 @@ handler of call N, whose symbol names it (`__x64_sys_openat`,
 `__x64_sys_ni_syscall` for unused numbers). No table of PyREBox's own: a
 kernel that adds or renumbers calls is read as it is.
 
+Kernels that dispatch through a switch instead (`ia32_sys_call`,
+`x64_sys_call`: 6.9+, and stable kernels with the branch-history-injection
+fixes, whose 32-bit table is gone) are read from the switch's code
+(pyrebox.syscall_switch).
+
 The tables are read once per kernel (keyed by the handler table's
 address) through the kernel's symbols; a table whose entries stop pointing
 at system-call handlers ends there (at most MAX_CALLS entries: the guest's
@@ -18,13 +23,14 @@ from __future__ import annotations
 
 import struct
 
-from . import machine
+from . import machine, syscall_switch
 
 MAX_CALLS = 1024
 TABLES = {False: "sys_call_table", True: "ia32_sys_call_table"}
+SWITCHES = {False: "x64_sys_call", True: "ia32_sys_call"}
 PREFIXES = ("__x64_sys_", "__x64_compat_sys_", "__ia32_compat_sys_", "__ia32_sys_",
             "__se_sys_", "__do_sys_", "sys_")
-UNUSED = ("sys_ni_syscall", "__x64_sys_ni_syscall", "__ia32_sys_ni_syscall")
+UNUSED = ("sys_ni_syscall", "__x64_sys_ni_syscall", "__ia32_sys_ni_syscall", "__do_sys_ni_syscall")
 
 _cache: dict[tuple[bool, int], dict[int, str]] = {}
 
@@ -66,11 +72,13 @@ def table(pgd: int, compat: bool = False) -> dict[int, str]:
     """{number: name} of the running kernel, read through the address space
     `pgd` (any process's: the kernel is mapped in each): the x86-64 calls,
     or with `compat` the 32-bit ones (int 0x80, sysenter). Empty when the
-    kernel has no such table or its symbols are not known yet."""
+    kernel has neither such a table nor such a switch, or its symbols are
+    not known yet."""
     address = machine.sym_to_va(0, "vmlinux", TABLES[compat])
-    if address is None:
+    switch = None if address is not None else machine.sym_to_va(0, "vmlinux", SWITCHES[compat])
+    if address is None and switch is None:
         return {}
-    key = (compat, address)
+    key = (compat, address if address is not None else switch)
     if key not in _cache:
         def read_u64(va: int) -> int:
             return struct.unpack("<Q", machine.r_va(pgd, va, 8))[0]
@@ -81,7 +89,16 @@ def table(pgd: int, compat: bool = False) -> dict[int, str]:
                 return None
             return found[1] if machine.sym_to_va(0, "vmlinux", found[1]) == va else None
 
-        _cache[key] = read_table(address, read_u64, symbol_of)
+        if address is not None:
+            names = read_table(address, read_u64, symbol_of)
+        else:
+            handlers = syscall_switch.decode(
+                switch, lambda va, n: machine.r_va(pgd, va, n), symbol_of,
+                lambda symbol: symbol in UNUSED or handler_name(symbol) is not None)
+            names = {n: handler_name(h) for n, h in handlers.items() if handler_name(h)}
+        if not names:
+            return {}  # nothing readable yet: asked again next time
+        _cache[key] = names
     return _cache[key]
 
 

@@ -12,8 +12,8 @@ Differences the comparison allows, as docs/trace.md documents them:
 - futex waits depend on thread timing, and getrandom's readiness on the
   entropy pool at that moment: compared in neither;
 - calls outside strace_format.LIKE_STRACE (structures strace expands) are
-  compared by name and result only, and the 32-bit int 0x80 getpid, which
-  this kernel numbers through a switch with no table, is `syscall_0x14`.
+  compared by name and result only. The int 0x80 getpid is named from the
+  kernel's 32-bit dispatch switch, as strace names it from its own table.
 """
 
 from __future__ import annotations
@@ -109,9 +109,6 @@ def test_the_trace_agrees_with_the_guests_strace_line_for_line(runs):
     for thread, (expected, got) in enumerate(zip(theirs, ours)):
         assert len(got) == len(expected), (thread, expected, got)
         for (name, args, result), (our_name, our_args, our_result) in zip(expected, got):
-            if name == "getpid" and our_name == "syscall_0x14":
-                assert our_result == result  # int 0x80: unnamed on this kernel
-                continue
             assert (our_name, our_result) == (name, result), (thread, name, args)
             if name in LIKE_STRACE:
                 assert our_args == args, (thread, name)
@@ -131,7 +128,8 @@ def test_the_known_calls_are_decoded(runs):
     assert any(l.startswith('sendto(3, "hello", 5, 0, {sa_family=AF_INET, sin_port=htons(9999), '
                             'sin_addr=inet_addr("127.0.0.1")}, 16)') for l in body)
     assert any(l.startswith('execve("/bin/true", ["true"], ') and l.endswith("= 0") for l in body)
-    assert sum(l.startswith("getpid()") for l in body) == THREAD_GETPIDS + 1
+    # The thread's, main's own and the int 0x80 one.
+    assert sum(l.startswith("getpid()") for l in body) == THREAD_GETPIDS + 2
 
 
 def test_json_lines_carry_pids_decoded_arguments_and_errors_for_the_filtered_classes(runs):
