@@ -152,9 +152,15 @@ def write_register(cpu_index: int, regname: str, value: int) -> None:
     _pyrebox.write_register(cpu_index, _register_name(regname), value)
 
 
+_pc_name: str | None = None  # "RIP" or "EIP": the guest's width does not change
+
+
 def _set_pc(values: dict, pc: int) -> None:
+    global _pc_name
+    if _pc_name is None:
+        _pc_name = "RIP" if _pyrebox.is_64bit() else "EIP"
     values["PC"] = pc
-    values["RIP" if _pyrebox.is_64bit() else "EIP"] = pc
+    values[_pc_name] = pc
 
 
 # Registers a write cannot reach, and why.

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 
-from . import output, qmp, returns
+from . import output, qmp, returns, syscall_meta, syscall_names
 from .native import pyrebox as _pyrebox
 from .qmp import QmpError
 from .qmp_client import check_snapshot_name, snapshot
@@ -38,8 +38,11 @@ def _run(verb: str, name: str) -> None:
         return
     try:
         snapshot(qmp, verb, name)
-        # The calls whose returns were pending are not in the restored machine.
+        # The calls whose returns were pending are not in the restored
+        # machine, whose kernel may be another one.
         returns.forget_all()
+        syscall_names.forget()
+        syscall_meta.forget()
     except QmpError:
         # "restore-vm" is the run state QEMU's loadvm stops a running VM
         # with; a VM that was paused stays "paused" and is left so.

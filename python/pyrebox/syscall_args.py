@@ -422,14 +422,32 @@ class Arguments(collections.abc.Mapping):
     object); `raw` is the registers, `signature` the kernel's declaration
     (None when it has none), `described` whether it had one."""
 
-    __slots__ = ("pgd", "number", "path", "raw", "retval", "signature", "_values", "_read")
+    _LOOK_UP = object()  # the signature is looked up on first use
+    # Until first use an event's Arguments hold only their inputs (one
+    # attribute: they are made for every event, most are never looked at).
+    _signature = _LOOK_UP
+    _values: dict | None = None
+    _read = None
 
     def __init__(self, pgd: int, number: int, path: int, raw: tuple, retval: int | None = None,
-                 signature: Signature | None = None, read=None):
-        self.pgd, self.number, self.path, self.raw, self.retval = pgd, number, path, tuple(raw), retval
-        self.signature = signature
-        self._values: dict | None = None
-        self._read = read
+                 signature=_LOOK_UP, read=None):
+        self._in = (pgd, number, path, raw, retval)
+        if signature is not Arguments._LOOK_UP:
+            self._signature = signature
+        if read is not None:
+            self._read = read
+
+    pgd = property(lambda self: self._in[0])
+    number = property(lambda self: self._in[1])
+    path = property(lambda self: self._in[2])
+    raw = property(lambda self: tuple(self._in[3]))
+    retval = property(lambda self: self._in[4])
+
+    @property
+    def signature(self) -> Signature | None:
+        if self._signature is Arguments._LOOK_UP:
+            self._signature = _signature(self.pgd, self.number, self.path)
+        return self._signature
 
     @property
     def described(self) -> bool:
@@ -471,13 +489,20 @@ class Arguments(collections.abc.Mapping):
 
 
 def entry_arguments(pgd: int, number: int, path: int, raw: tuple) -> Arguments:
-    """SYSCALL_CB's `args`."""
-    return Arguments(pgd, number, path, raw, None, _signature(pgd, number, path))
+    """SYSCALL_CB's `args` (nothing is read until they are used)."""
+    args = _new(Arguments)
+    args._in = (pgd, number, path, raw, None)
+    return args
 
 
 def return_arguments(pgd: int, number: int, path: int, raw: tuple, retval: int) -> Arguments:
     """SYSCALL_RET_CB's `args`: the inputs again and the outputs."""
-    return Arguments(pgd, number, path, raw, retval, _signature(pgd, number, path))
+    args = _new(Arguments)
+    args._in = (pgd, number, path, raw, retval)
+    return args
+
+
+_new = object.__new__
 
 
 def after_exec(args: Arguments, started: dict) -> Arguments:
@@ -527,7 +552,7 @@ def error_name(retval: int) -> str | None:
     """SYSCALL_RET_CB's `error`: "ENOENT" for -2 and the like, None when
     `retval` is no error (-4095..-1 are errors, as the kernel's
     IS_ERR_VALUE says)."""
-    if not -MAX_ERRNO <= retval <= -1:
+    if retval >= 0 or retval < -MAX_ERRNO:
         return None
     code = -retval
     return (RESTART_NAMES.get(code) or ERRNO_SPELLINGS.get(code) or _errno.errorcode.get(code)

@@ -61,12 +61,22 @@ def read_record(record: int, name: str, read_u64, read_u32, read_str) -> Signatu
 
 # (record address, name) -> its Signature or None: records do not change.
 _cache: dict[tuple[int, str], Signature | None] = {}
+# The running kernel's records once read, by name (no symbol lookup).
+_by_name: dict[str, Signature] = {}
+
+
+def forget() -> None:
+    """Drops what was read of the running kernel (another kernel: a loadvm)."""
+    _by_name.clear()
 
 
 def of_name(pgd: int, name: str) -> Signature | None:
     """The kernel's signature of call `name` (read through the address
     space `pgd`: the kernel is mapped in each); None when the kernel keeps
     no record of it or its symbols are not known yet."""
+    known = _by_name.get(name)
+    if known is not None:
+        return known
     record = machine.sym_to_va(0, "vmlinux", PREFIX + name)
     if record is None:
         return None
@@ -85,6 +95,7 @@ def of_name(pgd: int, name: str) -> Signature | None:
         if found is None:
             return None  # not readable now: asked again next time
         _cache[key] = found
+    _by_name[name] = _cache[key]
     return _cache[key]
 
 

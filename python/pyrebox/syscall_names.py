@@ -33,6 +33,13 @@ PREFIXES = ("__x64_sys_", "__x64_compat_sys_", "__ia32_compat_sys_", "__ia32_sys
 UNUSED = ("sys_ni_syscall", "__x64_sys_ni_syscall", "__ia32_sys_ni_syscall", "__do_sys_ni_syscall")
 
 _cache: dict[tuple[bool, int], dict[int, str]] = {}
+# The running kernel's tables once read: events look their names up here,
+# with no symbol lookup. forget() drops them (another kernel: a loadvm).
+_current: dict[bool, dict[int, str]] = {}
+
+
+def forget() -> None:
+    _current.clear()
 
 
 def handler_name(symbol: str) -> str | None:
@@ -74,6 +81,9 @@ def table(pgd: int, compat: bool = False) -> dict[int, str]:
     or with `compat` the 32-bit ones (int 0x80, sysenter). Empty when the
     kernel has neither such a table nor such a switch, or its symbols are
     not known yet."""
+    known = _current.get(compat)
+    if known is not None:
+        return known
     address = machine.sym_to_va(0, "vmlinux", TABLES[compat])
     switch = None if address is not None else machine.sym_to_va(0, "vmlinux", SWITCHES[compat])
     if address is None and switch is None:
@@ -99,6 +109,7 @@ def table(pgd: int, compat: bool = False) -> dict[int, str]:
         if not names:
             return {}  # nothing readable yet: asked again next time
         _cache[key] = names
+    _current[compat] = _cache[key]
     return _cache[key]
 
 
@@ -111,6 +122,9 @@ def event_name(pgd: int, number: int, path: int) -> str | None:
     """A SYSCALL event's `name`: the x86-64 table for the `syscall` path
     (1), the 32-bit one otherwise. None, never an exception, when it cannot
     be told (a callback gets its event either way)."""
+    known = _current.get(path != 1)  # the fast path: the table was read
+    if known is not None:
+        return known.get(number)
     try:
         return table(pgd, compat=path != 1).get(number)
     except Exception:  # noqa: BLE001 - the name is optional; the event is not

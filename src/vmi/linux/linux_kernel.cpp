@@ -356,6 +356,15 @@ void LinuxKernel::set_location(const KernelLocation& location, PagingMode mode) 
     location_ = location;
     mode_ = mode;
     vmlinux_symbols_.reset();
+    per_cpu_offsets_ = fresh_offsets();
+}
+
+std::shared_ptr<LinuxKernel::PerCpuOffsets> LinuxKernel::fresh_offsets() {
+    auto offsets = std::make_shared<PerCpuOffsets>();
+    for (auto& o : *offsets) {
+        o.store(kUnknown, std::memory_order_relaxed);
+    }
+    return offsets;
 }
 
 Expected<const LinuxKernel::Layout*> LinuxKernel::located_layout() const {
@@ -875,14 +884,32 @@ Expected<Thread> LinuxKernel::current_thread(PhysicalMemory& mem, unsigned cpu) 
     constexpr uint64_t kStartKernelMap = 0xffffffff80000000ull;
     const uint64_t slide = location_->virt_slide;
     const Reader r{mem, mode_, location_->pgd_paddr};
-    auto offset = r.uint(l.per_cpu_offset + slide + 8ull * cpu, 8, "__per_cpu_offset");
-    if (!offset) {
-        return Error{offset.error()};
+    const auto offsets = per_cpu_offsets_;  // one location's, even if it changes meanwhile
+    uint64_t offset = cpu < kCachedCpus ? (*offsets)[cpu].load(std::memory_order_relaxed)
+                                        : kUnknown;
+    if (offset == kUnknown) {
+        auto read = r.uint(l.per_cpu_offset + slide + 8ull * cpu, 8, "__per_cpu_offset");
+        if (!read) {
+            return Error{read.error()};
+        }
+        offset = *read;
+        if (cpu < kCachedCpus) {
+            (*offsets)[cpu].store(offset, std::memory_order_relaxed);
+        }
     }
     const uint64_t var = l.current_task >= kStartKernelMap ? l.current_task + slide : l.current_task;
-    auto task = r.uint(var + *offset, 8, "the per-CPU current task");
+    auto task = r.uint(var + offset, 8, "the per-CPU current task");
     if (!task) {
         return Error{task.error()};
+    }
+    // pid and tgid are adjacent 4-byte members on every kernel: one read.
+    if (l.task_tgid.offset == l.task_pid.offset + 4 && l.task_pid.size == 4 &&
+        l.task_tgid.size == 4) {
+        auto both = r.uint(*task + l.task_pid.offset, 8, "task_struct.pid/tgid");
+        if (!both) {
+            return Error{"task_struct at " + hex(*task) + ": " + both.error()};
+        }
+        return Thread{*task, *both & 0xffffffffu, *both >> 32};
     }
     auto tid = r.field(*task, l.task_pid, "task_struct.pid");
     auto pid = r.field(*task, l.task_tgid, "task_struct.tgid");

@@ -13,6 +13,8 @@
 // an error naming the list.
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -219,6 +221,13 @@ private:
     PagingMode mode_ = PagingMode::Long4;
     mutable std::shared_ptr<const Layout> layout_;
     mutable std::shared_ptr<const SymbolSet> vmlinux_symbols_;
+    // __per_cpu_offset[cpu] as read once per location (it does not change
+    // after boot), for the first kCachedCpus CPUs; kUnknown until read.
+    static constexpr size_t kCachedCpus = 64;
+    static constexpr uint64_t kUnknown = ~0ull;
+    using PerCpuOffsets = std::array<std::atomic<uint64_t>, kCachedCpus>;
+    std::shared_ptr<PerCpuOffsets> per_cpu_offsets_ = fresh_offsets();
+    static std::shared_ptr<PerCpuOffsets> fresh_offsets();
 };
 
 }  // namespace pyrebox::vmi::linux_guest

@@ -24,12 +24,14 @@ import shutil
 import pytest
 
 from conftest import command_outputs, key_values, run_pyrebox, write
+from strace_compare import STRACE_FILES, assert_same_calls
 from pyrebox import paths
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "scripts", "kernel_probe.py")
 CHILDREN = 2
 BOOTS = {"kaslr": [], "nokaslr-kpti": ["--nokaslr", "--", "-cpu", "Haswell-noTSX"]}
 WATCH = ("static_loop", "dyn_wait", "cat", "ps", "dl_cycle")
+TRACED = "syscall_seq 3 > /tmp/seq.out; cat /tmp/seq.out"
 
 
 def built_guest(spec: str):
@@ -80,7 +82,10 @@ def boot(spec: str, mode: str, tmp_path_factory) -> dict:
     shutil.copy(SCRIPT, work / "scripts" / "kernel_probe.py")
     with open(work / "probe.json", "w") as f:
         json.dump({"watch": WATCH, "vol": ["ps"], "offsets": facts}, f)
-    conf = write(work / "pyrebox.conf", "[MODULES]\nscripts.kernel_probe: True\n")
+    trace = work / "trace.txt"
+    conf = write(work / "pyrebox.conf", "[MODULES]\nscripts.kernel_probe: True\n"
+                 "pyrebox.trace_script: True\n"
+                 f"[TRACE]\nprogram = syscall_seq\noutput = {trace}\n")
     commands = [
         f"fork_exec {CHILDREN} /usr/local/bin/static_loop 10",
         # dyn_wait waits on stdin (a pipe that ends after 2 s) while cat
@@ -91,6 +96,9 @@ def boot(spec: str, mode: str, tmp_path_factory) -> dict:
         "cat /sys/devices/system/cpu/vulnerabilities/meltdown",
         "ps -o pid,ppid,comm",
         "dl_cycle",
+        # The trace follows the first syscall_seq; the second runs under strace.
+        TRACED,
+        f"strace -ff -o /tmp/st {TRACED}; {STRACE_FILES}",
     ]
     args = ["run", "--guest-kernel", spec, "--conf", conf, "--timeout", "300"]
     for command in commands:
@@ -105,7 +113,8 @@ def boot(spec: str, mode: str, tmp_path_factory) -> dict:
     outputs = command_outputs(result.stdout)
     assert all(outputs[n][1] == 0 for n in range(1, len(commands) + 1)), outputs
     return {"built": built, "facts": facts, "report": report, "outputs": outputs,
-            "stdout": result.stdout, "mode": mode, "module": module}
+            "stdout": result.stdout, "mode": mode, "module": module,
+            "trace": trace.read_text()}
 
 
 # --- what the guest printed ---
@@ -276,3 +285,12 @@ def test_dlopen_and_dlclose_give_the_librarys_events(run):
     assert (libc["base"], libc["size"]) == (int(printed["libc_base"], 16),
                                             int(printed["libc_size"], 16))
     assert not any(m["name"] == "libdltest.so" for m in snap["modules"])
+
+
+def test_the_trace_agrees_with_the_guests_strace(run):
+    """pyrebox trace's script and the guest's strace -ff on the same
+    program: the same calls, arguments and results, thread by thread (this
+    kernel's own call tables or switches, syscall metadata and per-CPU
+    current task)."""
+    strace_out = run["stdout"].split("PYREBOX-CMD-BEGIN 8", 1)[1]
+    assert_same_calls(strace_out, run["trace"])

@@ -15,6 +15,7 @@ from kernel_guest import (  # noqa: F401 - the shared tests, run on this kernel
     test_the_built_kernel_is_located_and_nothing_failed,
     test_the_kernel_module_is_sized_as_proc_modules,
     test_the_process_list_is_ps_row_for_row,
+    test_the_trace_agrees_with_the_guests_strace,
     test_volatility_agrees,
 )
 
