@@ -103,13 +103,48 @@ TEST(TriggerCall, MemoryAndOtherParameters64) {
 }
 
 TEST(TriggerCall, FieldsNotFilledAreZero) {
-    // Bytes of the union beyond the member of the event's type read as 0.
+    // Bytes of the union beyond the member of the event's type read as 0, up
+    // to the five words every kind but the system calls' is passed in (the
+    // system-call members alone are larger; only they are passed whole).
     call64(event(CallbackType::InsnBegin), nullptr, nullptr);
     const auto* bytes = reinterpret_cast<const unsigned char*>(&t64::g_seen);
-    for (size_t i = offsetof(t64::insn_begin_params_t, cpu) + sizeof(void*);
-         i < sizeof t64::g_seen; ++i) {
+    for (size_t i = offsetof(t64::insn_begin_params_t, cpu) + sizeof(void*); i < 5 * 8; ++i) {
         EXPECT_EQ(bytes[i], 0) << "byte " << i;
     }
+}
+
+TEST(TriggerCall, SystemCallParametersArePassedWhole) {
+    TriggerCpu cpu{1, 0x401000};
+    Event e = event(CallbackType::SyscallRet);
+    e.pid = 100;
+    e.tid = 101;
+    e.pgd = 0x9000;
+    e.number = 257;
+    for (int i = 0; i < 6; ++i) {
+        e.args[i] = 0x1000 + static_cast<uint64_t>(i);
+    }
+    e.pc = 0x401000;
+    e.syscall_path = 1;
+    e.retval = static_cast<uint64_t>(-2);
+    e.child = true;
+    call64(e, &cpu, nullptr);
+    const auto& p = t64::g_seen.syscall_ret_params;
+    EXPECT_EQ(p.cpu, static_cast<void*>(&cpu));
+    EXPECT_EQ(p.pid, 100u);
+    EXPECT_EQ(p.tid, 101u);
+    EXPECT_EQ(p.pgd, 0x9000u);
+    EXPECT_EQ(p.number, 257u);
+    for (int i = 0; i < 6; ++i) {
+        EXPECT_EQ(p.args[i], 0x1000u + static_cast<uint64_t>(i)) << i;
+    }
+    EXPECT_EQ(p.pc, 0x401000u);
+    EXPECT_EQ(p.path, 1u);
+    EXPECT_EQ(p.retval, -2);
+    EXPECT_EQ(p.child, 1u);
+    e.type = CallbackType::Syscall;
+    call64(e, &cpu, nullptr);
+    EXPECT_EQ(t64::g_seen.syscall_params.args[5], 0x1005u);
+    EXPECT_EQ(t64::g_seen.syscall_params.tid, 101u);
 }
 
 }  // namespace
