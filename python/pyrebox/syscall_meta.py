@@ -5,11 +5,11 @@ syscall_metadata __syscall_meta__<name>` per SYSCALL_DEFINE:
 
     const char *name;         "sys_openat"
     int syscall_nr;           (filled at boot for the x86-64 numbering)
-    int nb_args;              0..6
+    int nb_args;              0..6 (7.1+: `u8 nb_args:7`, then other fields)
     const char **types;       "int", "const char __user *", "umode_t", ...
     const char **args;        "dfd", "filename", "flags", "mode"
 
-(that prefix of the struct is the same from 2.6.33 to 7.x; the pointer
+(the layout of those members is the same from 2.6.33 to 7.x; the pointer
 array __start_syscalls_metadata is init data, freed after boot, so each
 record is found by its symbol). A call is matched to its record by name:
 the name the kernel's call table gives the number (pyrebox.syscall_names),
@@ -48,7 +48,10 @@ def read_record(record: int, name: str, read_u64, read_u32, read_str) -> Signatu
     try:
         if read_str(read_u64(record), MAX_STRING) != "sys_" + name:
             return None
-        nb_args = read_u32(record + 12)
+        # An int up to 7.0; since, the low 7 bits of a byte (the rest of
+        # the word holds user_arg_is_str, user_arg_size, user_mask). The
+        # count is at most 6 either way: its low byte's low 7 bits hold it.
+        nb_args = read_u32(record + 12) & 0x7f
         if nb_args > MAX_ARGS:
             return None
         types_at, args_at = read_u64(record + 16), read_u64(record + 24)

@@ -181,7 +181,10 @@ def test_metadata_records_are_checked_before_they_are_believed():
     sig = syscall_meta.read_record(record, "kill", read_u64, r.u32, read_str)
     assert sig == Signature("kill", ("pid", "sig"), ("pid_t", "int"))
     assert syscall_meta.read_record(record, "getpid", read_u64, r.u32, read_str) is None
-    bad = m.put(0xd03000, struct.pack("<QiiQQ", name, 62, 1000, types, names))
+    # 7.1+ packs other fields above nb_args's 7 bits.
+    packed = m.put(0xd04000, struct.pack("<QiBBhQQ", name, 62, 2 | 0x80, 3, 0x15, types, names))
+    assert syscall_meta.read_record(packed, "kill", read_u64, r.u32, read_str) == sig
+    bad = m.put(0xd03000, struct.pack("<QiiQQ", name, 62, 100, types, names))
     assert syscall_meta.read_record(bad, "kill", read_u64, r.u32, read_str) is None
     assert syscall_meta.read_record(0xdead0000, "kill", read_u64, r.u32, read_str) is None
 
