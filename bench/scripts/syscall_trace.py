@@ -16,11 +16,7 @@ def initialize_callbacks(module_hdl, p):
     printer = p
     tracer = trace_script.Tracer("workload", lambda text: lines.append(len(text)))
     cm = cb.CallbackManager(module_hdl, new_style=True)
-    with cm.batch():
-        cm.add_callback(cb.CREATEPROC_CB, tracer.on_create, name="create")
-        cm.add_callback(cb.REMOVEPROC_CB, tracer.on_remove, name="remove")
-        cm.add_callback(cb.SYSCALL_CB, tracer.on_enter, name="enter")
-        cm.add_callback(cb.SYSCALL_RET_CB, tracer.on_return, name="ret")
+    tracer.register(cm)
 
 
 def clean():

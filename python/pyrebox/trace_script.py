@@ -139,6 +139,14 @@ class Tracer:
         else:
             self.write(strace_format.line(name, number, args, retval, tid))
 
+    def register(self, cm) -> None:
+        """Adds the tracer's callbacks to the (new-style) manager `cm`."""
+        with cm.batch():
+            cm.add_callback(cb.CREATEPROC_CB, self.on_create, name="trace_create")
+            cm.add_callback(cb.REMOVEPROC_CB, self.on_remove, name="trace_remove")
+            cm.add_callback(cb.SYSCALL_CB, self.on_enter, name="trace_enter")
+            cm.add_callback(cb.SYSCALL_RET_CB, self.on_return, name="trace_return")
+
     def finish(self) -> None:
         for tid, (pid, name, number, args) in self.pending.items():
             if args is not None:
@@ -169,11 +177,7 @@ def initialize_callbacks(module_hdl, printer) -> None:
     as_json = section.get("json", "false").strip().lower() == "true"
     tracer = Tracer(program, write, section.get("filter", ""), as_json)
     cm = cb.CallbackManager(module_hdl, new_style=True)
-    with cm.batch():
-        cm.add_callback(cb.CREATEPROC_CB, tracer.on_create, name="trace_create")
-        cm.add_callback(cb.REMOVEPROC_CB, tracer.on_remove, name="trace_remove")
-        cm.add_callback(cb.SYSCALL_CB, tracer.on_enter, name="trace_enter")
-        cm.add_callback(cb.SYSCALL_RET_CB, tracer.on_return, name="trace_return")
+    tracer.register(cm)
 
 
 def clean() -> None:
