@@ -175,7 +175,8 @@ KINDS: tuple[Kind, ...] = (
     Kind("SYSCALL_CB", 18, "Syscall", ENGINE,
          (_cpu_index, Field("cpu", CPU, "pc"), *_syscall_thread, *_syscall_call, _syscall_args,
           _syscall_raw, *_syscall_site),
-         "a thread of a monitored process enters a system call (`syscall`, or `int 0x80`: "
+         "a thread of a monitored process (`pgd=`: of that process) enters a system call "
+         "(`syscall`, or `int 0x80`: "
          "`path` 1 and 2); `number` as the entry path numbers it, `raw` its six argument "
          "registers; `name` the kernel's own name of it; `pc` the system-call instruction. vDSO calls (`clock_gettime`, ...) "
          "enter no system call",

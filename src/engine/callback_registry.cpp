@@ -29,9 +29,11 @@ std::optional<std::string> validate(const CallbackSpec& spec) {
     if (spec.addr && !addressable) {
         return "addr applies to BLOCK_BEGIN_CB and INSN_BEGIN_CB only, not " + name;
     }
-    if (spec.pgd && !spec.addr && !module_event) {
+    const bool syscall_event =
+        spec.type == CallbackType::Syscall || spec.type == CallbackType::SyscallRet;
+    if (spec.pgd && !spec.addr && !module_event && !syscall_event) {
         return "pgd needs addr (an address-specific BLOCK_BEGIN_CB or INSN_BEGIN_CB), "
-               "or a LOADMODULE_CB / REMOVEMODULE_CB";
+               "a LOADMODULE_CB / REMOVEMODULE_CB or a SYSCALL_CB / SYSCALL_RET_CB";
     }
     if (spec.type == CallbackType::OpcodeRange) {
         if (spec.opcode_first > spec.opcode_last) {
@@ -315,6 +317,10 @@ void CallbackRegistry::dispatch(const Event& event, bool monitored, bool at_addr
                 if (at_address || (target.kind == Kind::Gated && !monitored)) {
                     continue;
                 }
+                // A system-call callback of one address space (pgd=).
+                if (spec.pgd && *spec.pgd != event.pgd) {
+                    continue;
+                }
                 if (event.type == CallbackType::OpcodeRange &&
                     (event.opcode < spec.opcode_first || event.opcode > spec.opcode_last)) {
                     continue;
@@ -393,7 +399,8 @@ bool CallbackRegistry::republish_locked() {
                 plan->exec_addrs.insert(*s.addr);
                 continue;
             }
-            const bool all = s.all_processes;
+            // pgd= on a system-call callback: that process, monitored or not.
+            const bool all = s.all_processes || s.pgd.has_value();
             plan->process_events |= is_process_event_type(s.type);
             switch (s.type) {
                 case CallbackType::BlockBegin: (all ? plan->block_begin_all : plan->block_begin) = true; break;
@@ -431,7 +438,7 @@ bool CallbackRegistry::republish_locked() {
             using Kind = Snapshot::Kind;
             const Kind kind = is_process_event_type(spec.type) ? Kind::Process
                               : spec.addr                      ? Kind::Address
-                              : spec.all_processes             ? Kind::Ungated
+                              : spec.all_processes || spec.pgd ? Kind::Ungated
                                                                : Kind::Gated;
             snapshot->targets[slot].push_back({entry->handler.get(), entry.get(), kind});
         }

@@ -1,6 +1,7 @@
 """Native triggers on system-call events (callback_params_t.syscall_params
 and .syscall_ret_params): the workload's getppid calls counted in C in
-every process, exactly, with no Python call per event."""
+every process, exactly, with no Python call per event; and a callback of
+one process's pgd (not monitored)."""
 
 from __future__ import annotations
 
@@ -40,3 +41,8 @@ def test_every_getppid_is_counted_on_entry_and_return_by_the_triggers(run):
     assert report["entries"] == report["returns"] == ROUNDS
     assert report["returned_ppid"] == ROUNDS  # each returned the shell's pid
     assert report["python_calls"] == 0
+
+
+def test_a_callback_with_pgd_gets_that_process_only_monitored_or_not(run):
+    assert run["report"]["by_pgd"] == ROUNDS
+    assert run["report"]["by_pgd_other"] == 0

@@ -202,11 +202,34 @@ TEST_F(CallbackRegistryTest, RejectsPgdWithoutAddr) {
     CallbackSpec spec = generic(CallbackType::BlockBegin);
     spec.pgd = 0x1000;
     expect_rejected(spec, "pgd needs addr (an address-specific BLOCK_BEGIN_CB or INSN_BEGIN_CB), "
-                          "or a LOADMODULE_CB / REMOVEMODULE_CB");
+                          "a LOADMODULE_CB / REMOVEMODULE_CB or a SYSCALL_CB / SYSCALL_RET_CB");
     CallbackSpec create = generic(CallbackType::CreateProc);
     create.pgd = 0x1000;
     expect_rejected(create, "pgd needs addr (an address-specific BLOCK_BEGIN_CB or INSN_BEGIN_CB), "
-                            "or a LOADMODULE_CB / REMOVEMODULE_CB");
+                            "a LOADMODULE_CB / REMOVEMODULE_CB or a SYSCALL_CB / SYSCALL_RET_CB");
+}
+
+TEST_F(CallbackRegistryTest, SystemCallsOfOnePgdReachItsCallbackMonitoredOrNot) {
+    auto one = std::make_shared<Recorder>();
+    auto monitored = std::make_shared<Recorder>();
+    CallbackSpec filtered = generic(CallbackType::SyscallRet);
+    filtered.pgd = 0x2000;
+    add(filtered, one);
+    add(generic(CallbackType::SyscallRet), monitored);
+    // pgd= instruments every process (the filter is applied at dispatch).
+    EXPECT_TRUE(registry.plan()->syscall_ret_all);
+    EXPECT_TRUE(registry.plan()->syscall_ret);
+
+    Event e;
+    e.type = CallbackType::SyscallRet;
+    e.pgd = 0x1000;
+    registry.dispatch(e, /*monitored=*/true);
+    e.pgd = 0x2000;
+    registry.dispatch(e, /*monitored=*/false);
+    ASSERT_EQ(one->events.size(), 1u);
+    EXPECT_EQ(one->events[0].pgd, 0x2000u);
+    ASSERT_EQ(monitored->events.size(), 1u);
+    EXPECT_EQ(monitored->events[0].pgd, 0x1000u);
 }
 
 TEST_F(CallbackRegistryTest, ProcessEventsReachEveryCallbackOfTheirTypeModulesByPgd) {

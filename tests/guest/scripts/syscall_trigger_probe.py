@@ -1,6 +1,7 @@
 """Native triggers on SYSCALL_CB and SYSCALL_RET_CB: the workload's getppid
 calls counted in C, for every process (no process monitored, no Python call
-per event). Writes one RESULT line at the end."""
+per event); and a Python SYSCALL_RET_CB of the workload's pgd only. Writes
+one RESULT line at the end."""
 
 import json
 
@@ -10,7 +11,15 @@ from api import CallbackManager
 GETPPID = 110
 cm = None
 printer = None
-r = {"python_calls": 0, "workload": None}
+r = {"python_calls": 0, "workload": None, "by_pgd": 0, "by_pgd_other": 0}
+
+
+def on_workload_return(params):
+    # pgd= selects the workload (not monitored): only its calls arrive.
+    if params["pgd"] != r["workload"]["pgd"]:
+        r["by_pgd_other"] += 1
+    elif params["name"] == "getppid" and params["retval"] == r["workload"]["ppid"]:
+        r["by_pgd"] += 1
 
 
 def on_never(params):
@@ -20,7 +29,9 @@ def on_never(params):
 def on_create(params):
     if params["name"] == "workload" and r["workload"] is None:
         ppid = next(p["ppid"] for p in api.get_process_list() if p["pid"] == params["pid"])
-        r["workload"] = {"pid": params["pid"], "ppid": ppid}
+        r["workload"] = {"pid": params["pid"], "ppid": ppid, "pgd": params["pgd"]}
+        cm.add_callback(CallbackManager.SYSCALL_RET_CB, on_workload_return, name="by_pgd",
+                        pgd=params["pgd"])
         for name in ("enter", "ret"):
             cm.set_trigger_var(name, "pid", params["pid"])
             cm.set_trigger_var(name, "number", GETPPID)
