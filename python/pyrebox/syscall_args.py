@@ -119,9 +119,6 @@ SIGNED = ("int", "long", "pid_t", "off_t", "loff_t", "clockid_t", "timer_t", "ke
 NARROW = ("int", "unsigned int", "u32", "__u32", "s32", "__s32", "pid_t", "uid_t", "gid_t",
           "umode_t", "mode_t", "clockid_t", "key_t", "mqd_t", "timer_t", "qid_t", "rwf_t",
           "unsigned", "int32_t", "uint32_t", "u16", "u8")
-CLOCKS = {0: "CLOCK_REALTIME", 1: "CLOCK_MONOTONIC", 2: "CLOCK_PROCESS_CPUTIME_ID",
-          3: "CLOCK_THREAD_CPUTIME_ID", 4: "CLOCK_MONOTONIC_RAW", 5: "CLOCK_REALTIME_COARSE",
-          6: "CLOCK_MONOTONIC_COARSE", 7: "CLOCK_BOOTTIME"}
 
 
 def kind_of(call: str, arg: str, ctype: str) -> str:
@@ -265,6 +262,24 @@ def wait_status(status: int, address: int) -> Vector:
     return Vector([status], address, text=text)
 
 
+# Kinds printed symbolically: the function spelling a value of each.
+FLAG_TEXTS = {
+    "open_flags": F.open_flags_text, "prot": lambda v: F.flag_text(v, F.PROT),
+    "map_flags": F.mmap_flags_text, "clone_flags": F.clone_flags_text,
+    "family": lambda v: F.enum_text(v, F.FAMILIES), "socket_type": F.socket_type_text,
+    "ipproto": lambda v: F.enum_text(v, F.IPPROTO), "msg_flags": lambda v: F.flag_text(v, F.MSG),
+    "pipe_flags": lambda v: F.flag_text(v, (F.OPEN_FLAGS[0], "0")),
+    "wait_options": lambda v: F.flag_text(v, F.WAIT), "signal": F.signal_text,
+    "arch_prctl": lambda v: F.enum_text(v, F.ARCH_PRCTL),
+    "grnd": lambda v: F.flag_text(v, F.GRND), "at_flags": lambda v: F.flag_text(v, F.AT_FLAGS),
+    "access": lambda v: F.flag_text(v, F.ACCESS),
+    "rlimit_resource": lambda v: F.enum_text(v, F.RLIMITS),
+    "sigprocmask_how": lambda v: F.enum_text(v, F.SIGPROCMASK_HOW),
+    "seek": lambda v: F.enum_text(v, F.SEEK), "ptrace": lambda v: F.enum_text(v, F.PTRACE),
+    "madvise": lambda v: F.enum_text(v, F.MADVISE), "clockid": lambda v: F.enum_text(v, F.CLOCKS),
+}
+
+
 def _lengths(values: dict, kind: str) -> int:
     return int(values.get(kind.split(":", 1)[1], 0))
 
@@ -294,23 +309,7 @@ def decode_one(kind: str, raw: int, ctype: str, values: dict, reader: Reader, wi
     if base == "mode":
         mode = raw & 0xffff
         return Named(mode, f"0{mode:03o}" if mode else "000")
-    flags = {"open_flags": F.open_flags_text, "prot": lambda v: F.flag_text(v, F.PROT),
-             "map_flags": F.mmap_flags_text, "clone_flags": F.clone_flags_text,
-             "family": lambda v: F.enum_text(v, F.FAMILIES),
-             "socket_type": F.socket_type_text,
-             "ipproto": lambda v: F.enum_text(v, F.IPPROTO),
-             "msg_flags": lambda v: F.flag_text(v, F.MSG),
-             "pipe_flags": lambda v: F.flag_text(v, (F.OPEN_FLAGS[0], "0")),
-             "wait_options": lambda v: F.flag_text(v, F.WAIT),
-             "signal": F.signal_text, "arch_prctl": lambda v: F.enum_text(v, F.ARCH_PRCTL),
-             "grnd": lambda v: F.flag_text(v, F.GRND),
-             "at_flags": lambda v: F.flag_text(v, F.AT_FLAGS),
-             "access": lambda v: F.flag_text(v, F.ACCESS),
-             "rlimit_resource": lambda v: F.enum_text(v, F.RLIMITS),
-             "sigprocmask_how": lambda v: F.enum_text(v, F.SIGPROCMASK_HOW),
-             "seek": lambda v: F.enum_text(v, F.SEEK), "ptrace": lambda v: F.enum_text(v, F.PTRACE),
-             "madvise": lambda v: F.enum_text(v, F.MADVISE),
-             "clockid": lambda v: F.enum_text(v, CLOCKS)}.get(base)
+    flags = FLAG_TEXTS.get(base)
     if flags is not None:
         value = raw & ((1 << bits) - 1)
         return Named(value, flags(value))

@@ -80,6 +80,10 @@ PTRACE = {0: "PTRACE_TRACEME", 1: "PTRACE_PEEKTEXT", 2: "PTRACE_PEEKDATA", 4: "P
           12: "PTRACE_GETREGS", 13: "PTRACE_SETREGS", 16: "PTRACE_ATTACH", 17: "PTRACE_DETACH",
           0x4206: "PTRACE_SEIZE"}
 
+CLOCKS = {0: "CLOCK_REALTIME", 1: "CLOCK_MONOTONIC", 2: "CLOCK_PROCESS_CPUTIME_ID",
+          3: "CLOCK_THREAD_CPUTIME_ID", 4: "CLOCK_MONOTONIC_RAW", 5: "CLOCK_REALTIME_COARSE",
+          6: "CLOCK_MONOTONIC_COARSE", 7: "CLOCK_BOOTTIME"}
+
 # Signals by number: the host's signal module has the Linux numbering (the
 # guest's ABI) and strace's spellings.
 SIGNALS = {int(s): s.name for s in _signal.Signals

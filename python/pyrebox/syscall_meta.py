@@ -62,8 +62,6 @@ def read_record(record: int, name: str, read_u64, read_u32, read_str) -> Signatu
     return Signature(name, names, types)
 
 
-# (record address, name) -> its Signature or None: records do not change.
-_cache: dict[tuple[int, str], Signature | None] = {}
 # The running kernel's records once read, by name (no symbol lookup).
 _by_name: dict[str, Signature] = {}
 
@@ -83,23 +81,20 @@ def of_name(pgd: int, name: str) -> Signature | None:
     record = machine.sym_to_va(0, "vmlinux", PREFIX + name)
     if record is None:
         return None
-    key = (record, name)
-    if key not in _cache:
-        def read_u64(va: int) -> int:
-            return struct.unpack("<Q", machine.r_va(pgd, va, 8))[0]
 
-        def read_u32(va: int) -> int:
-            return struct.unpack("<I", machine.r_va(pgd, va, 4))[0]
+    def read_u64(va: int) -> int:
+        return struct.unpack("<Q", machine.r_va(pgd, va, 8))[0]
 
-        def read_str(va: int, limit: int) -> str:
-            return machine.read_cstr(pgd, va, limit)
+    def read_u32(va: int) -> int:
+        return struct.unpack("<I", machine.r_va(pgd, va, 4))[0]
 
-        found = read_record(record, name, read_u64, read_u32, read_str)
-        if found is None:
-            return None  # not readable now: asked again next time
-        _cache[key] = found
-    _by_name[name] = _cache[key]
-    return _cache[key]
+    def read_str(va: int, limit: int) -> str:
+        return machine.read_cstr(pgd, va, limit)
+
+    found = read_record(record, name, read_u64, read_u32, read_str)
+    if found is not None:  # not readable now: asked again next time
+        _by_name[name] = found
+    return found
 
 
 def signature(pgd: int, number: int, path: int) -> Signature | None:

@@ -12,8 +12,8 @@ Kernels that dispatch through a switch instead (`ia32_sys_call`,
 fixes, whose 32-bit table is gone) are read from the switch's code
 (pyrebox.syscall_switch).
 
-The tables are read once per kernel (keyed by the handler table's
-address) through the kernel's symbols; a table whose entries stop pointing
+The tables are read once (again after forget(): a loadvm may bring
+another kernel) through the kernel's symbols; a table whose entries stop pointing
 at system-call handlers ends there (at most MAX_CALLS entries: the guest's
 memory is untrusted). A number the table does not name has no name (None);
 never a guess.
@@ -32,7 +32,6 @@ PREFIXES = ("__x64_sys_", "__x64_compat_sys_", "__ia32_compat_sys_", "__ia32_sys
             "__se_sys_", "__do_sys_", "sys_")
 UNUSED = ("sys_ni_syscall", "__x64_sys_ni_syscall", "__ia32_sys_ni_syscall", "__do_sys_ni_syscall")
 
-_cache: dict[tuple[bool, int], dict[int, str]] = {}
 # The running kernel's tables once read: events look their names up here,
 # with no symbol lookup. forget() drops them (another kernel: a loadvm).
 _current: dict[bool, dict[int, str]] = {}
@@ -88,29 +87,25 @@ def table(pgd: int, compat: bool = False) -> dict[int, str]:
     switch = None if address is not None else machine.sym_to_va(0, "vmlinux", SWITCHES[compat])
     if address is None and switch is None:
         return {}
-    key = (compat, address if address is not None else switch)
-    if key not in _cache:
-        def read_u64(va: int) -> int:
-            return struct.unpack("<Q", machine.r_va(pgd, va, 8))[0]
+    def read_u64(va: int) -> int:
+        return struct.unpack("<Q", machine.r_va(pgd, va, 8))[0]
 
-        def symbol_of(va: int) -> str | None:
-            found = machine.va_to_sym(0, va)
-            if found is None or found[0] != "vmlinux":
-                return None
-            return found[1] if machine.sym_to_va(0, "vmlinux", found[1]) == va else None
+    def symbol_of(va: int) -> str | None:
+        found = machine.va_to_sym(0, va)
+        if found is None or found[0] != "vmlinux":
+            return None
+        return found[1] if machine.sym_to_va(0, "vmlinux", found[1]) == va else None
 
-        if address is not None:
-            names = read_table(address, read_u64, symbol_of)
-        else:
-            handlers = syscall_switch.decode(
-                switch, lambda va, n: machine.r_va(pgd, va, n), symbol_of,
-                lambda symbol: symbol in UNUSED or handler_name(symbol) is not None)
-            names = {n: handler_name(h) for n, h in handlers.items() if handler_name(h)}
-        if not names:
-            return {}  # nothing readable yet: asked again next time
-        _cache[key] = names
-    _current[compat] = _cache[key]
-    return _cache[key]
+    if address is not None:
+        names = read_table(address, read_u64, symbol_of)
+    else:
+        handlers = syscall_switch.decode(
+            switch, lambda va, n: machine.r_va(pgd, va, n), symbol_of,
+            lambda symbol: symbol in UNUSED or handler_name(symbol) is not None)
+        names = {n: call for n, h in handlers.items() if (call := handler_name(h))}
+    if names:  # nothing readable yet: asked again next time
+        _current[compat] = names
+    return names
 
 
 def name(pgd: int, number: int, compat: bool = False) -> str | None:
