@@ -134,6 +134,8 @@ ON_DEMAND_MODULE_CANDIDATES: list[str] = ["crc7", "crc_itu_t", "crc8", "crc4"]
 # not listed here is built dynamic with no extra flags.
 STATIC_FLAGS = ["-static", "-no-pie", "-O1"]
 DYNAMIC_FLAGS = ["-O2"]
+STATIC32_FLAGS = ["-m32", "-static", "-nostdlib", "-ffreestanding", "-fno-pic", "-no-pie",
+                  "-fno-stack-protector", "-O1"]
 # Each static program is linked at an address of its own (not the default
 # 4 MiB, where the static busybox lives), so an address-specific callback on
 # one program's code never fires in another program.
@@ -146,6 +148,8 @@ PROGRAMS = {
     "keys": ("static", ["-Wl,-Ttext-segment=0x60000000"]),
     "udp_peer": ("static", ["-Wl,-Ttext-segment=0x70000000"]),
     "syscall_seq": ("static", ["-Wl,-Ttext-segment=0x71000000", "-pthread"]),
+    # A 32-bit program without libc (no i386 libraries needed in the guest).
+    "syscall32": ("static32", ["-Wl,-Ttext-segment=0x72000000"]),
     "dyn_libc": ("dynamic", []),
     "dyn_wait": ("dynamic", []),
     "dl_cycle": ("dynamic", []),
@@ -378,7 +382,8 @@ def compile_programs(out: Path) -> list[dict]:
     for source in program_sources():
         name = source.stem
         linkage, extra_flags = PROGRAMS.get(name, ("dynamic", []))
-        flags = {"static": STATIC_FLAGS, "shared": [*DYNAMIC_FLAGS, "-shared"]}.get(linkage, DYNAMIC_FLAGS)
+        flags = {"static": STATIC_FLAGS, "static32": STATIC32_FLAGS,
+                 "shared": [*DYNAMIC_FLAGS, "-shared"]}.get(linkage, DYNAMIC_FLAGS)
         flags = flags + extra_flags
         file_name = f"{name}.so" if linkage == "shared" else name
         target = bin_dir / file_name

@@ -89,6 +89,20 @@ bool linux_current_thread(Session& s, int vcpu, uint64_t& pid, uint64_t& tid) {
     return true;
 }
 
+bool linux_compat_landing_pad(Session& s, int vcpu, uint64_t& pc) {
+    auto kernel = located_linux_kernel(s);
+    if (!kernel) {
+        return false;
+    }
+    auto pad = (*kernel)->compat_landing_pad(s.machine->physical_memory(),
+                                             static_cast<unsigned>(vcpu));
+    if (!pad) {
+        return false;
+    }
+    pc = *pad;
+    return true;
+}
+
 bool recheck_linux_location(Session& s) {
     if (!linux_symbols_settled(s)) {
         return false;

@@ -30,6 +30,10 @@ Expected<vmi::linux_guest::LinuxKernel*> located_linux_kernel(Session& s);
 // current task); false when introspection cannot tell. Any thread.
 bool linux_current_thread(Session& s, int vcpu, uint64_t& pid, uint64_t& tid);
 
+// Where the running thread's i386 fast system calls return (its vDSO's
+// landing pad); false when introspection cannot tell. Any thread.
+bool linux_compat_landing_pad(Session& s, int vcpu, uint64_t& pc);
+
 // A located kernel whose structures cannot be read: checks its location
 // again (verify_location) and, when that no longer holds, locates the
 // kernel anew and replaces the location (saying so on the console). True

@@ -54,8 +54,16 @@ enum class SyscallPath : uint8_t {
     Syscall = 1,   // 0F 05: x86-64 system calls (RAX, then RDI RSI RDX R10 R8 R9)
     Int80 = 2,     // CD 80: i386 system calls (EAX, then EBX ECX EDX ESI EDI EBP), also
                    // from 64-bit programs (the kernel's 32-bit compat table)
-    Sysenter = 3,  // 0F 34: i386 fast system calls (through the vDSO)
+    Sysenter = 3,  // 0F 34: i386 fast system calls (through the vDSO): EAX, then EBX ECX
+                   // EDX ESI EDI and the word at EBP (the vDSO saved EBP there); the
+                   // user stack pointer is EBP
+    Syscall32 = 4, // 0F 05 in a 32-bit code segment: the kernel's compat entry, i386 fast
+                   // calls on AMD CPUs: EAX, then EBX EBP (the vDSO's copy of ECX, which
+                   // the instruction overwrites) EDX ESI EDI and the word at ESP.
+                   // Decoding cannot tell it from Syscall; the entry's code segment does.
 };
+// Both fast paths return to the vDSO's landing pad (after its `int 0x80`),
+// not after the instruction.
 
 // Which system-call instruction the bytes are, after any prefixes
 // (classify's rules); SyscallPath::None for any other instruction.

@@ -285,21 +285,60 @@ void Engine::add_thread(Event& e) const {
     }
 }
 
+uint64_t Engine::fast32_return(int vcpu, uint64_t pc, uint64_t len, SyscallPath path,
+                               SyscallRegs& regs) const {
+    // Read as int 0x80 passes them: EBX ECX EDX ESI EDI EBP, ESP.
+    const uint64_t ebp = regs.args[5];
+    if (path == SyscallPath::Sysenter) {
+        regs.sp = ebp;
+    } else {
+        regs.args[1] = ebp;
+    }
+    // The sixth argument is the word at the user stack pointer, where the
+    // kernel reads it (0 when unreadable: the kernel then fails the call).
+    uint32_t sixth = 0;
+    regs.args[5] = read_user_ && read_user_(vcpu, regs.sp & 0xffffffffu, &sixth, sizeof sixth)
+                       ? sixth
+                       : 0;
+    uint64_t pad = 0;
+    if (read_landing_pad_ && read_landing_pad_(vcpu, pad)) {
+        return pad;
+    }
+    // Without introspection: a call from the vDSO, whose landing pad follows
+    // the `int 0x80` right after the instruction.
+    uint8_t next[2] = {};
+    if (read_user_ && read_user_(vcpu, pc + len, next, sizeof next) && next[0] == 0xCD &&
+        next[1] == 0x80) {
+        return pc + len + 2;
+    }
+    return 0;
+}
+
 void Engine::on_syscall(int vcpu, uint64_t pc, uint64_t len, SyscallPath path) {
     SyscallRegs regs;
     if (!read_syscall_regs_ || !read_syscall_regs_(vcpu, path, regs)) {
         return;
     }
+    if (path == SyscallPath::Syscall && regs.code32) {
+        path = SyscallPath::Syscall32;
+    }
+    uint64_t return_pc = pc + len;
+    if (path == SyscallPath::Sysenter || path == SyscallPath::Syscall32) {
+        return_pc = fast32_return(vcpu, pc, len, path, regs);
+        if (return_pc != 0 && watch_return_site_) {
+            watch_return_site_(return_pc);
+        }
+    }
     const Vcpu& v = vcpus_[static_cast<size_t>(vcpu)];
     const Plan& plan = registry_.current_plan();
     const bool deliver_entry = plan.any_syscall_entry();
-    if (plan.any_syscall_return()) {
+    if (plan.any_syscall_return() && return_pc != 0) {
         SyscallCall call;
         call.path = path;
         call.pgd = v.pgd;
         call.sp = regs.sp;
         call.entry_pc = pc;
-        call.return_pc = pc + len;
+        call.return_pc = return_pc;
         call.number = regs.number;
         std::copy(std::begin(regs.args), std::end(regs.args), std::begin(call.args));
         const CloneNumbers& n = path == SyscallPath::Syscall ? kClone64 : kClone32;
@@ -325,7 +364,7 @@ void Engine::on_syscall(int vcpu, uint64_t pc, uint64_t len, SyscallPath path) {
     if (deliver_entry) {
         Event e = base_event(CallbackType::Syscall, vcpu);
         e.pc = pc;
-        e.next_pc = pc + len;
+        e.next_pc = return_pc != 0 ? return_pc : pc + len;
         e.number = regs.number;
         std::copy(std::begin(regs.args), std::end(regs.args), std::begin(e.args));
         e.syscall_path = static_cast<uint8_t>(path);

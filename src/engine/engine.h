@@ -108,6 +108,10 @@ public:
         uint64_t number = 0;   // RAX / EAX
         uint64_t args[6] = {};
         uint64_t sp = 0;       // the user stack pointer
+        // Set by the reader for SyscallPath::Syscall executed in a 32-bit
+        // code segment (Syscall32): the registers are then read as for
+        // int 0x80 (EAX, EBX ECX EDX ESI EDI EBP, ESP).
+        bool code32 = false;
     };
     // How the engine reads them (set by the QEMU boundary; false when the
     // registers cannot be read), and the return value (RAX / EAX).
@@ -120,6 +124,17 @@ public:
     // Reads user memory of the running process (clone3's arguments).
     void set_user_reader(std::function<bool(int vcpu, uint64_t va, void* out, size_t n)> r) {
         read_user_ = std::move(r);
+    }
+    // Where the running thread's i386 fast system calls return (its vDSO's
+    // landing pad), set by the introspection layer; false when it cannot
+    // be told (a call made through the vDSO is then matched by its code).
+    void set_landing_pad_reader(std::function<bool(int vcpu, uint64_t& pc)> r) {
+        read_landing_pad_ = std::move(r);
+    }
+    // Asks the QEMU boundary to call on_syscall_return at `pc` from now on
+    // (a return site not right after its instruction).
+    void set_return_site_watcher(std::function<void(uint64_t pc)> w) {
+        watch_return_site_ = std::move(w);
     }
     // The thread the vCPU runs, as the kernel numbers it (tid: its own id,
     // pid: its thread group's), set by the introspection layer; false when
@@ -193,8 +208,15 @@ private:
     std::function<bool(int, uint64_t&, uint64_t&)> read_return_regs_;
     std::function<bool(int, uint64_t, void*, size_t)> read_user_;
     std::function<bool(int, uint64_t&, uint64_t&)> read_thread_;
+    std::function<bool(int, uint64_t&)> read_landing_pad_;
+    std::function<void(uint64_t)> watch_return_site_;
     // The running thread's pid and tid into a system-call event.
     void add_thread(Event& e) const;
+    // An i386 fast call (Sysenter, Syscall32): `regs`, read as int 0x80
+    // passes them, become the call's arguments and user stack pointer (see
+    // SyscallPath); returns where the call returns, 0 when unknown.
+    uint64_t fast32_return(int vcpu, uint64_t pc, uint64_t len, SyscallPath path,
+                           SyscallRegs& regs) const;
     SyscallTracker syscalls_;
     std::function<std::optional<bool>()> kpti_source_;
     bool kpti_ = false;

@@ -60,7 +60,12 @@ struct State {
     // paths (whose registers are the low halves on x86-64).
     int syscall_regs64[8] = {-1, -1, -1, -1, -1, -1, -1, -1};
     int syscall_regs32[8] = {-1, -1, -1, -1, -1, -1, -1, -1};
+    int cs_regnum = -1;  // x86-64 only: tells 64-bit code from 32-bit code
 };
+
+// The code segment Linux runs 64-bit user code in (__USER_CS); its 32-bit
+// programs run in __USER32_CS (0x23) or segments of their own LDT.
+constexpr uint64_t kUser64CodeSelector = 0x33;
 
 constexpr size_t kMaxReturnSites = 1 << 20;
 
@@ -494,6 +499,7 @@ void on_vcpu_init(qemu_plugin_id_t /*id*/, unsigned int vcpu) {
                                                "esi", "edi", "ebp", "esp"};
         for (int i = 0; i < 8; ++i) {
             if (g.is_64bit) {
+                g.cs_regnum = registers().number("cs").value_or(-1);
                 g.syscall_regs64[i] = registers().number(names64[i]).value_or(-1);
                 g.syscall_regs32[i] = registers().number(names32_on64[i]).value_or(-1);
             } else {
@@ -557,16 +563,30 @@ void install_instrumentation(Session& s, qemu_plugin_id_t id, int max_vcpus, boo
     });
 
     s.engine->set_syscall_reader([](int vcpu, SyscallPath path, Engine::SyscallRegs& regs) {
-        const bool wide = path == SyscallPath::Syscall;
+        const auto cpu = static_cast<unsigned>(vcpu);
+        bool wide = path == SyscallPath::Syscall;
+        if (wide && g.cs_regnum >= 0 && read_gdb_register(cpu, g.cs_regnum) != kUser64CodeSelector) {
+            wide = false;  // `syscall` from a 32-bit code segment: the compat entry
+            regs.code32 = true;
+        }
         uint64_t values[8];
-        if (!read_registers(static_cast<unsigned>(vcpu), wide ? g.syscall_regs64 : g.syscall_regs32,
-                            !wide, values)) {
+        if (!read_registers(cpu, wide ? g.syscall_regs64 : g.syscall_regs32, !wide, values)) {
             return false;
         }
         regs.number = values[0];
         std::copy(values + 1, values + 7, regs.args);
         regs.sp = values[7];
         return true;
+    });
+    s.engine->set_return_site_watcher([](uint64_t pc) {
+        std::lock_guard<std::mutex> guard(g.arena_lock);
+        if (g.return_sites.size() < kMaxReturnSites && g.return_sites.insert(pc).second &&
+            g.block_starts.count(pc) != 0) {
+            request_retranslation();
+        }
+    });
+    s.engine->set_landing_pad_reader([](int vcpu, uint64_t& pc) {
+        return linux_compat_landing_pad(session(), vcpu, pc);
     });
     s.engine->set_return_reader([](int vcpu, uint64_t& sp, uint64_t& ret) {
         // The stack pointer and RAX are the same registers on every path;

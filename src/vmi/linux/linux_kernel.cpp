@@ -185,6 +185,14 @@ struct LinuxKernel::Layout {
     // The process's arguments (optional: exec_arguments() says why absent).
     bool has_args = false;
     Field mm_arg_start, mm_arg_end, mm_env_start, mm_env_end;
+    // Where i386 fast system calls return (optional: compat_landing_pad()
+    // says why absent): mm->context.vdso, the 32-bit vDSO image's
+    // description (vdso_image_32, 7.x: vdso32_image) and its
+    // sym_int80_landing_pad.
+    bool has_landing_pad = false;
+    Field mm_vdso;
+    uint64_t vdso_image32 = 0;
+    Field image_landing_pad;
 };
 
 Expected<const LinuxKernel::Layout*> LinuxKernel::layout() const {
@@ -215,6 +223,22 @@ Expected<const LinuxKernel::Layout*> LinuxKernel::layout() const {
         l->mm_arg_end = b.field("mm_struct", "arg_end");
         l->mm_env_start = b.field("mm_struct", "env_start");
         l->mm_env_end = b.field("mm_struct", "env_end");
+    }
+    if (auto context = symbols_.member("mm_struct", "context");
+        context && context->type.kind == "struct") {
+        auto vdso = symbols_.member(context->type.name, "vdso");
+        auto image = symbols_.symbol_address("vdso_image_32");
+        if (!image) {
+            image = symbols_.symbol_address("vdso32_image");
+        }
+        if (vdso && image && symbols_.member("vdso_image", "sym_int80_landing_pad")) {
+            l->has_landing_pad = true;
+            l->mm_vdso = b.field("mm_struct", "context");
+            l->mm_vdso.offset += vdso->offset;
+            l->mm_vdso.size = symbols_.pointer_size().value_or(8);
+            l->vdso_image32 = *image;
+            l->image_landing_pad = b.field("vdso_image", "sym_int80_landing_pad");
+        }
     }
     if (auto offsets = symbols_.symbol_address("__per_cpu_offset")) {
         l->per_cpu_offset = *offsets;
@@ -866,6 +890,42 @@ Expected<ExecArguments> LinuxKernel::exec_arguments(PhysicalMemory& mem, uint64_
         out.execfn = *path;
     }
     return out;
+}
+
+Expected<uint64_t> LinuxKernel::compat_landing_pad(PhysicalMemory& mem, unsigned cpu) const {
+    auto lay = located_layout();
+    if (!lay) {
+        return Error{lay.error()};
+    }
+    const Layout& l = **lay;
+    if (!l.has_landing_pad) {
+        return Error{"the Linux symbol table has no mm_struct.context.vdso or 32-bit vDSO image"};
+    }
+    auto thread = current_thread(mem, cpu);
+    if (!thread) {
+        return Error{thread.error()};
+    }
+    const Reader r{mem, mode_, location_->pgd_paddr};
+    auto mm = r.field(thread->kaddr, l.task_mm, "task_struct.mm");
+    if (!mm) {
+        return Error{mm.error()};
+    }
+    if (*mm == 0) {
+        return Error{"a kernel thread runs (no mm)"};
+    }
+    auto vdso = r.field(*mm, l.mm_vdso, "mm_struct.context.vdso");
+    if (!vdso) {
+        return Error{vdso.error()};
+    }
+    if (*vdso == 0) {
+        return Error{"the process has no vDSO mapped"};
+    }
+    auto pad = r.field(l.vdso_image32 + location_->virt_slide, l.image_landing_pad,
+                       "vdso_image.sym_int80_landing_pad");
+    if (!pad) {
+        return Error{pad.error()};
+    }
+    return *vdso + *pad;
 }
 
 Expected<Thread> LinuxKernel::current_thread(PhysicalMemory& mem, unsigned cpu) const {

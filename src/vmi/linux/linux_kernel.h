@@ -178,6 +178,12 @@ public:
     // __per_cpu_offset[cpu]. An error when the table lacks them, `cpu` is
     // beyond the offsets or a pointer does not read.
     Expected<Thread> current_thread(PhysicalMemory& mem, unsigned cpu) const;
+    // Where an i386 fast system call (sysenter, or syscall from 32-bit code)
+    // of the thread CPU `cpu` runs returns: the kernel resumes it at its
+    // vDSO's int80_landing_pad (mm->context.vdso plus the 32-bit image's
+    // sym_int80_landing_pad), wherever the instruction was. An error when
+    // the table lacks them, a kernel thread runs, or no vDSO is mapped.
+    Expected<uint64_t> compat_landing_pad(PhysicalMemory& mem, unsigned cpu) const;
     // Whether the kernel runs with page-table isolation (KPTI): the
     // X86_FEATURE_PTI bit of boot_cpu_data.x86_capability, the bit the kernel
     // itself tests (set in setup_arch, long before the first user process;
