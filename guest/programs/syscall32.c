@@ -17,8 +17,8 @@
  *   5. GETPIDS getpid calls through the vDSO;
  *   6. exit_group(0) through `int 0x80`.
  * Prints its results with write(1, ...) through the vDSO:
- * int80_pid=, vdso_pid=, open=, fast=(sysenter|syscall|none), raw_ppid=,
- * getpids= lines.
+ * i386_int80_pid=, i386_vdso_pid=, i386_open=, i386_fast=(sysenter|syscall|none),
+ * i386_raw_ppid=, i386_getpids= lines.
  */
 #include <stdint.h>
 
@@ -146,16 +146,18 @@ __attribute__((used)) static void start_c(uint32_t *sp)
     }
     fast_is_sysenter = fast == 2;
 
-    print("int80_pid=", int80(NR_getpid, 0, 0, 0));
-    print("vdso_pid=", vsys(NR_getpid, 0, 0, 0));
-    print("open=", vsys(NR_open, (long)"/nonexistent/syscall32", 0, 0));
-    print_text(fast == 2 ? "fast=sysenter\n" : fast == 1 ? "fast=syscall\n" : "fast=none\n");
+    print("i386_int80_pid=", int80(NR_getpid, 0, 0, 0));
+    print("i386_vdso_pid=", vsys(NR_getpid, 0, 0, 0));
+    print("i386_open=", vsys(NR_open, (long)"/nonexistent/syscall32", 0, 0));
+    print_text(fast == 2   ? "i386_fast=sysenter\n"
+               : fast == 1 ? "i386_fast=syscall\n"
+                           : "i386_fast=none\n");
     if (fast != 0)
-        print("raw_ppid=", raw_fast(NR_getppid));
+        print("i386_raw_ppid=", raw_fast(NR_getppid));
     long done = 0;
     for (long i = 0; i < getpids; i++)
         done += vsys(NR_getpid, 0, 0, 0) > 0;
-    print("getpids=", done);
+    print("i386_getpids=", done);
     int80(NR_exit_group, 0, 0, 0);
 }
 

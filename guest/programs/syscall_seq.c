@@ -16,7 +16,8 @@
  *   6. getpid through `int 0x80` (the 32-bit compat call 20);
  *   7. a thread (clone3 through pthread_create) that calls getpid
  *      THREAD_GETPIDS times through syscall(2), joined;
- *   8. fork; the child execve()s /bin/true; the parent wait4()s for it.
+ *   8. fork; the child execve()s /usr/local/bin/syscall32 2 (a 32-bit
+ *      program: the compat entry paths); the parent wait4()s for it.
  * Prints pid=, thread_getpids=, int80_pid=, child=, status= lines.
  */
 #include <fcntl.h>
@@ -96,7 +97,7 @@ int main(int argc, char **argv)
     if (child < 0)
         return 1;
     if (child == 0) {
-        execl("/bin/true", "true", (char *)NULL);
+        execl("/usr/local/bin/syscall32", "syscall32", "2", (char *)NULL);
         _exit(127);
     }
     int status = 0;

@@ -22,6 +22,9 @@ READ, WRITE, CLOSE, MMAP, MPROTECT, MUNMAP, GETPID, SOCKET, SENDTO, WAIT4, EXIT 
     0, 1, 3, 9, 10, 11, 39, 41, 44, 61, 60)
 OPENAT, CLONE3 = 257, 435
 GETPID_32 = 20  # int 0x80: the i386 numbering
+# syscall32's calls, i386 numbers.
+WRITE_32, OPEN_32, GETPPID_32, EXIT_GROUP_32 = 4, 5, 64, 252
+INT80, SYSCALL32 = 2, 4  # entry paths (the default CPU is AMD's: its vDSO uses syscall)
 THREAD_GETPIDS = 100
 
 
@@ -172,3 +175,39 @@ def test_events_carry_the_calling_thread_and_decoded_arguments(run):
     assert run["report"]["read_buf"] == "abcdefghijklmnopqrstuvwxyz"
     opens = [e for e in seq if e[2] == OPENAT and e[0] == "R"]
     assert [e[10] for e in opens] == [None, None, "ENOENT"]
+
+
+def test_a_32_bit_programs_calls_through_every_entry_path(run):
+    """syscall32 (exec'ed by syscall_seq's fork child): getpid and
+    exit_group through int 0x80; through the vDSO's syscall (from 32-bit
+    code: the compat entry) getpid, open, and its writes; and getppid
+    through that instruction outside the vDSO, which returns at the vDSO's
+    landing pad. Numbers, registers and names are i386's."""
+    printed = key_values(run["outputs"][3][0])
+    parent, child = int(printed["pid"]), int(printed["child"])
+    events = run["report"]["i386"]
+    assert {e[7] for e in events} == {child}
+    entries = [(e[1], e[2], e[3]) for e in events if e[0] == "E"]
+    writes = [(SYSCALL32, WRITE_32, "write")]
+    assert entries == [
+        (INT80, GETPID_32, "getpid"), *writes,
+        (SYSCALL32, GETPID_32, "getpid"), *writes,
+        (SYSCALL32, OPEN_32, "open"), *writes, *writes,
+        (SYSCALL32, GETPPID_32, "getppid"), *writes,
+        (SYSCALL32, GETPID_32, "getpid"), (SYSCALL32, GETPID_32, "getpid"), *writes,
+        (INT80, EXIT_GROUP_32, "exit_group")]
+    returns = [(e[1], e[2], e[5], e[6]) for e in events if e[0] == "R"]
+    lines = ["i386_int80_pid=%d\n" % child, "i386_vdso_pid=%d\n" % child, "i386_open=-2\n",
+             "i386_fast=syscall\n", "i386_raw_ppid=%d\n" % parent, "i386_getpids=2\n"]
+    w = [(SYSCALL32, WRITE_32, len(line), None) for line in lines]
+    assert returns == [
+        (INT80, GETPID_32, child, None), w[0],
+        (SYSCALL32, GETPID_32, child, None), w[1],
+        (SYSCALL32, OPEN_32, -2, "ENOENT"), w[2], w[3],
+        (SYSCALL32, GETPPID_32, parent, None), w[4],
+        (SYSCALL32, GETPID_32, child, None), (SYSCALL32, GETPID_32, child, None), w[5]]
+    # ECX reaches the kernel in EBP on this path: the write's buffer and the
+    # open's flags are the second argument.
+    assert [e[9] for e in events if e[0] == "E" and e[2] == WRITE_32] == lines
+    [opened] = [e for e in events if e[0] == "E" and e[2] == OPEN_32]
+    assert (opened[8]["filename"], opened[8]["flags"]) == ('"/nonexistent/syscall32"', "O_RDONLY")

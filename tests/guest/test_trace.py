@@ -38,6 +38,7 @@ def runs(tmp_path_factory):
     for name, result in results.items():
         assert result.returncode == 0, (name, result.stdout[-3000:], result.stderr[-3000:])
     return {"strace": results["strace"].stdout, "trace": text.read_text(),
+            "trace_stdout": results["trace"].stdout,
             "json": [json.loads(l) for l in lines.read_text().splitlines()],
             "json_stdout": results["json"].stdout}
 
@@ -59,15 +60,51 @@ def test_the_known_calls_are_decoded(runs):
                l.endswith("= -1 ENOENT (No such file or directory)") for l in body)
     assert any(l.startswith('sendto(3, "hello", 5, 0, {sa_family=AF_INET, sin_port=htons(9999), '
                             'sin_addr=inet_addr("127.0.0.1")}, 16)') for l in body)
-    assert any(l.startswith('execve("/bin/true", ["true"], ') and l.endswith("= 0") for l in body)
+    assert any(l.startswith('execve("/usr/local/bin/syscall32", ["syscall32", "2"], ') and
+               l.endswith("= 0") for l in body)
     # The thread's, main's own and the int 0x80 one.
-    assert sum(l.startswith("getpid()") for l in body) == THREAD_GETPIDS + 2
+    main_pid = int(re.search(r"^pid=(\d+)", runs["trace_stdout"], re.M).group(1))
+    child = int(re.search(r"^child=(\d+)", runs["trace_stdout"], re.M).group(1))
+    mine = [l.split("] ", 1)[1] for l in lines if l.startswith(f"[pid {main_pid:5}] ")]
+    assert sum(l.startswith("getpid()") for l in mine) == 2
+    assert sum(l.startswith("getpid()") for l in body) == THREAD_GETPIDS + 2 + 4
+
+
+def test_the_32_bit_childs_calls_are_named_and_decoded_from_the_compat_table(runs):
+    """syscall32, exec'ed by the fork child: int 0x80, the vDSO's fast call
+    (syscall on this AMD-vendor CPU) and that instruction outside the vDSO,
+    each named from the kernel's 32-bit table and paired with its return."""
+    main_pid = int(re.search(r"^pid=(\d+)", runs["trace_stdout"], re.M).group(1))
+    child = int(re.search(r"^child=(\d+)", runs["trace_stdout"], re.M).group(1))
+    calls = [l.split("] ", 1)[1] for l in runs["trace"].splitlines()
+             if l.startswith(f"[pid {child:5}] ")]
+    calls = calls[calls.index(next(c for c in calls if c.startswith("execve("))) + 1:]
+    result = r"\s+= "
+    expected = [
+        rf"getpid\(\){result}{child}",
+        rf'write\(1, "i386_int80_pid={child}\\n", \d+\){result}\d+',
+        rf"getpid\(\){result}{child}",
+        rf'write\(1, "i386_vdso_pid={child}\\n", \d+\){result}\d+',
+        r'open\("/nonexistent/syscall32", O_RDONLY\)' + result +
+        r"-1 ENOENT \(No such file or directory\)",
+        r'write\(1, "i386_open=-2\\n", 13\)' + result + "13",
+        r'write\(1, "i386_fast=syscall\\n", 18\)' + result + "18",
+        rf"getppid\(\){result}{main_pid}",
+        rf'write\(1, "i386_raw_ppid={main_pid}\\n", \d+\){result}\d+',
+        rf"getpid\(\){result}{child}",
+        rf"getpid\(\){result}{child}",
+        r'write\(1, "i386_getpids=2\\n", 15\)' + result + "15",
+        r"exit_group\(0\)" + result + r"\?",
+    ]
+    assert len(calls) == len(expected), calls
+    for call, pattern in zip(calls, expected):
+        assert re.fullmatch(pattern, call), (call, pattern)
 
 
 def test_json_lines_carry_pids_decoded_arguments_and_errors_for_the_filtered_classes(runs):
     records = runs["json"]
     names = {r["name"] for r in records}
-    assert names <= {"openat", "readlink", "newfstatat", "execve", "socket", "sendto"}
+    assert names <= {"openat", "open", "readlink", "newfstatat", "execve", "socket", "sendto"}
     assert {"openat", "socket", "sendto", "execve"} <= names
     failed = [r for r in records if r["name"] == "openat" and r["retval"] == -2]
     assert len(failed) == 1 and failed[0]["error"] == "ENOENT"
@@ -78,6 +115,9 @@ def test_json_lines_carry_pids_decoded_arguments_and_errors_for_the_filtered_cla
     main_pid = int(re.search(r"^pid=(\d+)", runs["json_stdout"], re.M).group(1))
     child = int(re.search(r"^child=(\d+)", runs["json_stdout"], re.M).group(1))
     assert {r["pid"] for r in records} == {main_pid, child}
-    assert [r["args"]["argv"] for r in records if r["name"] == "execve"] == [["true"]]
+    assert [r["args"]["argv"] for r in records if r["name"] == "execve"] == [["syscall32", "2"]]
+    [opened] = [r for r in records if r["name"] == "open"]  # the 32-bit child's
+    assert (opened["pid"], opened["args"]["filename"], opened["error"]) == (
+        child, "/nonexistent/syscall32", "ENOENT")
     assert {r["pid"] for r in records if r["name"] in ("socket", "sendto")} == {main_pid}
     assert all(r["text"].startswith(r["name"] + "(") for r in records)

@@ -9,12 +9,13 @@ import api
 from api import CallbackManager
 from pyrebox import syscall_names
 
-WATCH = ("workload", "fork_exec", "static_loop", "syscall_seq")
+WATCH = ("workload", "fork_exec", "static_loop", "syscall_seq", "syscall32")
 
 cm = None
 printer = None
 r = {"enter": {}, "ret": {}, "getppid": [], "children": [], "names": None, "errors": [],
-     "unpaired": 0, "old_style": 0, "seq": [], "open_args": [], "read_buf": None}
+     "unpaired": 0, "old_style": 0, "seq": [], "open_args": [], "read_buf": None,
+     "i386": []}
 names_of = {}  # pgd -> name of the watched processes
 
 
@@ -33,7 +34,21 @@ def count(table, number):
     table[str(number)] = table.get(str(number), 0) + 1
 
 
+def i386_event(kind, params):
+    """syscall32's calls: (kind, path, number, name, raw, retval, error,
+    pid, decoded arguments as strings, a write's bytes)."""
+    ret = kind == "R"
+    r["i386"].append([kind, params["path"], params["number"], params["name"],
+                      list(params["raw"]), params["retval"] if ret else None,
+                      params["error"] if ret else None, params["pid"],
+                      {k: repr(v) for k, v in params["args"].items()},
+                      bytes(params["args"]["buf"]).decode() if params["name"] == "write" else None])
+
+
 def on_enter(params):
+    if names_of.get(params["pgd"]) == "syscall32":
+        i386_event("E", params)
+        return
     if names_of.get(params["pgd"]) == "syscall_seq":
         r["seq"].append(["E", params["pgd"], params["number"], params["path"],
                          list(params["raw"]), None, 0, params["name"], params["pid"],
@@ -48,6 +63,9 @@ def on_enter(params):
 
 
 def on_ret(params):
+    if names_of.get(params["pgd"]) == "syscall32":
+        i386_event("R", params)
+        return
     if names_of.get(params["pgd"]) == "syscall_seq":
         r["seq"].append(["R", params["pgd"], params["number"], params["path"],
                          list(params["raw"]), params["retval"], params["child"], params["name"],
