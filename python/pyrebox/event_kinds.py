@@ -176,8 +176,8 @@ KINDS: tuple[Kind, ...] = (
          (_cpu_index, Field("cpu", CPU, "pc"), *_syscall_thread, *_syscall_call, _syscall_args,
           _syscall_raw, *_syscall_site),
          "a thread of a monitored process (`pgd=`: of that process) enters a system call "
-         "(`syscall`, or `int 0x80`: "
-         "`path` 1 and 2); `number` as the entry path numbers it, `raw` its six argument "
+         "(`path`: 1 `syscall`, 2 `int 0x80`, 3 `sysenter`, 4 `syscall` from 32-bit code); "
+         "`number` as the entry path numbers it, `raw` its six argument "
          "registers; `name` the kernel's own name of it; `pc` the system-call instruction. vDSO calls (`clock_gettime`, ...) "
          "enter no system call",
          "syscall_params", _SYSCALL_MEMBERS),

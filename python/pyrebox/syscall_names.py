@@ -28,8 +28,11 @@ from . import machine, syscall_switch
 MAX_CALLS = 1024
 TABLES = {False: "sys_call_table", True: "ia32_sys_call_table"}
 SWITCHES = {False: "x64_sys_call", True: "ia32_sys_call"}
+# Handlers' symbols, and the inner functions some share an address with (a
+# call without arguments: `__do_compat_sys_sigreturn` is where 5.10's 32-bit
+# table points, under that name as well as its handler's).
 PREFIXES = ("__x64_sys_", "__x64_compat_sys_", "__ia32_compat_sys_", "__ia32_sys_",
-            "__se_sys_", "__do_sys_", "sys_")
+            "__se_compat_sys_", "__do_compat_sys_", "__se_sys_", "__do_sys_", "sys_")
 UNUSED = ("sys_ni_syscall", "__x64_sys_ni_syscall", "__ia32_sys_ni_syscall", "__do_sys_ni_syscall")
 
 # The running kernel's tables once read: events look their names up here,

@@ -61,3 +61,14 @@ def test_code_that_is_no_switch_yields_nothing_and_ends():
     loop = bytes.fromhex("ebfe") + b"\xcc" * 62  # jmp . (a loop: visited once)
     assert syscall_switch.decode(0x1000, lambda va, n: loop[:n], lambda va: None,
                                  lambda name: True) == {}
+
+
+def test_a_table_entry_named_by_its_inner_function_still_names_the_call():
+    """5.10's 32-bit table: sigreturn's handler shares its address with
+    __do_compat_sys_sigreturn, the name a lookup may give; the table goes on."""
+    handlers = {0x1000: "__ia32_sys_restart_syscall", 0x2000: "__do_compat_sys_sigreturn",
+                0x3000: "__ia32_sys_exit_group", 0x4000: "some_data"}
+    entries = [0x1000, 0x2000, 0x3000, 0x4000]
+    names = syscall_names.read_table(
+        0x80000, lambda va: entries[(va - 0x80000) // 8], handlers.get)
+    assert names == {0: "restart_syscall", 1: "sigreturn", 2: "exit_group"}

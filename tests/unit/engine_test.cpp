@@ -5,6 +5,7 @@
 #include "callback_specs.h"
 
 #include <array>
+#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -961,4 +962,109 @@ TEST_F(EngineTest, KeyboardAcknowledgementsAreNotKeystrokes) {
     engine.on_pending_at_insn(0, 0x401002);
     EXPECT_TRUE(rec->events.empty());
     EXPECT_FALSE(flags.pending[0]);
+}
+
+// An i386 fast call: `syscall` from 32-bit code enters with ECX in EBP and
+// the sixth argument at ESP; it returns at the landing pad introspection
+// names, where it pairs with its entry.
+TEST_F(EngineTest, A32BitSyscallTakesTheVdsosRegistersAndReturnsAtTheLandingPad) {
+    constexpr uint64_t kSite = 0xf7f00570, kPad = 0xf7f00574, kEsp = 0xffd0f000;
+    struct Regs { uint64_t number, ebx, ecx, edx, esi, edi, ebp, esp; };
+    const Regs regs{4, 1, 0xdead, 14, 0, 0, 0x8049000, kEsp};
+    engine.set_syscall_reader([&](int, pyrebox::SyscallPath path, Engine::SyscallRegs& r) {
+        EXPECT_EQ(path, pyrebox::SyscallPath::Syscall);  // as decoded
+        r.code32 = true;
+        r.number = regs.number;
+        const uint64_t args[6] = {regs.ebx, regs.ecx, regs.edx, regs.esi, regs.edi, regs.ebp};
+        std::copy(std::begin(args), std::end(args), r.args);
+        r.sp = regs.esp;
+        return true;
+    });
+    engine.set_user_reader([&](int, uint64_t va, void* out, size_t n) {
+        if (va != kEsp || n != 4) {
+            return false;
+        }
+        const uint32_t sixth = 0x66;
+        std::memcpy(out, &sixth, 4);
+        return true;
+    });
+    std::vector<uint64_t> watched;
+    engine.set_return_site_watcher([&](uint64_t pc) { watched.push_back(pc); });
+    engine.set_landing_pad_reader([&](int, uint64_t& pc) {
+        pc = kPad;
+        return true;
+    });
+    uint64_t sp = kEsp, ret = 14;
+    engine.set_return_reader([&](int, uint64_t& s, uint64_t& r) {
+        s = sp;
+        r = ret;
+        return true;
+    });
+    auto entry = record(generic(CallbackType::Syscall));
+    auto exit = record(generic(CallbackType::SyscallRet));
+    monitor_a_on_vcpu0();
+
+    engine.on_syscall(0, kSite, 2, pyrebox::SyscallPath::Syscall);
+    ASSERT_EQ(entry->events.size(), 1u);
+    const Event& e = entry->events[0];
+    EXPECT_EQ(e.syscall_path, static_cast<uint8_t>(pyrebox::SyscallPath::Syscall32));
+    EXPECT_EQ(e.number, 4u);
+    const uint64_t expected[6] = {1, 0x8049000, 14, 0, 0, 0x66};
+    for (int i = 0; i < 6; ++i) {
+        EXPECT_EQ(e.args[i], expected[i]) << i;
+    }
+    EXPECT_EQ(watched, std::vector<uint64_t>{kPad});
+
+    engine.on_syscall_return(0, kSite + 2);  // the vDSO's int 0x80: not where it returns
+    EXPECT_TRUE(exit->events.empty());
+    engine.on_syscall_return(0, kPad);
+    ASSERT_EQ(exit->events.size(), 1u);
+    EXPECT_EQ(exit->events[0].retval, 14u);
+    EXPECT_EQ(exit->events[0].pc, kSite);
+    EXPECT_EQ(exit->events[0].args[1], 0x8049000u);
+}
+
+// sysenter: the user stack pointer is EBP (where the kernel returns it and
+// reads the sixth argument); without introspection a call from the vDSO
+// returns after the `int 0x80` that follows the instruction.
+TEST_F(EngineTest, SysenterReturnsWithEbpAsItsStackAfterTheVdsosInt80) {
+    constexpr uint64_t kSite = 0xf7f00570, kEbp = 0xffd0f000;
+    engine.set_syscall_reader([&](int, pyrebox::SyscallPath, Engine::SyscallRegs& r) {
+        r.number = 20;
+        const uint64_t args[6] = {0, 0, 0, 0, 0, kEbp};
+        std::copy(std::begin(args), std::end(args), r.args);
+        r.sp = kEbp - 0x40;  // ESP: the kernel does not use it
+        return true;
+    });
+    engine.set_user_reader([&](int, uint64_t va, void* out, size_t n) {
+        if (va == kSite + 2 && n == 2) {
+            const uint8_t int80[2] = {0xCD, 0x80};
+            std::memcpy(out, int80, 2);
+            return true;
+        }
+        return false;  // the sixth argument is unreadable: 0
+    });
+    std::vector<uint64_t> watched;
+    engine.set_return_site_watcher([&](uint64_t pc) { watched.push_back(pc); });
+    uint64_t sp = kEbp;
+    engine.set_return_reader([&](int, uint64_t& s, uint64_t& r) {
+        s = sp;
+        r = 0x77;
+        return true;
+    });
+    auto entry = record(generic(CallbackType::Syscall));
+    auto exit = record(generic(CallbackType::SyscallRet));
+    monitor_a_on_vcpu0();
+
+    engine.on_syscall(0, kSite, 2, pyrebox::SyscallPath::Sysenter);
+    ASSERT_EQ(entry->events.size(), 1u);
+    EXPECT_EQ(entry->events[0].args[5], 0u);
+    EXPECT_EQ(watched, std::vector<uint64_t>{kSite + 4});
+    sp = kEbp - 0x40;
+    engine.on_syscall_return(0, kSite + 4);  // another stack: another thread
+    EXPECT_TRUE(exit->events.empty());
+    sp = kEbp;
+    engine.on_syscall_return(0, kSite + 4);
+    ASSERT_EQ(exit->events.size(), 1u);
+    EXPECT_EQ(exit->events[0].retval, 0x77u);
 }

@@ -150,7 +150,8 @@ typedef struct vmi_context_change_params {
 } vmi_context_change_params_t;
 
 /* SYSCALL_CB: a thread enters a system call. `number` and `args` as its
- * entry path (`path`: 1 syscall, 2 int 0x80, 3 sysenter) passes them; `pc`
+ * entry path (`path`: 1 syscall, 2 int 0x80, 3 sysenter, 4 syscall from 32-bit
+ * code; the i386 numbering but for 1) passes them; `pc`
  * is the system-call instruction; `pid`/`tid` 0 when introspection cannot
  * tell. */
 typedef struct syscall_params {
