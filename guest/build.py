@@ -148,6 +148,7 @@ PROGRAMS = {
     "keys": ("static", ["-Wl,-Ttext-segment=0x60000000"]),
     "udp_peer": ("static", ["-Wl,-Ttext-segment=0x70000000"]),
     "syscall_seq": ("static", ["-Wl,-Ttext-segment=0x71000000", "-pthread"]),
+    "sigrestart": ("static", ["-Wl,-Ttext-segment=0x73000000"]),
     # A 32-bit program without libc (no i386 libraries needed in the guest).
     "syscall32": ("static32", ["-Wl,-Ttext-segment=0x72000000"]),
     "dyn_libc": ("dynamic", []),

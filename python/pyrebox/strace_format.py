@@ -16,7 +16,7 @@ from __future__ import annotations
 from .syscall_args import Arguments, error_name, error_text
 
 HEX_RESULTS = ("mmap", "brk", "mremap", "shmat")
-NO_RETURN = ("exit", "exit_group")
+NO_RETURN = ("exit", "exit_group", "rt_sigreturn", "sigreturn")
 COLUMN = 39  # strace pads `name(args)` to this width before " = "
 
 # The calls whose arguments print exactly as strace's do.

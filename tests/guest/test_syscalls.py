@@ -38,6 +38,7 @@ def run(tmp_path_factory):
                          "--cmd", f"echo sh=$$; workload {ROUNDS}; true",
                          "--cmd", f"fork_exec {CHILDREN} /usr/local/bin/static_loop 10",
                          "--cmd", f"syscall_seq {THREAD_GETPIDS}",
+                         "--cmd", "sigrestart",
                          cwd=str(work))
     lines = [l for l in result.stdout.splitlines()
              if l.startswith("[scripts.syscall_probe] RESULT ")]
@@ -211,3 +212,26 @@ def test_a_32_bit_programs_calls_through_every_entry_path(run):
     assert [e[9] for e in events if e[0] == "E" and e[2] == WRITE_32] == lines
     [opened] = [e for e in events if e[0] == "E" and e[2] == OPEN_32]
     assert (opened[8]["filename"], opened[8]["flags"]) == ('"/nonexistent/syscall32"', "O_RDONLY")
+
+
+def test_a_call_interrupted_by_a_signal_returns_once_restarted_or_with_eintr(run):
+    """sigrestart blocks in read(3) while its child sends SIGUSR1; the
+    handler writes to fd 6 and returns through rt_sigreturn (which never
+    returns). With SA_RESTART the kernel enters the read again, at the same
+    place: the first entry has no return, the second returns the byte; without
+    it the read returns -EINTR after the handler."""
+    printed = key_values(run["outputs"][4][0])
+    pid = int(printed["pid"])
+    assert (printed["restarted_read"], printed["interrupted_read"], printed["handled"]) == (
+        "1", "-4", "2")
+    RT_SIGRETURN = 15
+    calls = [tuple(e) for e in run["report"]["signals"] if e[1] == pid and (
+        (e[2] in (READ, WRITE) and e[3] in (3, 6)) or e[2] == RT_SIGRETURN)]
+    handler = [("E", pid, WRITE, 6, None, None), ("R", pid, WRITE, 6, 1, None),
+               ("E", pid, RT_SIGRETURN, 0, None, None)]
+    calls = [c if c[2] != RT_SIGRETURN else c[:3] + (0,) + c[4:] for c in calls]
+    assert calls == [
+        ("E", pid, READ, 3, None, None), *handler,
+        ("E", pid, READ, 3, None, None), ("R", pid, READ, 3, 1, None),
+        ("E", pid, READ, 3, None, None), *handler,
+        ("R", pid, READ, 3, -4, "EINTR")]

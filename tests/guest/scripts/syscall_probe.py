@@ -9,13 +9,13 @@ import api
 from api import CallbackManager
 from pyrebox import syscall_names
 
-WATCH = ("workload", "fork_exec", "static_loop", "syscall_seq", "syscall32")
+WATCH = ("workload", "fork_exec", "static_loop", "syscall_seq", "syscall32", "sigrestart")
 
 cm = None
 printer = None
 r = {"enter": {}, "ret": {}, "getppid": [], "children": [], "names": None, "errors": [],
      "unpaired": 0, "old_style": 0, "seq": [], "open_args": [], "read_buf": None,
-     "i386": []}
+     "i386": [], "signals": []}
 names_of = {}  # pgd -> name of the watched processes
 
 
@@ -45,7 +45,17 @@ def i386_event(kind, params):
                       bytes(params["args"]["buf"]).decode() if params["name"] == "write" else None])
 
 
+def signal_event(kind, params):
+    """sigrestart's calls: (kind, pid, number, first argument, retval, error)."""
+    ret = kind == "R"
+    r["signals"].append([kind, params["pid"], params["number"], params["raw"][0],
+                         params["retval"] if ret else None, params["error"] if ret else None])
+
+
 def on_enter(params):
+    if names_of.get(params["pgd"]) == "sigrestart":
+        signal_event("E", params)
+        return
     if names_of.get(params["pgd"]) == "syscall32":
         i386_event("E", params)
         return
@@ -63,6 +73,9 @@ def on_enter(params):
 
 
 def on_ret(params):
+    if names_of.get(params["pgd"]) == "sigrestart":
+        signal_event("R", params)
+        return
     if names_of.get(params["pgd"]) == "syscall32":
         i386_event("R", params)
         return
