@@ -2,10 +2,11 @@
  * workload: the benchmark's guest program. CPU- and syscall-heavy, fixed
  * amount of work. Static, non-PIE, at an address of its own.
  *
- * Usage: workload [ROUNDS=20000]
+ * Usage: workload [ROUNDS=20000] [WORK=1]
  * Each round: pyrebox_work_step(round) (a noinline function: 200 unrolled
  * steps of integer arithmetic, a few translation blocks long, then one byte
- * stored at work_buffer[round % 4096]), then one getppid() system call.
+ * stored at work_buffer[round % 4096]; skipped with WORK=0), then one
+ * getppid() system call.
  * Prints rounds= and result=.
  */
 #include <stdint.h>
@@ -29,9 +30,11 @@ __attribute__((noinline)) uint64_t pyrebox_work_step(uint64_t round) {
 
 int main(int argc, char** argv) {
     unsigned long rounds = argc > 1 ? strtoul(argv[1], NULL, 0) : 20000;
+    int work = argc > 2 ? atoi(argv[2]) : 1;
     uint64_t result = 0;
     for (unsigned long r = 0; r < rounds; r++) {
-        result += pyrebox_work_step(r);
+        if (work)
+            result += pyrebox_work_step(r);
         result += (uint64_t)syscall(SYS_getppid);
     }
     printf("rounds=%lu\nresult=%llu\n", rounds, (unsigned long long)result);
