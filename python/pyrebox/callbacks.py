@@ -17,6 +17,7 @@ import traceback
 import weakref
 
 from . import event_kinds, output
+from . import cpu as cpu_module
 from .cpu import Cpu
 from .native import pyrebox as _pyrebox
 
@@ -76,7 +77,7 @@ def _raw_name(member: str) -> str:
 
 
 def _adapter_source(kind: event_kinds.Kind, new_style: bool) -> str:
-    """Python source of a factory `make(func, report, Cpu, getrefcount, derive)`
+    """Python source of a factory `make(func, report, Cpu, getrefcount, derive, new)`
     returning the adapter of `kind`: a function of the kind's raw arguments
     (event_kinds.raw_arguments, in the order PythonHandler passes them) that
     calls `func` with PyREBox's arguments (positional, or one dict for
@@ -89,8 +90,8 @@ def _adapter_source(kind: event_kinds.Kind, new_style: bool) -> str:
     for field in kind.fields:
         if field.type == event_kinds.CPU:
             has_cpu = True
-            at = f", {_raw_name(field.event)}" if field.event else ""
-            body.append(f"cpu = Cpu(cpu_index{at})")
+            body += cpu_module.construction("cpu", "cpu_index",
+                                            _raw_name(field.event) if field.event else None)
             value = "cpu"
         elif field.type == event_kinds.TB:
             value = "(tb_pc, tb_size, tb_icount)"
@@ -98,6 +99,8 @@ def _adapter_source(kind: event_kinds.Kind, new_style: bool) -> str:
             value = "0"
         elif field.type == event_kinds.DERIVED:
             value = f"derive[{field.event!r}]({', '.join(_raw_name(m) for m in field.inputs)})"
+            if field.none_when:
+                value = f"(None if {field.none_when} else {value})"
             if field.lazy:
                 lazy.append(f"lazy_{field.name}")
                 body.append(f"{lazy[-1]} = {value}")
@@ -110,7 +113,7 @@ def _adapter_source(kind: event_kinds.Kind, new_style: bool) -> str:
             entries.append(f"{key!r}: {value}")
     call = ("func({" + ", ".join(entries) + "})") if new_style else \
         f"func({', '.join(positional)})"
-    lines = [f"def make(func, report, Cpu, getrefcount, derive):",
+    lines = [f"def make(func, report, Cpu, getrefcount, derive, new):",
              f"    def adapter({', '.join(raw)}):"]
     lines += [f"        {line}" for line in body]
     lines += ["        try:",
@@ -163,7 +166,7 @@ def _make_adapter(callback_type: int, func, new_style: bool, report):
                      f"<adapter of {kind.name}{' (new style)' if new_style else ''}>", "exec"),
              namespace)
         make = _factories[key] = namespace["make"]
-    adapter = make(func, report, Cpu, sys.getrefcount, DERIVATIONS)
+    adapter = make(func, report, Cpu, sys.getrefcount, DERIVATIONS, object.__new__)
     _adapter_codes[adapter.__code__] = key
     return adapter
 

@@ -155,12 +155,28 @@ def write_register(cpu_index: int, regname: str, value: int) -> None:
 _pc_name: str | None = None  # "RIP" or "EIP": the guest's width does not change
 
 
-def _set_pc(values: dict, pc: int) -> None:
+def construction(name: str, index: str, pc: str | None) -> list[str]:
+    """Python statements that make `name` what `Cpu(index, pc)` makes, with
+    no call: event adapters (pyrebox.callbacks) build a cpu object per event
+    with them. The adapter's namespace has `new` (object.__new__) and Cpu."""
+    lines = [f"{name} = new(Cpu)", f"{name}_values = {name}.__dict__",
+             f"{name}_values['CPU_INDEX'] = {index}"]
+    if pc is not None:
+        lines.append(f"{name}_values['PC'] = {name}_values[{pc_register()!r}] = {pc}")
+    return lines
+
+
+def pc_register() -> str:
+    """The program counter's name: RIP, or EIP on a 32-bit target."""
     global _pc_name
     if _pc_name is None:
         _pc_name = "RIP" if _pyrebox.is_64bit() else "EIP"
+    return _pc_name
+
+
+def _set_pc(values: dict, pc: int) -> None:
     values["PC"] = pc
-    values[_pc_name] = pc
+    values[pc_register()] = pc
 
 
 # Registers a write cannot reach, and why.

@@ -63,6 +63,8 @@ class Field:
     inputs: tuple[str, ...] = ()  # DERIVED: the Event members the derivation takes
     lazy: bool = False            # DERIVED: the value reads the guest when first used; one
                                   # the callback keeps is read (freeze()) before the event ends
+    none_when: str | None = None  # DERIVED: a condition on the inputs under which the value
+                                  # is None: the adapter then does not call the derivation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,7 +186,8 @@ KINDS: tuple[Kind, ...] = (
     Kind("SYSCALL_RET_CB", 19, "SyscallRet", ENGINE,
          (_cpu_index, Field("cpu", CPU, "next_pc", after=True), *_syscall_thread, *_syscall_call,
           _syscall_args_ret, _syscall_raw, Field("retval", SIGNED, "retval", after=True),
-          Field("error", DERIVED, "syscall_error", inputs=("retval",), after=True),
+          Field("error", DERIVED, "syscall_error", inputs=("retval",), after=True,
+                none_when="retval >= 0"),
           Field("child", INT, "child", positional=False, after=True), *_syscall_site),
          "that system call returns in that thread (paired by address space, stack pointer "
          "and return address, also across context switches); `retval` as the kernel returns "

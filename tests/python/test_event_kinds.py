@@ -12,19 +12,32 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "python"))
 
-from pyrebox import callbacks, event_kinds  # noqa: E402 - _pyrebox is needed on first use only
+from pyrebox import callbacks, cpu as cpu_module, event_kinds  # noqa: E402 - _pyrebox: on first use
+
+cpu_module._pc_name = "RIP"  # what an x86-64 target's _pyrebox would say
 
 SDK_HEADER = os.path.join(ROOT, "include", "pyrebox", "sdk", "callbacks.h")
 
 
 class FakeCpu:
-    """Records how the adapter built it and whether it was frozen."""
+    """Records how the adapter built it (the values Cpu's construction
+    sets) and whether it was frozen."""
 
-    def __init__(self, cpu_index, pc=None):
-        self.cpu_index, self.pc, self.frozen = cpu_index, pc, False
+    frozen = False
+    cpu_index = property(lambda self: self.__dict__["CPU_INDEX"])
+    pc = property(lambda self: self.__dict__.get("PC"))
 
     def freeze(self):
         self.frozen = True
+
+
+def test_the_adapters_cpu_is_what_cpu_makes():
+    """The statements adapters build a cpu object with set what Cpu() sets."""
+    namespace = {"new": object.__new__, "Cpu": cpu_module.Cpu}
+    exec("\n".join(cpu_module.construction("c", "3", "0x401000")), namespace)  # noqa: S102
+    assert namespace["c"].__dict__ == cpu_module.Cpu(3, 0x401000).__dict__
+    exec("\n".join(cpu_module.construction("c", "1", None)), namespace)  # noqa: S102
+    assert namespace["c"].__dict__ == cpu_module.Cpu(1).__dict__
 
 
 CPU = object()  # stands for "the adapter's Cpu object" in the expectations below
