@@ -149,6 +149,7 @@ PROGRAMS = {
     "udp_peer": ("static", ["-Wl,-Ttext-segment=0x70000000"]),
     "syscall_seq": ("static", ["-Wl,-Ttext-segment=0x71000000", "-pthread"]),
     "sigrestart": ("static", ["-Wl,-Ttext-segment=0x73000000"]),
+    "odd_names": ("static", ["-Wl,-Ttext-segment=0x74000000"]),
     # A 32-bit program without libc (no i386 libraries needed in the guest).
     "syscall32": ("static32", ["-Wl,-Ttext-segment=0x72000000"]),
     "dyn_libc": ("dynamic", []),

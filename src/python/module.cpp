@@ -16,6 +16,7 @@
 #include "app/kernel_table.h"
 #include "app/session.h"
 #include "python/gil.h"
+#include "python/guest_text.h"
 #include "python/module.h"
 #include "python/python_handler.h"
 #include "triggers/trigger_crash.h"
@@ -30,6 +31,8 @@
 #include "vmi/paging.h"
 
 namespace py = pybind11;
+using pyrebox::python::guest_bytes;
+using pyrebox::python::guest_str;
 
 namespace {
 
@@ -133,8 +136,8 @@ py::list module_dicts(const std::vector<std::pair<Module, bool>>& modules) {
     py::list out;
     for (const auto& [m, resolved] : modules) {
         py::dict d;
-        d["name"] = m.name;
-        d["fullname"] = m.fullname;
+        d["name"] = guest_str(m.name);
+        d["fullname"] = guest_str(m.fullname);
         d["base"] = m.base;
         d["size"] = m.size;
         d["symbols_resolved"] = resolved;
@@ -143,7 +146,7 @@ py::list module_dicts(const std::vector<std::pair<Module, bool>>& modules) {
         py::list regions;
         for (const auto& r : m.regions) {
             py::dict rd;
-            rd["name"] = r.name;
+            rd["name"] = guest_str(r.name);
             rd["base"] = r.base;
             rd["size"] = r.size;
             regions.append(rd);
@@ -168,10 +171,10 @@ void append_symbol_dicts(py::list& out, const ModuleSymbols& ms) {
     static PyObject* const k_full = PyUnicode_InternFromString("mod_fullname");
     static PyObject* const k_name = PyUnicode_InternFromString("name");
     static PyObject* const k_addr = PyUnicode_InternFromString("addr");
-    const py::str mod(ms.module.name), full(ms.module.fullname);
+    const py::str mod = guest_str(ms.module.name), full = guest_str(ms.module.fullname);
     for (const auto& s : ms.symbols->symbols()) {
         py::dict d;
-        py::str name(s.name);
+        py::str name = guest_str(s.name);
         py::int_ addr(ms.bias + s.value);
         PyDict_SetItem(d.ptr(), k_mod, mod.ptr());
         PyDict_SetItem(d.ptr(), k_full, full.ptr());
@@ -545,7 +548,7 @@ PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
             py::dict d;
             d["pid"] = p.pid;
             d["pgd"] = p.pgd;
-            d["name"] = p.name;
+            d["name"] = guest_str(p.name);
             d["kaddr"] = p.kaddr;
             d["ppid"] = p.ppid;
             out.append(d);
@@ -579,11 +582,16 @@ PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
             return out;
         },
         py::arg("pgd") = py::none());
-    m.def("linux_sym_to_va", [](uint64_t pgd, const std::string& mod, const std::string& name) {
-        return introspection_or_raise(resolver().sym_to_va(pgd, mod, name));
+    m.def("linux_sym_to_va", [](uint64_t pgd, const py::object& mod, const py::object& name) {
+        return introspection_or_raise(
+            resolver().sym_to_va(pgd, guest_bytes(mod), guest_bytes(name)));
     });
-    m.def("linux_va_to_sym", [](uint64_t pgd, uint64_t addr) {
-        return introspection_or_raise(resolver().va_to_sym(pgd, addr));
+    m.def("linux_va_to_sym", [](uint64_t pgd, uint64_t addr) -> py::object {
+        const auto found = introspection_or_raise(resolver().va_to_sym(pgd, addr));
+        if (!found) {
+            return py::none();
+        }
+        return py::make_tuple(guest_str(found->first), guest_str(found->second));
     });
     m.def("linux_symbol_cache_size", [] { return g_user_symbols.size(); });
 }

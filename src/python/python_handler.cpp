@@ -3,6 +3,7 @@
 #include <type_traits>
 
 #include "python/gil.h"
+#include "python/guest_text.h"
 #include "python/runtime.h"
 
 namespace py = pybind11;
@@ -12,7 +13,8 @@ namespace pyrebox::python {
 namespace {
 
 // Conversions of Event members the generated delivery uses.
-py::str text(const char* s) { return py::str(s ? s : ""); }
+// Guest names (process, file): bytes, surrogateescape-decoded (guest_text.h).
+py::str text(const char* s) { return guest_str(s ? s : ""); }
 
 py::bytes frame(const Event& e) {
     return py::bytes(reinterpret_cast<const char*>(e.buffer), e.size);

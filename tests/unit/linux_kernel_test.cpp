@@ -99,6 +99,42 @@ TEST(LinuxKernel, DentryPathGoesUpToTheRoot) {
     EXPECT_EQ(*kernel().dentry_path(ram, 0x8000, 0), "/");
 }
 
+// A chain of 3,000 directories named "dd" (9,000 bytes of path): the last
+// components that fit in PATH_MAX, after "/...".
+TEST(LinuxKernel, APathDeeperThanPathMaxIsItsLastComponents) {
+    FakeRam ram;
+    constexpr uint64_t kRoot = 0x100000, kStride = 0x40;
+    constexpr int kDepth = 3000;
+    ram.put(kRoot + 24, kRoot);
+    for (int i = 1; i <= kDepth; ++i) {
+        const uint64_t d = kRoot + kStride * i;
+        ram.put(d + 24, d - kStride);
+        ram.put(d + 32 + 8, 0x400000 + 8 * i);
+        ram.put_string(0x400000 + 8 * i, i == kDepth ? "lib.so" : "dd");
+    }
+    auto path = kernel().dentry_path(ram, kRoot + kStride * kDepth, 0);
+    ASSERT_TRUE(path.ok()) << path.error();
+    EXPECT_EQ(path->rfind("/.../dd/", 0), 0u) << path->substr(0, 40);
+    EXPECT_EQ(path->substr(path->size() - 10), "/dd/lib.so");
+    EXPECT_LE(path->size(), LinuxKernel::kMaxPathBytes);
+    EXPECT_GE(path->size(), LinuxKernel::kMaxPathBytes - 8);
+}
+
+// d_parent pointers in a loop (a corrupt or hostile structure): an error
+// naming the dentry, after one lap.
+TEST(LinuxKernel, ADentryCycleIsAnError) {
+    FakeRam ram;
+    for (uint64_t i = 0; i < 3; ++i) {
+        const uint64_t d = 0x8000 + 0x100 * i;
+        ram.put(d + 24, 0x8000 + 0x100 * ((i + 1) % 3));
+        ram.put(d + 32 + 8, 0x9000 + 64 * i);
+        ram.put_string(0x9000 + 64 * i, "x");
+    }
+    auto path = kernel().dentry_path(ram, 0x8000, 0);
+    ASSERT_FALSE(path.ok());
+    EXPECT_NE(path.error().find("has a cycle"), std::string::npos) << path.error();
+}
+
 }  // namespace
 
 namespace {

@@ -1,5 +1,7 @@
 #include "vmi/linux/linux_kernel.h"
 
+#include <set>
+
 #include <algorithm>
 #include <cctype>
 #include <cinttypes>
@@ -499,11 +501,21 @@ Expected<std::string> LinuxKernel::dentry_path(PhysicalMemory& mem, uint64_t den
     const Reader r{mem, mode_, location_ ? location_->pgd_paddr : 0};
     std::vector<std::string> parts;
     uint64_t mount = (vfsmount != 0 && l.has_mounts) ? vfsmount - l.mount_mnt : 0;
-    constexpr size_t kMaxDepth = 4096;
-    for (size_t depth = 0;; ++depth) {
-        if (depth > kMaxDepth) {
-            return Error{"the dentry chain from " + hex(dentry) + " is deeper than " +
-                         std::to_string(kMaxDepth) + " (a cycle?)"};
+    // (mount, dentry) steps taken: a cycle is a corrupt structure. The walk
+    // is bounded by the path's length and by kMaxSteps (mount crossings add
+    // no bytes).
+    std::set<std::pair<uint64_t, uint64_t>> seen;
+    constexpr size_t kMaxSteps = 8192;
+    size_t bytes = 0;
+    bool cut = false;
+    for (;;) {
+        if (!seen.emplace(mount, dentry).second) {
+            return Error{"the dentry chain of " + hex(dentry) + " has a cycle (dentry " +
+                         hex(dentry) + " again)"};
+        }
+        if (seen.size() > kMaxSteps) {
+            return Error{"the dentry chain of " + hex(dentry) + " is longer than " +
+                         std::to_string(kMaxSteps) + " steps"};
         }
         if (mount != 0) {
             auto root = r.field(mount + l.mount_mnt, l.vfsmount_root, "vfsmount.mnt_root");
@@ -539,10 +551,15 @@ Expected<std::string> LinuxKernel::dentry_path(PhysicalMemory& mem, uint64_t den
         if (!name) {
             return Error{name.error()};
         }
+        if (bytes + 1 + name->size() > kMaxPathBytes - 4) {
+            cut = true;  // deeper than PATH_MAX: the last components that fit
+            break;
+        }
+        bytes += 1 + name->size();
         parts.push_back(*name);
         dentry = *parent;
     }
-    std::string path;
+    std::string path = cut ? "/..." : "";
     for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
         path += "/" + *it;
     }

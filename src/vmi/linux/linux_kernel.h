@@ -212,7 +212,11 @@ public:
     Expected<SymbolSet> module_kallsyms(PhysicalMemory& mem, uint64_t module) const;
 
     // The path of the dentry at `dentry` on the mount whose struct vfsmount
-    // is at `vfsmount` (0: do not cross mounts).
+    // is at `vfsmount` (0: do not cross mounts). A path longer than the
+    // kernel's PATH_MAX (kMaxPathBytes; deeper directories exist, made with
+    // relative names) is its last components that fit, after "/...". An
+    // error for a cycle (a corrupt structure) or an unreadable part.
+    static constexpr size_t kMaxPathBytes = 4096;
     Expected<std::string> dentry_path(PhysicalMemory& mem, uint64_t dentry,
                                       uint64_t vfsmount) const;
 

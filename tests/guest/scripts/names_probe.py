@@ -1,0 +1,78 @@
+"""odd_names' names through introspection: at pyrebox_names_ready (its
+address from names_probe.json in the working directory) the process list,
+the process's modules and symbols and every process's symbols; the
+LOADMODULE and CREATEPROC events of odd_names and its child. Names are
+written with ascii() (lone surrogates kept). Writes one RESULT line."""
+
+import json
+import os
+
+import api
+from api import CallbackManager
+
+cm = None
+printer = None
+r = {"created": [], "modules_loaded": [], "errors": [], "ready": 0}
+with open(os.path.join(os.getcwd(), "names_probe.json")) as f:
+    READY = json.load(f)["ready"]
+pgds = set()
+
+
+def on_create(params):
+    if params["name"] == "odd_names" or \
+            params["name"].encode("utf-8", "surrogateescape").startswith(b"\xff\xfe"):
+        r["created"].append([params["pid"], ascii(params["name"])])
+    if params["name"] == "odd_names":
+        pgds.add(params["pgd"])
+        api.start_monitoring_process(params["pgd"])
+
+
+def on_load(params):
+    if params["pgd"] in pgds and params["fullname"].startswith(("/tmp/", "/...")):
+        r["modules_loaded"].append([params["pid"], ascii(params["name"]),
+                                    ascii(params["fullname"])])
+
+
+def attempt(what, fn):
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001 - reported to the test
+        r["errors"].append(f"{what}: {type(e).__name__}: {e}")
+        return None
+
+
+def on_ready(cpu_index, cpu):
+    r["ready"] += 1
+    pgd = api.get_running_process(cpu_index)
+    procs = attempt("get_process_list", api.get_process_list) or []
+    r["process"] = [ascii(p["name"]) for p in procs if p["pgd"] == pgd]
+    modules = attempt("get_module_list", lambda: api.get_module_list(pgd)) or []
+    r["modules"] = [[ascii(m["name"]), ascii(m["fullname"]), m["base"], m["size"]]
+                    for m in modules if m["fullname"].startswith(("/tmp/", "/..."))]
+    symbols = attempt("get_symbol_list", lambda: api.get_symbol_list(pgd))
+    r["symbols"] = None if symbols is None else len(symbols)
+    everyone = attempt("get_symbol_list(None)", lambda: api.get_symbol_list(None))
+    r["symbols_all"] = None if everyone is None else len(everyone)
+    # A name that is not UTF-8 goes back to the guest as its own bytes.
+    bad = [m for m in modules if m["name"].startswith("bad-")]
+    r["va_to_sym_bad"] = attempt("va_to_sym", lambda: ascii(api.va_to_sym(pgd, bad[0]["base"]))
+                                 if bad else None)
+    r["sym_to_va_bad"] = attempt("sym_to_va", lambda: api.sym_to_va(pgd, bad[0]["name"], "x")
+                                 if bad else "no module")
+
+
+def initialize_callbacks(module_hdl, p):
+    global cm, printer
+    printer = p
+    cm = CallbackManager(module_hdl, new_style=True)
+    cm.add_callback(CallbackManager.CREATEPROC_CB, on_create, name="create")
+    cm.add_callback(CallbackManager.LOADMODULE_CB, on_load, name="load")
+    old = CallbackManager(module_hdl)
+    old.add_callback(CallbackManager.INSN_BEGIN_CB, on_ready, addr=READY, name="ready")
+    globals()["old_cm"] = old
+
+
+def clean():
+    printer("RESULT " + json.dumps(r))
+    cm.clean()
+    old_cm.clean()
