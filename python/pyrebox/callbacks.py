@@ -3,9 +3,10 @@
 Each registered function is wrapped in an adapter that turns the engine's
 raw values into PyREBox's arguments (positional, or one dict for new_style
 managers), builds the lazy `cpu` object, and reports the function's
-exceptions: the first time a distinct error happens (same callback, type and
-message) it is printed with its traceback; repeats are counted, not printed.
-The callback stays registered and the VM continues.
+exceptions (any BaseException: SystemExit and KeyboardInterrupt too): the
+first few distinct errors of a callback are printed with their traceback,
+repeats are counted, and beyond those one line per interval says how many
+came (ErrorReporter). The callback stays registered and the VM continues.
 """
 
 from __future__ import annotations
@@ -35,20 +36,65 @@ NIC_TYPES = {NIC_SEND_CB, NIC_REC_CB}  # noqa: F821 - defined from the table abo
 
 
 class ErrorReporter:
-    """Prints each distinct callback error once."""
+    """Reports callback errors without flooding: per callback, the first
+    FULL distinct errors (type and message) are printed with their
+    traceback; an error seen before is counted, not printed; beyond FULL,
+    errors are counted and one line per INTERVAL seconds says how many came
+    (with the last one's type and message). Nothing per error but a count
+    and a clock read, so a callback failing on every event does not slow
+    the guest down with printing."""
 
-    def __init__(self):
-        self.seen: dict[tuple, int] = {}
+    FULL = 3
+    INTERVAL = 10.0
+
+    class _Callback:
+        __slots__ = ("distinct", "total", "unprinted", "since", "counting")
+
+        def __init__(self, now: float):
+            self.distinct: dict[tuple[str, str], int] = {}
+            self.total = 0
+            self.unprinted = 0  # errors since the last line printed
+            self.since = now
+            self.counting = False  # said that further errors are counted
+
+    def __init__(self, clock=None):
+        import time
+        self._clock = clock or time.monotonic
+        self._callbacks: dict[tuple[str, str], ErrorReporter._Callback] = {}
+
+    @property
+    def seen(self) -> dict[tuple, int]:
+        """(owner, callback, type, message) -> count, for the errors printed
+        in full and their repeats."""
+        return {(owner, name, *key): n for (owner, name), c in self._callbacks.items()
+                for key, n in c.distinct.items()}
 
     def report(self, owner: str, name: str, type_name: str, exc: BaseException) -> None:
-        key = (owner, name, type(exc).__name__, str(exc))
-        count = self.seen.get(key, 0)
-        self.seen[key] = count + 1
-        if count == 0:
-            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            output.error(f"callback {name!r} ({type_name}) of {owner} raised; it stays "
-                         f"registered and identical errors are counted, not printed:\n"
-                         f"{text.rstrip()}")
+        now = self._clock()
+        c = self._callbacks.get((owner, name))
+        if c is None:
+            c = self._callbacks[(owner, name)] = ErrorReporter._Callback(now)
+        c.total += 1
+        if len(c.distinct) < self.FULL:
+            key = (type(exc).__name__, str(exc))
+            count = c.distinct.get(key, 0)
+            c.distinct[key] = count + 1
+            if count == 0:
+                text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+                output.error(f"callback {name!r} ({type_name}) of {owner} raised; it stays "
+                             f"registered and identical errors are counted, not printed:\n"
+                             f"{text.rstrip()}")
+                c.since = now
+            return
+        c.unprinted += 1
+        if now - c.since >= self.INTERVAL or not c.counting:
+            c.counting = True
+            output.error(f"callback {name!r} ({type_name}) of {owner}: {c.unprinted} more "
+                         f"error(s) ({c.total} in all; {self.FULL} different ones were "
+                         f"printed, the rest are counted, a line every "
+                         f"{self.INTERVAL:g} s); the last: {type(exc).__name__}: {exc}")
+            c.unprinted = 0
+            c.since = now
 
 
 errors = ErrorReporter()
@@ -118,7 +164,7 @@ def _adapter_source(kind: event_kinds.Kind, new_style: bool) -> str:
     lines += [f"        {line}" for line in body]
     lines += ["        try:",
               f"            {call}",
-              "        except Exception as e:",
+              "        except BaseException as e:",
               "            report(e)"]
     # After the call, `cpu` (and each lazy derived value) has two references:
     # the adapter's local and getrefcount's argument. More means the script

@@ -265,3 +265,46 @@ def test_trigger_paths_resolve_against_the_given_folders(tmp_path, monkeypatch):
     assert triggers._resolve("t") == str(conf / "t")
     assert triggers._resolve("u") == str(here / "u")
     assert triggers._resolve("/abs/../x") == "/x"
+
+
+def test_errors_that_change_every_time_are_rate_limited(fake, monkeypatch):
+    """A callback whose message changes on every event: three printed in
+    full, then one line per interval with the count (a fake clock)."""
+    now = [0.0]
+    monkeypatch.setattr(cb, "errors", cb.ErrorReporter(clock=lambda: now[0]))
+    cb.set_owner_resolver(lambda handle: "script demo")
+    calls = [0]
+
+    def boom(*args):
+        calls[0] += 1
+        raise ValueError(f"value {calls[0]}")
+
+    CallbackManager(4).add_callback(CallbackManager.INSN_BEGIN_CB, boom, name="boom")
+    for i in range(10_000):
+        now[0] = i * 0.01  # 100 s in all
+        fake.fire(1, 0, 0x1000)
+    headers = [l for l in fake.lines() if l.startswith("[pyrebox] error: callback")]
+    full = [l for l in headers if l.endswith("not printed:")]
+    counted = [l for l in headers if "more error(s)" in l]
+    assert len(full) == 3
+    # The first counted error says so at once, then a line per 10 s.
+    assert len(counted) == 10
+    assert counted[0] == ("[pyrebox] error: callback 'boom' (INSN_BEGIN_CB) of script demo: 1 "
+                          "more error(s) (4 in all; 3 different ones were printed, the rest are "
+                          "counted, a line every 10 s); the last: ValueError: value 4")
+    assert counted[1].startswith("[pyrebox] error: callback 'boom' (INSN_BEGIN_CB) of script "
+                                 "demo: 1000 more error(s) (1004 in all;")
+    assert calls[0] == 10_000
+
+
+@pytest.mark.parametrize("exc", [SystemExit(3), KeyboardInterrupt(), GeneratorExit()])
+def test_base_exceptions_are_reported_and_do_not_escape(fake, exc):
+    cb.set_owner_resolver(lambda handle: "script demo")
+
+    def leave(*args):
+        raise exc
+
+    CallbackManager(4).add_callback(CallbackManager.INSN_BEGIN_CB, leave, name="leave")
+    fake.fire(1, 0, 0x1000)
+    fake.fire(1, 0, 0x1000)
+    assert cb.errors.seen == {("script demo", "leave", type(exc).__name__, str(exc)): 2}
