@@ -8,12 +8,14 @@
  *   1. sets its name (comm) to the bytes ff fe 6f 64 64 ("\xff\xfeodd", not
  *      UTF-8) with prctl(PR_SET_NAME);
  *   2. maps the 4096-byte file /tmp/bad-\xc3\x28.bin (not UTF-8) read-only;
+ *   2b. maps /tmp/forged.so, 8192 bytes whose ELF header claims 65535
+ *      program headers of 65535 bytes each;
  *   3. maps the 4096-byte file deep.bin at the end of DEPTH directories
  *      named "dd" under /tmp/deep (made with relative names: the path is
  *      3 * DEPTH + 18 bytes long, beyond PATH_MAX for the default depth);
  *   4. calls pyrebox_names_ready();
  *   5. forks a child (named as its parent) that exits at once, and waits.
- * Prints pid=, bad_map=, deep_map= (the mappings' addresses), depth= and
+ * Prints pid=, bad_map=, forged_map=, deep_map= (the mappings' addresses), depth= and
  * child=.
  */
 #include <fcntl.h>
@@ -30,15 +32,33 @@ __attribute__((noinline)) void pyrebox_names_ready(void)
     __asm__ volatile("" ::: "memory");
 }
 
-static void *map_new_file(const char *path)
+static void *map_file(const char *path, const void *bytes, size_t size)
 {
-    char page[4096] = {'P', 'Y', 'R', 'B'};
     int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0 || write(fd, page, sizeof page) != sizeof page)
+    if (fd < 0 || write(fd, bytes, size) != (ssize_t)size)
         return MAP_FAILED;
-    void *map = mmap(NULL, sizeof page, PROT_READ, MAP_PRIVATE, fd, 0);
+    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     return map;
+}
+
+static void *map_new_file(const char *path)
+{
+    static const char page[4096] = {'P', 'Y', 'R', 'B'};
+    return map_file(path, page, sizeof page);
+}
+
+/* An ELF64 shared object header whose program header table would be
+ * 65535 * 65535 bytes. */
+static void *map_forged_elf(const char *path)
+{
+    static unsigned char image[8192] = {0x7f, 'E', 'L', 'F', 2, 1, 1};
+    image[16] = 3;                     /* e_type ET_DYN */
+    image[18] = 62;                    /* e_machine x86-64 */
+    image[32] = 64;                    /* e_phoff */
+    image[54] = image[55] = 0xff;      /* e_phentsize */
+    image[56] = image[57] = 0xff;      /* e_phnum */
+    return map_file(path, image, sizeof image);
 }
 
 int main(int argc, char **argv)
@@ -49,6 +69,9 @@ int main(int argc, char **argv)
     void *bad = map_new_file("/tmp/bad-\xc3\x28.bin");
     if (bad == MAP_FAILED)
         return 1;
+    void *forged = map_forged_elf("/tmp/forged.so");
+    if (forged == MAP_FAILED)
+        return 1;
     if (mkdir("/tmp/deep", 0755) != 0 || chdir("/tmp/deep") != 0)
         return 1;
     for (long i = 0; i < depth; i++)
@@ -57,7 +80,8 @@ int main(int argc, char **argv)
     void *deep = map_new_file("deep.bin");
     if (deep == MAP_FAILED)
         return 1;
-    printf("pid=%d\nbad_map=%p\ndeep_map=%p\ndepth=%ld\n", (int)getpid(), bad, deep, depth);
+    printf("pid=%d\nbad_map=%p\nforged_map=%p\ndeep_map=%p\ndepth=%ld\n", (int)getpid(), bad,
+           forged, deep, depth);
     fflush(stdout);
     pyrebox_names_ready();
     pid_t child = fork();

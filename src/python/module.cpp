@@ -110,6 +110,19 @@ const pyrebox::vmi::linux_guest::LinuxKernel& linux_kernel() {
     return **kernel;
 }
 
+// One read or write of guest memory moves at most this much: the host
+// memory a call takes stays bounded whatever size a script (or a length
+// read from the guest) asks for.
+constexpr size_t kMaxAccess = 64u << 20;
+
+void check_access_size(size_t length) {
+    if (length > kMaxAccess) {
+        throw py::value_error("a read of guest memory is at most " +
+                              std::to_string(kMaxAccess >> 20) + " MiB (" +
+                              std::to_string(length) + " bytes asked for): read it in pieces");
+    }
+}
+
 template <typename T>
 T introspection_or_raise(Expected<T> result) {
     if (!result) {
@@ -361,6 +374,7 @@ PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
 
     // --- Memory ---
     m.def("read_physical", [](uint64_t paddr, size_t length) {
+        check_access_size(length);
         std::string buf(length, '\0');
         if (!machine().physical_memory().read(paddr, buf.data(), length)) {
             char msg[128];
@@ -385,6 +399,7 @@ PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
         }
     });
     m.def("read_virtual", [](uint64_t pgd, uint64_t vaddr, size_t length) {
+        check_access_size(length);
         std::string buf(length, '\0');
         address_or_raise(pyrebox::vmi::read_virtual(machine().physical_memory(), mode_now(), pgd,
                                                     vaddr, buf.data(), length));

@@ -9,6 +9,7 @@
 
 #include "engine/engine.h"
 #include "app/linux_introspection.h"
+#include "qemu/contained.h"
 #include "app/linux_kpti.h"
 #include "app/machine_resume.h"
 #include "app/session.h"
@@ -159,38 +160,50 @@ void leave(unsigned vcpu) {
 
 void cb_pending_tb(unsigned vcpu, void* udata) {
     ENTER(vcpu, Kind::PendingBlock, static_cast<const TbInfo*>(udata)->pc);
-    engine().on_pending_at_block(static_cast<int>(vcpu), *static_cast<const TbInfo*>(udata));
+    contained("a pending-event callback", [&] {
+        engine().on_pending_at_block(static_cast<int>(vcpu), *static_cast<const TbInfo*>(udata));
+    });
     leave(vcpu);
 }
 
 void cb_block(unsigned vcpu, void* udata) {
     ENTER(vcpu, Kind::Block, static_cast<const TbInfo*>(udata)->pc);
-    engine().on_block(static_cast<int>(vcpu), *static_cast<const TbInfo*>(udata));
+    contained("a block callback", [&] {
+        engine().on_block(static_cast<int>(vcpu), *static_cast<const TbInfo*>(udata));
+    });
     leave(vcpu);
 }
 
 void cb_pending_insn(unsigned vcpu, void* udata) {
     ENTER(vcpu, Kind::PendingInsn, reinterpret_cast<uint64_t>(udata));
-    engine().on_pending_at_insn(static_cast<int>(vcpu), reinterpret_cast<uint64_t>(udata));
+    contained("a pending-event callback", [&] {
+        engine().on_pending_at_insn(static_cast<int>(vcpu), reinterpret_cast<uint64_t>(udata));
+    });
     leave(vcpu);
 }
 
 void cb_insn(unsigned vcpu, void* udata) {
     ENTER(vcpu, Kind::Insn, reinterpret_cast<uint64_t>(udata));
-    engine().on_insn(static_cast<int>(vcpu), reinterpret_cast<uint64_t>(udata));
+    contained("an instruction callback", [&] {
+        engine().on_insn(static_cast<int>(vcpu), reinterpret_cast<uint64_t>(udata));
+    });
     leave(vcpu);
 }
 
 void cb_exec_address(unsigned vcpu, void* udata) {
     const auto* site = static_cast<const State::AddrSite*>(udata);
     ENTER(vcpu, Kind::ExecAddress, site->pc);
-    engine().on_exec_address(static_cast<int>(vcpu), site->pc, *site->tb);
+    contained("an address callback", [&] {
+        engine().on_exec_address(static_cast<int>(vcpu), site->pc, *site->tb);
+    });
     leave(vcpu);
 }
 
 void cb_opcode(unsigned vcpu, void* udata) {
     const auto* site = static_cast<const State::OpcodeSite*>(udata);
-    engine().on_opcode(static_cast<int>(vcpu), site->pc, site->opcode);
+    contained("an opcode callback", [&] {
+        engine().on_opcode(static_cast<int>(vcpu), site->pc, site->opcode);
+    });
 }
 
 uint64_t read_gdb_register(unsigned vcpu, int regnum);
@@ -198,14 +211,18 @@ uint64_t read_gdb_register(unsigned vcpu, int regnum);
 void cb_syscall(unsigned vcpu, void* udata) {
     const auto* site = static_cast<const State::SyscallSite*>(udata);
     ENTER(vcpu, Kind::Syscall, site->pc);
-    engine().on_syscall(static_cast<int>(vcpu), site->pc, site->len, site->path);
+    contained("a system-call callback", [&] {
+        engine().on_syscall(static_cast<int>(vcpu), site->pc, site->len, site->path);
+    });
     leave(vcpu);
 }
 
 void cb_syscall_return(unsigned vcpu, void* udata) {
     const uint64_t pc = reinterpret_cast<uint64_t>(udata);
     ENTER(vcpu, Kind::SyscallReturn, pc);
-    engine().on_syscall_return(static_cast<int>(vcpu), pc);
+    contained("a system-call return callback", [&] {
+        engine().on_syscall_return(static_cast<int>(vcpu), pc);
+    });
     leave(vcpu);
 }
 
@@ -231,9 +248,11 @@ void cb_cr3_load(unsigned vcpu, void* udata) {
         mode = (cr4 & (1u << 5)) ? PagingMode::Pae : PagingMode::Legacy32;
     }
     ENTER(vcpu, Kind::Other, 0, /*mid_instruction=*/true);  // no pc to resume at
-    engine().on_cr3_load(static_cast<int>(vcpu), value, mode);
-    session().table_from_memory.on_cr3_load(static_cast<int>(vcpu), value);
-    session().process_events.on_cr3_load(static_cast<int>(vcpu));
+    contained("a context-switch callback", [&] {
+        engine().on_cr3_load(static_cast<int>(vcpu), value, mode);
+        session().table_from_memory.on_cr3_load(static_cast<int>(vcpu), value);
+        session().process_events.on_cr3_load(static_cast<int>(vcpu));
+    });
     leave(vcpu);
 }
 
@@ -267,8 +286,10 @@ void cb_memory(unsigned vcpu, qemu_plugin_meminfo_t info, uint64_t vaddr, void* 
         }
     }
     ENTER(vcpu, Kind::Other, 0, /*mid_instruction=*/true);
-    engine().on_memory(static_cast<int>(vcpu), reinterpret_cast<uint64_t>(udata), kWrite, vaddr,
-                       paddr, size, data, data_high);
+    contained("a memory callback", [&] {
+        engine().on_memory(static_cast<int>(vcpu), reinterpret_cast<uint64_t>(udata), kWrite,
+                           vaddr, paddr, size, data, data_high);
+    });
     leave(vcpu);
 }
 
@@ -307,7 +328,7 @@ void cb_keyboard_port_read(unsigned vcpu, void* udata) {
     if ((status & kPs2OutputFull) == 0 || (status & kPs2MouseData) != 0) {
         return;
     }
-    engine().on_keyboard_read(static_cast<int>(vcpu));
+    contained("a keyboard callback", [&] { engine().on_keyboard_read(static_cast<int>(vcpu)); });
 }
 
 // x86 encoding order of general registers -> their gdb names.
@@ -349,7 +370,7 @@ bool read_registers(unsigned vcpu, const int (&regnums)[8], bool narrow, uint64_
     return true;
 }
 
-void on_tb_translate(qemu_plugin_id_t /*id*/, qemu_plugin_tb* tb) {
+void translate_block(qemu_plugin_tb* tb) {
     const auto plan = session().registry.plan();
     const size_t n = qemu_plugin_tb_n_insns(tb);
     if (n == 0) {
@@ -475,6 +496,10 @@ void on_tb_translate(qemu_plugin_id_t /*id*/, qemu_plugin_tb* tb) {
     }
 }
 
+void on_tb_translate(qemu_plugin_id_t /*id*/, qemu_plugin_tb* tb) {
+    contained("the translation of a block", [&] { translate_block(tb); });
+}
+
 void on_flush(qemu_plugin_id_t /*id*/) {
     // All translations are gone: nothing references the sites any more.
     std::lock_guard<std::mutex> guard(g.arena_lock);
@@ -485,7 +510,13 @@ void on_flush(qemu_plugin_id_t /*id*/) {
     g.block_starts.clear();
 }
 
+void init_vcpu(unsigned int vcpu);
+
 void on_vcpu_init(qemu_plugin_id_t /*id*/, unsigned int vcpu) {
+    contained("a vCPU's start", [&] { init_vcpu(vcpu); });
+}
+
+void init_vcpu(unsigned int vcpu) {
     registers().capture();
     if (g.cr4_regnum < 0) {
         g.cr4_regnum = registers().number("cr4").value_or(-1);
@@ -516,7 +547,7 @@ void flush_work(CPUState* cpu, uint64_t /*data*/) { internals().tb_flush(cpu); }
 // QEMU's main loop, BQL held: the VM starts or stops.
 void on_vm_state_change(void* /*opaque*/, bool running, int /*run_state*/) {
     if (running && !g_exiting) {
-        on_machine_resume(session());
+        contained("the VM's resume", [] { on_machine_resume(session()); });
     }
 }
 

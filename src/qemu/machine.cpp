@@ -9,6 +9,7 @@
 #include <cstring>
 #include <functional>
 #include <iterator>
+#include <memory>
 #include <optional>
 
 #include "qemu/internals.h"
@@ -42,18 +43,91 @@ std::optional<std::string> dump_text(CPUState* state) {
     return result;
 }
 
+using RamRanges = std::vector<std::pair<uint64_t, uint64_t>>;
+
+// The guest-physical [start, end) ranges backed by RAM or ROM, sorted and
+// merged (QEMU's flat view of system memory, MMIO left out).
+Expected<RamRanges> ram_ranges() {
+    const auto& q = internals();
+    if (!q.has_memory_map()) {
+        return Error{"this QEMU does not export its memory map functions"};
+    }
+    struct Walk {
+        const Internals* q;
+        RamRanges ranges;
+    } walk{&q, {}};
+    void* view = q.address_space_get_flatview(q.address_space_memory);
+    q.flatview_for_each_range(
+        view,
+        [](unsigned __int128 start, unsigned __int128 len, const void* mr, uint64_t,
+           void* opaque) -> bool {
+            auto* w = static_cast<Walk*>(opaque);
+            constexpr uint64_t kRamAddrInvalid = ~uint64_t{0};
+            if (len == 0 || w->q->memory_region_get_ram_addr(mr) == kRamAddrInvalid) {
+                return false;  // MMIO or an alias-less hole: not memory
+            }
+            auto s = static_cast<uint64_t>(start);
+            auto e = static_cast<uint64_t>(start + len);
+            if (!w->ranges.empty() && w->ranges.back().second == s) {
+                w->ranges.back().second = e;
+            } else {
+                w->ranges.emplace_back(s, e);
+            }
+            return false;  // false: keep iterating
+        },
+        &walk);
+    q.flatview_unref(view);
+    return std::move(walk.ranges);
+}
+
+bool covers(const RamRanges& ranges, uint64_t paddr, uint64_t end) {
+    auto after = std::upper_bound(ranges.begin(), ranges.end(), paddr,
+                                  [](uint64_t a, const auto& r) { return a < r.first; });
+    return after != ranges.begin() && end <= std::prev(after)->second;
+}
+
+// Guest-physical memory: RAM and ROM only. Device registers are not memory,
+// and reading them can change the device (a hostile guest's page tables or
+// a script's address can point there): such an access fails, as an address
+// outside memory does. The memory map is kept and read again when an
+// access falls outside it (RAM added since).
 class SystemMemory final : public PhysicalMemory {
 public:
-    bool read(uint64_t paddr, void* buf, size_t len) override { return access(paddr, buf, len, false); }
+    bool read(uint64_t paddr, void* buf, size_t len) override {
+        return in_memory(paddr, len) && access(paddr, buf, len, false);
+    }
     bool write(uint64_t paddr, const void* buf, size_t len) override {
-        return access(paddr, const_cast<void*>(buf), len, true);
+        return in_memory(paddr, len) && access(paddr, const_cast<void*>(buf), len, true);
     }
 
 private:
+    bool in_memory(uint64_t paddr, size_t len) {
+        const uint64_t end = paddr + len;
+        if (len == 0) {
+            return true;
+        }
+        if (end < paddr) {
+            return false;
+        }
+        auto known = std::atomic_load(&ranges_);
+        if (known && covers(*known, paddr, end)) {
+            return true;
+        }
+        auto fresh = ram_ranges();
+        if (!fresh) {
+            return true;  // no memory map in this QEMU: as it reads
+        }
+        auto ranges = std::make_shared<const RamRanges>(std::move(*fresh));
+        std::atomic_store(&ranges_, ranges);
+        return covers(*ranges, paddr, end);
+    }
+
     static bool access(uint64_t paddr, void* buf, size_t len, bool is_write) {
         const auto& q = internals();
         return q.address_space_rw(q.address_space_memory, paddr, 0, buf, len, is_write) == 0;
     }
+
+    std::shared_ptr<const RamRanges> ranges_;
 };
 
 // Registers the generated code reloads from env after a callback (the
@@ -197,36 +271,7 @@ public:
     PhysicalMemory& physical_memory() override { return memory_; }
 
     Expected<std::vector<std::pair<uint64_t, uint64_t>>> memory_map() override {
-        const auto& q = internals();
-        if (!q.has_memory_map()) {
-            return Error{"this QEMU does not export its memory map functions"};
-        }
-        struct Walk {
-            const Internals* q;
-            std::vector<std::pair<uint64_t, uint64_t>> ranges;
-        } walk{&q, {}};
-        void* view = q.address_space_get_flatview(q.address_space_memory);
-        q.flatview_for_each_range(
-            view,
-            [](unsigned __int128 start, unsigned __int128 len, const void* mr, uint64_t,
-               void* opaque) -> bool {
-                auto* w = static_cast<Walk*>(opaque);
-                constexpr uint64_t kRamAddrInvalid = ~uint64_t{0};
-                if (len == 0 || w->q->memory_region_get_ram_addr(mr) == kRamAddrInvalid) {
-                    return false;  // MMIO or an alias-less hole: not memory
-                }
-                auto s = static_cast<uint64_t>(start);
-                auto e = static_cast<uint64_t>(start + len);
-                if (!w->ranges.empty() && w->ranges.back().second == s) {
-                    w->ranges.back().second = e;
-                } else {
-                    w->ranges.emplace_back(s, e);
-                }
-                return false;  // false: keep iterating
-            },
-            &walk);
-        q.flatview_unref(view);
-        return std::move(walk.ranges);
+        return ram_ranges();
     }
 
     PagingMode paging_mode(int cpu) override {

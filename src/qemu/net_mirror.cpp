@@ -1,5 +1,7 @@
 #include "qemu/net_mirror.h"
 
+#include "qemu/contained.h"
+
 #include <arpa/inet.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -145,7 +147,8 @@ void start_net_mirror(Session& s, const std::string& send_socket,
     streams[0].path = send_socket;
     streams[1].type = CallbackType::NicRec;
     streams[1].path = recv_socket;
-    std::thread(reader, streams).detach();
+    std::thread([streams] { contained("the NIC mirror's reader", [&] { reader(streams); }); })
+        .detach();
 }
 
 void stop_net_mirror() { g_stopping.store(true); }

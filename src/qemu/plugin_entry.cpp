@@ -15,6 +15,7 @@
 #include "app/session.h"
 #include "python/runtime.h"
 #include "qemu/host_check.h"
+#include "qemu/contained.h"
 #include "qemu/instrumentation.h"
 #include "qemu/internals.h"
 #include "qemu/net_mirror.h"
@@ -41,8 +42,10 @@ constexpr const char* kPretendMissingEnv = "PYREBOX_PRETEND_MISSING_SYMBOLS";
 
 void on_exit(qemu_plugin_id_t /*id*/, void* /*udata*/) {
     pyrebox::qemu::stop_instrumentation();
-    pyrebox::qemu::stop_net_mirror();
-    pyrebox::python::shutdown();
+    pyrebox::qemu::contained("QEMU's exit", [] {
+        pyrebox::qemu::stop_net_mirror();
+        pyrebox::python::shutdown();
+    });
 }
 
 // Triggers (loaded later with dlopen) link against the SDK functions this

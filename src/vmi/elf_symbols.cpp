@@ -18,6 +18,7 @@ constexpr uint8_t kSttSection = 3, kSttFile = 4, kSttTls = 6;
 constexpr uint8_t kStbWeak = 2;
 constexpr size_t kSymSize = 24;  // Elf64_Sym
 constexpr uint64_t kMaxDynamic = 64 * 1024;
+constexpr uint64_t kMaxProgramHeaders = 64 * 1024;
 
 std::string hex(uint64_t value) {
     char text[24];
@@ -143,8 +144,14 @@ Expected<ElfImage> read_elf_dynamic_symbols(const ReadVirtualFn& read, uint64_t 
         return Error{"the ELF image at " + hex(base) + " has type " + std::to_string(type) +
                      ", not an executable or shared object"};
     }
-    if (phentsize < 56 || phnum == 0 || phoff >= size) {
-        return Error{"the ELF image at " + hex(base) + " has no usable program headers"};
+    // As the kernel's loader takes them (load_elf_phdrs): entries of the
+    // ELF64 size, 64 KiB of them at most, inside the mapped image. Checked
+    // before anything is read: the header is the guest's to forge.
+    if (phentsize != 56 || phnum == 0 || size_t{phentsize} * phnum > kMaxProgramHeaders ||
+        phoff >= size || size - phoff < size_t{phentsize} * phnum) {
+        return Error{"the ELF image at " + hex(base) + " has no usable program headers (" +
+                     std::to_string(phnum) + " of " + std::to_string(phentsize) +
+                     " bytes at offset " + hex(phoff) + ")"};
     }
     image.is_elf = true;
     image.relocatable = type == kEtDyn;

@@ -61,6 +61,8 @@ def test_the_odd_and_the_deep_file_are_modules_with_their_bytes(run):
     printed = run["printed"]
     modules = {eval(full): (eval(name), base, size) for name, full, base, size in  # noqa: S307
                run["report"]["modules"]}
+    forged = modules.pop("/tmp/forged.so")
+    assert forged == ("forged.so", int(printed["forged_map"], 16), 8192)
     bad = modules.pop("/tmp/" + BAD)
     assert bad == (BAD, int(printed["bad_map"], 16), 4096)
     assert os.fsencode(bad[0]) == b"bad-\xc3\x28.bin"
@@ -79,3 +81,13 @@ def test_load_and_create_events_are_all_delivered(run):
     assert any(p == pid and full.endswith("/dd/deep.bin") for p, full in loaded)
     created = [(p, eval(name)) for p, name in run["report"]["created"]]  # noqa: S307
     assert created == [(pid, "odd_names"), (child, COMM)]
+
+
+def test_device_registers_and_huge_reads_are_refused(run):
+    report = run["report"]
+    for got, address in zip(report["device_reads"], ("0xfee00000", "0xfec00000", "0xfed00000")):
+        assert got[0] == "InvalidAddress" and address in got[1], got
+    assert report["ram_read"] == 16
+    assert report["huge_read"] == [
+        "ValueError", "a read of guest memory is at most 64 MiB (4294967296 bytes asked for): "
+        "read it in pieces"]

@@ -261,3 +261,30 @@ TEST(ElfSymbols, PreferredNames) {
 }
 
 }  // namespace
+
+namespace {
+
+// e_phentsize = e_phnum = 0xffff (4 GiB of program headers): refused from
+// the header, before anything is allocated or read.
+TEST(ElfSymbols, ForgedProgramHeaderCountsAreRefusedBeforeReading) {
+    FakeRam ram = build(Options{});
+    ram.put(kBase + 54, 0xffff, 2);
+    ram.put(kBase + 56, 0xffff, 2);
+    size_t largest = 0;
+    const ReadVirtualFn read = [&](uint64_t va, void* buf, size_t len) {
+        largest = std::max(largest, len);
+        return ram.read(va, buf, len);
+    };
+    auto image = read_elf_dynamic_symbols(read, kBase, 0x6000);
+    ASSERT_FALSE(image.ok());
+    EXPECT_NE(image.error().find("no usable program headers (65535 of 65535 bytes"),
+              std::string::npos)
+        << image.error();
+    EXPECT_EQ(largest, 64u);  // the ELF header alone
+    // A count that fits the entry size but not the mapping: refused too.
+    ram.put(kBase + 54, 56, 2);
+    ram.put(kBase + 56, 1000, 2);
+    EXPECT_FALSE(read_elf_dynamic_symbols(read, kBase, 0x6000).ok());
+}
+
+}  // namespace

@@ -41,6 +41,15 @@ def attempt(what, fn):
         return None
 
 
+def api_error(fn):
+    """The exception's type name and message (None: no exception)."""
+    try:
+        fn()
+    except Exception as e:  # noqa: BLE001 - reported to the test
+        return [type(e).__name__, str(e)]
+    return None
+
+
 def on_ready(cpu_index, cpu):
     r["ready"] += 1
     pgd = api.get_running_process(cpu_index)
@@ -57,6 +66,11 @@ def on_ready(cpu_index, cpu):
     bad = [m for m in modules if m["name"].startswith("bad-")]
     r["va_to_sym_bad"] = attempt("va_to_sym", lambda: ascii(api.va_to_sym(pgd, bad[0]["base"]))
                                  if bad else None)
+    # Physical addresses that are device registers, not memory.
+    r["device_reads"] = [api_error(lambda a=a: api.r_pa(a, 4)) for a in
+                         (0xfee00000, 0xfec00000, 0xfed00000)]
+    r["ram_read"] = len(api.r_pa(0x1000, 16))
+    r["huge_read"] = api_error(lambda: api.r_va(pgd, bad[0]["base"], 2 ** 32))
     r["sym_to_va_bad"] = attempt("sym_to_va", lambda: api.sym_to_va(pgd, bad[0]["name"], "x")
                                  if bad else "no module")
 
