@@ -156,6 +156,7 @@ py::list module_dicts(const std::vector<std::pair<Module, bool>>& modules) {
         d["symbols_resolved"] = resolved;
         d["inode"] = m.inode;
         d["dev"] = m.dev;
+        d["partial"] = m.partial.empty() ? py::object(py::none()) : py::str(m.partial);
         py::list regions;
         for (const auto& r : m.regions) {
             py::dict rd;
@@ -566,6 +567,7 @@ PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
             d["name"] = guest_str(p.name);
             d["kaddr"] = p.kaddr;
             d["ppid"] = p.ppid;
+            d["partial"] = p.partial.empty() ? py::object(py::none()) : py::str(p.partial);
             out.append(d);
         }
         return out;

@@ -18,7 +18,7 @@ using pyrebox::vmi::SymbolTable;
 using pyrebox::vmi::linux_guest::KernelLocation;
 using pyrebox::vmi::linux_guest::LinuxKernel;
 
-// task_struct: tasks@16 (list_head), pid@28 (int), tgid@32 (int), real_parent@40, mm@48,
+// task_struct: tasks@16 (list_head), pid@32 (int), tgid@36 (int), real_parent@40, mm@48,
 // comm@64 (char[16]); mm_struct: mm_mt@0 (in an anonymous struct), pgd@80.
 inline std::string isf(const std::string& task_fields = R"("tasks": {"offset": 16, "type": {"kind": "struct", "name": "list_head"}},)") {
     auto ptr = [](const char* to) {
@@ -39,8 +39,8 @@ inline std::string isf(const std::string& task_fields = R"("tasks": {"offset": 1
           "next": {"offset": 0, "type": )") + ptr("list_head") + R"(},
           "prev": {"offset": 8, "type": )" + ptr("list_head") + R"(}}},
         "task_struct": {"kind": "struct", "size": 128, "fields": {)" + task_fields + R"(
-          "pid": {"offset": 28, "type": {"kind": "base", "name": "int"}},
-          "tgid": {"offset": 32, "type": {"kind": "base", "name": "int"}},
+          "pid": {"offset": 32, "type": {"kind": "base", "name": "int"}},
+          "tgid": {"offset": 36, "type": {"kind": "base", "name": "int"}},
           "real_parent": {"offset": 40, "type": )" + ptr("task_struct") + R"(},
           "mm": {"offset": 48, "type": )" + ptr("mm_struct") + R"(},
           "comm": {"offset": 64, "type": {"kind": "array", "count": 16, "subtype": {"kind": "base", "name": "char"}}}}},
@@ -98,8 +98,8 @@ inline void put_tasks(FakeRam& ram, const std::vector<Task>& tasks) {
         const auto& t = all[i];
         ram.put(t.addr + 16, all[(i + 1) % all.size()].addr + 16);
         ram.put(t.addr + 24, all[(i + all.size() - 1) % all.size()].addr + 16);
-        ram.put(t.addr + 28, static_cast<uint32_t>(t.tgid), 4);  // pid: the leader's
-        ram.put(t.addr + 32, static_cast<uint32_t>(t.tgid), 4);
+        ram.put(t.addr + 32, static_cast<uint32_t>(t.tgid), 4);  // pid: the leader's
+        ram.put(t.addr + 36, static_cast<uint32_t>(t.tgid), 4);
         ram.put(t.addr + 40, t.parent);
         ram.put(t.addr + 48, t.mm);
         ram.put_string(t.addr + 64, t.comm);

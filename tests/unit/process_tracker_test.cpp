@@ -35,8 +35,8 @@ struct TrackerTest : ::testing::Test {
 
     // A task_struct that is not (yet) on the task list.
     void put_task(uint64_t addr, int pid, int tgid, uint64_t mm, const std::string& comm) {
-        ram.put(addr + 28, static_cast<uint32_t>(pid), 4);
-        ram.put(addr + 32, static_cast<uint32_t>(tgid), 4);
+        ram.put(addr + 32, static_cast<uint32_t>(pid), 4);
+        ram.put(addr + 36, static_cast<uint32_t>(tgid), 4);
         ram.put(addr + 48, mm);
         ram.put_string(addr + 64, comm);
     }

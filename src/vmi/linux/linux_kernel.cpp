@@ -402,24 +402,36 @@ Expected<const LinuxKernel::Layout*> LinuxKernel::located_layout() const {
 
 namespace {
 
-// Calls `fn(entry)` for each entry of the circular list whose head is at
-// `head` (not the head itself). `fn` returns false to stop early.
-template <typename Fn>
-Expected<bool> walk_list(const Reader& r, uint64_t head, const std::string& name, Fn&& fn) {
+// Calls `fn(entry)` for each entry of the circular doubly linked list whose
+// head is at `head` (not the head itself; next at 0, prev at 8), in list
+// order. `fn` returns false to stop early.
+//
+// A break going forward (a NULL or unreadable next pointer, an entry that
+// comes back) does not end the walk: the rest of the list is taken from the
+// head backwards (prev pointers) down to what was seen, and given to `fn` in
+// list order (a hostile guest can corrupt one link; the other entries are
+// still there). When the backward walk breaks too, entries between the two
+// breaks may be missing: `broken(reason)` says so. Errors: an unreadable
+// head, more than kMaxListEntries entries, or `fn`'s error.
+template <typename Fn, typename Broken>
+Expected<bool> walk_list(const Reader& r, uint64_t head, const std::string& name, Fn&& fn,
+                         Broken&& broken) {
     std::unordered_set<uint64_t> seen;
     auto next = r.uint(head, 8, ("the head of " + name).c_str());
     if (!next) {
         return Error{next.error()};
     }
+    std::string why;
     uint64_t entry = *next;
     while (entry != head) {
         if (entry == 0) {
-            return Error{name + " is broken: a NULL next pointer after " + std::to_string(seen.size()) +
-                         " entries"};
+            why = "a NULL next pointer after " + std::to_string(seen.size()) + " entries";
+            break;
         }
         if (!seen.insert(entry).second) {
-            return Error{name + " is broken: entry " + hex(entry) + " comes back after " +
-                         std::to_string(seen.size()) + " entries without reaching the head"};
+            why = "entry " + hex(entry) + " comes back after " + std::to_string(seen.size()) +
+                  " entries without reaching the head";
+            break;
         }
         if (seen.size() > LinuxKernel::kMaxListEntries) {
             return Error{name + " has more than " + std::to_string(LinuxKernel::kMaxListEntries) +
@@ -430,13 +442,57 @@ Expected<bool> walk_list(const Reader& r, uint64_t head, const std::string& name
             return Error{keep.error()};
         }
         if (!*keep) {
-            break;
+            return true;
         }
         auto n = r.uint(entry, 8, (name + " entry " + hex(entry)).c_str());
         if (!n) {
-            return Error{n.error()};
+            why = n.error();
+            break;
         }
         entry = *n;
+    }
+    if (why.empty()) {
+        return true;
+    }
+    // Backwards from the head, to the entries seen going forward.
+    std::vector<uint64_t> rest;
+    bool met = false;
+    auto prev = r.uint(head + 8, 8, ("the head of " + name).c_str());
+    std::string back_why = prev ? "" : prev.error();
+    for (entry = prev ? *prev : 0; prev;) {
+        if (entry == head || seen.count(entry) != 0) {
+            met = true;
+            break;
+        }
+        if (entry == 0) {
+            back_why = "a NULL prev pointer";
+            break;
+        }
+        seen.insert(entry);
+        if (seen.size() > LinuxKernel::kMaxListEntries) {
+            return Error{name + " has more than " + std::to_string(LinuxKernel::kMaxListEntries) +
+                         " entries: giving up"};
+        }
+        rest.push_back(entry);
+        prev = r.uint(entry + 8, 8, (name + " entry " + hex(entry)).c_str());
+        if (!prev) {
+            back_why = prev.error();
+            break;
+        }
+        entry = *prev;
+    }
+    if (!met) {
+        broken(name + " is broken going forward (" + why + ") and backward (" + back_why +
+               "): entries between the two may be missing");
+    }
+    for (auto it = rest.rbegin(); it != rest.rend(); ++it) {
+        auto keep = fn(*it);
+        if (!keep) {
+            return Error{keep.error()};
+        }
+        if (!*keep) {
+            break;
+        }
     }
     return true;
 }
@@ -454,36 +510,52 @@ Expected<std::vector<Process>> LinuxKernel::processes(PhysicalMemory& mem, bool 
     const uint64_t head = l.init_task + location_->virt_slide + l.task_tasks;
     auto walked = walk_list(r, head, "the task list (init_task.tasks)",
                             [&](uint64_t entry) -> Expected<bool> {
+        // One unreadable part makes this entry partial, never the list:
+        // what reads is kept, the rest is 0 (a hostile guest can link a
+        // forged task_struct in).
         Process p;
         p.kaddr = entry - l.task_tasks;
-        auto tgid = r.field(p.kaddr, l.task_tgid, "task_struct.tgid");
-        auto parent = r.field(p.kaddr, l.task_real_parent, "task_struct.real_parent");
-        auto mm = r.field(p.kaddr, l.task_mm, "task_struct.mm");
-        auto comm = r.cstring(p.kaddr + l.task_comm.offset, l.comm_size, "task_struct.comm");
-        if (!tgid || !parent || !mm || !comm) {
-            return Error{"task_struct at " + hex(p.kaddr) + ": " +
-                         (!tgid ? tgid.error() : !parent ? parent.error() : !mm ? mm.error()
-                                                                               : comm.error())};
-        }
-        p.pid = *tgid;
-        p.name = *comm;
-        if (*parent != 0) {
-            auto ppid = r.field(*parent, l.task_tgid, "the parent's task_struct.tgid");
-            if (!ppid) {
-                return Error{"task_struct at " + hex(p.kaddr) + ": " + ppid.error()};
+        auto problem = [&](const std::string& why) {
+            if (p.partial.empty()) {
+                p.partial = "task_struct at " + hex(p.kaddr) + ": " + why;
             }
-            p.ppid = *ppid;
+        };
+        if (auto tgid = r.field(p.kaddr, l.task_tgid, "task_struct.tgid")) {
+            p.pid = *tgid;
+        } else {
+            problem(tgid.error());
         }
-        p.mm = *mm;
-        if (*mm != 0) {
-            auto pgd = mm_pgd(mem, *mm, kpti);
-            if (!pgd) {
-                return Error{"task_struct at " + hex(p.kaddr) + ": " + pgd.error()};
+        if (auto comm = r.cstring(p.kaddr + l.task_comm.offset, l.comm_size, "task_struct.comm")) {
+            p.name = *comm;
+        } else {
+            problem(comm.error());
+        }
+        if (auto parent = r.field(p.kaddr, l.task_real_parent, "task_struct.real_parent");
+            !parent) {
+            problem(parent.error());
+        } else if (*parent != 0) {
+            if (auto ppid = r.field(*parent, l.task_tgid, "the parent's task_struct.tgid")) {
+                p.ppid = *ppid;
+            } else {
+                problem(ppid.error());
             }
-            p.pgd = *pgd;
+        }
+        if (auto mm = r.field(p.kaddr, l.task_mm, "task_struct.mm"); !mm) {
+            problem(mm.error());
+        } else if (*mm != 0) {
+            if (auto pgd = mm_pgd(mem, *mm, kpti)) {
+                p.mm = *mm;
+                p.pgd = *pgd;
+            } else {
+                problem(pgd.error());
+            }
         }
         out.push_back(std::move(p));
         return true;
+    }, [&](const std::string& why) {
+        Process gap;
+        gap.partial = why;
+        out.push_back(std::move(gap));
     });
     if (!walked) {
         return Error{walked.error()};
@@ -766,10 +838,18 @@ Expected<std::vector<Module>> LinuxKernel::kernel_modules(PhysicalMemory& mem) c
                             [&](uint64_t entry) -> Expected<bool> {
         auto module = kernel_module(mem, entry - l.module_list);
         if (!module) {
-            return Error{module.error()};
+            Module partial;  // listed with what is known: where it is
+            partial.kaddr = entry - l.module_list;
+            partial.partial = module.error();
+            out.push_back(std::move(partial));
+        } else {
+            out.push_back(std::move(*module));
         }
-        out.push_back(std::move(*module));
         return true;
+    }, [&](const std::string& why) {
+        Module gap;
+        gap.partial = why;
+        out.push_back(std::move(gap));
     });
     if (!walked) {
         return Error{walked.error()};

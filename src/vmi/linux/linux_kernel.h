@@ -8,9 +8,10 @@
 // structure is read through the kernel's own page tables (init_top_pgt).
 //
 // Every offset comes from the ISF; a missing type, member or symbol is an
-// error naming it. List walks are bounded: a list that does not come back
-// to its head within kMaxListEntries entries, or that revisits an entry, is
-// an error naming the list.
+// error naming it. List walks are bounded (kMaxListEntries) and survive a
+// broken link: the rest of a list is read backwards from its head, and an
+// entry that does not read is listed with what is known and why
+// (`partial`), never failing the list.
 #pragma once
 
 #include <array>
@@ -39,6 +40,9 @@ struct Process {
     uint64_t pgd = 0;
     uint64_t kaddr = 0;  // the task_struct's kernel virtual address
     uint64_t mm = 0;     // the mm_struct's kernel virtual address; 0 for kernel threads
+    // Why part of the entry could not be read (those members are 0 or
+    // empty); empty when it read whole.
+    std::string partial;
 };
 
 // One task_struct (a thread or a process's leader), read on its own.
@@ -112,6 +116,9 @@ struct Module {
     // The file offset, in pages, that `base` maps (vm_pgoff of the lowest
     // mapping): 0 when the file's start is mapped at `base`.
     uint64_t base_pgoff = 0;
+    // Why part of the entry could not be read (a kernel module whose struct
+    // module does not read: only `kaddr` is known); empty when it read whole.
+    std::string partial;
 };
 
 // The kernels introspection supports: x86-64 Linux kMinKernel through

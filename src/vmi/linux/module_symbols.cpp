@@ -25,6 +25,9 @@ const ElfSymbol* ModuleSymbols::at(uint64_t addr) const {
 
 ModuleSymbols ModuleSymbolResolver::kernel_module(const Module& m) const {
     ModuleSymbols out{m, nullptr, 0, true};
+    if (!m.partial.empty()) {
+        return out;  // an entry that did not read: no symbols to read either
+    }
     if (m.kaddr == 0) {
         if (auto set = kernel_.vmlinux_symbols()) {
             out.symbols = *set;
@@ -67,7 +70,8 @@ Expected<std::vector<std::pair<Module, bool>>> ModuleSymbolResolver::modules(
         }
         for (auto& m : *mods) {
             // vmlinux's symbols are the symbol table's: always there.
-            const bool resolved = m.kaddr == 0 || kernel_module(m).symbols != nullptr;
+            const bool resolved =
+                m.partial.empty() && (m.kaddr == 0 || kernel_module(m).symbols != nullptr);
             out.emplace_back(std::move(m), resolved);
         }
         return out;

@@ -106,20 +106,21 @@ Expected<bool> ProcessTracker::seed(PhysicalMemory& mem, bool kpti) {
         it->second.users++;
         if (fresh) {
             it->second.pgd = p.pgd;
-            auto modules = kernel_.mm_modules(mem, p.mm);
-            if (!modules) {
-                return Error{"the modules of " + p.name + " (pid " + std::to_string(p.pid) +
-                             "): " + modules.error()};
-            }
-            for (auto& m : *modules) {
-                it->second.modules[m.fullname] = m;
+            // A process whose mappings do not read starts with none known
+            // (one bad address space does not stop the tracking of all).
+            if (auto modules = kernel_.mm_modules(mem, p.mm)) {
+                for (auto& m : *modules) {
+                    it->second.modules[m.fullname] = m;
+                }
             }
         }
     }
     std::map<uint64_t, Module> new_kernel_modules;
     if (auto kmods = kernel_.kernel_modules(mem)) {
         for (size_t i = 1; i < kmods->size(); ++i) {  // [0] is the kernel itself
-            new_kernel_modules[(*kmods)[i].base] = (*kmods)[i];
+            if ((*kmods)[i].partial.empty()) {
+                new_kernel_modules[(*kmods)[i].base] = (*kmods)[i];
+            }
         }
     }
     std::lock_guard<std::mutex> guard(lock_);
