@@ -156,6 +156,7 @@ py::list module_dicts(const std::vector<std::pair<Module, bool>>& modules) {
         d["symbols_resolved"] = resolved;
         d["inode"] = m.inode;
         d["dev"] = m.dev;
+        d["kaddr"] = m.kaddr;
         d["partial"] = m.partial.empty() ? py::object(py::none()) : py::str(m.partial);
         py::list regions;
         for (const auto& r : m.regions) {
