@@ -144,8 +144,10 @@ def same_comm(ps_name: str, comm: str) -> bool:
     """ps shows /proc's name: a kworker's comm with its workqueue after a
     '-' (wq_worker_comm), cut to the column; another kernel thread's full
     name, of which comm holds the first 15 characters (procps 4 shows it;
-    busybox's ps shows comm); any other task's comm as is."""
-    if ps_name == comm:
+    busybox's ps shows comm); any other task's comm as is. systemd names a
+    child it has forked "(unit)" until the child execs: ps and the snapshot
+    can see one process on either side of that exec."""
+    if ps_name == comm or ps_name in (f"({comm})", comm.strip("()")):
         return True
     if len(comm) == 15 and ps_name.startswith(comm):
         return True
