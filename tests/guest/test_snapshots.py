@@ -112,7 +112,10 @@ def test_save_and_load_from_callbacks_replays_the_program(tmp_path):
                          "--cmd", "static_loop 10; sleep 3", cwd=str(tmp_path))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     out = result.stdout
-    assert "[pyrebox] savevm mid done" in out and "[pyrebox] loadvm mid done" in out
+    said = "\n".join(l for l in out.splitlines()
+                     if "vm" in l or "error" in l or "PYREBOX-CMD" in l or "checksum" in l)
+    assert "[pyrebox] savevm mid done" in out and "[pyrebox] loadvm mid done" in out, (
+        said[-3000:], result_of(out, "snapshot_cycle")["events"][-40:])
     # static_loop's end ran twice: once, then again from the snapshot.
     assert out.count("checksum=345") == 2
     report = result_of(out, "snapshot_cycle")
