@@ -102,7 +102,9 @@ def main() -> int:
                         help="comma-separated configuration keys to run (default: all): "
                              + ", ".join(c[0] for c in CONFIGS))
     parser.add_argument("--quick", action="store_true",
-                        help="tiny workload, one run each (checks the harness, not speed)")
+                        help="tiny workload, one run each, plain QEMU runs shared by the "
+                             "configurations of one workload size (checks the harness, not "
+                             "speed)")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.repeat = 1000, 1
@@ -119,10 +121,15 @@ def main() -> int:
     events: dict[str, list[int]] = {}
     with tempfile.TemporaryDirectory(prefix="pyrebox-bench-") as workdir:
         for rep in range(args.repeat):
+            shared_plain: dict[int, float] = {}  # --quick: one plain run per workload size
             for key, _, script, _, divisor in available:
                 rounds = max(1, args.rounds // divisor)
                 # Each run paired with a plain QEMU run of the same workload.
-                elapsed, _ = run_once(rounds, None, False, workdir)
+                if args.quick and rounds in shared_plain:
+                    elapsed = shared_plain[rounds]
+                else:
+                    elapsed, _ = run_once(rounds, None, False, workdir)
+                    shared_plain[rounds] = elapsed
                 plain_times.setdefault(key, []).append(elapsed)
                 elapsed, count = run_once(rounds, script, True, workdir)
                 times.setdefault(key, []).append(elapsed)
