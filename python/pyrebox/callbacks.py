@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import sys
+import time
 import traceback
 import weakref
 
@@ -58,7 +59,6 @@ class ErrorReporter:
             self.counting = False  # said that further errors are counted
 
     def __init__(self, clock=None):
-        import time
         self._clock = clock or time.monotonic
         self._callbacks: dict[tuple[str, str], ErrorReporter._Callback] = {}
 

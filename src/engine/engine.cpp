@@ -285,8 +285,7 @@ void Engine::add_thread(Event& e) const {
     }
 }
 
-uint64_t Engine::fast32_return(int vcpu, uint64_t pc, uint64_t len, SyscallPath path,
-                               SyscallRegs& regs) const {
+void Engine::fast32_arguments(int vcpu, SyscallPath path, SyscallRegs& regs) const {
     // Read as int 0x80 passes them: EBX ECX EDX ESI EDI EBP, ESP.
     const uint64_t ebp = regs.args[5];
     if (path == SyscallPath::Sysenter) {
@@ -300,6 +299,9 @@ uint64_t Engine::fast32_return(int vcpu, uint64_t pc, uint64_t len, SyscallPath 
     regs.args[5] = read_user_ && read_user_(vcpu, regs.sp & 0xffffffffu, &sixth, sizeof sixth)
                        ? sixth
                        : 0;
+}
+
+uint64_t Engine::fast32_return(int vcpu, uint64_t pc, uint64_t len) const {
     uint64_t pad = 0;
     if (read_landing_pad_ && read_landing_pad_(vcpu, pad)) {
         return pad;
@@ -322,17 +324,21 @@ void Engine::on_syscall(int vcpu, uint64_t pc, uint64_t len, SyscallPath path) {
     if (path == SyscallPath::Syscall && regs.code32) {
         path = SyscallPath::Syscall32;
     }
-    uint64_t return_pc = pc + len;
-    if (path == SyscallPath::Sysenter || path == SyscallPath::Syscall32) {
-        return_pc = fast32_return(vcpu, pc, len, path, regs);
-        if (return_pc != 0 && watch_return_site_) {
-            watch_return_site_(return_pc);
-        }
+    const bool fast32 = path == SyscallPath::Sysenter || path == SyscallPath::Syscall32;
+    if (fast32) {
+        fast32_arguments(vcpu, path, regs);
     }
     const Vcpu& v = vcpus_[static_cast<size_t>(vcpu)];
     const Plan& plan = registry_.current_plan();
     const bool deliver_entry = plan.any_syscall_entry();
-    if (plan.any_syscall_return() && return_pc != 0) {
+    // Where the call returns: only looked up when a return is wanted.
+    const uint64_t return_pc = !plan.any_syscall_return() ? 0
+                               : fast32               ? fast32_return(vcpu, pc, len)
+                                                      : pc + len;
+    if (fast32 && return_pc != 0 && watch_return_site_) {
+        watch_return_site_(return_pc);
+    }
+    if (return_pc != 0) {
         SyscallCall call;
         call.path = path;
         call.pgd = v.pgd;
@@ -364,7 +370,7 @@ void Engine::on_syscall(int vcpu, uint64_t pc, uint64_t len, SyscallPath path) {
     if (deliver_entry) {
         Event e = base_event(CallbackType::Syscall, vcpu);
         e.pc = pc;
-        e.next_pc = return_pc != 0 ? return_pc : pc + len;
+        e.next_pc = pc + len;
         e.number = regs.number;
         std::copy(std::begin(regs.args), std::end(regs.args), std::begin(e.args));
         e.syscall_path = static_cast<uint8_t>(path);

@@ -214,9 +214,11 @@ private:
     void add_thread(Event& e) const;
     // An i386 fast call (Sysenter, Syscall32): `regs`, read as int 0x80
     // passes them, become the call's arguments and user stack pointer (see
-    // SyscallPath); returns where the call returns, 0 when unknown.
-    uint64_t fast32_return(int vcpu, uint64_t pc, uint64_t len, SyscallPath path,
-                           SyscallRegs& regs) const;
+    // SyscallPath).
+    void fast32_arguments(int vcpu, SyscallPath path, SyscallRegs& regs) const;
+    // Where the fast call of `len` bytes at `pc` returns (the vDSO's
+    // landing pad); 0 when unknown.
+    uint64_t fast32_return(int vcpu, uint64_t pc, uint64_t len) const;
     SyscallTracker syscalls_;
     std::function<std::optional<bool>()> kpti_source_;
     bool kpti_ = false;

@@ -110,6 +110,12 @@ const pyrebox::vmi::linux_guest::LinuxKernel& linux_kernel() {
     return **kernel;
 }
 
+// An entry's `partial`: None when it read whole, else why not (the reason
+// can quote guest names, so it is guest text).
+py::object partial_or_none(const std::string& partial) {
+    return partial.empty() ? py::object(py::none()) : py::object(guest_str(partial));
+}
+
 // One read or write of guest memory moves at most this much: the host
 // memory a call takes stays bounded whatever size a script (or a length
 // read from the guest) asks for.
@@ -157,7 +163,7 @@ py::list module_dicts(const std::vector<std::pair<Module, bool>>& modules) {
         d["inode"] = m.inode;
         d["dev"] = m.dev;
         d["kaddr"] = m.kaddr;
-        d["partial"] = m.partial.empty() ? py::object(py::none()) : py::str(m.partial);
+        d["partial"] = partial_or_none(m.partial);
         py::list regions;
         for (const auto& r : m.regions) {
             py::dict rd;
@@ -568,7 +574,7 @@ PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
             d["name"] = guest_str(p.name);
             d["kaddr"] = p.kaddr;
             d["ppid"] = p.ppid;
-            d["partial"] = p.partial.empty() ? py::object(py::none()) : py::str(p.partial);
+            d["partial"] = partial_or_none(p.partial);
             out.append(d);
         }
         return out;

@@ -1,5 +1,6 @@
 #include "qemu/contained.h"
 
+#include <cstdint>
 #include <mutex>
 #include <string>
 #include <unordered_map>

@@ -6,7 +6,6 @@
 // runs on.
 #pragma once
 
-#include <atomic>
 #include <exception>
 
 namespace pyrebox::qemu {

@@ -528,9 +528,11 @@ void init_vcpu(unsigned int vcpu) {
                                                     "rsi", "rdi", "rbp", "rsp"};
         static const char* const names32[8] = {"eax", "ebx", "ecx", "edx",
                                                "esi", "edi", "ebp", "esp"};
+        if (g.is_64bit) {
+            g.cs_regnum = registers().number("cs").value_or(-1);
+        }
         for (int i = 0; i < 8; ++i) {
             if (g.is_64bit) {
-                g.cs_regnum = registers().number("cs").value_or(-1);
                 g.syscall_regs64[i] = registers().number(names64[i]).value_or(-1);
                 g.syscall_regs32[i] = registers().number(names32_on64[i]).value_or(-1);
             } else {

@@ -578,15 +578,16 @@ Expected<std::string> LinuxKernel::dentry_path(PhysicalMemory& mem, uint64_t den
     // no bytes).
     std::set<std::pair<uint64_t, uint64_t>> seen;
     constexpr size_t kMaxSteps = 8192;
+    const uint64_t start = dentry;
     size_t bytes = 0;
     bool cut = false;
     for (;;) {
         if (!seen.emplace(mount, dentry).second) {
-            return Error{"the dentry chain of " + hex(dentry) + " has a cycle (dentry " +
+            return Error{"the dentry chain of " + hex(start) + " has a cycle (dentry " +
                          hex(dentry) + " again)"};
         }
         if (seen.size() > kMaxSteps) {
-            return Error{"the dentry chain of " + hex(dentry) + " is longer than " +
+            return Error{"the dentry chain of " + hex(start) + " is longer than " +
                          std::to_string(kMaxSteps) + " steps"};
         }
         if (mount != 0) {
