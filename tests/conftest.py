@@ -246,6 +246,16 @@ def insmod_command(module: dict) -> str:
     return f"insmod {module['path']}"
 
 
+def nm_symbol(binary: str, name: str) -> int:
+    """The address of symbol `name` in `binary`'s symbol table (nm)."""
+    out = subprocess.run(["nm", binary], capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[2] == name:
+            return int(parts[0], 16)
+    raise AssertionError(f"{name} not in {binary}")
+
+
 def write(path, text: str) -> str:
     """Writes dedented `text` to `path` (creating folders); returns the path."""
     path = str(path)

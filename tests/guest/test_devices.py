@@ -10,11 +10,10 @@ import os
 import shutil
 import socket
 import struct
-import subprocess
 
 import pytest
 
-from conftest import command_outputs, run_plugin_only, run_pyrebox, write
+from conftest import command_outputs, nm_symbol, run_plugin_only, run_pyrebox, write
 from pyrebox import paths
 
 pytestmark = pytest.mark.guest
@@ -54,15 +53,6 @@ def incoming_payload(j: int) -> bytes:
     return f"PYREBOX-UDP-RECV-{j:02d}-".encode() + bytes(range(j, j + 40))
 
 
-def symbol(binary: str, name: str) -> int:
-    out = subprocess.run(["nm", binary], capture_output=True, text=True, check=True).stdout
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[2] == name:
-            return int(parts[0], 16)
-    raise AssertionError(f"{name} not in {binary}")
-
-
 def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -98,8 +88,10 @@ def devices_run(request, tmp_path_factory):
     programs = os.path.join(paths.GUEST, "programs")
     hostport = free_udp_port()
     with open(work / "devices_probe.json", "w") as f:
-        json.dump({"keys_ready": symbol(os.path.join(programs, "keys"), "pyrebox_keys_ready"),
-                   "udp_ready": symbol(os.path.join(programs, "udp_peer"), "pyrebox_udp_ready"),
+        json.dump({"keys_ready": nm_symbol(os.path.join(programs, "keys"),
+                                           "pyrebox_keys_ready"),
+                   "udp_ready": nm_symbol(os.path.join(programs, "udp_peer"),
+                                          "pyrebox_udp_ready"),
                    "text": TEXT, "hostport": hostport,
                    "incoming": [incoming_payload(j).hex() for j in range(RECEIVED)]}, f)
     conf = write(work / "pyrebox.conf", "[MODULES]\nscripts.devices_probe: True\n")

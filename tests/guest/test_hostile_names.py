@@ -9,22 +9,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 
 import pytest
 
-from conftest import command_outputs, key_values, run_pyrebox, write
+from conftest import command_outputs, key_values, nm_symbol, run_pyrebox, write
 from pyrebox import paths
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "scripts", "names_probe.py")
 DEPTH = 2100  # directories "dd": a 6,318-byte path
 COMM = os.fsdecode(b"\xff\xfeodd")
 BAD = os.fsdecode(b"bad-\xc3\x28.bin")
-
-
-def symbol(binary: str, name: str) -> int:
-    out = subprocess.run(["nm", binary], capture_output=True, text=True, check=True).stdout
-    return next(int(l.split()[0], 16) for l in out.splitlines() if l.split()[-1] == name)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +28,7 @@ def run(tmp_path_factory):
     shutil.copy(SCRIPT, work / "scripts")
     programs = os.path.join(paths.guest().dir, "programs")
     with open(work / "names_probe.json", "w") as f:
-        json.dump({"ready": symbol(os.path.join(programs, "odd_names"), "pyrebox_names_ready")},
+        json.dump({"ready": nm_symbol(os.path.join(programs, "odd_names"), "pyrebox_names_ready")},
                   f)
     conf = write(work / "pyrebox.conf", "[MODULES]\nscripts.names_probe: True\n")
     result = run_pyrebox("run", "--conf", conf, "--timeout", "300",
