@@ -7,6 +7,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 namespace pyrebox::vmi {
@@ -66,7 +67,30 @@ bool is_xz(const std::string& bytes) {
            std::memcmp(bytes.data(), kXzMagic, sizeof kXzMagic) == 0;
 }
 
-Expected<std::string> read_file(const std::string& path) {
+// "1 GiB", "8 MiB", "4096 bytes": a cap, for messages.
+std::string human_size(uint64_t bytes) {
+    if (bytes >= (uint64_t{1} << 30) && bytes % (uint64_t{1} << 30) == 0) {
+        return std::to_string(bytes >> 30) + " GiB";
+    }
+    if (bytes >= (uint64_t{1} << 20) && bytes % (uint64_t{1} << 20) == 0) {
+        return std::to_string(bytes >> 20) + " MiB";
+    }
+    if (bytes >= (uint64_t{1} << 10) && bytes % (uint64_t{1} << 10) == 0) {
+        return std::to_string(bytes >> 10) + " KiB";
+    }
+    return std::to_string(bytes) + " bytes";
+}
+
+// The one message for a file over the cap, however it was found out.
+Error too_big(const std::string& path, bool unpacked, uint64_t cap) {
+    return Error{path + ": " + (unpacked ? "unpacks to " : "") + "more than " + human_size(cap) +
+                 " of JSON, the most an ISF may hold (a kernel's is tens of MiB): not a kernel's "
+                 "symbol table"};
+}
+
+// The file's bytes; more than `cap` is an error (a plain ISF is JSON text
+// of at most the cap, and an xz one is smaller still).
+Expected<std::string> read_file(const std::string& path, uint64_t cap) {
     std::FILE* f = std::fopen(path.c_str(), "rb");
     if (!f) {
         return Error{path + ": cannot read (" + std::strerror(errno) + ")"};
@@ -75,6 +99,10 @@ Expected<std::string> read_file(const std::string& path) {
     char chunk[1 << 16];
     size_t n = 0;
     while ((n = std::fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (bytes.size() + n > cap) {
+            std::fclose(f);
+            return too_big(path, false, cap);
+        }
         bytes.append(chunk, n);
     }
     const bool failed = std::ferror(f);
@@ -90,6 +118,8 @@ const char* lzma_problem(lzma_ret ret) {
     switch (ret) {
     case LZMA_MEM_ERROR:
         return "out of memory";
+    case LZMA_MEMLIMIT_ERROR:
+        return "it needs more than 256 MiB of memory to unpack; xz -9 needs 65 MiB";
     case LZMA_FORMAT_ERROR:
         return "not in the xz format";
     case LZMA_OPTIONS_ERROR:
@@ -103,34 +133,115 @@ const char* lzma_problem(lzma_ret ret) {
     }
 }
 
-Expected<std::string> unxz(const std::string& compressed, const std::string& path) {
+// What liblzma may allocate to unpack (dictionary, index): xz -9 needs
+// 65 MiB; a header asking for more is a hostile file.
+constexpr uint64_t kXzMemoryLimit = uint64_t{256} << 20;
+
+Error corrupt_xz(const std::string& path, lzma_ret ret) {
+    return Error{path + ": corrupt xz data (" + lzma_problem(ret) + ")"};
+}
+
+// The uncompressed size the xz file's indexes declare (every stream's,
+// added), read from the end of the file without unpacking anything.
+Expected<uint64_t> xz_declared_size(const std::string& compressed, const std::string& path) {
     lzma_stream strm = LZMA_STREAM_INIT;
-    lzma_ret ret = lzma_stream_decoder(&strm, UINT64_MAX, LZMA_CONCATENATED);
+    lzma_index* index = nullptr;
+    lzma_ret ret = lzma_file_info_decoder(&strm, &index, kXzMemoryLimit, compressed.size());
     if (ret != LZMA_OK) {
-        return Error{path + ": corrupt xz data (" + lzma_problem(ret) + ")"};
+        return corrupt_xz(path, ret);
     }
-    std::string out;
-    out.resize(compressed.size() * 8 + (1 << 16));
-    strm.next_in = reinterpret_cast<const uint8_t*>(compressed.data());
+    const auto* data = reinterpret_cast<const uint8_t*>(compressed.data());
+    strm.next_in = data;
     strm.avail_in = compressed.size();
-    size_t produced = 0;
     for (;;) {
-        if (produced == out.size()) {
-            out.resize(out.size() * 2);
-        }
-        strm.next_out = reinterpret_cast<uint8_t*>(out.data()) + produced;
-        strm.avail_out = out.size() - produced;
-        ret = lzma_code(&strm, LZMA_FINISH);
-        produced = out.size() - strm.avail_out;
-        if (ret == LZMA_STREAM_END) {
-            break;
+        ret = lzma_code(&strm, LZMA_RUN);
+        if (ret == LZMA_SEEK_NEEDED) {
+            // seek_pos is within the file: the decoder was told its size.
+            strm.next_in = data + strm.seek_pos;
+            strm.avail_in = compressed.size() - strm.seek_pos;
+            continue;
         }
         if (ret != LZMA_OK) {
-            lzma_end(&strm);
-            return Error{path + ": corrupt xz data (" + lzma_problem(ret) + ")"};
+            break;
+        }
+        if (strm.avail_in == 0) {
+            // All given and no end: the file is cut short.
+            ret = lzma_code(&strm, LZMA_FINISH);
+            if (ret == LZMA_OK) {
+                ret = LZMA_BUF_ERROR;
+            }
+            break;
         }
     }
     lzma_end(&strm);
+    if (ret != LZMA_STREAM_END) {
+        return corrupt_xz(path, ret);
+    }
+    const uint64_t size = lzma_index_uncompressed_size(index);
+    lzma_index_end(index, nullptr);
+    return size;
+}
+
+// Why an xz file whose indexes cannot be read is corrupt, in the stream
+// decoder's words ("truncated", "data error"): it unpacks into a scratch
+// buffer, keeping nothing, and stops at `cap` bytes.
+Error diagnose_xz(const std::string& compressed, const std::string& path, uint64_t cap,
+                  const Error& index_error) {
+    lzma_stream strm = LZMA_STREAM_INIT;
+    lzma_ret ret = lzma_stream_decoder(&strm, kXzMemoryLimit, LZMA_CONCATENATED);
+    if (ret != LZMA_OK) {
+        return corrupt_xz(path, ret);
+    }
+    strm.next_in = reinterpret_cast<const uint8_t*>(compressed.data());
+    strm.avail_in = compressed.size();
+    uint8_t scratch[1 << 16];
+    do {
+        strm.next_out = scratch;
+        strm.avail_out = sizeof scratch;
+        ret = lzma_code(&strm, LZMA_FINISH);
+    } while (ret == LZMA_OK && strm.total_out <= cap);
+    const uint64_t produced = strm.total_out;
+    lzma_end(&strm);
+    if (produced > cap) {
+        return too_big(path, true, cap);
+    }
+    return ret == LZMA_STREAM_END ? index_error : corrupt_xz(path, ret);
+}
+
+// Unpacks an xz file into at most `cap` bytes. The size its indexes
+// declare is checked against the cap before anything is unpacked (a
+// bomb fails at once) and sizes the output once; the decoder then may not
+// write past it (an index that lies is corrupt data, not more memory).
+Expected<std::string> unxz(const std::string& compressed, const std::string& path, uint64_t cap) {
+    auto declared = xz_declared_size(compressed, path);
+    if (!declared) {
+        return diagnose_xz(compressed, path, cap, Error{declared.error()});
+    }
+    if (*declared > cap) {
+        return too_big(path, true, cap);
+    }
+    lzma_stream strm = LZMA_STREAM_INIT;
+    lzma_ret ret = lzma_stream_decoder(&strm, kXzMemoryLimit, LZMA_CONCATENATED);
+    if (ret != LZMA_OK) {
+        return corrupt_xz(path, ret);
+    }
+    // One byte more than declared: writing it proves the index wrong.
+    std::string out(static_cast<size_t>(*declared) + 1, '\0');
+    strm.next_in = reinterpret_cast<const uint8_t*>(compressed.data());
+    strm.avail_in = compressed.size();
+    strm.next_out = reinterpret_cast<uint8_t*>(out.data());
+    strm.avail_out = out.size();
+    do {
+        ret = lzma_code(&strm, LZMA_FINISH);
+    } while (ret == LZMA_OK && strm.avail_out > 0);
+    const size_t produced = out.size() - strm.avail_out;
+    lzma_end(&strm);
+    if (produced > *declared) {
+        return Error{path + ": corrupt xz data (it unpacks to more than its index says)"};
+    }
+    if (ret != LZMA_STREAM_END) {
+        return corrupt_xz(path, ret);
+    }
     out.resize(produced);
     return out;
 }
@@ -246,6 +357,9 @@ public:
             push(Frame::Root);
             return true;
         }
+        if (!within_nesting()) {
+            return false;
+        }
         // push() may move the stack: copy what is needed from the top first.
         const Frame frame = stack_.back().frame;
         const std::string k = stack_.back().key;
@@ -293,10 +407,16 @@ public:
             return true;
         case Frame::Field:
         case Frame::Symbol:
-            push(k == "type" ? Frame::Type : Frame::Ignore);
+            if (k == "type") {
+                return push_type();
+            }
+            push(Frame::Ignore);
             return true;
         case Frame::Type:
-            push(k == "subtype" || k == "type" ? Frame::Type : Frame::Ignore);
+            if (k == "subtype" || k == "type") {
+                return push_type();
+            }
+            push(Frame::Ignore);
             return true;
         case Frame::Enum:
             push(k == "constants" ? Frame::EnumConstants : Frame::Ignore);
@@ -344,6 +464,7 @@ public:
                 }
                 if (!t.subtype) return fail(where() + ": bitfield: no 'type'");
             }
+            --type_depth_;
             State& up = parent();
             switch (up.frame) {
             case Frame::Field:
@@ -385,7 +506,7 @@ public:
         if (stack_.empty()) {
             return fail("not an ISF file (the top level is an array, not an object)");
         }
-        if (!object_expected("an array")) {
+        if (!within_nesting() || !object_expected("an array")) {
             return false;
         }
         push(Frame::Ignore);
@@ -434,6 +555,31 @@ private:
     }
 
     void pop() { stack_.pop_back(); }
+
+    // The depth caps keep a hostile file (a million nested objects, a
+    // pointer to a pointer to ... a million deep) from growing the stack of
+    // entries and the chain of TypeRefs (whose destruction recurses)
+    // without bound.
+    bool within_nesting() {
+        if (stack_.size() < SymbolTable::kMaxNesting) {
+            return true;
+        }
+        const std::string w = where();
+        return fail((w.empty() ? std::string("the document") : w) + " nests deeper than " +
+                    std::to_string(SymbolTable::kMaxNesting) +
+                    " levels (an ISF nests about 10 deep)");
+    }
+
+    bool push_type() {
+        if (type_depth_ >= SymbolTable::kMaxTypeDepth) {
+            return fail(where() + ": the type nests deeper than " +
+                        std::to_string(SymbolTable::kMaxTypeDepth) +
+                        " levels (a pointer to a pointer to ...): not a kernel's type");
+        }
+        ++type_depth_;
+        push(Frame::Type);
+        return true;
+    }
 
     State& parent() { return stack_[stack_.size() - 2]; }
 
@@ -649,6 +795,7 @@ public:
 private:
     SymbolTable::Data& d_;
     std::vector<State> stack_;
+    size_t type_depth_ = 0;  // Type frames on the stack
     bool have_format_ = false;
 };
 
@@ -690,13 +837,13 @@ std::string up_to_nul(std::string s) {
 
 }  // namespace
 
-Expected<SymbolTable> SymbolTable::load(const std::string& path) {
-    auto bytes = read_file(path);
+Expected<SymbolTable> SymbolTable::load(const std::string& path, uint64_t max_json_bytes) {
+    auto bytes = read_file(path, max_json_bytes);
     if (!bytes) {
         return Error{bytes.error()};
     }
     if (is_xz(*bytes)) {
-        auto text = unxz(*bytes, path);
+        auto text = unxz(*bytes, path, max_json_bytes);
         if (!text) {
             return Error{text.error()};
         }
@@ -787,10 +934,20 @@ bool SymbolTable::has_user_type(const std::string& type_name) const {
 
 namespace {
 
+// Depth-first search of `name` in `struct_name` and the anonymous
+// structures and unions in it. `looked_into` holds the types already
+// searched: a type's answer does not depend on where it sits, so a type met
+// again (a second anonymous member of the same type, or a cycle A -> B -> A
+// a hostile ISF can write) has nothing new to give. With the depth cap that
+// bounds the recursion, the search is linear in the table and never loops.
 std::optional<Member> find_member(const SymbolTable::Data& d, const std::string& struct_name,
-                                  const std::string& name, uint64_t base, int depth) {
+                                  const std::string& name, uint64_t base, size_t depth,
+                                  std::unordered_set<std::string>& looked_into) {
+    if (depth > SymbolTable::kMaxTypeDepth || !looked_into.insert(struct_name).second) {
+        return std::nullopt;
+    }
     auto it = d.user_types.find(struct_name);
-    if (it == d.user_types.end() || depth > 32) {
+    if (it == d.user_types.end()) {
         return std::nullopt;
     }
     const UserType& t = it->second;
@@ -802,7 +959,8 @@ std::optional<Member> find_member(const SymbolTable::Data& d, const std::string&
     for (const Field& f : t.fields) {
         if (f.anonymous && (f.type.kind == "struct" || f.type.kind == "union" ||
                             f.type.kind == "class")) {
-            if (auto m = find_member(d, f.type.name, name, base + f.offset, depth + 1)) {
+            if (auto m = find_member(d, f.type.name, name, base + f.offset, depth + 1,
+                                     looked_into)) {
                 return m;
             }
         }
@@ -810,11 +968,17 @@ std::optional<Member> find_member(const SymbolTable::Data& d, const std::string&
     return std::nullopt;
 }
 
+std::optional<Member> find_member(const SymbolTable::Data& d, const std::string& struct_name,
+                                  const std::string& name) {
+    std::unordered_set<std::string> looked_into;
+    return find_member(d, struct_name, name, 0, 0, looked_into);
+}
+
 }  // namespace
 
 std::optional<size_t> SymbolTable::member_offset(const std::string& struct_name,
                                                  const std::string& member_name) const {
-    auto m = find_member(*data_, struct_name, member_name, 0, 0);
+    auto m = find_member(*data_, struct_name, member_name);
     if (!m) {
         return std::nullopt;
     }
@@ -823,7 +987,7 @@ std::optional<size_t> SymbolTable::member_offset(const std::string& struct_name,
 
 std::optional<Member> SymbolTable::member(const std::string& struct_name,
                                           const std::string& member_name) const {
-    return find_member(*data_, struct_name, member_name, 0, 0);
+    return find_member(*data_, struct_name, member_name);
 }
 
 std::optional<size_t> SymbolTable::pointer_size() const {

@@ -53,12 +53,33 @@ struct Member {
 
 class SymbolTable {
 public:
+    // The most JSON text an ISF may hold, plain or once unpacked: 1 GiB.
+    // The largest ISF of a Debian kernel measured (7.3, made by
+    // `pyrebox symbols`) is 25 MiB of JSON; dwarf2json's, with every DWARF
+    // type, are larger but of the same order. 1 GiB leaves a 40x margin and
+    // keeps a hostile file (an xz "bomb": 500 KB unpacking to tens of GB)
+    // from taking more memory than that.
+    static constexpr uint64_t kMaxJsonBytes = uint64_t{1} << 30;
+    // Types nest ("subtype") at most this deep: pointer to array of
+    // pointers is 3; a deeper chain is a hostile file.
+    static constexpr size_t kMaxTypeDepth = 64;
+    // Objects and arrays nest at most this deep anywhere in the file (an
+    // ISF nests about 10 deep).
+    static constexpr size_t kMaxNesting = 128;
+
     // Loads the ISF at `path`. xz-compressed files are recognised by their
     // content (the xz magic), whatever their name. Errors name the file and
     // the problem: "<path>: cannot read (...)", "<path>: corrupt xz data (...)",
     // "<path>: not JSON (...)", "<path>: not an ISF file (...)",
-    // "<path>: no user_types", "<path>: user type 'x', field 'y': ...".
-    static Expected<SymbolTable> load(const std::string& path);
+    // "<path>: no user_types", "<path>: user type 'x', field 'y': ...",
+    // "<path>: [unpacks to ]more than 1 GiB of JSON, the most an ISF may
+    // hold (...)" (the cap), "<path>: user type 'x', field 'y': the type
+    // nests deeper than 64 levels (...)".
+    // `max_json_bytes` is the cap on the JSON text (kMaxJsonBytes; smaller
+    // in tests). Memory: the compressed file, the JSON text (at most the
+    // cap) and the tables.
+    static Expected<SymbolTable> load(const std::string& path,
+                                      uint64_t max_json_bytes = kMaxJsonBytes);
 
     // The same from JSON text already in memory; `origin` names it in errors.
     static Expected<SymbolTable> parse(std::string_view json, const std::string& origin);
@@ -82,6 +103,10 @@ public:
     // The offset of `member` in the user type `struct_name`. A member that
     // is not a direct field is searched for in the anonymous structures and
     // unions the type contains, at any depth, and their offsets are added.
+    // Each user type is looked into once per search and at most
+    // kMaxTypeDepth anonymous levels deep, so a hostile ISF whose anonymous
+    // members contain their own type (A in A, A in B in A) gives not-found
+    // in time proportional to the table, never a hang.
     // A field is anonymous when the ISF marks it `"anonymous": true` or its
     // name is one producers give unnamed members ("unnamed_field_*",
     // "__unnamed*", "__anon*", empty). No dotted paths: one structure at a

@@ -4,6 +4,7 @@
 #include <lzma.h>
 
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <string>
 #include <unistd.h>
@@ -409,6 +410,256 @@ TEST(Isf, MoreErrors) {
                            "x.json");
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.error(), "x.json: enum 'e': 'A' is a string, not an integer");
+}
+
+// ---- hostile files ----
+
+// An ISF around `user_types` (the text inside its braces).
+std::string isf_with_types(const std::string& user_types) {
+    return R"({"metadata": {"format": "6.2.0"}, "user_types": {)" + user_types + "}}";
+}
+
+std::string anonymous_field(const std::string& name, const std::string& type, int offset) {
+    return "\"" + name + R"(": {"type": {"kind": "struct", "name": ")" + type +
+           R"("}, "offset": )" + std::to_string(offset) + R"(, "anonymous": true})";
+}
+
+TEST(Isf, AnonymousMembersThatContainTheirOwnTypeGiveNotFound) {
+    // "a" holds itself eight times over and "b", which holds "a" again:
+    // without a record of the types looked into, the search would take
+    // 9^64 steps.
+    std::string a;
+    for (int i = 0; i < 8; ++i) {
+        a += anonymous_field("unnamed_field_" + std::to_string(i), "a", 8 * i) + ", ";
+    }
+    a += anonymous_field("unnamed_field_b", "b", 64);
+    const std::string b = anonymous_field("unnamed_field_0", "a", 0) +
+                          R"(, "x": {"type": {"kind": "base", "name": "int"}, "offset": 4})";
+    auto t = SymbolTable::parse(isf_with_types(R"("a": {"kind": "struct", "size": 72, "fields": {)" +
+                                               a + R"(}}, "b": {"kind": "struct", "size": 8, "fields": {)" +
+                                               b + "}}"),
+                                "cycle.json");
+    ASSERT_TRUE(t.ok()) << t.error();
+    EXPECT_EQ(t->member_offset("a", "nope"), std::nullopt);
+    EXPECT_EQ(t->member_offset("b", "nope"), std::nullopt);
+    EXPECT_EQ(t->member_offset("a", "x"), 68u);
+    EXPECT_EQ(t->member_offset("b", "x"), 4u);
+    EXPECT_EQ(t->member_offset("a", "unnamed_field_7"), 56u);
+    // Found in "b" through "a": b.unnamed_field_0 (a, @0) . unnamed_field_b @64.
+    EXPECT_EQ(t->member_offset("b", "unnamed_field_b"), 64u);
+    auto m = t->member("a", "x");
+    ASSERT_TRUE(m);
+    EXPECT_EQ(m->type.name, "int");
+}
+
+// A chain of user types t0 -> t1 -> ... -> t<depth>, each holding the next
+// as an anonymous member at offset 1, the last one a member "leaf".
+std::string anonymous_chain(int depth) {
+    std::string types;
+    for (int i = 0; i < depth; ++i) {
+        types += "\"t" + std::to_string(i) + R"(": {"kind": "struct", "size": 8, "fields": {)" +
+                 anonymous_field("__unnamed", "t" + std::to_string(i + 1), 1) + "}}, ";
+    }
+    types += "\"t" + std::to_string(depth) + R"(": {"kind": "struct", "size": 8, "fields": {
+        "leaf": {"type": {"kind": "base", "name": "int"}, "offset": 0}}})";
+    return isf_with_types(types);
+}
+
+TEST(Isf, AnonymousMembersAreLookedIntoAtMost64Deep) {
+    auto t = SymbolTable::parse(anonymous_chain(64), "chain.json");
+    ASSERT_TRUE(t.ok()) << t.error();
+    EXPECT_EQ(t->member_offset("t0", "leaf"), 64u);
+    auto u = SymbolTable::parse(anonymous_chain(65), "chain.json");
+    ASSERT_TRUE(u.ok()) << u.error();
+    EXPECT_EQ(u->member_offset("t0", "leaf"), std::nullopt);
+    EXPECT_EQ(u->member_offset("t1", "leaf"), 64u);
+}
+
+// A field whose type is a pointer to a pointer to ... `depth` types in all.
+std::string pointer_chain(size_t depth) {
+    std::string open;
+    std::string close;
+    open.reserve(depth * 30);
+    for (size_t i = 1; i < depth; ++i) {
+        open += R"({"kind": "pointer", "subtype": )";
+    }
+    close.assign(depth - 1, '}');
+    return isf_with_types(R"("s": {"kind": "struct", "size": 8, "fields": {"f": {"offset": 0, "type": )" +
+                          open + R"({"kind": "base", "name": "int"})" + close + "}}}");
+}
+
+TEST(Isf, TypesNestAtMost64Deep) {
+    auto t = SymbolTable::parse(pointer_chain(64), "deep.json");
+    ASSERT_TRUE(t.ok()) << t.error();
+    auto m = t->member("s", "f");
+    ASSERT_TRUE(m);
+    size_t depth = 1;
+    for (const pyrebox::vmi::TypeRef* type = &m->type; type->subtype; type = type->subtype.get()) {
+        ++depth;
+    }
+    EXPECT_EQ(depth, 64u);
+
+    const std::string message =
+        "deep.json: user type 's', field 'f': the type nests deeper than 64 levels (a pointer to "
+        "a pointer to ...): not a kernel's type";
+    auto r = SymbolTable::parse(pointer_chain(65), "deep.json");
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error(), message);
+    // A million deep: the same one error, neither the memory nor the stack
+    // of a million types.
+    r = SymbolTable::parse(pointer_chain(1000000), "deep.json");
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error(), message);
+
+    std::string symbol = R"({"metadata": {"format": "6.2.0"}, "user_types": {}, "symbols": {"x": {"address": 1, "type": )";
+    for (int i = 0; i < 100; ++i) {
+        symbol += R"({"kind": "pointer", "subtype": )";
+    }
+    r = SymbolTable::parse(symbol, "deep.json");
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error(),
+              "deep.json: symbol 'x': the type nests deeper than 64 levels (a pointer to a pointer "
+              "to ...): not a kernel's type");
+}
+
+TEST(Isf, ObjectsAndArraysNestAtMost128Deep) {
+    const std::string head = R"({"metadata": {"format": "6.2.0"}, "user_types": {}, "extra": )";
+    // 126 arrays: with the top level and nothing else, 127 levels.
+    auto t = SymbolTable::parse(head + std::string(126, '[') + std::string(126, ']') + "}", "n.json");
+    ASSERT_TRUE(t.ok()) << t.error();
+    const std::string message =
+        "n.json: the document nests deeper than 128 levels (an ISF nests about 10 deep)";
+    auto r = SymbolTable::parse(head + std::string(128, '['), "n.json");
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error(), message);
+    r = SymbolTable::parse(head + std::string(1000000, '['), "n.json");
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error(), message);
+    std::string objects = R"({"metadata": {"format": "6.2.0"}, "user_types": {}, "symbols": {"x": {"address": 1, "more": )";
+    for (int i = 0; i < 200; ++i) {
+        objects += R"({"a": )";
+    }
+    r = SymbolTable::parse(objects, "n.json");
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error(),
+              "n.json: symbol 'x' nests deeper than 128 levels (an ISF nests about 10 deep)");
+}
+
+// JSON that starts an ISF, then `spaces` blanks: valid as far as it goes.
+std::string blank_isf(size_t spaces) {
+    return R"({"metadata": {"format": "6.2.0"}, "user_types": {})" + std::string(spaces, ' ') + "}";
+}
+
+std::string over_the_cap(const std::string& path, bool unpacked, const std::string& cap) {
+    return path + ": " + (unpacked ? "unpacks to " : "") + "more than " + cap +
+           " of JSON, the most an ISF may hold (a kernel's is tens of MiB): not a kernel's symbol "
+           "table";
+}
+
+TEST_F(IsfFiles, XzBombsStopAtTheCap) {
+    const uint64_t cap = 1 << 20;
+    const std::string bomb = write("bomb.json.xz", xz(blank_isf(cap)));
+    auto r = SymbolTable::load(bomb, cap);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error(), over_the_cap(bomb, true, "1 MiB"));
+    // Up to the cap is fine.
+    auto t = SymbolTable::load(write("fits.json.xz", xz(blank_isf(cap - 100))), cap);
+    ASSERT_TRUE(t.ok()) << t.error();
+    EXPECT_EQ(t->format(), "6.2.0");
+}
+
+TEST_F(IsfFiles, TheDefaultCapIs1GiB) {
+    EXPECT_EQ(SymbolTable::kMaxJsonBytes, uint64_t{1} << 30);
+    // 129 concatenated streams of 8 MiB each: 1032 MiB, refused from what
+    // the file's indexes say, before anything is unpacked.
+    const std::string stream = xz(std::string(8 << 20, ' '));
+    std::string bomb;
+    for (int i = 0; i < 129; ++i) {
+        bomb += stream;
+    }
+    const std::string p = write("big.json.xz", bomb);
+    auto r = SymbolTable::load(p);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error(), over_the_cap(p, true, "1 GiB"));
+}
+
+TEST_F(IsfFiles, PlainFilesStopAtTheCap) {
+    const uint64_t cap = 1 << 20;
+    const std::string big = write("big.json", blank_isf(cap));
+    auto r = SymbolTable::load(big, cap);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error(), over_the_cap(big, false, "1 MiB"));
+    auto t = SymbolTable::load(write("fits.json", blank_isf(cap - 100)), cap);
+    ASSERT_TRUE(t.ok()) << t.error();
+}
+
+// xz data made by liblzma's streaming encoder: its block header gives no
+// sizes, only the index does.
+std::string xz_stream(const std::string& text) {
+    lzma_stream strm = LZMA_STREAM_INIT;
+    EXPECT_EQ(lzma_easy_encoder(&strm, 0, LZMA_CHECK_CRC32), LZMA_OK);
+    std::string out(lzma_stream_buffer_bound(text.size()), '\0');
+    strm.next_in = reinterpret_cast<const uint8_t*>(text.data());
+    strm.avail_in = text.size();
+    strm.next_out = reinterpret_cast<uint8_t*>(out.data());
+    strm.avail_out = out.size();
+    EXPECT_EQ(lzma_code(&strm, LZMA_FINISH), LZMA_STREAM_END);
+    out.resize(strm.total_out);
+    lzma_end(&strm);
+    return out;
+}
+
+void put_crc32(std::string& bytes, size_t from, size_t length) {
+    const uint32_t crc =
+        lzma_crc32(reinterpret_cast<const uint8_t*>(bytes.data()) + from, length, 0);
+    for (int i = 0; i < 4; ++i) {
+        bytes[from + length + i] = static_cast<char>((crc >> (8 * i)) & 0xFF);
+    }
+}
+
+TEST_F(IsfFiles, AnXzIndexThatUnderstatesTheSizeIsCorrupt) {
+    // 20000 bytes whose index says 17000 (both 3-byte numbers), its CRC
+    // made right: the output is sized by the index and may not grow.
+    std::string data = xz_stream(blank_isf(20000 - blank_isf(0).size()));
+    const size_t footer = data.size() - 12;
+    const size_t index_size =
+        (static_cast<uint8_t>(data[footer + 4]) | static_cast<uint8_t>(data[footer + 5]) << 8) * 4 + 4;
+    const size_t index = footer - index_size;
+    ASSERT_EQ(data[index], 0);      // the index indicator
+    ASSERT_EQ(data[index + 1], 1);  // one record
+    size_t at = index + 2;
+    while (data[at] & 0x80) ++at;  // past the unpadded size
+    ++at;
+    // The uncompressed size: 20000 = 0x20 | 0x80, 0x1c | 0x80, 0x01.
+    ASSERT_EQ(static_cast<uint8_t>(data[at]), 0xA0);
+    const uint32_t lie = 17000;
+    data[at] = static_cast<char>((lie & 0x7F) | 0x80);
+    data[at + 1] = static_cast<char>(((lie >> 7) & 0x7F) | 0x80);
+    data[at + 2] = static_cast<char>(lie >> 14);
+    put_crc32(data, index, index_size - 4);
+    const std::string p = write("lie.json.xz", data);
+    auto r = SymbolTable::load(p);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error(), p + ": corrupt xz data (it unpacks to more than its index says)");
+}
+
+TEST_F(IsfFiles, AnXzHeaderAskingForAHugeDictionaryIsRefused) {
+    std::string data = xz_stream(blank_isf(100));
+    // Stream header (12 bytes), then the block header: its size, flags
+    // (one filter, no sizes), the LZMA2 filter (id 0x21, one byte of
+    // properties: the dictionary size), padding, CRC32.
+    const size_t block = 12;
+    const size_t header_size = (static_cast<uint8_t>(data[block]) + 1) * 4;
+    ASSERT_EQ(data[block + 1], 0);
+    ASSERT_EQ(data[block + 2], 0x21);
+    ASSERT_EQ(data[block + 3], 1);
+    data[block + 4] = 40;  // 4 GiB - 1
+    put_crc32(data, block, header_size - 4);
+    const std::string p = write("dict.json.xz", data);
+    auto r = SymbolTable::load(p);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error(), p + ": corrupt xz data (it needs more than 256 MiB of memory to unpack; "
+                             "xz -9 needs 65 MiB)");
 }
 
 TEST(Isf, CopiesShareTheTables) {
