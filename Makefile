@@ -1,5 +1,5 @@
 # The two commands of the README, and the steps behind them.
-.PHONY: bootstrap demo test test-guests test-vm-image unit-test python-test bench bench-vm vm-image
+.PHONY: bootstrap demo test test-guests test-vm-image unit-test python-test bench bench-vm vm-image fuzz
 
 bootstrap:
 	@./tools/bootstrap
@@ -63,3 +63,12 @@ bench-vm: vm-image
 # second while its inputs are unchanged).  REFRESH=1 rebuilds it anyway.
 vm-image: bootstrap
 	.venv/bin/python3 guest/vm_image.py $(if $(REFRESH),--refresh)
+
+# libFuzzer harnesses under ASan and UBSan (docs/fuzzing.md), in build/fuzz;
+# not part of `make test`. Installs clang when missing. Each harness runs
+# FUZZ_SECONDS (default 60); FUZZ=<harness> runs one, e.g.
+# `make fuzz FUZZ=maple_tree FUZZ_SECONDS=600`.
+FUZZ ?=
+FUZZ_SECONDS ?= 60
+fuzz:
+	@FUZZ='$(FUZZ)' FUZZ_SECONDS='$(FUZZ_SECONDS)' tests/fuzz/run.sh
