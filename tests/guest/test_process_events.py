@@ -1,7 +1,9 @@
 """CREATEPROC / REMOVEPROC / LOADMODULE / REMOVEMODULE on the default guest,
 with KASLR, with nokaslr, with two vCPUs and with KPTI: one boot each runs fork_exec
 (3 children exec'ing static_loop), dl_cycle (dlopen/dlclose of
-libdltest.so) and an insmod/rmmod of the guest's on-demand module (crc7), with
+libdltest.so) and an insmod/rmmod of the guest's on-demand module (crc7);
+the KASLR and two-vCPU boots also run fork_storm (3,000 children that exit
+at once, reaped 100 at a time, so zombies' mm_structs are reused); with
 tests/guest/scripts/process_events.py recording every event. Assertions are
 against what the programs print about themselves and the ELF files."""
 
@@ -22,14 +24,18 @@ pytestmark = pytest.mark.guest
 SCRIPT = os.path.join(os.path.dirname(__file__), "scripts", "process_events.py")
 LOADER = "/lib64/ld-linux-x86-64.so.2"
 CHILDREN = 3
+STORM_BATCHES, STORM_PER_BATCH = 30, 100
+STORM_RUNS = ("kaslr", "smp2")
 
 
-def commands() -> tuple[str, ...]:
+def commands(run: str) -> tuple[str, ...]:
     module = on_demand_module()
+    storm = (f"fork_storm {STORM_BATCHES} {STORM_PER_BATCH}",) if run in STORM_RUNS else ()
     return (
         f"fork_exec {CHILDREN} /usr/local/bin/static_loop 10",
         "dl_cycle",
         f"{insmod_command(module)} && grep '^{module['name']} ' /proc/modules && rmmod {module['name']}",
+        *storm,
     )
 
 
@@ -62,7 +68,7 @@ def events_run(request, tmp_path_factory):
     extra = {"kaslr": [], "nokaslr": ["--nokaslr"], "smp2": ["--smp", "2"],
              "kpti": []}[request.param]
     args = ["run", "--conf", conf, "--timeout", "300", *extra]
-    for command in commands():
+    for command in commands(request.param):
         args += ["--cmd", command]
     if request.param == "kpti":
         args += ["--", "-cpu", "Haswell-noTSX"]
@@ -74,7 +80,8 @@ def events_run(request, tmp_path_factory):
     report = json.loads(lines[0].split("RESULT ", 1)[1])
     assert report["errors"] == [], report["errors"]
     outputs = command_outputs(result.stdout)
-    assert all(outputs[n][1] == 0 for n in (1, 2, 3)), outputs
+    assert sorted(outputs) == list(range(1, len(commands(request.param)) + 1)), outputs
+    assert all(rc == 0 for _, rc in outputs.values()), outputs
     return report, outputs
 
 
@@ -170,3 +177,42 @@ def test_kernel_module_insert_and_remove(events_run):
     assert loads[0]["size"] == size  # as /proc/modules gives it once the module is live
     listed = [m for m in report["at_insmod"] if m["name"] == name]
     assert [(m["base"], m["size"]) for m in listed] == [(base, loads[0]["size"])]
+
+
+def test_a_fork_storm_gives_each_child_its_inherited_modules_once(events_run):
+    """Children exit (their mm_struct freed) while later siblings are forked:
+    a reused mm_struct is still a new address space, so every child gets one
+    LOADMODULE per file its parent maps, with its own pid and pgd."""
+    report, outputs = events_run
+    if 4 not in outputs:
+        pytest.skip(f"fork_storm runs in the {' and '.join(STORM_RUNS)} boots")
+    lines = outputs[4][0]
+    parent = int(key_values(lines)["pid"])
+    children = [int(pid) for line in lines if line.startswith("batch=")
+                for pid in line.split("pids=")[1].split(",")]
+    assert len(children) == STORM_BATCHES * STORM_PER_BATCH == len(set(children))
+    assert key_values(lines)["children"] == str(len(children))
+    events = report["events"]
+    start = next(i for i, e in enumerate(events)
+                 if e["ev"] == "create" and e["pid"] == parent and e["name"] == "fork_storm")
+    parent_pgd = events[start]["pgd"]
+    parent_files = sorted((e["fullname"] for e in events[start:]
+                           if e["ev"] == "load" and e["pgd"] == parent_pgd and e["pid"] == parent),
+                          key=lambda path: path.rsplit("/", 1)[1])
+    assert [f.rsplit("/", 1)[1] for f in parent_files] == [
+        "fork_storm", "ld-linux-x86-64.so.2", "libc.so.6"]
+    wanted = set(children)
+    ours = [e for e in events[start:] if e["pid"] in wanted]
+    creates = {e["pid"]: e for e in ours if e["ev"] == "create"}
+    assert [e["pid"] for e in ours if e["ev"] == "create"] == children  # once each, in order
+    assert all(e["name"] == "fork_storm" for e in creates.values())
+    removes = Counter((e["pid"], e["pgd"]) for e in ours if e["ev"] == "remove")
+    assert removes == Counter((pid, e["pgd"]) for pid, e in creates.items())
+    loads: dict[int, list[str]] = {pid: [] for pid in children}
+    for e in ours:
+        if e["ev"] == "load":
+            assert e["pgd"] == creates[e["pid"]]["pgd"], e
+            loads[e["pid"]].append(e["fullname"])
+    wrong = {pid: files for pid, files in loads.items() if sorted(files) != sorted(parent_files)}
+    assert not wrong, f"{len(wrong)} of {len(children)} children: {list(wrong.items())[:3]}"
+    assert not [e for e in ours if e["ev"] == "unload"]

@@ -130,6 +130,50 @@ TEST_F(TrackerTest, AVforkChildSharesItsParentsAddressSpace) {
     EXPECT_EQ(hook(Hook::ReleaseTask, 0x2000)[0].name, "init2");
 }
 
+// A zombie's mm_struct is freed at its exit; the next fork may get the same
+// address. The new child is a new address space: its mappings are its own.
+TEST_F(TrackerTest, AReusedMmStructIsANewAddressSpace) {
+    // struct file for /lib.so: f_path.dentry -> a dentry under a root.
+    constexpr uint64_t kFile = 0xb000, kDentry = 0xb100, kRoot = 0xb400, kVma = 0xc000;
+    ram.put(kRoot + 24, kRoot);
+    ram.put(kFile + 16 + 8, kDentry);
+    ram.put(kDentry + 24, kRoot);
+    ram.put(kDentry + 32 + 8, kDentry + 0x80);
+    ram.put_string(kDentry + 0x80, "lib.so");
+    ram.put(kVma + 0, 0x7f0000000000);
+    ram.put(kVma + 8, 0x7f0000001000);
+    ram.put(kVma + 16, kChildMm);
+    ram.put(kVma + 112, kFile);
+
+    put_task(0x4000, 77, 77, kChildMm, "init");
+    ASSERT_EQ(hook(Hook::NewTask, 0x4000).size(), 1u);
+    auto mapped = hook(Hook::MapFile, kVma);
+    ASSERT_EQ(mapped.size(), 1u);
+    EXPECT_EQ(mapped[0].pid, 77u);
+    // 77 exits (a zombie until reaped); its mm goes, and 78 gets its address.
+    ram.put(0x4000 + 48, 0);
+    EXPECT_TRUE(hook(Hook::ExitMmap, kChildMm).empty());
+    put_task(0x4800, 78, 78, kChildMm, "init");
+    auto created = hook(Hook::NewTask, 0x4800);
+    ASSERT_EQ(created.size(), 1u);
+    expect_event(created[0], Kind::CreateProc, 78, 0x7b000, "init");
+    mapped = hook(Hook::MapFile, kVma);
+    ASSERT_EQ(mapped.size(), 1u);
+    expect_event(mapped[0], Kind::LoadModule, 78, 0x7b000, "lib.so");
+    // Reaping the zombie names it and leaves 78's address space alone.
+    auto reaped = hook(Hook::ReleaseTask, 0x4000);
+    ASSERT_EQ(reaped.size(), 1u);
+    expect_event(reaped[0], Kind::RemoveProc, 77, 0x7b000, "init");
+    EXPECT_TRUE(hook(Hook::MapFile, kVma).empty());  // known to 78 already
+    EXPECT_EQ(tracker.process_count(), 2u);
+}
+
+TEST_F(TrackerTest, ExitMmapOfAnUntrackedAddressSpaceChangesNothing) {
+    EXPECT_TRUE(hook(Hook::ExitMmap, 0x12345000).empty());
+    EXPECT_TRUE(hook(Hook::ExitMmap, 0).empty());
+    EXPECT_EQ(tracker.process_count(), 1u);
+}
+
 TEST_F(TrackerTest, UnreadableTaskIsAnErrorAndChangesNothing) {
     const uint64_t args[6] = {0xdead0000, 0, 0, 0, 0, 0};
     auto events = tracker.on_hook(Hook::NewTask, args, ram, false);
@@ -154,14 +198,17 @@ TEST(ProcessTrackerHooks, NamesMissingFunctionsAndPicksTheUnmapFunction) {
     text.replace(text.find(end), end.size(),
                  end + R"(, "wake_up_new_task": {"address": 1}, "__set_task_comm": {"address": 2},
                     "release_task": {"address": 3}, "perf_event_mmap": {"address": 4},
-                    "do_munmap": {"address": 5}, "do_mas_munmap": {"address": 6})");
+                    "do_munmap": {"address": 5}, "do_mas_munmap": {"address": 6},
+                    "exit_mmap": {"address": 7})");
     LinuxKernel full = kernel(text);
     ProcessTracker tracker(full);
     auto sites = tracker.hooks();
     ASSERT_TRUE(sites.ok()) << sites.error();
-    ASSERT_EQ(sites->size(), 5u);  // no module hooks: do_init_module/free_module absent
+    ASSERT_EQ(sites->size(), 6u);  // no module hooks: do_init_module/free_module absent
     EXPECT_EQ((*sites)[4].function, "do_mas_munmap");  // 6.1's, not the older wrapper
     EXPECT_EQ((*sites)[4].addr, 6u);
+    EXPECT_EQ((*sites)[5].function, "exit_mmap");
+    EXPECT_EQ((*sites)[5].hook, ProcessTracker::Hook::ExitMmap);
 }
 
 TEST(ProcessTrackerHooks, BeforeSixOneUnmapsAreHookedAtDoubleUnderscoreDoMunmap) {

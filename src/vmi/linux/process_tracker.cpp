@@ -79,6 +79,9 @@ Expected<std::vector<ProcessTracker::HookSite>> ProcessTracker::hooks() {
         want(Hook::InitModule, "do_init_module", true);
         want(Hook::FreeModule, "free_module", true);
     }
+    // Without it (never seen: every kernel since 2.6 has it) a reused
+    // mm_struct looks like a vfork child's shared address space.
+    want(Hook::ExitMmap, "exit_mmap", false);
     if (!missing.empty()) {
         std::string list;
         for (const auto& name : missing) {
@@ -150,6 +153,7 @@ Expected<std::vector<TrackerEvent>> ProcessTracker::on_hook(Hook hook, const uin
             break;
         case Hook::InitModule: done = kernel_module(args[0], true, mem, out); break;
         case Hook::FreeModule: done = kernel_module(args[0], false, mem, out); break;
+        case Hook::ExitMmap: exit_mmap(args[0]); break;
     }
     if (!done) {
         return Error{done.error()};
@@ -178,7 +182,21 @@ void ProcessTracker::drop_process(uint64_t pid) {
     procs_.erase(it);
 }
 
+void ProcessTracker::exit_mmap(uint64_t mm) {
+    if (spaces_.erase(mm) == 0) {
+        return;  // not a tracked address space (or mm 0)
+    }
+    for (auto& [pid, proc] : procs_) {
+        if (proc.mm == mm) {
+            proc.mm = 0;
+        }
+    }
+}
+
 uint64_t ProcessTracker::pid_of_mm(uint64_t mm) const {
+    if (mm == 0) {
+        return 0;
+    }
     for (const auto& [pid, proc] : procs_) {
         if (proc.mm == mm) {
             return pid;

@@ -34,6 +34,13 @@
 //   memory, about to run its init), REMOVEMODULE at free_module.
 // Processes and modules that exist when the tracker starts (seed) produce
 // no events.
+//
+// Address spaces are keyed by their mm_struct's address, which the kernel
+// reuses: a zombie's mm is freed at its exit (exit_mmap, long before
+// release_task) and the next fork may get the same address. The tracker
+// forgets an address space at exit_mmap, so a reused mm_struct is a new
+// address space (its child gets its inherited LOADMODULEs, its mappings its
+// own pid) and a zombie keeps only its pid, pgd and name for its REMOVEPROC.
 #pragma once
 
 #include <cstdint>
@@ -69,6 +76,7 @@ public:
         Unmap,         // munmap of [start, start+len) in mm (argument positions vary)
         InitModule,    // do_init_module(struct module *mod)
         FreeModule,    // free_module(struct module *mod)
+        ExitMmap,      // exit_mmap(struct mm_struct *mm): the last user of mm is gone
     };
     struct HookSite {
         Hook hook;
@@ -97,7 +105,7 @@ public:
 private:
     struct Proc {
         uint64_t pgd = 0;
-        uint64_t mm = 0;
+        uint64_t mm = 0;  // 0 once its address space is gone (a zombie)
         std::string name;
     };
     struct AddressSpace {
@@ -115,6 +123,7 @@ private:
     Expected<bool> unmap(uint64_t mm, uint64_t start, uint64_t len, PhysicalMemory& mem,
                          Events& out);
     Expected<bool> kernel_module(uint64_t module, bool loaded, PhysicalMemory& mem, Events& out);
+    void exit_mmap(uint64_t mm);
 
     void add_process(uint64_t pid, const Proc& proc);
     void drop_process(uint64_t pid);
