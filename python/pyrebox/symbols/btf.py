@@ -70,6 +70,13 @@ class BtfError(KernelImageError):
     """BTF missing, unreadable, or a type that cannot be resolved."""
 
 
+# A kernel's BTF is a few MB (Debian 6.1: 4.4 MB, about 120,000 types); these
+# caps leave a wide margin and bound what a hostile blob makes this module
+# allocate (a Python object per type and member).
+MAX_BTF_SIZE = 64 << 20
+MAX_BTF_TYPES = 1 << 20
+
+
 @dataclass(frozen=True)
 class BtfType:
     id: int
@@ -146,8 +153,13 @@ class Btf:
     """The types of one BTF blob, read once through libbpf."""
 
     def __init__(self, blob: bytes, name: str = "<BTF>", pointer_size: int = 8,
-                 where: str = "the .BTF section"):
-        """WHERE names the blob in messages ("the BTF blob at offset 0x...")."""
+                 where: str = "the .BTF section", max_size: int = MAX_BTF_SIZE,
+                 max_types: int = MAX_BTF_TYPES):
+        """WHERE names the blob in messages ("the BTF blob at offset 0x...").
+        A blob over MAX_SIZE bytes or MAX_TYPES types is refused (BtfError)."""
+        if len(blob) > max_size:
+            raise BtfError(f"{name}: {where} is {len(blob)} bytes, more than the {max_size >> 20} MiB a "
+                           "kernel's BTF may be (a Debian kernel's is about 5 MB): not a kernel's BTF")
         lib = _Libbpf.get()
         ctypes.set_errno(0)
         del _libbpf_messages[:]
@@ -162,6 +174,9 @@ class Btf:
         try:
             self.pointer_size = lib.btf__pointer_size(handle) or pointer_size
             count = lib.btf__type_cnt(handle)
+            if count - 1 > max_types:
+                raise BtfError(f"{name}: {where} has {count - 1} types, more than the {max_types} a kernel's "
+                               "BTF may have (a Debian kernel's has about 120,000): not a kernel's BTF")
             names: dict[int, str] = {}
 
             def name_at(offset: int) -> str:

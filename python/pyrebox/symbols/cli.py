@@ -11,6 +11,7 @@ line naming the file and the problem).
 from __future__ import annotations
 
 import argparse
+import struct
 import sys
 import time
 
@@ -35,6 +36,16 @@ def run(args: argparse.Namespace) -> int:
         return 2
     except OSError as error:
         print(f"pyrebox symbols: {args.kernel}: {error.strerror or error}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"pyrebox symbols: {args.kernel}: not enough memory to read it", file=sys.stderr)
+        return 2
+    except (struct.error, ValueError, IndexError, KeyError, OverflowError) as error:
+        # The readers check what they use and raise KernelImageError; this
+        # keeps a check they lack from ending in a traceback: the input is
+        # malformed in a way they did not foresee.
+        print(f"pyrebox symbols: {args.kernel}: malformed input ({type(error).__name__}: {error}): "
+              "not a kernel or memory image this can read", file=sys.stderr)
         return 2
     try:
         write_isf(result.isf, args.output)

@@ -315,6 +315,8 @@ def generate(kernel_path: str | Path) -> IsfResult:
     try:
         elf = Elf(extract_elf(raw, name), name)
     except KernelImageError as error:
+        if _is_kernel_file(data):
+            raise  # an ELF file or bzImage: what is wrong with it is all there is to say
         raise KernelImageError(f"{error}; nor a memory image of a running Linux (no \"Linux version\" "
                                "banner)") from None
     return build_isf(elf, path.name, hashlib.sha256(raw).hexdigest())
