@@ -4,7 +4,7 @@
  *
  * Built -static -no-pie.
  *
- * Usage: odd_names [DEPTH=2100]
+ * Usage: odd_names [DEPTH=2100 [FILES=0]]
  *   1. sets its name (comm) to the bytes ff fe 6f 64 64 ("\xff\xfeodd", not
  *      UTF-8) with prctl(PR_SET_NAME);
  *   2. maps the 4096-byte file /tmp/bad-\xc3\x28.bin (not UTF-8) read-only;
@@ -13,10 +13,11 @@
  *   3. maps the 4096-byte file deep.bin at the end of DEPTH directories
  *      named "dd" under /tmp/deep (made with relative names: the path is
  *      3 * DEPTH + 18 bytes long, beyond PATH_MAX for the default depth);
+ *   3b. maps FILES more 4096-byte files, f0 .. f<FILES-1>, beside deep.bin;
  *   4. calls pyrebox_names_ready();
  *   5. forks a child (named as its parent) that exits at once, and waits.
- * Prints pid=, bad_map=, forged_map=, deep_map= (the mappings' addresses), depth= and
- * child=.
+ * Prints pid=, bad_map=, forged_map=, deep_map= (the mappings' addresses), depth=,
+ * files= and child=.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -64,6 +65,7 @@ static void *map_forged_elf(const char *path)
 int main(int argc, char **argv)
 {
     long depth = argc > 1 ? strtol(argv[1], NULL, 0) : 2100;
+    long files = argc > 2 ? strtol(argv[2], NULL, 0) : 0;
     if (prctl(PR_SET_NAME, "\xff\xfeodd", 0, 0, 0) != 0)
         return 1;
     void *bad = map_new_file("/tmp/bad-\xc3\x28.bin");
@@ -80,8 +82,14 @@ int main(int argc, char **argv)
     void *deep = map_new_file("deep.bin");
     if (deep == MAP_FAILED)
         return 1;
-    printf("pid=%d\nbad_map=%p\nforged_map=%p\ndeep_map=%p\ndepth=%ld\n", (int)getpid(), bad,
-           forged, deep, depth);
+    for (long i = 0; i < files; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "f%ld", i);
+        if (map_new_file(name) == MAP_FAILED)
+            return 1;
+    }
+    printf("pid=%d\nbad_map=%p\nforged_map=%p\ndeep_map=%p\ndepth=%ld\nfiles=%ld\n",
+           (int)getpid(), bad, forged, deep, depth, files);
     fflush(stdout);
     pyrebox_names_ready();
     pid_t child = fork();

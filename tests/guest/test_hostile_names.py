@@ -17,6 +17,7 @@ from pyrebox import paths
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "scripts", "names_probe.py")
 DEPTH = 2100  # directories "dd": a 6,318-byte path
+FILES = 2048  # files f0 .. f2047 beside deep.bin
 COMM = os.fsdecode(b"\xff\xfeodd")
 BAD = os.fsdecode(b"bad-\xc3\x28.bin")
 
@@ -32,7 +33,7 @@ def run(tmp_path_factory):
                   f)
     conf = write(work / "pyrebox.conf", "[MODULES]\nscripts.names_probe: True\n")
     result = run_pyrebox("run", "--conf", conf, "--timeout", "300",
-                         "--cmd", f"odd_names {DEPTH}", cwd=str(work))
+                         "--cmd", f"odd_names {DEPTH} {FILES}", cwd=str(work))
     lines = [l for l in result.stdout.splitlines()
              if l.startswith("[scripts.names_probe] RESULT ")]
     assert result.returncode == 0 and len(lines) == 1, result.stdout[-3000:] + result.stderr
@@ -65,6 +66,17 @@ def test_the_odd_and_the_deep_file_are_modules_with_their_bytes(run):
     # The last components that fit in PATH_MAX (4096 bytes), after "/...".
     assert deep.startswith("/.../dd/dd/") and deep.endswith("/dd/dd/deep.bin")
     assert 4096 - 8 <= len(deep) <= 4096
+
+
+def test_thousands_of_deep_files_are_listed_and_nothing_is_kept(run):
+    report = run["report"]
+    assert run["printed"]["files"] == str(FILES)
+    assert report["extra_files"] == sorted(f"f{i}" for i in range(FILES))
+    assert report["module_count"] == len(report["modules"]) + FILES + 1  # + odd_names itself
+    assert report["extra_loaded"] == FILES
+    # Repeating the list keeps no memory (the first call may grow the heap).
+    first, *later = report["rss_mib"][1:]
+    assert all(rss - first < 16 for rss in later), report["rss_mib"]
 
 
 def test_load_and_create_events_are_all_delivered(run):

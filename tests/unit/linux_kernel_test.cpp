@@ -170,6 +170,56 @@ TEST(LinuxKernel, APathDeeperThanPathMaxIsItsLastComponents) {
     EXPECT_GE(path->size(), LinuxKernel::kMaxPathBytes - 8);
 }
 
+// Guest memory that counts the reads made of it.
+struct CountingRam : FakeRam {
+    size_t reads = 0;
+    bool read(uint64_t paddr, void* buf, size_t len) override {
+        ++reads;
+        return FakeRam::read(paddr, buf, len);
+    }
+};
+
+// Files of one directory at the end of a long chain: with a walk cache, the
+// chain is read once, and every path is the one read without it.
+TEST(LinuxKernel, AWalkCacheReadsSharedAncestorsOnce) {
+    CountingRam ram;
+    constexpr uint64_t kRoot = 0x100000, kStride = 0x40, kFiles = 0x200000;
+    constexpr int kDepth = 1000, kCount = 50;
+    ram.put(kRoot + 24, kRoot);
+    for (int i = 1; i <= kDepth; ++i) {
+        const uint64_t d = kRoot + kStride * i;
+        ram.put(d + 24, d - kStride);
+        ram.put(d + 32 + 8, 0x400000 + 8 * i);
+        ram.put_string(0x400000 + 8 * i, "dd");
+    }
+    const uint64_t dir = kRoot + kStride * kDepth;
+    for (int f = 0; f < kCount; ++f) {
+        const uint64_t d = kFiles + kStride * f;
+        ram.put(d + 24, dir);
+        ram.put(d + 32 + 8, 0x500000 + 16 * f);
+        ram.put_string(0x500000 + 16 * f, "f" + std::to_string(f));
+    }
+    const LinuxKernel k = kernel();
+    std::vector<std::string> uncached;
+    for (int f = 0; f < kCount; ++f) {
+        auto path = k.dentry_path(ram, kFiles + kStride * f, 0);
+        ASSERT_TRUE(path.ok()) << path.error();
+        uncached.push_back(*path);
+    }
+    const size_t uncached_reads = ram.reads;
+    ram.reads = 0;
+    pyrebox::vmi::linux_guest::DentryWalkCache steps;
+    for (int f = 0; f < kCount; ++f) {
+        auto path = k.dentry_path(ram, kFiles + kStride * f, 0, &steps);
+        ASSERT_TRUE(path.ok()) << path.error();
+        EXPECT_EQ(*path, uncached[f]);
+    }
+    EXPECT_EQ(uncached[7].size(), 3u * kDepth + 3);
+    EXPECT_EQ(uncached[7].substr(uncached[7].size() - 6), "/dd/f7");
+    // Each file's own dentry, plus the chain once: a fiftieth of the reads.
+    EXPECT_LT(ram.reads * 40, uncached_reads) << ram.reads << " vs " << uncached_reads;
+}
+
 // d_parent pointers in a loop (a corrupt or hostile structure): an error
 // naming the dentry, after one lap.
 TEST(LinuxKernel, ADentryCycleIsAnError) {

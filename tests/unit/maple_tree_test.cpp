@@ -328,7 +328,25 @@ TEST(MapleTree, Errors) {
     arange_node(ram, kRoot, {}, {enode(kRoot, kArange)}, 0);
     r = maple_tree_entries(ram, PagingMode::Long4, kPgd, l, va(kTree));
     ASSERT_FALSE(r.ok());
-    EXPECT_EQ(r.error(), "maple node 0xffff888000200000: the tree is deeper than 31 levels");
+    EXPECT_EQ(r.error(),
+              "maple node 0xffff888000200000: reached a second time (a cycle or a shared node: "
+              "not a tree)");
+}
+
+// Nodes shared between parents multiply: a chain of k nodes each with two
+// slots pointing at the next would expand to 2^k leaves. The walk stops at
+// the first node it meets again.
+TEST(MapleTree, ASharedNodeIsAnError) {
+    FakeRam ram;
+    map_direct(ram);
+    const MapleLayout l = layout_of(maple_isf());
+    range_node(ram, kL1, {0x3fffff}, {0, vma(1)}, 1);
+    range_node(ram, kRoot, {0x7fff}, {enode(kL1, kLeaf), enode(kL1, kLeaf)}, 1);
+    auto r = maple_root_entries(ram, PagingMode::Long4, kPgd, l, root(kRoot, kRange));
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error(),
+              "maple node 0xffff888000200100: reached a second time (a cycle or a shared node: "
+              "not a tree)");
 }
 
 }  // namespace

@@ -1,6 +1,5 @@
 #include "vmi/linux/linux_kernel.h"
 
-#include <set>
 
 #include <algorithm>
 #include <cctype>
@@ -564,32 +563,16 @@ Expected<std::vector<Process>> LinuxKernel::processes(PhysicalMemory& mem, bool 
 }
 
 Expected<std::string> LinuxKernel::dentry_path(PhysicalMemory& mem, uint64_t dentry,
-                                               uint64_t vfsmount) const {
+                                               uint64_t vfsmount, DentryWalkCache* steps) const {
     auto lay = layout();
     if (!lay) {
         return Error{lay.error()};
     }
     const Layout& l = **lay;
     const Reader r{mem, mode_, location_ ? location_->pgd_paddr : 0};
-    std::vector<std::string> parts;
-    uint64_t mount = (vfsmount != 0 && l.has_mounts) ? vfsmount - l.mount_mnt : 0;
-    // (mount, dentry) steps taken: a cycle is a corrupt structure. The walk
-    // is bounded by the path's length and by kMaxSteps (mount crossings add
-    // no bytes).
-    std::set<std::pair<uint64_t, uint64_t>> seen;
-    constexpr size_t kMaxSteps = 8192;
-    const uint64_t start = dentry;
-    size_t bytes = 0;
-    bool cut = false;
-    for (;;) {
-        if (!seen.emplace(mount, dentry).second) {
-            return Error{"the dentry chain of " + hex(start) + " has a cycle (dentry " +
-                         hex(dentry) + " again)"};
-        }
-        if (seen.size() > kMaxSteps) {
-            return Error{"the dentry chain of " + hex(start) + " is longer than " +
-                         std::to_string(kMaxSteps) + " steps"};
-        }
+    using Step = DentryWalkCache::Step;
+    // One step up from (mount, dentry), read from the guest.
+    auto read_step = [&](uint64_t mount, uint64_t dentry) -> Expected<Step> {
         if (mount != 0) {
             auto root = r.field(mount + l.mount_mnt, l.vfsmount_root, "vfsmount.mnt_root");
             if (!root) {
@@ -602,11 +585,9 @@ Expected<std::string> LinuxKernel::dentry_path(PhysicalMemory& mem, uint64_t den
                     return Error{!parent ? parent.error() : point.error()};
                 }
                 if (*parent == mount || *parent == 0) {
-                    break;  // the root of the root mount
+                    return Step{};  // the root of the root mount
                 }
-                mount = *parent;
-                dentry = *point;
-                continue;
+                return Step{Step::Kind::CrossMount, *parent, *point, {}};
             }
         }
         auto parent = r.field(dentry, l.dentry_parent, "dentry.d_parent");
@@ -614,7 +595,7 @@ Expected<std::string> LinuxKernel::dentry_path(PhysicalMemory& mem, uint64_t den
             return Error{parent.error()};
         }
         if (*parent == dentry || *parent == 0) {
-            break;  // a root
+            return Step{};  // a root
         }
         auto name_ptr = r.field(dentry + l.dentry_name, l.qstr_name, "dentry.d_name.name");
         if (!name_ptr) {
@@ -624,15 +605,63 @@ Expected<std::string> LinuxKernel::dentry_path(PhysicalMemory& mem, uint64_t den
         if (!name) {
             return Error{name.error()};
         }
-        if (bytes + 1 + name->size() > kMaxPathBytes - 4) {
-            cut = true;  // deeper than PATH_MAX: the last components that fit
+        return Step{Step::Kind::Up, mount, *parent, std::move(*name)};
+    };
+
+    std::vector<std::string> parts;
+    uint64_t mount = (vfsmount != 0 && l.has_mounts) ? vfsmount - l.mount_mnt : 0;
+    // The walk is bounded by the path's length and by kMaxSteps (mount
+    // crossings add no bytes). A cycle (a corrupt structure) is found with
+    // Brent's method: the walk meets again the (mount, dentry) it last
+    // marked, marked at steps 1, 2, 4, 8... (no memory per step).
+    constexpr size_t kMaxSteps = 8192;
+    const uint64_t start = dentry;
+    std::pair<uint64_t, uint64_t> mark{mount, dentry};
+    size_t next_mark = 1;
+    size_t bytes = 0;
+    bool cut = false;
+    for (size_t taken = 0;; ++taken) {
+        if (taken > 0 && mark == std::pair{mount, dentry}) {
+            return Error{"the dentry chain of " + hex(start) + " has a cycle (dentry " +
+                         hex(dentry) + " again)"};
+        }
+        if (taken == next_mark) {
+            mark = {mount, dentry};
+            next_mark *= 2;
+        }
+        if (taken > kMaxSteps) {
+            return Error{"the dentry chain of " + hex(start) + " is longer than " +
+                         std::to_string(kMaxSteps) + " steps"};
+        }
+        const Step* step = steps ? steps->find(mount, dentry) : nullptr;
+        Step fresh;
+        if (!step) {
+            auto read = read_step(mount, dentry);
+            if (!read) {
+                return Error{read.error()};
+            }
+            fresh = std::move(*read);
+            step = &fresh;
+            if (steps) {
+                steps->add(mount, dentry, fresh);
+            }
+        }
+        if (step->kind == Step::Kind::Root) {
             break;
         }
-        bytes += 1 + name->size();
-        parts.push_back(*name);
-        dentry = *parent;
+        if (step->kind == Step::Kind::Up) {
+            if (bytes + 1 + step->name.size() > kMaxPathBytes - 4) {
+                cut = true;  // deeper than PATH_MAX: the last components that fit
+                break;
+            }
+            bytes += 1 + step->name.size();
+            parts.push_back(step->name);
+        }
+        mount = step->next_mount;
+        dentry = step->next_dentry;
     }
     std::string path = cut ? "/..." : "";
+    path.reserve(bytes + 4);
     for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
         path += "/" + *it;
     }
@@ -726,6 +755,7 @@ Expected<std::vector<Module>> LinuxKernel::mm_modules(PhysicalMemory& mem, uint6
     }
     std::map<std::string, Module> by_path;
     std::map<uint64_t, std::string> path_of_file;
+    DentryWalkCache steps;
     // The file's identity, through file->f_inode. Unreadable: left 0.
     auto identify = [&](Module& m, uint64_t vma, uint64_t file) {
         if (!l.has_identity) {
@@ -776,7 +806,7 @@ Expected<std::vector<Module>> LinuxKernel::mm_modules(PhysicalMemory& mem, uint6
         }
         auto known = path_of_file.find(*file);
         if (known == path_of_file.end()) {
-            auto path = file_path(mem, *file);
+            auto path = file_path(mem, *file, &steps);
             if (!path) {
                 return Error{"the file mapped at " + hex(*start) + ": " + path.error()};
             }
@@ -1109,7 +1139,8 @@ Expected<Vma> LinuxKernel::vma(PhysicalMemory& mem, uint64_t vma) const {
     return Vma{*start, *end, *mm, *file};
 }
 
-Expected<std::string> LinuxKernel::file_path(PhysicalMemory& mem, uint64_t file) const {
+Expected<std::string> LinuxKernel::file_path(PhysicalMemory& mem, uint64_t file,
+                                             DentryWalkCache* steps) const {
     auto lay = located_layout();
     if (!lay) {
         return Error{lay.error()};
@@ -1122,7 +1153,7 @@ Expected<std::string> LinuxKernel::file_path(PhysicalMemory& mem, uint64_t file)
         return Error{"struct file at " + hex(file) + ": " +
                      (!dentry ? dentry.error() : mnt.error())};
     }
-    return dentry_path(mem, *dentry, *mnt);
+    return dentry_path(mem, *dentry, *mnt, steps);
 }
 
 Expected<std::string> LinuxKernel::kernel_string(PhysicalMemory& mem, uint64_t va,

@@ -20,6 +20,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "base/expected.h"
@@ -134,6 +135,41 @@ inline constexpr KernelVersion kMinKernel{5, 4};
 inline constexpr KernelVersion kMaxKernel{7, 3};
 Expected<bool> check_supported_kernel(const std::string& banner);
 
+// The steps of dentry walks read during one listing, so that the files of
+// one directory read its ancestors once (a process can map thousands of
+// files at the end of a chain of thousands of directories): (mount, dentry)
+// -> where the walk goes next and the name read there. Kept for the span of
+// one call only (a directory can be renamed or freed once the guest runs),
+// at most kMaxSteps of them (further steps are read, not kept).
+class DentryWalkCache {
+public:
+    struct Step {
+        enum class Kind : uint8_t { Root, CrossMount, Up } kind = Kind::Root;
+        uint64_t next_mount = 0;
+        uint64_t next_dentry = 0;
+        std::string name;  // Up: the dentry's name
+    };
+    static constexpr size_t kMaxSteps = 1u << 18;
+
+    const Step* find(uint64_t mount, uint64_t dentry) const {
+        auto it = steps_.find({mount, dentry});
+        return it == steps_.end() ? nullptr : &it->second;
+    }
+    void add(uint64_t mount, uint64_t dentry, Step step) {
+        if (steps_.size() < kMaxSteps) {
+            steps_.emplace(std::pair{mount, dentry}, std::move(step));
+        }
+    }
+
+private:
+    struct KeyHash {
+        size_t operator()(const std::pair<uint64_t, uint64_t>& k) const {
+            return std::hash<uint64_t>()(k.first * 0x9e3779b97f4a7c15ull ^ k.second);
+        }
+    };
+    std::unordered_map<std::pair<uint64_t, uint64_t>, Step, KeyHash> steps_;
+};
+
 class LinuxKernel {
 public:
     static constexpr size_t kMaxListEntries = 1 << 16;
@@ -171,8 +207,10 @@ public:
     Expected<Vma> vma(PhysicalMemory& mem, uint64_t vma) const;
     // The top-level page table of the mm_struct at `mm`, normalised.
     Expected<uint64_t> mm_pgd(PhysicalMemory& mem, uint64_t mm, bool kpti) const;
-    // The path of the file (struct file at `file`).
-    Expected<std::string> file_path(PhysicalMemory& mem, uint64_t file) const;
+    // The path of the file (struct file at `file`). `steps`, when given,
+    // keeps the dentry-walk steps read (see DentryWalkCache).
+    Expected<std::string> file_path(PhysicalMemory& mem, uint64_t file,
+                                    DentryWalkCache* steps = nullptr) const;
     // The loaded module (struct module at `module`), as kernel_modules lists it.
     Expected<Module> kernel_module(PhysicalMemory& mem, uint64_t module) const;
     // The arguments of the process whose task_struct is at `task` (see
@@ -224,8 +262,8 @@ public:
     // relative names) is its last components that fit, after "/...". An
     // error for a cycle (a corrupt structure) or an unreadable part.
     static constexpr size_t kMaxPathBytes = 4096;
-    Expected<std::string> dentry_path(PhysicalMemory& mem, uint64_t dentry,
-                                      uint64_t vfsmount) const;
+    Expected<std::string> dentry_path(PhysicalMemory& mem, uint64_t dentry, uint64_t vfsmount,
+                                      DentryWalkCache* steps = nullptr) const;
 
 private:
     struct Layout;

@@ -3,6 +3,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <string>
+#include <unordered_set>
 
 namespace pyrebox::vmi::linux_guest {
 
@@ -14,7 +15,13 @@ constexpr uint64_t kNodeMask = 0xFF;     // MAPLE_NODE_MASK
 constexpr unsigned kTypeShift = 3;       // MAPLE_NODE_TYPE_SHIFT
 constexpr uint64_t kTypeMask = 0x0F;     // MAPLE_NODE_TYPE_MASK
 constexpr int kMaxHeight = 31;           // MAPLE_HEIGHT_MAX
-constexpr size_t kMaxNodes = 1u << 20;   // a bound against trees changing under the walk
+// Bounds on one walk, whatever the guest wrote. A process has at most
+// vm.max_map_count mappings (65,530 by default), each an entry with at most
+// a gap beside it; a leaf holds up to 16 slots. 2^20 entries in 2^18 nodes
+// leave a margin of 8 over that, and keep a walk's reads at 64 MiB and its
+// result at 24 MiB.
+constexpr size_t kMaxNodes = 1u << 18;
+constexpr size_t kMaxEntries = 1u << 20;
 constexpr uint64_t kMaxReservedEntry = 4096;
 
 std::string hex(uint64_t value) {
@@ -69,6 +76,11 @@ public:
         if (++nodes_ > kMaxNodes) {
             return Error{where + ": more than " + std::to_string(kMaxNodes) + " nodes"};
         }
+        // A tree reaches each node once; a node met again is a cycle or a
+        // node shared by two parents (a DAG, which would multiply entries).
+        if (!visited_.insert(node_va).second) {
+            return Error{where + ": reached a second time (a cycle or a shared node: not a tree)"};
+        }
         if (type > kArange64) {
             return Error{where + ": unknown node type " + std::to_string(type) + " (enode " +
                          hex(enode) + ")"};
@@ -83,7 +95,9 @@ public:
             for (size_t i = 0; i < l_.dense_slots; ++i) {
                 const uint64_t v = u64_at(node, l_.dense_slot + 8 * i);
                 if (v && !is_internal(v)) {
-                    out_.push_back({min + i, min + i, v});
+                    if (auto added = add(where, {min + i, min + i, v}); !added) {
+                        return added;
+                    }
                 }
                 if (min + i == max) {
                     break;
@@ -129,7 +143,9 @@ public:
             const uint64_t v = u64_at(node, slot_off + 8 * i);
             if (type == kLeaf64) {
                 if (v && !is_internal(v)) {
-                    out_.push_back({lo, hi, v});
+                    if (auto added = add(where, {lo, hi, v}); !added) {
+                        return added;
+                    }
                 }
             } else if (v) {
                 auto child = walk(v, lo, hi, depth + 1);
@@ -148,11 +164,20 @@ public:
     std::vector<MapleEntry> take() { return std::move(out_); }
 
 private:
+    Expected<bool> add(const std::string& where, const MapleEntry& entry) {
+        if (out_.size() >= kMaxEntries) {
+            return Error{where + ": more than " + std::to_string(kMaxEntries) + " entries"};
+        }
+        out_.push_back(entry);
+        return true;
+    }
+
     PhysicalMemory& mem_;
     PagingMode mode_;
     uint64_t pgd_;
     const MapleLayout& l_;
     size_t nodes_ = 0;
+    std::unordered_set<uint64_t> visited_;
     std::vector<MapleEntry> out_;
 };
 

@@ -57,7 +57,8 @@ struct MapleLayout {
 // tables at `pgd`. NULL slots (gaps) and the kernel's reserved internal
 // entries (values with low bits 0b10) are left out. Errors name the node
 // and the problem (unreadable memory, an unknown node type, a slot count
-// beyond the node, a tree deeper than 31 levels).
+// beyond the node, a tree deeper than 31 levels, a node reached twice, more
+// than 2^18 nodes or 2^20 entries).
 Expected<std::vector<MapleEntry>> maple_tree_entries(PhysicalMemory& mem, PagingMode mode,
                                                      uint64_t pgd, const MapleLayout& layout,
                                                      uint64_t tree_vaddr);

@@ -12,7 +12,7 @@ from api import CallbackManager
 
 cm = None
 printer = None
-r = {"created": [], "modules_loaded": [], "errors": [], "ready": 0}
+r = {"created": [], "modules_loaded": [], "errors": [], "ready": 0, "extra_loaded": 0}
 with open(os.path.join(os.getcwd(), "names_probe.json")) as f:
     READY = json.load(f)["ready"]
 pgds = set()
@@ -27,8 +27,17 @@ def on_create(params):
         api.start_monitoring_process(params["pgd"])
 
 
+def extra(name):
+    """One of the files f0, f1... odd_names maps beside deep.bin."""
+    return name[:1] == "f" and name[1:].isdigit()
+
+
 def on_load(params):
-    if params["pgd"] in pgds and params["fullname"].startswith(("/tmp/", "/...")):
+    if params["pgd"] not in pgds:
+        return
+    if extra(params["name"]):
+        r["extra_loaded"] += 1
+    elif params["fullname"].startswith(("/tmp/", "/...")):
         r["modules_loaded"].append([params["pid"], ascii(params["name"]),
                                     ascii(params["fullname"])])
 
@@ -50,14 +59,30 @@ def api_error(fn):
     return None
 
 
+def rss_mib():
+    """This process's (QEMU's) resident memory, in MiB."""
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) // 1024 for l in f if l.startswith("VmRSS:"))
+
+
 def on_ready(cpu_index, cpu):
     r["ready"] += 1
     pgd = api.get_running_process(cpu_index)
+    # The module list of thousands of deep files, three times: what one call
+    # takes it gives back (nothing kept between calls).
+    rss = [rss_mib()]
+    for _ in range(3):
+        r["module_count"] = len(attempt("get_module_list", lambda: api.get_module_list(pgd)) or [])
+        rss.append(rss_mib())
+    r["rss_mib"] = rss
     procs = attempt("get_process_list", api.get_process_list) or []
     r["process"] = [ascii(p["name"]) for p in procs if p["pgd"] == pgd]
     modules = attempt("get_module_list", lambda: api.get_module_list(pgd)) or []
     r["modules"] = [[ascii(m["name"]), ascii(m["fullname"]), m["base"], m["size"]]
-                    for m in modules if m["fullname"].startswith(("/tmp/", "/..."))]
+                    for m in modules if m["fullname"].startswith(("/tmp/", "/..."))
+                    and not extra(m["name"])]
+    r["extra_files"] = sorted(m["name"] for m in modules
+                              if m["fullname"].startswith("/...") and extra(m["name"]))
     symbols = attempt("get_symbol_list", lambda: api.get_symbol_list(pgd))
     r["symbols"] = None if symbols is None else len(symbols)
     everyone = attempt("get_symbol_list(None)", lambda: api.get_symbol_list(None))
