@@ -101,8 +101,9 @@ FakeRam module_memory(uint32_t count = 5) {
 TEST(KernelSymbols, ModuleKallsyms) {
     auto k = kernel();
     FakeRam ram = module_memory();
-    auto set = k.module_kallsyms(ram, 0x10000);
-    ASSERT_TRUE(set.ok()) << set.error();
+    auto read = k.module_kallsyms(ram, 0x10000);
+    ASSERT_TRUE(read.ok()) << read.error();
+    const auto& set = *read;
     ASSERT_EQ(set->symbols().size(), 2u);
     ASSERT_NE(set->find("crc7_be"), nullptr);
     EXPECT_EQ(set->find("crc7_be")->value, 0xffffffffc0a01000ull);
@@ -119,6 +120,44 @@ TEST(KernelSymbols, UnreadableKallsymsIsAnError) {
     EXPECT_NE(set.error().find("of the struct module at 0x10000"), std::string::npos) << set.error();
     FakeRam empty;
     EXPECT_FALSE(k.module_kallsyms(empty, 0x10000).ok());
+}
+
+// A table read once is kept by its pointers and count: the same answer
+// (the same object) without reading the symbols again; a failure too.
+// Other pointers or another count are another table.
+TEST(KernelSymbols, ModuleKallsymsAreReadOnce) {
+    auto k = kernel();
+    FakeRam ram = module_memory();
+    auto first = k.module_kallsyms(ram, 0x10000);
+    ASSERT_TRUE(first.ok()) << first.error();
+    ram.put(0x12000 + 24 + 8, 0xffffffffc0b00000ull);  // crc7_be moves: not read again
+    auto again = k.module_kallsyms(ram, 0x10000);
+    ASSERT_TRUE(again.ok()) << again.error();
+    EXPECT_EQ(again->get(), first->get());
+    ram.put(0x11008, 4, 4);  // another count: another table
+    auto other = k.module_kallsyms(ram, 0x10000);
+    ASSERT_TRUE(other.ok()) << other.error();
+    EXPECT_EQ((*other)->find("crc7_be")->value, 0xffffffffc0b00000ull);
+
+    FakeRam broken = module_memory(400);
+    auto failed = k.module_kallsyms(broken, 0x10000);
+    ASSERT_FALSE(failed.ok());
+    for (uint64_t page = 0x12000; page < 0x12000 + 24 * 400; page += 4096) {
+        broken.put(page + 4088, 0);  // the pages appear: the answer stays
+    }
+    auto still = k.module_kallsyms(broken, 0x10000);
+    ASSERT_FALSE(still.ok());
+    EXPECT_EQ(still.error(), failed.error());
+}
+
+TEST(KernelSymbols, ModuleKallsymsAreBounded) {
+    auto k = kernel();
+    FakeRam ram = module_memory(1u << 20);
+    auto many = k.module_kallsyms(ram, 0x10000);
+    ASSERT_FALSE(many.ok());
+    EXPECT_EQ(many.error(),
+              "the struct module at 0x10000 claims 1048576 symbols (at most 131072 are read: no "
+              "kernel module has that many)");
 }
 
 // The cache of user files: keyed by file identity, filled only by parses

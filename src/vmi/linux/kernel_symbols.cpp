@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <mutex>
+#include <tuple>
 
 #include "vmi/linux/kernel_locator.h"
 #include "vmi/linux/linux_kernel.h"
@@ -13,8 +15,15 @@ namespace pyrebox::vmi::linux_guest {
 
 namespace {
 
-constexpr uint64_t kMaxModuleSymbols = 1u << 20;
+// Bounds on one module's kallsyms, whatever the guest claims. The biggest
+// modules Debian builds (GPU drivers) have a few tens of thousands of
+// symbols; names are at most KSYM_NAME_LEN (512) bytes.
+constexpr uint64_t kMaxModuleSymbols = 1u << 17;
 constexpr size_t kMaxNameLength = 512;
+constexpr size_t kMaxNameBytes = 16u << 20;  // all names of one module
+// What the kallsyms cache keeps: modules, and symbols over all of them.
+constexpr size_t kMaxCachedModules = 512;
+constexpr size_t kMaxCachedSymbols = 1u << 20;
 
 std::string hex(uint64_t value) {
     char text[24];
@@ -71,6 +80,9 @@ private:
         if (it != pages_.end()) {
             return it->second ? &*it->second : nullptr;
         }
+        if (pages_.size() >= kMaxPages) {
+            pages_.clear();  // a bound on memory, not a cache policy: reads go on
+        }
         std::optional<std::array<uint8_t, 4096>> data(std::in_place);
         if (!read_virtual(mem_, mode_, pgd_, page, data->data(), 4096)) {
             data.reset();
@@ -79,11 +91,16 @@ private:
         return slot ? &*slot : nullptr;
     }
 
+    static constexpr size_t kMaxPages = 4096;  // 16 MiB
+
     PhysicalMemory& mem_;
     PagingMode mode_;
     uint64_t pgd_;
     std::map<uint64_t, std::optional<std::array<uint8_t, 4096>>> pages_;
 };
+
+Expected<SymbolSet> read_module_kallsyms(PageCache& r, uint64_t module, uint64_t syms,
+                                         uint32_t count, uint64_t strs);
 
 }  // namespace
 
@@ -107,7 +124,27 @@ Expected<std::shared_ptr<const SymbolSet>> LinuxKernel::vmlinux_symbols() const 
     return vmlinux_symbols_;
 }
 
-Expected<SymbolSet> LinuxKernel::module_kallsyms(PhysicalMemory& mem, uint64_t module) const {
+// What a module's kallsyms read gave, by the pointers and count it was read
+// from (struct module, mod_kallsyms, symtab, num_symtab, strtab): once a
+// module is initialised these do not change, so neither does the answer
+// (do_init_module moves kallsyms to the core table: a new key).
+struct LinuxKernel::KallsymsCache {
+    using Key = std::tuple<uint64_t, uint64_t, uint64_t, uint32_t, uint64_t>;
+    struct Answer {
+        std::shared_ptr<const SymbolSet> symbols;  // null: `error`
+        std::string error;
+    };
+    std::mutex lock;
+    std::map<Key, Answer> answers;
+    size_t symbols = 0;
+};
+
+std::shared_ptr<LinuxKernel::KallsymsCache> LinuxKernel::fresh_kallsyms_cache() {
+    return std::make_shared<KallsymsCache>();
+}
+
+Expected<std::shared_ptr<const SymbolSet>> LinuxKernel::module_kallsyms(PhysicalMemory& mem,
+                                                                        uint64_t module) const {
     if (!location_) {
         return Error{"the Linux kernel has not been located in guest memory yet"};
     }
@@ -127,12 +164,51 @@ Expected<SymbolSet> LinuxKernel::module_kallsyms(PhysicalMemory& mem, uint64_t m
         !r.read(table + *strtab, &strs, 8)) {
         return Error{"cannot read the kallsyms of the struct module at " + hex(module)};
     }
+    const KallsymsCache::Key key{module, table, syms, count, strs};
+    KallsymsCache& cache = *kallsyms_cache_;
+    {
+        std::lock_guard<std::mutex> guard(cache.lock);
+        if (auto it = cache.answers.find(key); it != cache.answers.end()) {
+            if (!it->second.symbols) {
+                return Error{it->second.error};
+            }
+            return it->second.symbols;
+        }
+    }
+    auto read = read_module_kallsyms(r, module, syms, count, strs);
+    KallsymsCache::Answer answer;
+    if (read) {
+        answer.symbols = std::make_shared<const SymbolSet>(std::move(*read));
+    } else {
+        answer.error = read.error();
+    }
+    std::lock_guard<std::mutex> guard(cache.lock);
+    const size_t added = answer.symbols ? answer.symbols->symbols().size() : 0;
+    if (cache.answers.size() >= kMaxCachedModules || cache.symbols + added > kMaxCachedSymbols) {
+        cache.answers.clear();  // modules come and go: start again
+        cache.symbols = 0;
+    }
+    cache.answers.emplace(key, answer);
+    cache.symbols += added;
+    if (!answer.symbols) {
+        return Error{answer.error};
+    }
+    return answer.symbols;
+}
+
+namespace {
+
+// The symbols of a module's kallsyms table, bounded (see the limits above).
+Expected<SymbolSet> read_module_kallsyms(PageCache& r, uint64_t module, uint64_t syms,
+                                         uint32_t count, uint64_t strs) {
     if (count > kMaxModuleSymbols) {
         return Error{"the struct module at " + hex(module) + " claims " + std::to_string(count) +
-                     " symbols"};
+                     " symbols (at most " + std::to_string(kMaxModuleSymbols) +
+                     " are read: no kernel module has that many)"};
     }
     std::vector<ElfSymbol> out;
     out.reserve(count);
+    size_t name_bytes = 0;
     for (uint32_t i = 1; i < count; ++i) {
         uint8_t sym[24];
         if (!r.read(syms + 24ull * i, sym, sizeof sym)) {
@@ -159,10 +235,18 @@ Expected<SymbolSet> LinuxKernel::module_kallsyms(PhysicalMemory& mem, uint64_t m
         if (name->empty()) {
             continue;
         }
+        name_bytes += name->size();
+        if (name_bytes > kMaxNameBytes) {
+            return Error{"the symbol names of the struct module at " + hex(module) +
+                         " are more than " + std::to_string(kMaxNameBytes >> 20) +
+                         " MiB (no kernel module has that much)"};
+        }
         s.name = std::move(*name);
         out.push_back(std::move(s));
     }
     return SymbolSet(std::move(out));
 }
+
+}  // namespace
 
 }  // namespace pyrebox::vmi::linux_guest

@@ -382,6 +382,7 @@ void LinuxKernel::set_location(const KernelLocation& location, PagingMode mode) 
     mode_ = mode;
     vmlinux_symbols_.reset();
     per_cpu_offsets_ = fresh_offsets();
+    kallsyms_cache_ = fresh_kallsyms_cache();
 }
 
 std::shared_ptr<LinuxKernel::PerCpuOffsets> LinuxKernel::fresh_offsets() {

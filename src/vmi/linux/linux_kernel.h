@@ -253,8 +253,11 @@ public:
 
     // The kallsyms of the loaded module whose struct module is at `module`
     // (module->kallsyms: symtab, num_symtab, strtab), at their run-time
-    // addresses; defined, named symbols only (kernel_symbols.cpp).
-    Expected<SymbolSet> module_kallsyms(PhysicalMemory& mem, uint64_t module) const;
+    // addresses; defined, named symbols only (kernel_symbols.cpp). At most
+    // 2^17 symbols and 16 MiB of names (an error beyond). Kept, failures
+    // included, by the table's pointers and count: read once per module.
+    Expected<std::shared_ptr<const SymbolSet>> module_kallsyms(PhysicalMemory& mem,
+                                                               uint64_t module) const;
 
     // The path of the dentry at `dentry` on the mount whose struct vfsmount
     // is at `vfsmount` (0: do not cross mounts). A path longer than the
@@ -283,6 +286,10 @@ private:
     using PerCpuOffsets = std::array<std::atomic<uint64_t>, kCachedCpus>;
     std::shared_ptr<PerCpuOffsets> per_cpu_offsets_ = fresh_offsets();
     static std::shared_ptr<PerCpuOffsets> fresh_offsets();
+    // module_kallsyms' answers (kernel_symbols.cpp), per location.
+    struct KallsymsCache;
+    std::shared_ptr<KallsymsCache> kallsyms_cache_ = fresh_kallsyms_cache();
+    static std::shared_ptr<KallsymsCache> fresh_kallsyms_cache();
 };
 
 }  // namespace pyrebox::vmi::linux_guest

@@ -33,7 +33,7 @@ ModuleSymbols ModuleSymbolResolver::kernel_module(const Module& m) const {
             out.symbols = *set;
         }
     } else if (auto set = kernel_.module_kallsyms(mem_, m.kaddr)) {
-        out.symbols = std::make_shared<const SymbolSet>(std::move(*set));
+        out.symbols = *set;
     }
     return out;
 }
