@@ -149,12 +149,11 @@ void ProcessEvents::on_hook(ProcessTracker::Hook hook, int vcpu) {
         }
         args[i] = *value;
     }
-    auto events = tracker_->on_hook(hook, args, s.machine->physical_memory(), s.engine->kpti());
-    if (!events) {
-        warn_once("process events: " + events.error());
-        return;
+    auto result = tracker_->on_hook(hook, args, s.machine->physical_memory(), s.engine->kpti());
+    if (!result.ok()) {
+        warn_once("process events: " + result.error());  // what did read is still delivered
     }
-    for (const auto& te : *events) {
+    for (const auto& te : result.events) {
         Event e;
         e.type = type_of(te.kind);
         e.cpu_index = vcpu;

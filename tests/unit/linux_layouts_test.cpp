@@ -95,6 +95,25 @@ TEST_F(VmaListTest, WalksTheListInOrderAndMergesAFilesMappings) {
     EXPECT_EQ((*mods)[1].size, 0x1bd000u);
 }
 
+// One file whose path does not read is one partial entry; the others list.
+TEST_F(VmaListTest, AFileWhosePathDoesNotReadIsAPartialEntry) {
+    put_file(0x8000, 0x8100, "libc.so.6");
+    ram.put(0x8200 + 16 + 8, 0xdead0000);  // f_path.dentry: unmapped
+    put_vma(0x6000, 0x400000, 0x402000, 0x8200, 0x6100);
+    put_vma(0x6100, 0x7f0000000000, 0x7f0000028000, 0x8000, 0);
+    ram.put(kMm + 0, 0x6000);
+    auto mods = k.mm_modules(ram, kMm);
+    ASSERT_TRUE(mods.ok()) << mods.error();
+    ASSERT_EQ(mods->size(), 2u);
+    EXPECT_EQ((*mods)[0].fullname, "[unreadable 0x8200]");
+    EXPECT_EQ((*mods)[0].name, "[unreadable 0x8200]");
+    EXPECT_EQ((*mods)[0].base, 0x400000u);
+    EXPECT_EQ((*mods)[0].size, 0x2000u);
+    EXPECT_EQ((*mods)[0].partial.rfind("the file mapped at 0x400000: ", 0), 0u) << (*mods)[0].partial;
+    EXPECT_EQ((*mods)[1].fullname, "/libc.so.6");
+    EXPECT_TRUE((*mods)[1].partial.empty());
+}
+
 TEST_F(VmaListTest, AnEmptyListHasNoVmas) {
     ram.put(kMm + 0, 0);
     auto vmas = k.mm_vmas(ram, kMm);

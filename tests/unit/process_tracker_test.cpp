@@ -45,7 +45,7 @@ struct TrackerTest : ::testing::Test {
         const uint64_t args[6] = {a0, a1, a2, 0, 0, 0};
         auto events = tracker.on_hook(h, args, ram, false);
         EXPECT_TRUE(events.ok()) << events.error();
-        return events.ok() ? *events : std::vector<TrackerEvent>{};
+        return events.events;
     }
 };
 
@@ -168,6 +168,29 @@ TEST_F(TrackerTest, AReusedMmStructIsANewAddressSpace) {
     EXPECT_EQ(tracker.process_count(), 2u);
 }
 
+// A file whose path does not read is still loaded, under a name no path
+// has; the problem is reported beside the event.
+TEST_F(TrackerTest, AFileWhosePathDoesNotReadIsStillLoaded) {
+    constexpr uint64_t kFile = 0xb000, kVma = 0xc000;
+    ram.put(kFile + 16 + 8, 0xdead0000);  // f_path.dentry: unmapped
+    ram.put(kVma + 0, 0x7f0000000000);
+    ram.put(kVma + 8, 0x7f0000002000);
+    ram.put(kVma + 16, kChildMm);
+    ram.put(kVma + 112, kFile);
+    put_task(0x4000, 77, 77, kChildMm, "init");
+    ASSERT_EQ(hook(Hook::NewTask, 0x4000).size(), 1u);
+    const uint64_t args[6] = {kVma, 0, 0, 0, 0, 0};
+    auto mapped = tracker.on_hook(Hook::MapFile, args, ram, false);
+    EXPECT_FALSE(mapped.ok());
+    EXPECT_NE(mapped.error().find("the path of the file mapped at 0x7f0000000000: "),
+              std::string::npos)
+        << mapped.error();
+    ASSERT_EQ(mapped.events.size(), 1u);
+    expect_event(mapped.events[0], Kind::LoadModule, 77, 0x7b000, "[unreadable 0xb000]");
+    EXPECT_EQ(mapped.events[0].fullname, "[unreadable 0xb000]");
+    EXPECT_EQ(mapped.events[0].size, 0x2000u);
+}
+
 TEST_F(TrackerTest, ExitMmapOfAnUntrackedAddressSpaceChangesNothing) {
     EXPECT_TRUE(hook(Hook::ExitMmap, 0x12345000).empty());
     EXPECT_TRUE(hook(Hook::ExitMmap, 0).empty());
@@ -234,7 +257,7 @@ TEST(ProcessTrackerHooks, BeforeSixOneUnmapsAreHookedAtDoubleUnderscoreDoMunmap)
     const uint64_t args[6] = {0x5000, 0x400000, 0x1000, 0, 0, 0};
     auto events = tracker.on_hook(ProcessTracker::Hook::Unmap, args, ram, false);
     ASSERT_TRUE(events.ok()) << events.error();  // an untracked mm: nothing to do
-    EXPECT_TRUE(events->empty());
+    EXPECT_TRUE(events.events.empty());
 }
 
 }  // namespace

@@ -131,6 +131,12 @@ struct Reader {
     }
 };
 
+}  // namespace
+
+std::string unreadable_file_name(uint64_t kaddr) { return "[unreadable " + hex(kaddr) + "]"; }
+
+namespace {
+
 std::string basename(const std::string& path) {
     const auto slash = path.rfind('/');
     return slash == std::string::npos ? path : path.substr(slash + 1);
@@ -798,28 +804,38 @@ Expected<std::vector<Module>> LinuxKernel::mm_modules(PhysicalMemory& mem, uint6
         auto start = r.field(vma, l.vma_start, "vm_area_struct.vm_start");
         auto end = r.field(vma, l.vma_end, "vm_area_struct.vm_end");
         auto file = r.field(vma, l.vma_file, "vm_area_struct.vm_file");
-        if (!start || !end || !file) {
-            return Error{"vm_area_struct at " + hex(vma) + ": " +
-                         (!start ? start.error() : !end ? end.error() : file.error())};
+        if (!start || !end || !file || *end < *start) {
+            // One unreadable mapping is one partial entry, not a failed list.
+            Module& m = by_path[unreadable_file_name(vma)];
+            m.fullname = m.name = unreadable_file_name(vma);
+            m.partial = "vm_area_struct at " + hex(vma) + ": " +
+                        (!start ? start.error() : !end ? end.error() : !file ? file.error()
+                                                                                   : "vm_end below vm_start");
+            continue;
         }
         if (*file == 0) {
             continue;
         }
+        std::string problem;
         auto known = path_of_file.find(*file);
         if (known == path_of_file.end()) {
             auto path = file_path(mem, *file, &steps);
             if (!path) {
-                return Error{"the file mapped at " + hex(*start) + ": " + path.error()};
+                // Listed under a name no path can have, with its extent.
+                problem = "the file mapped at " + hex(*start) + ": " + path.error();
+                known = path_of_file.emplace(*file, unreadable_file_name(*file)).first;
+            } else {
+                known = path_of_file.emplace(*file, *path).first;
             }
-            known = path_of_file.emplace(*file, *path).first;
         }
         auto [it, fresh] = by_path.try_emplace(known->second);
         Module& m = it->second;
         if (fresh) {
             m.fullname = known->second;
-            m.name = basename(m.fullname);
+            m.name = known->second.front() == '/' ? basename(m.fullname) : m.fullname;
             m.base = *start;
             m.size = *end - *start;
+            m.partial = problem;
             identify(m, vma, *file);
         } else {
             const uint64_t top = std::max(m.base + m.size, *end);

@@ -122,6 +122,12 @@ struct Module {
     std::string partial;
 };
 
+// The name a mapped file is listed and reported under when its path (or its
+// mapping) does not read: "[unreadable 0x...]", with the address of its
+// struct file (or vm_area_struct). No path has it (paths start with "/");
+// the entry's `partial` says why.
+std::string unreadable_file_name(uint64_t kaddr);
+
 // The kernels introspection supports: x86-64 Linux kMinKernel through
 // kMaxKernel, the range whose layouts were checked (a process's mappings in
 // the mm->mmap list until 6.0 and in the maple tree from 6.1, module memory

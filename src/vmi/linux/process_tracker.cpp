@@ -1,6 +1,8 @@
 #include "vmi/linux/process_tracker.h"
 
 #include <algorithm>
+#include <cinttypes>
+#include <cstdio>
 
 namespace pyrebox::vmi::linux_guest {
 
@@ -28,6 +30,12 @@ constexpr UnmapFunction kUnmapFunctions[] = {
 };
 
 constexpr uint64_t kPageMask = 4095;
+
+std::string hex(uint64_t value) {
+    char text[24];
+    std::snprintf(text, sizeof text, "0x%" PRIx64, value);
+    return text;
+}
 
 TrackerEvent process_event(TrackerEvent::Kind kind, uint64_t pid, uint64_t pgd,
                            const std::string& name) {
@@ -138,10 +146,11 @@ size_t ProcessTracker::process_count() const {
     return procs_.size();
 }
 
-Expected<std::vector<TrackerEvent>> ProcessTracker::on_hook(Hook hook, const uint64_t (&args)[6],
-                                                            PhysicalMemory& mem, bool kpti) {
+ProcessTracker::HookResult ProcessTracker::on_hook(Hook hook, const uint64_t (&args)[6],
+                                                   PhysicalMemory& mem, bool kpti) {
     std::lock_guard<std::mutex> guard(lock_);
-    Events out;
+    HookResult result;
+    Events& out = result.events;
     Expected<bool> done = true;
     switch (hook) {
         case Hook::NewTask: done = new_task(args[0], mem, kpti, out); break;
@@ -156,9 +165,9 @@ Expected<std::vector<TrackerEvent>> ProcessTracker::on_hook(Hook hook, const uin
         case Hook::ExitMmap: exit_mmap(args[0]); break;
     }
     if (!done) {
-        return Error{done.error()};
+        result.problem = done.error();
     }
-    return out;
+    return result;
 }
 
 void ProcessTracker::add_process(uint64_t pid, const Proc& proc) {
@@ -220,7 +229,8 @@ Expected<bool> ProcessTracker::new_task(uint64_t task, PhysicalMemory& mem, bool
     if (shared) {
         return true;
     }
-    // fork copied the parent's mappings before waking the child up.
+    // fork copied the parent's mappings before waking the child up. If
+    // they do not read, the process is still created (with none known).
     auto modules = kernel_.mm_modules(mem, t->mm);
     if (!modules) {
         return Error{"the modules of new process " + std::to_string(t->tgid) + ": " +
@@ -299,12 +309,12 @@ Expected<bool> ProcessTracker::map_file(uint64_t vma_addr, PhysicalMemory& mem, 
     if (space == spaces_.end()) {
         return true;  // not a tracked process's address space
     }
-    auto path = kernel_.file_path(mem, v->file);
-    if (!path) {
-        return Error{"the file mapped at " + std::to_string(v->start) + ": " + path.error()};
-    }
+    // A path that does not read is still a LOADMODULE, under a name that
+    // says so (the same name the module lists give it).
+    auto read_path = kernel_.file_path(mem, v->file);
+    const std::string path = read_path ? *read_path : unreadable_file_name(v->file);
     auto& modules = space->second.modules;
-    if (auto known = modules.find(*path); known != modules.end()) {
+    if (auto known = modules.find(path); known != modules.end()) {
         Module& m = known->second;
         const uint64_t top = std::max(m.base + m.size, v->end);
         m.base = std::min(m.base, v->start);
@@ -312,13 +322,16 @@ Expected<bool> ProcessTracker::map_file(uint64_t vma_addr, PhysicalMemory& mem, 
         return true;
     }
     Module m;
-    m.name = basename(*path);
-    m.fullname = *path;
+    m.name = read_path ? basename(path) : path;
+    m.fullname = path;
     m.base = v->start;
     m.size = v->end - v->start;
-    modules[*path] = m;
+    modules[path] = m;
     out.push_back({TrackerEvent::Kind::LoadModule, pid_of_mm(v->mm), space->second.pgd, m.name,
                    m.fullname, m.base, m.size});
+    if (!read_path) {
+        return Error{"the path of the file mapped at " + hex(v->start) + ": " + read_path.error()};
+    }
     return true;
 }
 

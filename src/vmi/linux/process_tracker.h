@@ -94,10 +94,18 @@ public:
     // Takes the processes and modules alive now as known (no events).
     Expected<bool> seed(PhysicalMemory& mem, bool kpti);
 
-    // One hook was reached. Errors name what could not be read; the tables
-    // are left as they were for that event.
-    Expected<std::vector<TrackerEvent>> on_hook(Hook hook, const uint64_t (&args)[6],
-                                                PhysicalMemory& mem, bool kpti);
+    // What one hook gave: its events, and what could not be read. The
+    // events are delivered even then: a process whose mappings do not read
+    // is still created, a file whose path does not read is still loaded
+    // (under unreadable_file_name()). Where nothing could be read (the task
+    // itself), there are no events and the tables are as they were.
+    struct HookResult {
+        std::vector<TrackerEvent> events;
+        std::string problem;  // empty: everything read
+        bool ok() const { return problem.empty(); }
+        const std::string& error() const { return problem; }
+    };
+    HookResult on_hook(Hook hook, const uint64_t (&args)[6], PhysicalMemory& mem, bool kpti);
 
     // For tests and the console: processes currently tracked.
     size_t process_count() const;
