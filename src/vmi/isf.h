@@ -53,13 +53,13 @@ struct Member {
 
 class SymbolTable {
 public:
-    // The most JSON text an ISF may hold, plain or once unpacked: 1 GiB.
+    // The most JSON text an ISF may hold, plain or once unpacked: 256 MiB.
     // The largest ISF of a Debian kernel measured (7.3, made by
     // `pyrebox symbols`) is 25 MiB of JSON; dwarf2json's, with every DWARF
-    // type, are larger but of the same order. 1 GiB leaves a 40x margin and
-    // keeps a hostile file (an xz "bomb": 500 KB unpacking to tens of GB)
-    // from taking more memory than that.
-    static constexpr uint64_t kMaxJsonBytes = uint64_t{1} << 30;
+    // type, are larger but of the same order. 256 MiB leaves a 10x margin
+    // and keeps a hostile file (an xz "bomb": 500 KB unpacking to tens of
+    // GB) from taking more memory than that.
+    static constexpr uint64_t kMaxJsonBytes = uint64_t{256} << 20;
     // Types nest ("subtype") at most this deep: pointer to array of
     // pointers is 3; a deeper chain is a hostile file.
     static constexpr size_t kMaxTypeDepth = 64;
@@ -72,7 +72,7 @@ public:
     // the problem: "<path>: cannot read (...)", "<path>: corrupt xz data (...)",
     // "<path>: not JSON (...)", "<path>: not an ISF file (...)",
     // "<path>: no user_types", "<path>: user type 'x', field 'y': ...",
-    // "<path>: [unpacks to ]more than 1 GiB of JSON, the most an ISF may
+    // "<path>: [unpacks to ]more than 256 MiB of JSON, the most an ISF may
     // hold (...)" (the cap), "<path>: user type 'x', field 'y': the type
     // nests deeper than 64 levels (...)".
     // `max_json_bytes` is the cap on the JSON text (kMaxJsonBytes; smaller

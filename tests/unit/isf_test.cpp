@@ -568,19 +568,19 @@ TEST_F(IsfFiles, XzBombsStopAtTheCap) {
     EXPECT_EQ(t->format(), "6.2.0");
 }
 
-TEST_F(IsfFiles, TheDefaultCapIs1GiB) {
-    EXPECT_EQ(SymbolTable::kMaxJsonBytes, uint64_t{1} << 30);
-    // 129 concatenated streams of 8 MiB each: 1032 MiB, refused from what
+TEST_F(IsfFiles, TheDefaultCapIs256MiB) {
+    EXPECT_EQ(SymbolTable::kMaxJsonBytes, uint64_t{256} << 20);
+    // 33 concatenated streams of 8 MiB each: 264 MiB, refused from what
     // the file's indexes say, before anything is unpacked.
     const std::string stream = xz(std::string(8 << 20, ' '));
     std::string bomb;
-    for (int i = 0; i < 129; ++i) {
+    for (int i = 0; i < 33; ++i) {
         bomb += stream;
     }
     const std::string p = write("big.json.xz", bomb);
     auto r = SymbolTable::load(p);
     ASSERT_FALSE(r.ok());
-    EXPECT_EQ(r.error(), over_the_cap(p, true, "1 GiB"));
+    EXPECT_EQ(r.error(), over_the_cap(p, true, "256 MiB"));
 }
 
 TEST_F(IsfFiles, PlainFilesStopAtTheCap) {
