@@ -150,6 +150,7 @@ PROGRAMS = {
     "syscall_seq": ("static", ["-Wl,-Ttext-segment=0x71000000", "-pthread"]),
     "sigrestart": ("static", ["-Wl,-Ttext-segment=0x73000000"]),
     "odd_names": ("static", ["-Wl,-Ttext-segment=0x74000000"]),
+    "hostile_probe": ("static", ["-Wl,-Ttext-segment=0x75000000"]),
     # A 32-bit program without libc (no i386 libraries needed in the guest).
     "syscall32": ("static32", ["-Wl,-Ttext-segment=0x72000000"]),
     "dyn_libc": ("dynamic", []),

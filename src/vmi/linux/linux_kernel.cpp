@@ -522,9 +522,7 @@ Expected<std::vector<Process>> LinuxKernel::processes(PhysicalMemory& mem, bool 
         Process p;
         p.kaddr = entry - l.task_tasks;
         auto problem = [&](const std::string& why) {
-            if (p.partial.empty()) {
-                p.partial = "task_struct at " + hex(p.kaddr) + ": " + why;
-            }
+            p.partial += (p.partial.empty() ? "task_struct at " + hex(p.kaddr) + ": " : "; ") + why;
         };
         if (auto tgid = r.field(p.kaddr, l.task_tgid, "task_struct.tgid")) {
             p.pid = *tgid;
