@@ -27,7 +27,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const auto kernel = layout::kernel(static_cast<unsigned>(ram.get(0, 1)));
 
     if (auto set = kernel.module_kallsyms(ram, ram.get(8))) {
-        for (const auto& s : set->symbols()) {
+        for (const auto& s : (*set)->symbols()) {
             FUZZ_CHECK(!s.name.empty() && s.value != 0);
         }
     }
