@@ -41,6 +41,14 @@ struct TrackerTest : ::testing::Test {
         ram.put_string(addr + 64, comm);
     }
 
+    // A vm_area_struct of `mm` mapping [start, end) of the struct file `file`.
+    void put_vma(uint64_t addr, uint64_t start, uint64_t end, uint64_t mm, uint64_t file) {
+        ram.put(addr + 0, start);
+        ram.put(addr + 8, end);
+        ram.put(addr + 16, mm);
+        ram.put(addr + 112, file);
+    }
+
     std::vector<TrackerEvent> hook(Hook h, uint64_t a0, uint64_t a1 = 0, uint64_t a2 = 0) {
         const uint64_t args[6] = {a0, a1, a2, 0, 0, 0};
         auto events = tracker.on_hook(h, args, ram, false);
@@ -140,10 +148,7 @@ TEST_F(TrackerTest, AReusedMmStructIsANewAddressSpace) {
     ram.put(kDentry + 24, kRoot);
     ram.put(kDentry + 32 + 8, kDentry + 0x80);
     ram.put_string(kDentry + 0x80, "lib.so");
-    ram.put(kVma + 0, 0x7f0000000000);
-    ram.put(kVma + 8, 0x7f0000001000);
-    ram.put(kVma + 16, kChildMm);
-    ram.put(kVma + 112, kFile);
+    put_vma(kVma, 0x7f0000000000, 0x7f0000001000, kChildMm, kFile);
 
     put_task(0x4000, 77, 77, kChildMm, "init");
     ASSERT_EQ(hook(Hook::NewTask, 0x4000).size(), 1u);
@@ -173,10 +178,7 @@ TEST_F(TrackerTest, AReusedMmStructIsANewAddressSpace) {
 TEST_F(TrackerTest, AFileWhosePathDoesNotReadIsStillLoaded) {
     constexpr uint64_t kFile = 0xb000, kVma = 0xc000;
     ram.put(kFile + 16 + 8, 0xdead0000);  // f_path.dentry: unmapped
-    ram.put(kVma + 0, 0x7f0000000000);
-    ram.put(kVma + 8, 0x7f0000002000);
-    ram.put(kVma + 16, kChildMm);
-    ram.put(kVma + 112, kFile);
+    put_vma(kVma, 0x7f0000000000, 0x7f0000002000, kChildMm, kFile);
     put_task(0x4000, 77, 77, kChildMm, "init");
     ASSERT_EQ(hook(Hook::NewTask, 0x4000).size(), 1u);
     const uint64_t args[6] = {kVma, 0, 0, 0, 0, 0};
