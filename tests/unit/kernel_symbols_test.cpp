@@ -163,6 +163,7 @@ TEST(KernelSymbols, ModuleKallsymsAreBounded) {
 // The cache of user files: keyed by file identity, filled only by parses
 // that succeed.
 TEST(UserSymbols, ParsedOncePerFileIdentity) {
+    const auto k = kernel();
     FakeRam ram;
     UserSymbolCache cache;
     Module m;
@@ -172,31 +173,31 @@ TEST(UserSymbols, ParsedOncePerFileIdentity) {
     m.inode = 7;
     m.dev = 0x800001;
     // Not present yet: not resolved, nothing cached.
-    EXPECT_EQ(cache.get(ram, PagingMode::None, 0, m), nullptr);
+    EXPECT_EQ(cache.get(k, ram, 0, m), nullptr);
     EXPECT_EQ(cache.size(), 0u);
     ram.put_string(0x400000, "not an ELF file");
-    auto first = cache.get(ram, PagingMode::None, 0, m);
+    auto first = cache.get(k, ram, 0, m);
     ASSERT_NE(first, nullptr);
     EXPECT_FALSE(first->is_elf);
     EXPECT_EQ(cache.size(), 1u);
     // Another process mapping the same file elsewhere: the same parse.
     Module elsewhere = m;
     elsewhere.base = 0x800000;
-    EXPECT_EQ(cache.get(ram, PagingMode::None, 0, elsewhere), first);
+    EXPECT_EQ(cache.get(k, ram, 0, elsewhere), first);
     // Another file (another size) is parsed on its own.
     Module other = m;
     other.file_size = 99;
-    EXPECT_NE(cache.get(ram, PagingMode::None, 0, other), first);
+    EXPECT_NE(cache.get(k, ram, 0, other), first);
     EXPECT_EQ(cache.size(), 2u);
     // No identity: parsed, never cached.
     Module unknown = m;
     unknown.inode = 0;
-    EXPECT_NE(cache.get(ram, PagingMode::None, 0, unknown), nullptr);
+    EXPECT_NE(cache.get(k, ram, 0, unknown), nullptr);
     EXPECT_EQ(cache.size(), 2u);
     // A base that maps another part of the file than its start: no symbols.
     Module offset = m;
     offset.base_pgoff = 3;
-    EXPECT_EQ(cache.get(ram, PagingMode::None, 0, offset), nullptr);
+    EXPECT_EQ(cache.get(k, ram, 0, offset), nullptr);
 }
 
 // The rule of va_to_sym: containing symbol for ELF files (bias applied),

@@ -834,6 +834,7 @@ Expected<std::vector<Module>> LinuxKernel::mm_modules(PhysicalMemory& mem, uint6
             m.base = *start;
             m.size = *end - *start;
             m.partial = problem;
+            m.file = *file;
             identify(m, vma, *file);
         } else {
             const uint64_t top = std::max(m.base + m.size, *end);

@@ -117,6 +117,8 @@ struct Module {
     // The file offset, in pages, that `base` maps (vm_pgoff of the lowest
     // mapping): 0 when the file's start is mapped at `base`.
     uint64_t base_pgoff = 0;
+    // A mapped file: the struct file of its lowest mapping (0: unknown).
+    uint64_t file = 0;
     // Why part of the entry could not be read (a kernel module whose struct
     // module does not read: only `kaddr` is known); empty when it read whole.
     std::string partial;
@@ -217,6 +219,12 @@ public:
     // keeps the dentry-walk steps read (see DentryWalkCache).
     Expected<std::string> file_path(PhysicalMemory& mem, uint64_t file,
                                     DentryWalkCache* steps = nullptr) const;
+    // The physical address of page `index` (file offset / 4096) of the file
+    // (struct file at `file`) in the page cache; nullopt when that page is
+    // not cached (page_cache.cpp). An error when the symbol table lacks the
+    // page cache's types or the structures read are corrupt.
+    Expected<std::optional<uint64_t>> file_page_address(PhysicalMemory& mem, uint64_t file,
+                                                        uint64_t index) const;
     // The loaded module (struct module at `module`), as kernel_modules lists it.
     Expected<Module> kernel_module(PhysicalMemory& mem, uint64_t module) const;
     // The arguments of the process whose task_struct is at `task` (see

@@ -40,7 +40,7 @@ ModuleSymbols ModuleSymbolResolver::kernel_module(const Module& m) const {
 
 ModuleSymbols ModuleSymbolResolver::user_module(uint64_t pgd, const Module& m) const {
     ModuleSymbols out{m, nullptr, 0, false};
-    if (auto image = cache_.get(mem_, kernel_.mode(), pgd, m)) {
+    if (auto image = cache_.get(kernel_, mem_, pgd, m)) {
         out.bias = image->bias(m.base);
         out.symbols = std::shared_ptr<const SymbolSet>(image, &image->symbols);
     }

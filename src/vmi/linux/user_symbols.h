@@ -3,9 +3,12 @@
 // (inode number, device, size and modification time), so that a library
 // mapped by many processes is parsed once.
 //
-// A file whose pages are not all present in the process's page tables yet
-// is not resolved (nothing is cached; the next call tries again). A module
-// without a known identity (inode 0) is parsed on every call.
+// A page not present in the process's page tables is read from the file's
+// page cache (Module::file) when it is cached there: at LOADMODULE, right
+// after the mmap, the process has touched nothing yet. A file whose pages
+// are in neither is not resolved (nothing is cached; the next call tries
+// again). A module without a known identity (inode 0) is parsed on every
+// call.
 #pragma once
 
 #include <cstdint>
@@ -24,8 +27,8 @@ public:
     // The image of `module` as mapped in the address space `pgd`; null when
     // it cannot be parsed now. Addresses are image->bias(module.base) +
     // symbol value.
-    std::shared_ptr<const ElfImage> get(PhysicalMemory& mem, PagingMode mode, uint64_t pgd,
-                                        const Module& module);
+    std::shared_ptr<const ElfImage> get(const LinuxKernel& kernel, PhysicalMemory& mem,
+                                        uint64_t pgd, const Module& module);
 
     size_t size() const { return cache_.size(); }
     void clear() { cache_.clear(); }
