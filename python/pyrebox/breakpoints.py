@@ -17,7 +17,12 @@ MEM_WRITE_CB: `..., data`), or one dict of them with `new_style=True`.
 Without `func` a hit opens the interactive shell at that point
 (`ipython_shell.start_shell`, i.e. pyrebox.interactive.start_shell, which
 the runtime installs with set_shell_opener). `addr` may be "module!symbol" (resolved with
-api.sym_to_va in `pgd`).
+api.symbol_lookup in `pgd`; pgd None: 0, where kernel modules resolve). A
+module that is not mapped yet, or whose symbols cannot be read yet, makes
+the breakpoint pending (pending_breakpoints.py; so does a breakpoint made
+before the kernel is located, by a script loaded at boot): enabled, it arms itself
+as soon as the symbol resolves (`pending()` says why it waits; `get_addr()`
+is None meanwhile); a symbol the module does not have is a ValueError.
 
 `on_return=f` (an EXECUTION breakpoint at one address, placed at a
 function's first instruction): each hit arranges `f` for that call's return
@@ -38,7 +43,7 @@ import itertools
 import os
 
 from . import callbacks as cb
-from . import paths, returns
+from . import paths, pending_breakpoints, returns
 from .native import pyrebox as _pyrebox
 
 TRIGGERS = os.path.join(paths.ROOT, "triggers")
@@ -86,6 +91,9 @@ class BP:
                                  "(size 0 or 1): a function's first instruction")
         self._typ = typ
         self._pgd = None if typ in (self.MEM_READ_PHYS, self.MEM_WRITE_PHYS) else pgd
+        self._symbol = None    # (module, symbol) of a "module!symbol" address
+        self._pending = None   # why its address is not known yet
+        self._waiting = False  # enabled while pending
         self._addr = self._resolve(addr, self._pgd)
         self._size = size
         self._func = func
@@ -95,26 +103,45 @@ class BP:
         self.id = next(self._ids)
         BP._all[self.id] = self
 
-    @staticmethod
-    def _resolve(addr, pgd) -> int:
+    def _resolve(self, addr, pgd):
+        """The address, or None for a pending "module!symbol"."""
         if isinstance(addr, int):
             if addr < 0:
                 raise ValueError(f"address must be non-negative, got {addr:#x}")
             return addr
         if isinstance(addr, str) and "!" in addr:
             module, _, symbol = addr.partition("!")
+            if not module or not symbol:
+                raise ValueError(f"address must be 'module!symbol', got {addr!r}")
             from . import machine
-            va = machine.sym_to_va(pgd if pgd is not None else 0, module, symbol)
-            if va is None:
-                raise ValueError(f"cannot resolve {addr!r}: no symbol {symbol!r} in module "
-                                 f"{module!r} of address space {pgd if pgd is not None else 0:#x}")
-            return va
+            self._symbol = (module, symbol)
+            space = pgd if pgd is not None else 0
+            try:
+                va, why = machine.symbol_lookup(space, module, symbol)
+            except machine.IntrospectionError as error:
+                if not machine.introspection_pending():
+                    raise
+                va, why = None, "kernel not located yet"  # a script loaded at boot: wait
+            if va is not None:
+                return va
+            if why == "unknown symbol":
+                raise ValueError(f"cannot resolve {addr!r}: module {module!r} has no symbol "
+                                 f"{symbol!r} (address space {space:#x})")
+            if why == "unknown process":
+                raise ValueError(f"cannot resolve {addr!r}: no process has address space "
+                                 f"{space:#x}")
+            self._pending = why  # "unknown module" or "not readable yet": wait for it
+            return None
         raise ValueError(f"address must be an int or 'module!symbol', got {addr!r}")
 
     # --- PyREBox's interface ---
 
     def enable(self) -> None:
-        if self._name is not None:
+        if self._name is not None or self._waiting:
+            return
+        if self._addr is None:
+            self._waiting = True
+            pending_breakpoints.watch(self)
             return
         callback_type, trigger = self._KINDS[self._typ]
         manager = self._manager(self._new_style)
@@ -143,15 +170,28 @@ class BP:
             raise
 
     def disable(self) -> None:
+        if self._waiting:
+            self._waiting = False
+            pending_breakpoints.unwatch(self)
         if self._name is not None:
             self._manager(self._new_style).rm_callback(self._name)
             self._name = None
 
     def enabled(self) -> bool:
-        return self._name is not None
+        return self._name is not None or self._waiting
 
-    def get_addr(self) -> int:
+    def get_addr(self):
+        """The address; None while the breakpoint is pending."""
         return self._addr
+
+    def get_symbol(self):
+        """(module, symbol) of a breakpoint made from "module!symbol", else None."""
+        return self._symbol
+
+    def pending(self):
+        """Why the breakpoint has no address yet ("unknown module": not mapped
+        yet; "not readable yet"), or None once it has one."""
+        return self._pending if self._addr is None else None
 
     def get_pgd(self):
         return self._pgd
@@ -162,14 +202,32 @@ class BP:
     def get_type(self) -> int:
         return self._typ
 
+    def _arm(self, pgd: int, address: int) -> None:
+        """The pending symbol resolved at `address` in address space `pgd`
+        (pending_breakpoints): placed there (a user module's breakpoint of pgd
+        None in that process; a kernel module's everywhere)."""
+        self._addr = address
+        self._pending = None
+        if self._pgd is None and pgd != 0:
+            self._pgd = pgd
+        if self._waiting:
+            self._waiting = False
+            self.enable()
+
+    def _still_pending(self, why: str) -> None:
+        self._pending = why
+
     def remove(self) -> None:
         """Disables the breakpoint and forgets it (BP.list() no longer has it)."""
         self.disable()
         BP._all.pop(self.id, None)
 
     def __str__(self) -> str:
-        span = (f"{self._addr:#x}" if self._size <= 1
-                else f"{self._addr:#x}-{self._addr + self._size:#x}")
+        if self._addr is None:
+            span = f"{self._symbol[0]}!{self._symbol[1]} (pending: {self._pending})"
+        else:
+            span = (f"{self._addr:#x}" if self._size <= 1
+                    else f"{self._addr:#x}-{self._addr + self._size:#x}")
         where = "physical" if self._typ in (self.MEM_READ_PHYS, self.MEM_WRITE_PHYS) else (
             "any process" if self._pgd is None else f"pgd {self._pgd:#x}")
         state = "enabled" if self.enabled() else "disabled"

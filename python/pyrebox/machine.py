@@ -217,6 +217,27 @@ def sym_to_va(pgd: int, mod: str, func: str):
     return _pyrebox.linux_sym_to_va(pgd, mod, func)
 
 
+def introspection_pending() -> bool:
+    """Whether introspection is not available yet but will be (the guest's
+    kernel has not been located yet, or its symbol table is being built),
+    rather than off for good."""
+    return bool(_pyrebox.linux_enabled() or _pyrebox.linux_table_pending())
+
+
+def symbol_lookup(pgd: int, mod: str, func: str):
+    """sym_to_va with the reason: (address, None) when found, else (None,
+    why), why being "unknown process" (no process has `pgd`), "unknown
+    module", "unknown symbol" (the module's symbols read and lack it) or
+    "not readable yet" (the module is mapped but its symbols are in neither
+    the process's memory nor the kernel's page cache yet: try again later,
+    or use a pending breakpoint)."""
+    _check_pgd(pgd)
+    if not isinstance(mod, str) or not isinstance(func, str):
+        raise TypeError(f"mod and func must be str, got {mod!r} and {func!r}")
+    address, why = _pyrebox.linux_symbol_lookup(pgd, mod, func)
+    return address, why
+
+
 def va_to_sym(pgd: int, addr: int):
     """(module name, symbol name) for the address `addr` of address space
     `pgd`: in a mapped ELF file, the dynamic symbol whose [addr, addr+size)
@@ -231,7 +252,7 @@ def va_to_sym(pgd: int, addr: int):
 
 
 __all__ = ["InvalidAddress", "IntrospectionError", "get_os_bits", "get_process_list",
-           "get_module_list", "get_process_arguments", "get_symbol_list", "sym_to_va", "va_to_sym", "Cpu", "CpuWriteError", "register_names", "get_num_cpus", "r_cpu", "w_r", "r_pa",
+           "get_module_list", "get_process_arguments", "get_symbol_list", "sym_to_va", "symbol_lookup", "va_to_sym", "Cpu", "CpuWriteError", "register_names", "get_num_cpus", "r_cpu", "w_r", "r_pa",
            "w_pa", "r_va", "w_va", "read_cstr", "read_utf16", "va_to_pa", "r_ioport", "w_ioport",
            "start_monitoring_process", "stop_monitoring_process", "is_monitored_process",
            "get_running_process", "is_kernel_running"]

@@ -610,6 +610,17 @@ PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
         return introspection_or_raise(
             resolver().sym_to_va(pgd, guest_bytes(mod), guest_bytes(name)));
     });
+    // (address, None) or (None, why): "unknown process", "unknown module",
+    // "unknown symbol" or "not readable yet".
+    m.def("linux_symbol_lookup", [](uint64_t pgd, const py::object& mod, const py::object& name) {
+        pyrebox::vmi::linux_guest::SymbolProblem why{};
+        const auto found = introspection_or_raise(
+            resolver().sym_to_va(pgd, guest_bytes(mod), guest_bytes(name), &why));
+        if (found) {
+            return py::make_tuple(*found, py::none());
+        }
+        return py::make_tuple(py::none(), pyrebox::vmi::linux_guest::describe(why));
+    });
     m.def("linux_va_to_sym", [](uint64_t pgd, uint64_t addr) -> py::object {
         const auto found = introspection_or_raise(resolver().va_to_sym(pgd, addr));
         if (!found) {

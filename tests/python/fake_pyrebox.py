@@ -152,6 +152,15 @@ class FakePyrebox:
             raise IntrospectionError(self.off_reason)
         return self.symbols.get((pgd, mod, sym))
 
+    def linux_symbol_lookup(self, pgd: int, mod: str, sym: str):
+        """As the plugin's: (address, None) or (None, why); a module is known
+        when `symbols` has any symbol of it in that pgd."""
+        address = self.linux_sym_to_va(pgd, mod, sym)
+        if address is not None:
+            return address, None
+        known = any(k[0] == pgd and k[1] == mod for k in self.symbols)
+        return None, "unknown symbol" if known else "unknown module"
+
     def linux_processes(self) -> list[dict]:
         return [dict(p) for p in self.processes]
 

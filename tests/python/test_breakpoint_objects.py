@@ -111,8 +111,18 @@ def test_a_symbol_address_is_resolved_in_the_breakpoints_address_space(fake):
     assert BP("vmlinux!do_sys_open", None).get_addr() == 0xFFFFFFFF81234560
     with pytest.raises(ValueError) as e:
         BP("libc.so.6!nope", PGD)
-    assert str(e.value) == ("cannot resolve 'libc.so.6!nope': no symbol 'nope' in module "
-                            "'libc.so.6' of address space 0x7a000")
+    assert str(e.value) == ("cannot resolve 'libc.so.6!nope': module 'libc.so.6' has no symbol "
+                            "'nope' (address space 0x7a000)")
+
+
+def test_a_symbol_of_a_module_not_mapped_yet_makes_a_pending_breakpoint(fake):
+    bp = BP("libdl.so!dlopen", PGD)
+    assert bp.get_addr() is None and bp.pending() == "unknown module"
+    assert bp.get_symbol() == ("libdl.so", "dlopen") and not bp.enabled()
+    bp.enable()
+    assert bp.enabled() and "libdl.so!dlopen (pending: unknown module)" in str(bp)
+    bp.disable()
+    assert not bp.enabled()
 
 
 @pytest.mark.parametrize("args, error, message", [

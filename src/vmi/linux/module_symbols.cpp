@@ -151,35 +151,51 @@ Expected<std::vector<ModuleSymbols>> ModuleSymbolResolver::symbols(
 
 Expected<std::optional<uint64_t>> ModuleSymbolResolver::sym_to_va(uint64_t pgd,
                                                                   const std::string& mod,
-                                                                  const std::string& name) const {
+                                                                  const std::string& name,
+                                                                  SymbolProblem* why) const {
     using Result = std::optional<uint64_t>;
+    SymbolProblem problem = SymbolProblem::UnknownModule;
+    auto fail = [&](SymbolProblem p) {
+        if (why) {
+            *why = p;
+        }
+        return Result();
+    };
+    // Among the modules of that name, what the best of them says.
+    auto look = [&](const ModuleSymbols& ms) -> Result {
+        if (!ms.symbols) {
+            if (problem == SymbolProblem::UnknownModule) {
+                problem = SymbolProblem::NotReadableYet;
+            }
+            return Result();
+        }
+        if (const auto* s = ms.symbols->find(name)) {
+            return Result(ms.bias + s->value);
+        }
+        problem = SymbolProblem::UnknownSymbol;
+        return Result();
+    };
     if (pgd != 0) {
         auto task = task_of(pgd);
         if (!task) {
             return Error{task.error()};
         }
         if (!*task) {
-            return Result();
+            return fail(SymbolProblem::UnknownProcess);
         }
         auto files = kernel_.task_modules(mem_, **task);
         if (!files) {
             return Error{files.error()};
         }
-        bool found_module = false;
         for (const auto& m : *files) {
-            if (!matches(m, mod)) {
-                continue;
-            }
-            found_module = true;
-            const auto ms = user_module(pgd, m);
-            if (ms.symbols) {
-                if (const auto* s = ms.symbols->find(name)) {
-                    return Result(ms.bias + s->value);
+            if (matches(m, mod)) {
+                if (auto found = look(user_module(pgd, m))) {
+                    return found;
                 }
             }
         }
-        if (found_module) {
-            return Result();
+        if (problem != SymbolProblem::UnknownModule) {
+            return fail(problem);
         }
     }
     // The kernel is mapped in every address space.
@@ -189,16 +205,23 @@ Expected<std::optional<uint64_t>> ModuleSymbolResolver::sym_to_va(uint64_t pgd,
     }
     for (const auto& m : *mods) {
         if (matches(m, mod)) {
-            const auto ms = kernel_module(m);
-            if (ms.symbols) {
-                if (const auto* s = ms.symbols->find(name)) {
-                    return Result(s->value);
-                }
+            if (auto found = look(kernel_module(m))) {
+                return found;
             }
-            return Result();
+            return fail(problem);
         }
     }
-    return Result();
+    return fail(problem);
+}
+
+const char* describe(SymbolProblem problem) {
+    switch (problem) {
+        case SymbolProblem::UnknownProcess: return "unknown process";
+        case SymbolProblem::UnknownModule: return "unknown module";
+        case SymbolProblem::UnknownSymbol: return "unknown symbol";
+        case SymbolProblem::NotReadableYet: return "not readable yet";
+    }
+    return "unknown";
 }
 
 Expected<std::optional<std::pair<std::string, std::string>>> ModuleSymbolResolver::va_to_sym(

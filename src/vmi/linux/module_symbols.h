@@ -35,6 +35,13 @@ struct ModuleSymbols {
     const ElfSymbol* at(uint64_t addr) const;
 };
 
+// Why a symbol lookup found no address: no process has the pgd; no module
+// of that name is there; the module's symbols cannot be read now (its pages
+// are in neither the process nor the page cache: try again later); or it
+// has no such symbol.
+enum class SymbolProblem { UnknownProcess, UnknownModule, UnknownSymbol, NotReadableYet };
+const char* describe(SymbolProblem problem);  // "unknown module", ...
+
 class ModuleSymbolResolver {
 public:
     // Addresses from here up are the kernel's in every address space.
@@ -60,9 +67,10 @@ public:
     // The address of `name` in the module named `mod` (name or full path)
     // of `pgd`; kernel modules are found from any pgd, after the process's
     // own files. nullopt: no such process, module or symbol, or not
-    // resolved.
+    // resolved; `why` (when given) then says which.
     Expected<std::optional<uint64_t>> sym_to_va(uint64_t pgd, const std::string& mod,
-                                                const std::string& name) const;
+                                                const std::string& name,
+                                                SymbolProblem* why = nullptr) const;
 
     // (module name, symbol name) at `addr` of `pgd` (kernel addresses in
     // any pgd); nullopt when nothing holds it.

@@ -16,6 +16,7 @@ printer = None
 facts = {}
 r = {"exec": 0, "exec_until_disabled": 0, "range_pcs": [], "writes": [], "reads": 0,
      "phys_writes": 0, "phys_reads": 0, "getpid_hits": [], "listed": [], "errors": [],
+     "pending_hits": [], "load_hits": [],
      "bad": {}}
 bps = []
 
@@ -59,6 +60,11 @@ def on_create(pid, pgd, name):
         place(BP(buf, pgd, 4096, BP.MEM_WRITE, func=on_write))
         place(BP(buf, pgd, 4096, BP.MEM_READ, func=on_read))
     elif name == "dyn_libc":
+        r["dyn_libc_pgd"] = pgd
+        bad_inputs()  # once the kernel is located: a missing symbol is then an error
+        r["lookups"] = [list(api.symbol_lookup(0, "no_such_module", "x")),
+                        list(api.symbol_lookup(0, "vmlinux", "no_such_symbol_here")),
+                        api.symbol_lookup(0, "vmlinux", "init_task")[1]]
         # libc's symbols can be read once the loader has relocated it: wait
         # for the program's first write(2), then break on libc's getpid.
         write_syscall = api.sym_to_va(0, "vmlinux", "ksys_write")
@@ -96,6 +102,23 @@ def on_getpid(params):
     r["getpid_hits"].append(params["cpu"].RIP)
 
 
+def on_pending_getpid(params):
+    r["pending_hits"].append([params["cpu"].RIP, api.get_running_process(params["cpu_index"])])
+
+
+def on_load_getpid(params):
+    r["load_hits"].append(params["cpu"].RIP)
+
+
+@guarded
+def on_load(params):
+    """At libc's LOADMODULE in dyn_libc (its first mmap by the loader, the
+    process has touched none of it yet): a breakpoint on its getpid."""
+    if params["name"] == "libc.so.6" and params["pgd"] == r.get("dyn_libc_pgd"):
+        bp = place(BP("libc.so.6!getpid", params["pgd"], func=on_load_getpid, new_style=True))
+        r["at_load"] = bp.get_addr()
+
+
 @guarded
 def on_remove(pid, pgd, name):
     if name in ("static_loop", "dyn_libc"):
@@ -111,7 +134,7 @@ def bad_inputs():
             ("size", lambda: BP(0x1000, 0, size=-1)),
             ("addr", lambda: BP(3.5, 0)),
             ("func", lambda: BP(0x1000, 0, func=42)),
-            ("symbol", lambda: BP("libc.so.6!no_such_function", 0))):
+            ("symbol", lambda: BP("vmlinux!no_such_function", 0))):
         try:
             make()
             r["bad"][label] = "accepted"
@@ -125,11 +148,19 @@ def initialize_callbacks(module_hdl, printer_fn):
     with open(os.path.join(os.getcwd(), "bp_facts.json")) as f:
         facts.update(json.load(f))
     cm = CallbackManager(module_hdl)
+    global new_cm
+    new_cm = CallbackManager(module_hdl, new_style=True)
     cm.add_callback(CallbackManager.CREATEPROC_CB, on_create, name="create")
     cm.add_callback(CallbackManager.REMOVEPROC_CB, on_remove, name="remove")
-    bad_inputs()
+    new_cm.add_callback(CallbackManager.LOADMODULE_CB, on_load, name="load")
+    # Before any program maps libc: a pending breakpoint, and lookups' reasons.
+    pending = BP("libc.so.6!getpid", None, func=on_pending_getpid, new_style=True)
+    pending.enable()
+    r["pending_initial"] = [pending.pending(), pending.get_addr(), pending.enabled()]
+
 
 
 def clean():
     printer("RESULT " + json.dumps(r))
     cm.clean()
+    new_cm.clean()
