@@ -10,6 +10,9 @@ address alone.
 
 from __future__ import annotations
 
+import bisect
+from typing import NamedTuple
+
 from . import machine
 from .unwind.frames import location
 
@@ -54,3 +57,106 @@ def describe(pgd: int, addr: int, lookup: int | None = None,
 def text(pgd: int, addr: int) -> str:
     """module!symbol+0xoff (module+0xoff, or the hex address) of `addr`."""
     return location(*describe(pgd, addr), addr)
+
+
+# --- nearest preceding symbol (the shell's ln, dis, bl) ---
+
+
+class Nearest(NamedTuple):
+    """An address named by a symbol: size is None when the symbol list
+    does not give one."""
+    module: str | None
+    symbol: str | None
+    offset: int | None
+    size: int | None
+
+
+class Symbolizer:
+    """Names addresses by the nearest preceding symbol of the module that
+    holds them (WinDbg's `ln`), where describe() names only addresses a
+    symbol covers. User modules give their dynamic symbols with
+    va_to_sym's [value, value+size) only, so an address in a function the
+    lookup misses (size 0, or a static function after an exported one) is
+    found here from get_symbol_list, filtered to that module.
+
+    One instance lives as long as the shell session it serves (the VM is
+    frozen meanwhile): module lists and each module's sorted symbols are
+    cached per address space, so repeated lookups cost a bisection."""
+
+    def __init__(self):
+        self._modules: dict[int, list[dict]] = {}
+        self._lists: dict[int, list[dict]] = {}
+        self._sorted: dict[tuple[int, str, int], tuple[list[int], list[dict]]] = {}
+
+    def modules(self, space: int) -> list[dict]:
+        if space not in self._modules:
+            self._modules[space] = _modules(space)
+        return self._modules[space]
+
+    def symbols(self, space: int) -> list[dict]:
+        """get_symbol_list(space), read once per session; a failure
+        (introspection off, no such process) is raised and not kept."""
+        if space not in self._lists:
+            self._lists[space] = machine.get_symbol_list(space)
+        return self._lists[space]
+
+    def module_at(self, pgd: int, addr: int) -> tuple[int, dict | None]:
+        """(address space, module holding addr in it, or None)."""
+        space = 0 if addr >= KERNEL_BOTTOM else pgd
+        for m in self.modules(space):
+            if m["base"] <= addr < m["base"] + m["size"]:
+                return space, m
+        return space, None
+
+    def _module_symbols(self, space: int, module: dict) -> tuple[list[int], list[dict]]:
+        """The module's symbols sorted by address, and their addresses."""
+        key = (space, module.get("fullname") or module["name"], module["base"])
+        if key not in self._sorted:
+            full = module.get("fullname")
+            try:
+                listed = self.symbols(space)
+            except _FAILURES:
+                listed = []
+            mine = [s for s in listed
+                    if (s.get("mod_fullname") == full if full and s.get("mod_fullname")
+                        else s["mod"] == module["name"])]
+            mine.sort(key=lambda s: s["addr"])
+            self._sorted[key] = ([s["addr"] for s in mine], mine)
+        return self._sorted[key]
+
+    def nearest(self, pgd: int, addr: int) -> Nearest:
+        """The symbol covering `addr` (describe's), else the nearest one
+        before it in the module holding it; module+offset without either."""
+        space, module = self.module_at(pgd, addr)
+        name, symbol, offset = describe(pgd, addr, modules=self.modules(space)
+                                        if space == pgd else None)
+        if symbol is not None or module is None:
+            size = self._size(space, module, symbol, addr - offset) \
+                if symbol is not None and module is not None and offset is not None else None
+            return Nearest(name, symbol, offset, size)
+        addrs, syms = self._module_symbols(space, module)
+        i = bisect.bisect_right(addrs, addr) - 1
+        if i >= 0 and addrs[i] >= module["base"]:
+            s = syms[i]
+            return Nearest(module["name"], s["name"], addr - s["addr"], s.get("size"))
+        return Nearest(name, symbol, offset, None)
+
+    def _size(self, space: int, module: dict, symbol: str, start: int) -> int | None:
+        """The size the symbol list gives for `symbol` at `start` (None:
+        the list has no sizes). Kernel lists are not read for this: they
+        give no size and hold ~90,000 symbols."""
+        if space == 0:
+            return None
+        addrs, syms = self._module_symbols(space, module)
+        i = bisect.bisect_left(addrs, start)
+        while i < len(addrs) and addrs[i] == start:
+            if syms[i]["name"] == symbol:
+                return syms[i].get("size")
+            i += 1
+        return None
+
+    def text(self, pgd: int, addr: int) -> str:
+        """module!symbol+0xoff of the nearest preceding symbol (module+0xoff,
+        or the hex address, without one)."""
+        n = self.nearest(pgd, addr)
+        return location(n.module, n.symbol, n.offset, addr)
