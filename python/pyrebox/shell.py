@@ -34,6 +34,12 @@ from .native import pyrebox as _pyrebox
 from .unwind.frames import location
 
 LEAVE_WORDS = ("q", "c", "continue", "quit", "exit")
+X_LIMIT = 200  # symbols `x` prints at most (vmlinux!* has ~90,000)
+COMPLETION_LIMIT = 100  # completions offered at most for one Tab
+# The commands whose argument starts with an address (or, for x, MOD!SYM):
+# Tab completes module and symbol names there.
+ADDRESS_COMMANDS = ("bp", "bpr", "bpw", "x", "ln", "dis", "u", "db", "dw", "dd", "dq", "eb",
+                    "ew", "ed", "eq", "write", "dump", "strings", "s")
 INVALID = (machine.InvalidAddress, machine.IntrospectionError, ValueError, TypeError,
            RuntimeError, OSError, KeyError, IndexError)
 
@@ -44,6 +50,9 @@ class CommandError(Exception):
 
 _ipython = None
 _active: "Shell | None" = None
+# Breakpoint id -> the MOD!SYM[+off] text the shell made it from: breakpoints
+# live as long as the run, and api.BP keeps only the resolved address.
+_bp_labels: dict[int, str] = {}
 
 
 def _interactive_shell():
@@ -109,6 +118,29 @@ def _terms(text: str) -> list[tuple[int, str]]:
     return out
 
 
+# After a command word, what makes the line a Python assignment: `=` (not
+# `==`), an augmented assignment (`+=`, `//=`, `>>=`, ...) or an annotation
+# with a value (`x: int = 3`).
+_ASSIGNMENT = re.compile(r"(=(?!=)|(\*\*|//|>>|<<|[-+*/%&|^@])=|:[^=]*=(?!=))")
+
+
+# A direct branch's operand as capstone writes it.
+_IMMEDIATE = re.compile(r"0x[0-9a-f]+")
+
+
+def _assigns(args: str) -> bool:
+    """True when `WORD ARGS` assigns WORD in Python (ARGS starts with the
+    operator): `x = 3`, `r += 1`; `x == 3` and `r RAX=1` do not."""
+    return _ASSIGNMENT.match(args) is not None
+
+
+def _assigns_command(text: str) -> bool:
+    """True when a line assigns to a command's name (`x = 3`, `db=7`,
+    `bp: int = 1`)."""
+    match = re.match(r"([A-Za-z_]\w*)\s*(.*)", text, re.S)
+    return bool(match) and match.group(1) in COMMANDS and _assigns(match.group(2))
+
+
 def _hex(text: str) -> int:
     t = text.strip().lower()
     if t.startswith("0x"):
@@ -133,6 +165,14 @@ class Shell:
         self._refresh_cpu()
 
     # --- session ---
+
+    @property
+    def symbols(self) -> symbolize.Symbolizer:
+        """This session's symbolizer (its caches hold while the VM is frozen;
+        loadvm starts a new one)."""
+        if getattr(self, "_symbols", None) is None:
+            self._symbols = symbolize.Symbolizer()
+        return self._symbols
 
     def _running_pgd(self) -> int:
         try:
@@ -168,12 +208,32 @@ class Shell:
 
     def banner(self) -> str:
         pc = f"{self.cpu.PC:#x}" if self.cpu is not None else "?"
-        frozen = ("opened by a script; this vCPU is stopped in its callback"
-                  if self.origin == "script" else "the VM is stopped")
-        why = f"{self.reason}\n" if self.reason else ""
+        hit = self._breakpoint_hit()
+        if hit is not None:
+            why, frozen = hit + "\n", "this vCPU is stopped at the breakpoint, the VM with it"
+        else:
+            why = f"{self.reason}\n" if self.reason else ""
+            frozen = ("opened by a script; this vCPU is stopped in its callback"
+                      if self.origin == "script" else "the VM is stopped")
         return (f"{why}PyREBox shell ({frozen}): vCPU {self.cpu_index}, PC {pc}, process pgd "
-                f"{self.pgd:#x}.\n'list_commands' lists the commands, 'cmd?' explains one; "
+                f"{self.pgd:#x}.\n'help' lists the commands, 'cmd?' explains one; "
                 f"q, c, continue, quit or Ctrl-D leave the shell and resume the VM.\n")
+
+    def _breakpoint_hit(self) -> str | None:
+        """The banner's first line for a shell a breakpoint opened (its
+        reason is api.BP's "breakpoint N: what"): "breakpoint N (mod!sym)
+        hit on vCPU C: what"; None for any other shell."""
+        match = re.fullmatch(r"breakpoint (\d+): (.*)", self.reason or "", re.S)
+        if match is None:
+            return None
+        number, what = int(match.group(1)), match.group(2)
+        try:
+            bp = next((b for b in self._bp_class().list() if b.id == number), None)
+            symbol = self._bp_symbol(bp) if bp is not None else None
+        except (AttributeError, *INVALID):  # a build without api.BP, a failed lookup
+            symbol = None
+        return (f"breakpoint {number}" + (f" ({symbol})" if symbol else "")
+                + f" hit on vCPU {self.cpu_index}: {what}")
 
     def farewell(self) -> str:
         return "left the shell; the VM continues\n"
@@ -201,6 +261,9 @@ class Shell:
         if bare.endswith("?") and bare.rstrip("?") in COMMANDS:
             self.cmd_help(bare.rstrip("?"))
             return False
+        if not text.startswith("%") and _assigns_command(text):
+            self._run_python(line)  # `x = 3`, `r += 1`: Python, as in IPython
+            return False
         if word in COMMANDS and (text.startswith("%") or not self._shadowed(word)):
             try:
                 args = self.expand(args)
@@ -213,11 +276,20 @@ class Shell:
             close = difflib.get_close_matches(word, list(COMMANDS) + list(self._custom()), n=4,
                                               cutoff=0.5)
             hint = f"; did you mean: {', '.join(close)}?" if close else \
-                "; 'list_commands' lists the commands"
+                "; 'help' lists the commands"
             print(f"unknown command '{word}'{hint}")
             return False
         self.ip.run_cell(line, store_history=False)
         return False
+
+    def _run_python(self, line: str) -> None:
+        """Runs an assignment to a command's name as Python: IPython's
+        automagic would take `bp: int = 1` for the magic `bp`."""
+        automagic, self.ip.automagic = self.ip.automagic, False
+        try:
+            self.ip.run_cell(line, store_history=False)
+        finally:
+            self.ip.automagic = automagic
 
     def expand(self, args: str) -> str:
         """Replaces each {python expression} by its value (ints in hex)."""
@@ -257,26 +329,67 @@ class Shell:
             print(f"{name}: {type(e).__name__}: {e}")
 
     def complete(self, text: str) -> tuple[list[str], int]:
+        """(completions, -length of the text they replace) for the text
+        before the cursor: command names (and Python names) for the first
+        word; after a command, what its argument is: plugin names after
+        `vol`, custom command names after `custom`, MOD! and MOD!SYM after
+        the commands that take an address; else IPython's completions."""
         stripped = text.lstrip()
         if " " not in stripped:
-            token = stripped.lstrip("%")
-            items = [c for c in COMMANDS if c.startswith(token)]
-            try:
-                matched, matches = self.ip.complete("", token, len(token))
-                head = token[:len(token) - len(matched)]
-                items += [head + m for m in matches if not m.startswith("%")]
-            except Exception:
-                pass
-            return sorted(set(items)), -len(token)
+            return self._complete_first_word(stripped)
         word, _, rest = stripped.partition(" ")
         word = word.lstrip("%")
-        if word == "custom" and " " not in rest:
-            return sorted(c for c in self._custom() if c.startswith(rest)), -len(rest)
+        if word in COMMANDS and " " not in rest.lstrip():
+            rest = rest.lstrip()
+            if word == "custom":
+                return sorted(c for c in self._custom() if c.startswith(rest)), -len(rest)
+            if word in ("vol", "list_vol_commands"):
+                return self._complete_plugin(rest), -len(rest)
+            if word in ADDRESS_COMMANDS:
+                return self._complete_symbol(rest), -len(rest)
         try:
             matched, matches = self.ip.complete("", stripped, len(stripped))
             return list(matches), -len(matched)
         except Exception:
             return [], 0
+
+    def _complete_first_word(self, stripped: str) -> tuple[list[str], int]:
+        token = stripped.lstrip("%")
+        items = [c for c in COMMANDS if c.startswith(token)]
+        try:
+            matched, matches = self.ip.complete("", token, len(token))
+            head = token[:len(token) - len(matched)]
+            items += [head + m for m in matches if not m.startswith("%")]
+        except Exception:
+            pass
+        return sorted(set(items)), -len(token)
+
+    def _complete_plugin(self, prefix: str) -> list[str]:
+        from . import volatility
+        try:
+            names = [n for n, _ in volatility.list_commands()]
+        except Exception:  # noqa: BLE001 - Volatility missing or broken: no completions
+            return []
+        low = prefix.lower()
+        return [n for n in names if n.lower().startswith(low)][:COMPLETION_LIMIT]
+
+    def _complete_symbol(self, prefix: str) -> list[str]:
+        """MOD! for a module name being typed (the context process's
+        modules, the kernel's), then MOD!SYM once `!` is typed; at most
+        COMPLETION_LIMIT of them."""
+        if "!" not in prefix:
+            names = self._module_names(self.pgd) if self.pgd else set()
+            names |= self._module_names(0) | {"vmlinux"}
+            return sorted(n + "!" for n in names if n.startswith(prefix))[:COMPLETION_LIMIT]
+        mod, _, sym = prefix.partition("!")
+        space = 0 if mod in self._module_names(0) | {"vmlinux"} else self.pgd
+        try:
+            listed = self.symbols.symbols(space)
+        except INVALID:
+            return []
+        found = sorted({s["name"] for s in listed
+                        if s["mod"] == mod and s["name"].startswith(sym)})
+        return [f"{mod}!{name}" for name in found[:COMPLETION_LIMIT]]
 
     # --- argument helpers ---
 
@@ -363,8 +476,8 @@ class Shell:
             raise CommandError(f"no process '{t}' (give a decimal pid, a 0x pgd or a name; "
                                f"ps lists them)")
         if len(found) > 1:
-            raise CommandError(f"{len(found)} processes are named '{t}' (pids "
-                               f"{', '.join(str(p['pid']) for p in found)}): give a pid")
+            raise CommandError(f"{len(found)} processes are named '{t}': "
+                               f"{', '.join(_process_text(p) for p in found)}; give a pid")
         return found[0]
 
     def _custom(self) -> dict:
@@ -381,21 +494,34 @@ class Shell:
     # --- commands (each docstring's first line is its summary) ---
 
     def cmd_help(self, args: str) -> None:
-        """help CMD: explain a command (also CMD?)."""
+        """help [CMD]: the commands by group; with CMD, explain that one (also CMD?)."""
         name = args.strip().lstrip("%")
-        if name in COMMANDS:
+        if not name:
+            self._help_groups()
+        elif name in COMMANDS:
             print(inspect.cleandoc(getattr(self, "cmd_" + name).__doc__))
         elif name in self._custom():
             script, fn = self._custom()[name]
             print(inspect.cleandoc(fn.__doc__ or f"custom command of {script}"))
         else:
-            print(f"no command '{name}'; 'list_commands' lists them")
+            print(f"no command '{name}'; 'help' lists them")
+
+    def _help_groups(self) -> None:
+        for group, names in command_groups():
+            print(f"{group}:")
+            for name in names:
+                print(f"  {name:<18} {_summary(name)}")
+        print("Leave the shell (the VM resumes): q, c, continue, quit or Ctrl-D. "
+              "'help CMD' or 'CMD?' explains a command; anything else is Python.")
+        custom = self._custom()
+        if custom:
+            print(f"Custom commands of the loaded scripts (custom NAME ARGS): "
+                  f"{', '.join(sorted(custom))}")
 
     def cmd_list_commands(self, args: str) -> None:
         """list_commands: list the shell's commands, then the scripts' custom ones."""
         for name in COMMANDS:
-            doc = inspect.cleandoc(getattr(self, "cmd_" + name).__doc__).split("\n")[0]
-            print(f"  {name:<18} {doc}")
+            print(f"  {name:<18} {_summary(name)}")
         print("  q c continue quit  leave the shell (also Ctrl-D); the VM resumes")
         custom = self._custom()
         if custom:
@@ -511,16 +637,42 @@ class Shell:
         print(f"vCPU {n}: PC {self.cpu.PC:#x}, process pgd {self.pgd:#x}")
 
     def cmd_mon(self, args: str) -> None:
-        """mon PID|NAME|0xPGD: start monitoring a process (its callbacks fire)."""
-        p = self._process(args) if args else {"pgd": self.pgd, "pid": None, "name": "?"}
+        """mon [PID|NAME|0xPGD]: start monitoring a process (its callbacks fire); default the context."""
+        p = self._monitor_target(args)
+        if not p["pgd"]:
+            who = (f"pid {p['pid']} ({p['name']}) is a kernel thread" if p.get("pid") is not None
+                   else "the context is the kernel (pgd 0), not a process")
+            raise CommandError(
+                f"{who}: kernel threads have no address space of their own (they run in "
+                f"the kernel's, which every process maps), so there is nothing to monitor. "
+                f"Use a breakpoint on a kernel address (bp ADDR fires in any process) or "
+                f"mon the user process it works for")
+        if api.is_monitored_process(p["pgd"]):
+            print(f"{_process_text(p)} was already monitored; nothing changed")
+            return
         api.start_monitoring_process(p["pgd"])
-        print(f"monitoring pgd {p['pgd']:#x}")
+        print(f"now monitoring {_process_text(p)}")
 
     def cmd_unmon(self, args: str) -> None:
-        """unmon PID|NAME|0xPGD: stop monitoring a process."""
-        p = self._process(args) if args else {"pgd": self.pgd}
+        """unmon [PID|NAME|0xPGD]: stop monitoring a process; default the context."""
+        p = self._monitor_target(args)
+        if not p["pgd"] or not api.is_monitored_process(p["pgd"]):
+            print(f"{_process_text(p)} was not monitored; nothing changed (ps marks the "
+                  f"monitored ones with *)")
+            return
         api.stop_monitoring_process(p["pgd"])
-        print(f"not monitoring pgd {p['pgd']:#x}")
+        print(f"stopped monitoring {_process_text(p)}")
+
+    def _monitor_target(self, args: str) -> dict:
+        """The process mon/unmon act on: the one named, else the context."""
+        if args.strip():
+            return self._process(args)
+        try:
+            procs = api.get_process_list()
+        except INVALID:
+            procs = []
+        found = [p for p in procs if p["pgd"] and p["pgd"] == self.pgd]
+        return found[0] if found else {"pgd": self.pgd, "pid": None, "name": "?"}
 
     def cmd_ps(self, args: str) -> None:
         """ps: list the guest's processes (* monitored, > the shell's context)."""
@@ -545,26 +697,49 @@ class Shell:
             print(f"{m['base']:#018x}  {m['size']:#010x}  {m['name']:<24}  {m['fullname']}")
 
     def cmd_x(self, args: str) -> None:
-        """x MOD!SYM: list the symbols matching (wildcards * ? allowed) with their addresses."""
+        """x MOD!SYM: list the symbols matching (wildcards * ? allowed) with their addresses.
+        Kernel ones (vmlinux!..., a kernel module's name) are found from any process."""
         if "!" not in args:
-            raise CommandError("usage: x MOD!SYM (wildcards allowed, e.g. libc*!mem*)")
-        mod_pat, _, sym_pat = args.partition("!")
-        hits = [s for s in api.get_symbol_list(self.pgd)
+            raise CommandError("usage: x MOD!SYM (wildcards allowed, e.g. libc*!mem*, "
+                               "vmlinux!sys_*)")
+        mod_pat, _, sym_pat = args.strip().partition("!")
+        hits = [s for space in self._spaces_for(mod_pat)
+                for s in self.symbols.symbols(space)
                 if fnmatch.fnmatch(s["mod"], mod_pat) and fnmatch.fnmatch(s["name"], sym_pat)]
-        for s in hits:
+        for s in hits[:X_LIMIT]:
             print(f"{s['addr']:#018x}  {s['mod']}!{s['name']}")
         if not hits:
-            print(f"no symbol matches {args}")
+            print(f"no symbol matches {args.strip()} (lm lists the modules; "
+                  f"lm kernel the kernel's)")
+        elif len(hits) > X_LIMIT:
+            print(f"{len(hits)} symbols match; the first {X_LIMIT} are shown "
+                  f"(narrow the pattern)")
+        else:
+            print(f"{len(hits)} symbol(s) match")
+
+    def _spaces_for(self, mod_pat: str) -> list[int]:
+        """The address spaces whose symbol lists `x` searches for a module
+        pattern: the kernel's (0) when it matches vmlinux or a kernel
+        module, the context process's when it matches one of its modules
+        (both for `*`). The context's list alone when nothing matches, so
+        its message speaks of the context."""
+        kernel = any(fnmatch.fnmatch(n, mod_pat) for n in self._module_names(0) | {"vmlinux"})
+        user = bool(self.pgd) and any(fnmatch.fnmatch(n, mod_pat)
+                                      for n in self._module_names(self.pgd))
+        spaces = ([0] if kernel else []) + ([self.pgd] if user else [])
+        return spaces or [self.pgd]
+
+    def _module_names(self, space: int) -> set[str]:
+        return {m["name"] for m in self.symbols.modules(space)}
 
     def cmd_ln(self, args: str) -> None:
-        """ln ADDR: the symbol at or before an address, as module!symbol+0xoff
-        (module+0xoff when no symbol covers it)."""
-        addr, _ = self.address(args)
-        module, symbol, offset = symbolize.describe(self.pgd, addr)
-        if module is None:
-            print(f"{addr:#x}: no symbol")
-        else:
-            print(f"{addr:#x}: {location(module, symbol, offset, addr)}")
+        """ln ADDR: the nearest symbol at or before an address in the module holding it,
+        as module!symbol+0xoff, with the symbol's size when the symbol list gives it
+        (module+0xoff when the module has no symbol before it)."""
+        addr, physical = self.address(args)
+        if physical:
+            raise CommandError("ln takes a virtual address (symbols are per address space)")
+        print(f"{addr:#x}: {_nearest_text(self.symbols.nearest(self.pgd, addr), addr)}")
 
     def cmd_k(self, args: str) -> None:
         """k: the backtrace of the current vCPU's thread (api.backtrace), innermost first.
@@ -797,13 +972,26 @@ class Shell:
         shown = 0
         for insn in md.disasm(data, addr):
             raw = insn.bytes.hex()
+            target = None if physical else self._branch_name(insn.mnemonic, insn.op_str)
             print(f"{'p' if physical else ''}{insn.address:016x}  {raw:<20}  "
-                  f"{insn.mnemonic} {insn.op_str}".rstrip())
+                  f"{insn.mnemonic} {insn.op_str}".rstrip() + (f" <{target}>" if target else ""))
             shown += 1
             if count is not None and shown >= count:
                 break
         if shown == 0:
             print(f"{addr:#x}: no valid instruction")
+
+    def _branch_name(self, mnemonic: str, op_str: str) -> str | None:
+        """The symbol a direct call or jump goes to (`call 0x401136` ->
+        prog!helper), as gdb shows it; None for other instructions and
+        for targets no module holds."""
+        if not (mnemonic.startswith(("call", "j", "loop")) and _IMMEDIATE.fullmatch(op_str)):
+            return None
+        target = int(op_str, 16)
+        found = self.symbols.nearest(self.pgd, target)
+        if found.module is None:
+            return None
+        return location(found.module, found.symbol, found.offset, target)
 
     def _read_code(self, addr: int, length: int, physical: bool) -> bytes:
         # The end of the range may be unmapped: read what is there.
@@ -873,11 +1061,29 @@ class Shell:
         except Exception as e:  # noqa: BLE001 - a trigger that cannot be built, ...
             bp.remove()
             raise CommandError(f"the breakpoint could not be placed: {e}") from None
+        if "!" in t:
+            _bp_labels[bp.id] = t
         span = f":{size:#x}" if size > 1 or kind != "x" else ""
         where = "physical memory" if physical else (
             "any process" if pgd is None else f"pgd {pgd:#x}")
         print(f"breakpoint {bp.id}: {BP.TYPE_NAMES.get(typ, typ)} at "
               f"{'p' if physical else ''}{addr:#x}{span} ({where})")
+
+    def _bp_symbol(self, bp) -> str | None:
+        """What a breakpoint is on: the mod!sym it was made from, else its
+        address's nearest symbol (None when no symbol names it, or for a
+        physical one)."""
+        if bp.id in _bp_labels:
+            return _bp_labels[bp.id]
+        BP = self._bp_class()
+        if bp.get_type() in (getattr(BP, "MEM_READ_PHYS", None),
+                             getattr(BP, "MEM_WRITE_PHYS", None)):
+            return None
+        pgd = bp.get_pgd()
+        found = self.symbols.nearest(self.pgd if pgd is None else pgd, bp.get_addr())
+        if found.symbol is None:
+            return None
+        return location(found.module, found.symbol, found.offset, bp.get_addr())
 
     def cmd_bp(self, args: str) -> None:
         """bp ADDR[:N]: execution breakpoint in the context process (on N bytes of code
@@ -894,6 +1100,29 @@ class Shell:
         Virtual ones are in the context process, which they have monitored."""
         self._add_bp(args, "w")
 
+    def cmd_bc(self, args: str) -> None:
+        """bc N [N...] | bc *: clear (delete) breakpoints N, or all of them."""
+        BP = self._bp_class()
+        words = args.split()
+        if not words:
+            raise CommandError("usage: bc N [N...] or bc * (bl lists them)")
+        bps = BP.list() if words == ["*"] else [self._find_bp(w) for w in words]
+        if not bps:
+            print("no breakpoints to clear")
+            return
+        for bp in bps:
+            what = self._bp_text(bp)
+            bp.remove()
+            _bp_labels.pop(bp.id, None)
+            print(f"breakpoint {bp.id} cleared ({what})")
+
+    def _bp_text(self, bp) -> str:
+        """TYPE at ADDRESS (SYMBOL) of a breakpoint, for messages."""
+        BP = self._bp_class()
+        symbol = self._bp_symbol(bp)
+        return (f"{BP.TYPE_NAMES.get(bp.get_type(), bp.get_type())} at {bp.get_addr():#x}"
+                + (f" {symbol}" if symbol else ""))
+
     def _find_bp(self, args: str):
         BP = self._bp_class()
         if not args.strip().isdigit():
@@ -904,7 +1133,8 @@ class Shell:
         raise CommandError(f"no breakpoint {args} (bl lists them)")
 
     def cmd_bl(self, args: str) -> None:
-        """bl: list the breakpoints."""
+        """bl: list the breakpoints: number, state, type, address, size, address space,
+        then the symbol it is on (the MOD!SYM it was made from, else the nearest one)."""
         BP = self._bp_class()
         names = {getattr(BP, n): n for n in ("EXECUTION", "MEM_READ", "MEM_WRITE",
                                             "MEM_READ_PHYS", "MEM_WRITE_PHYS") if hasattr(BP, n)}
@@ -916,9 +1146,11 @@ class Shell:
             where = "physical" if bp.get_type() in (getattr(BP, "MEM_READ_PHYS", None),
                                                     getattr(BP, "MEM_WRITE_PHYS", None)) \
                 else ("any" if pgd is None else f"pgd {pgd:#x}")
+            symbol = self._bp_symbol(bp)
             print(f"{bp.id:>3} {'enabled ' if bp.enabled() else 'disabled'} "
                   f"{names.get(bp.get_type(), bp.get_type())!s:<14} {bp.get_addr():#018x} "
-                  f"size {bp.get_size():#x} {where}")
+                  f"size {bp.get_size():#x} {where}"
+                  + (f"  {symbol}" if symbol else ""))
 
     def cmd_bd(self, args: str) -> None:
         """bd N: disable breakpoint N."""
@@ -947,6 +1179,7 @@ class Shell:
             print(f"saved snapshot {name}")
             return
         self._refresh_cpu()
+        self._symbols = None  # another machine: its modules and symbols
         self.pgd = self._restored_pgd()
         pc = f"{self.cpu.PC:#x}" if self.cpu is not None else "?"
         print(f"restored snapshot {name}: vCPU {self.cpu_index} at PC {pc}, process pgd "
@@ -963,12 +1196,64 @@ class Shell:
         self._snapshot("loadvm", args)
 
 
+def _process_text(p: dict) -> str:
+    """pid 42 (name, pgd 0x...), or pgd 0x... for a process not listed."""
+    if p.get("pid") is None:
+        return f"pgd {p['pgd']:#x}" if p["pgd"] else "the kernel's context (pgd 0)"
+    return f"pid {p['pid']} ({p['name']}, pgd {p['pgd']:#x})"
+
+
+def _nearest_text(found: symbolize.Nearest, addr: int) -> str:
+    """ln's answer: module!symbol+0xoff (size 0x..), saying so when the
+    address lies past the symbol's end (code no symbol names, such as a
+    static function); "no symbol" outside every module."""
+    if found.module is None:
+        return "no symbol (no module of this address space holds it)"
+    text = location(found.module, found.symbol, found.offset, addr)
+    if found.symbol is None or not found.size:
+        return text
+    if found.offset is not None and found.offset >= found.size:
+        return f"{text} (size {found.size:#x}: past its end, in code no symbol names)"
+    return f"{text} (size {found.size:#x})"
+
+
 def _builtin_names() -> set[str]:
     import builtins
     return set(dir(builtins))
 
 
 COMMANDS = [name[4:] for name in vars(Shell) if name.startswith("cmd_")]
+
+# `help`'s groups, in the order shown. A command not named here is listed
+# under "other", so a new command is never left out.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "inspection": ("r", "print_cpu", "k", "dis", "u", "ln", "x"),
+    "memory": ("db", "dw", "dd", "dq", "eb", "ew", "ed", "eq", "write", "dump", "strings",
+               "s"),
+    "breakpoints": ("bp", "bpr", "bpw", "bl", "bc", "bd", "be"),
+    "processes and modules": ("ps", "proc", "lm", "mon", "unmon"),
+    "VM": ("set_cpu", "savevm", "loadvm", "ior", "iorb", "iorw", "iord", "iow", "iowb",
+           "ioww", "iowd"),
+    "volatility": ("vol", "list_vol_commands", "savemem"),
+    "other": ("help", "list_commands", "custom"),
+}
+
+
+def command_groups() -> list[tuple[str, list[str]]]:
+    """(group, its commands) for every command, each in exactly one group."""
+    grouped = {name for names in GROUPS.values() for name in names}
+    out = []
+    for group, names in GROUPS.items():
+        names = [n for n in names if n in COMMANDS]
+        if group == "other":
+            names += [n for n in COMMANDS if n not in grouped]
+        out.append((group, names))
+    return out
+
+
+def _summary(name: str) -> str:
+    """The first line of a command's docstring."""
+    return inspect.cleandoc(getattr(Shell, "cmd_" + name).__doc__).split("\n")[0]
 
 
 def active() -> Shell | None:
