@@ -60,6 +60,10 @@ CONSOLE_COMMANDS = {
     "quit": "leave the console (the VM keeps running)",
 }
 CONSOLE_PROMPT = "pyrebox> "
+# Seconds a session waits, after a shell is left, for the next shell a
+# script requests (a breakpoint hit as the VM resumes) before it shows the
+# console prompt.
+NEXT_SHELL_WAIT = 0.3
 
 
 class Channel:
@@ -299,6 +303,7 @@ class Session:
                     + "The shell's commands: 'list_commands' inside it (docs/shell.md).\n")
             elif word == "sh":
                 self.console_shell()
+                self.serve_requests(linger=True)
             elif word == "list_modules":
                 out(format_modules(script_api.manager()))
             elif word in ("import_module", "unload_module", "reload_module"):
@@ -371,14 +376,21 @@ class Session:
         if not self.server.requests.empty():
             self.serve_requests()
 
-    def serve_requests(self) -> None:
-        """Serves every shell scripts have requested, oldest first."""
+    def serve_requests(self, linger: bool = False) -> None:
+        """Serves every shell scripts have requested, oldest first. After a
+        shell is left (and with `linger`, before the first), the next
+        request is awaited NEXT_SHELL_WAIT seconds: a breakpoint hit right
+        after `c` then opens its shell without a console prompt between
+        the two shells."""
         from . import shell as shell_mod
+        wait = linger
         while True:
             try:
-                request = self.server.requests.get_nowait()
+                request = (self.server.requests.get(timeout=NEXT_SHELL_WAIT) if wait
+                           else self.server.requests.get_nowait())
             except queue.Empty:
                 return
+            wait = True
             request.taken.set()
             try:
                 shell = request.call(shell_mod.Shell, request.cpu_index, "script",

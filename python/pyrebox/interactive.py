@@ -96,10 +96,13 @@ def start_shell(cpu_index: int = 0, reason: str | None = None) -> None:
         server.request_shell(request)
         if not request.taken.wait(0.3):
             where = server.path.rsplit("/", 1)[0] if "/" in server.path else server.path
+            # (The thread's name says nothing: a vCPU thread is Python's "Dummy-N".)
+            opened = f"{reason}: the shell opened" if reason else "a script opened the shell"
+            context = " (inside a callback)" if in_callback else ""
             output.message(
-                f"{WAITING_SHELL_MARKER}: a script opened the shell on vCPU "
-                f"{cpu_index} ({threading.current_thread().name}); the VM is frozen until "
-                f"you attach: pyrebox attach {where} (or Ctrl-] in the pyrebox run terminal)")
+                f"{WAITING_SHELL_MARKER}: {opened} on vCPU {cpu_index}{context}; the VM is "
+                f"frozen until you attach: pyrebox attach {where} (or Ctrl-] in the pyrebox "
+                f"run terminal)")
         request.serve()
     finally:
         if clock_stopped:
