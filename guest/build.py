@@ -151,6 +151,7 @@ PROGRAMS = {
     "sigrestart": ("static", ["-Wl,-Ttext-segment=0x73000000"]),
     "odd_names": ("static", ["-Wl,-Ttext-segment=0x74000000"]),
     "hostile_probe": ("static", ["-Wl,-Ttext-segment=0x75000000"]),
+    "clock_probe": ("static", ["-Wl,-Ttext-segment=0x76000000"]),
     # A 32-bit program without libc (no i386 libraries needed in the guest).
     "syscall32": ("static32", ["-Wl,-Ttext-segment=0x72000000"]),
     "dyn_libc": ("dynamic", []),

@@ -7,6 +7,8 @@ the address and address space; nothing partial is returned.
 
 from __future__ import annotations
 
+import contextlib
+
 from .cpu import Cpu, CpuWriteError, register_names, write_register
 from .native import pyrebox as _pyrebox
 
@@ -217,6 +219,30 @@ def sym_to_va(pgd: int, mod: str, func: str):
     return _pyrebox.linux_sym_to_va(pgd, mod, func)
 
 
+_clock_stops = 0  # nested guest_clock_stopped() blocks
+
+
+@contextlib.contextmanager
+def guest_clock_stopped():
+    """`with api.guest_clock_stopped(): ...` — the guest's clock (QEMU's
+    virtual clock and the TSC) does not advance while the block runs, so
+    long script work inside a callback (a Volatility plugin, a dump) does
+    not reach the guest as a jump of time (timers firing at once, stall
+    warnings). The shell does the same while it is open. Blocks nest; only
+    inside a callback (the vCPU is stopped there) is the clock stopped,
+    elsewhere the block just runs."""
+    global _clock_stops
+    stop = _clock_stops == 0 and _pyrebox.callback_vcpu() >= 0
+    stopped = stop and _pyrebox.stop_guest_clock()
+    _clock_stops += 1
+    try:
+        yield
+    finally:
+        _clock_stops -= 1
+        if stopped:
+            _pyrebox.start_guest_clock()
+
+
 def introspection_pending() -> bool:
     """Whether introspection is not available yet but will be (the guest's
     kernel has not been located yet, or its symbol table is being built),
@@ -252,7 +278,7 @@ def va_to_sym(pgd: int, addr: int):
 
 
 __all__ = ["InvalidAddress", "IntrospectionError", "get_os_bits", "get_process_list",
-           "get_module_list", "get_process_arguments", "get_symbol_list", "sym_to_va", "symbol_lookup", "va_to_sym", "Cpu", "CpuWriteError", "register_names", "get_num_cpus", "r_cpu", "w_r", "r_pa",
+           "get_module_list", "get_process_arguments", "get_symbol_list", "sym_to_va", "symbol_lookup", "va_to_sym", "guest_clock_stopped", "Cpu", "CpuWriteError", "register_names", "get_num_cpus", "r_cpu", "w_r", "r_pa",
            "w_pa", "r_va", "w_va", "read_cstr", "read_utf16", "va_to_pa", "r_ioport", "w_ioport",
            "start_monitoring_process", "stop_monitoring_process", "is_monitored_process",
            "get_running_process", "is_kernel_running"]

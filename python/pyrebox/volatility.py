@@ -40,7 +40,7 @@ import threading
 import time
 from typing import Any
 
-from . import paths
+from . import machine, paths
 from .native import pyrebox as _pyrebox
 
 
@@ -711,8 +711,11 @@ def vol(plugin: str, *args) -> list[dict]:
     arguments as on vol's command line: vol("linux.proc.Maps", "--pid", 42))
     on the running VM; returns its rows as dicts, column name -> value.
     Raises VolatilityError (a message) for an unknown plugin, bad
-    arguments, no kernel symbol table, or a plugin that fails."""
-    return run_plugin(plugin, *args)[1]
+    arguments, no kernel symbol table, or a plugin that fails. Called from
+    a callback, the guest's clock stops while the plugin runs
+    (machine.guest_clock_stopped): the guest sees no time pass."""
+    with machine.guest_clock_stopped():
+        return run_plugin(plugin, *args)[1]
 
 
 def render(grid, out=None) -> None:
