@@ -1075,15 +1075,20 @@ class Shell:
         physical one)."""
         if bp.id in _bp_labels:
             return _bp_labels[bp.id]
+        made_from = getattr(bp, "get_symbol", lambda: None)()  # api.BP("mod!sym", ...)
+        if made_from:
+            return "!".join(made_from)
         BP = self._bp_class()
         if bp.get_type() in (getattr(BP, "MEM_READ_PHYS", None),
                              getattr(BP, "MEM_WRITE_PHYS", None)):
             return None
-        pgd = bp.get_pgd()
-        found = self.symbols.nearest(self.pgd if pgd is None else pgd, bp.get_addr())
+        pgd, addr = bp.get_pgd(), bp.get_addr()
+        if addr is None:
+            return None
+        found = self.symbols.nearest(self.pgd if pgd is None else pgd, addr)
         if found.symbol is None:
             return None
-        return location(found.module, found.symbol, found.offset, bp.get_addr())
+        return location(found.module, found.symbol, found.offset, addr)
 
     def cmd_bp(self, args: str) -> None:
         """bp ADDR[:N]: execution breakpoint in the context process (on N bytes of code
@@ -1120,7 +1125,7 @@ class Shell:
         """TYPE at ADDRESS (SYMBOL) of a breakpoint, for messages."""
         BP = self._bp_class()
         symbol = self._bp_symbol(bp)
-        return (f"{BP.TYPE_NAMES.get(bp.get_type(), bp.get_type())} at {bp.get_addr():#x}"
+        return (f"{BP.TYPE_NAMES.get(bp.get_type(), bp.get_type())} at {_bp_address(bp)}"
                 + (f" {symbol}" if symbol else ""))
 
     def _find_bp(self, args: str):
@@ -1148,7 +1153,7 @@ class Shell:
                 else ("any" if pgd is None else f"pgd {pgd:#x}")
             symbol = self._bp_symbol(bp)
             print(f"{bp.id:>3} {'enabled ' if bp.enabled() else 'disabled'} "
-                  f"{names.get(bp.get_type(), bp.get_type())!s:<14} {bp.get_addr():#018x} "
+                  f"{names.get(bp.get_type(), bp.get_type())!s:<14} {_bp_address(bp, 18)} "
                   f"size {bp.get_size():#x} {where}"
                   + (f"  {symbol}" if symbol else ""))
 
@@ -1194,6 +1199,16 @@ class Shell:
         """loadvm NAME: restore a snapshot of the VM (api.load_vm).
         From a shell opened by a callback (e.g. a breakpoint) it is loaded on leaving."""
         self._snapshot("loadvm", args)
+
+
+def _bp_address(bp, width: int = 0) -> str:
+    """A breakpoint's address in hex, or why it has none yet (a pending
+    MOD!SYM breakpoint of a module not mapped yet)."""
+    addr = bp.get_addr()
+    if addr is None:
+        why = getattr(bp, "pending", lambda: None)()
+        return f"{'pending' + (f' ({why})' if why else ''):<{width}}"
+    return f"{addr:#0{width}x}" if width else f"{addr:#x}"
 
 
 def _process_text(p: dict) -> str:

@@ -237,6 +237,19 @@ def test_bl_leaves_out_the_symbol_of_an_address_no_symbol_names(sh):
         f"  2 enabled  EXECUTION      {PROG + 0x10:#018x} size 0x0 pgd {PGD:#x}"]
 
 
+def test_bl_of_breakpoints_a_script_made_from_a_symbol(sh):
+    BP("libc.so.6!getpid", PGD).enable()
+    pending = BP("libnotyet.so!start", PGD)  # its module is not mapped: pending
+    pending.enable()
+    assert run(sh, "bl") == [
+        f"  1 enabled  EXECUTION      {LIBC + 0xE0C10:#018x} size 0x0 pgd {PGD:#x}  "
+        f"libc.so.6!getpid",
+        f"  2 enabled  EXECUTION      pending (unknown module) size 0x0 pgd {PGD:#x}  "
+        f"libnotyet.so!start"]
+    assert run(sh, "bc 2") == ["breakpoint 2 cleared (EXECUTION at pending (unknown module) "
+                               "libnotyet.so!start)"]
+
+
 # --- 3. ln -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("sizes, addr, text", [
