@@ -1,11 +1,14 @@
 """An address as WinDbg writes it, module!symbol+0xoff, from the guest's
-symbols (machine.va_to_sym / sym_to_va) and module list: the shell's `ln`
-and the backtraces use it.
+symbols (machine.va_to_sym / sym_to_va) and module list.
 
-Without a symbol covering the address (static functions, PLT stubs: user
-modules give their dynamic symbols only), the module's name and the
-offset from its base are given (module+0xoff); outside every module, the
-address alone.
+describe() (the backtraces): without a symbol covering the address (static
+functions, PLT stubs: user modules give their dynamic symbols only), the
+module's name and the offset from its base are given (module+0xoff);
+outside every module, the address alone.
+
+Symbolizer (the shell's ln, dis and bl): where no symbol covers the
+address, the nearest preceding symbol of the module holding it names it,
+as WinDbg's `ln` does.
 """
 
 from __future__ import annotations
