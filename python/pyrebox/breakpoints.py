@@ -43,7 +43,7 @@ import itertools
 import os
 
 from . import callbacks as cb
-from . import paths, pending_breakpoints, returns
+from . import output, paths, pending_breakpoints, returns
 from .native import pyrebox as _pyrebox
 
 TRIGGERS = os.path.join(paths.ROOT, "triggers")
@@ -94,6 +94,7 @@ class BP:
         self._symbol = None    # (module, symbol) of a "module!symbol" address
         self._pending = None   # why its address is not known yet
         self._waiting = False  # enabled while pending
+        self._hits = 0
         self._addr = self._resolve(addr, self._pgd)
         self._size = size
         self._func = func
@@ -148,6 +149,7 @@ class BP:
         handler = self._func if self._func is not None else self._open_shell
         if self._on_return is not None:
             handler = self._returning_handler()
+        handler = self._counting(handler)
         name = f"bp_{self.id}"
         single = self._typ == self.EXECUTION and self._size <= 1
         if single:
@@ -280,6 +282,19 @@ class BP:
         value = f", value {data:#0{2 + 2 * size}x}" if isinstance(data, int) else ""
         return cpu_index, f"write of {size} byte(s) at {where}{value}"
 
+    def _counting(self, handler):
+        """`handler`, counting the hits (`hits()`, the shell's `bl`)."""
+        def hit(*args):
+            self._hits += 1
+            return handler(*args)
+
+        hit.__name__ = getattr(handler, "__name__", f"bp_{self.id}")
+        return hit
+
+    def hits(self) -> int:
+        """How many times the breakpoint fired."""
+        return self._hits
+
     def _returning_handler(self):
         """The hit function of a breakpoint with on_return: arranges the
         return, then runs `func` (also when arranging raised, whose error
@@ -298,11 +313,11 @@ class BP:
         return hit
 
     def _open_shell(self, *args) -> None:
+        """A hit without `func`: the shell, whose banner names the breakpoint."""
         cpu_index, what = self._hit_text(args)
-        print(f"[pyrebox] breakpoint {self.id} hit on vCPU {cpu_index}: {what}")
         if _shell_opener is None:
-            print(f"[pyrebox] error: breakpoint {self.id} has no function and the shell "
-                  f"cannot open: no shell is available here")
+            output.error(f"breakpoint {self.id} hit on vCPU {cpu_index}: {what}; it has no "
+                         f"function and the shell cannot open: no shell is available here")
             return
         _shell_opener(cpu_index, reason=f"breakpoint {self.id}: {what}")
 

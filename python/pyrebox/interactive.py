@@ -13,7 +13,7 @@ from __future__ import annotations
 import queue
 import threading
 
-from . import output
+from . import machine, output
 from .native import pyrebox as _pyrebox
 
 WAITING_SHELL_MARKER = "PyREBox shell is waiting for you"
@@ -90,8 +90,10 @@ def start_shell(cpu_index: int = 0, reason: str | None = None) -> None:
     in_callback = _pyrebox.callback_vcpu() >= 0
     frozen = num > 1 and in_callback and _pyrebox.freeze_other_vcpus()
     # The guest's clock stops too, so the time spent in the shell does not
-    # reach the guest as a jump (timers firing at once, stall warnings).
-    clock_stopped = in_callback and _pyrebox.stop_guest_clock()
+    # reach the guest as a jump (timers firing at once, stall warnings); a
+    # script's guest_clock_stopped() blocks inside nest in it.
+    clock = machine.guest_clock_stopped()
+    clock.__enter__()
     try:
         server.request_shell(request)
         if not request.taken.wait(0.3):
@@ -105,7 +107,6 @@ def start_shell(cpu_index: int = 0, reason: str | None = None) -> None:
                 f"run terminal)")
         request.serve()
     finally:
-        if clock_stopped:
-            _pyrebox.start_guest_clock()
+        clock.__exit__(None, None, None)
         if frozen:
             _pyrebox.thaw_other_vcpus()

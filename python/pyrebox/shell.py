@@ -1139,7 +1139,7 @@ class Shell:
 
     def cmd_bl(self, args: str) -> None:
         """bl: list the breakpoints: number, state, type, address, size, address space,
-        then the symbol it is on (the MOD!SYM it was made from, else the nearest one)."""
+        hits, then the symbol it is on (the MOD!SYM it was made from, else the nearest one)."""
         BP = self._bp_class()
         names = {getattr(BP, n): n for n in ("EXECUTION", "MEM_READ", "MEM_WRITE",
                                             "MEM_READ_PHYS", "MEM_WRITE_PHYS") if hasattr(BP, n)}
@@ -1152,9 +1152,11 @@ class Shell:
                                                     getattr(BP, "MEM_WRITE_PHYS", None)) \
                 else ("any" if pgd is None else f"pgd {pgd:#x}")
             symbol = self._bp_symbol(bp)
+            hits = bp.hits() if hasattr(bp, "hits") else None
             print(f"{bp.id:>3} {'enabled ' if bp.enabled() else 'disabled'} "
                   f"{names.get(bp.get_type(), bp.get_type())!s:<14} {_bp_address(bp, 18)} "
                   f"size {bp.get_size():#x} {where}"
+                  + (f" hits {hits}" if hits is not None else "")
                   + (f"  {symbol}" if symbol else ""))
 
     def cmd_bd(self, args: str) -> None:

@@ -192,15 +192,18 @@ void append_symbol_dicts(py::list& out, const ModuleSymbols& ms) {
     static PyObject* const k_full = PyUnicode_InternFromString("mod_fullname");
     static PyObject* const k_name = PyUnicode_InternFromString("name");
     static PyObject* const k_addr = PyUnicode_InternFromString("addr");
+    static PyObject* const k_size = PyUnicode_InternFromString("size");
     const py::str mod = guest_str(ms.module.name), full = guest_str(ms.module.fullname);
     for (const auto& s : ms.symbols->symbols()) {
         py::dict d;
         py::str name = guest_str(s.name);
         py::int_ addr(ms.bias + s.value);
+        py::int_ size(s.size);
         PyDict_SetItem(d.ptr(), k_mod, mod.ptr());
         PyDict_SetItem(d.ptr(), k_full, full.ptr());
         PyDict_SetItem(d.ptr(), k_name, name.ptr());
         PyDict_SetItem(d.ptr(), k_addr, addr.ptr());
+        PyDict_SetItem(d.ptr(), k_size, size.ptr());
         if (PyList_Append(out.ptr(), d.ptr()) != 0) {
             throw py::error_already_set();
         }

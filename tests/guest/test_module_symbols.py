@@ -9,6 +9,7 @@ import json
 import lzma
 import os
 import shutil
+import subprocess
 
 import pytest
 
@@ -162,4 +163,14 @@ def test_kernel_module_symbols_match_kallsyms(run):
     assert kernel["module_symbol_from_process"] == kallsyms[symbol]
     assert kernel["module_va_to_sym"] == [name, symbol]
     assert kernel["list_module_symbol"] == [{"mod": name, "mod_fullname": name, "name": symbol,
-                                             "addr": kallsyms[symbol]}]
+                                             "addr": kallsyms[symbol],
+                                             "size": ko_symbol_size(on_demand_module()["path"],
+                                                                    symbol)}]
+
+
+def ko_symbol_size(guest_path: str, symbol: str) -> int:
+    """st_size of `symbol` in the built guest's copy of the module file."""
+    ko = os.path.join(paths.guest().dir, "kernel", guest_path.lstrip("/"))
+    out = subprocess.run(["nm", "-S", ko], capture_output=True, text=True, check=True).stdout
+    return next(int(f[1], 16) for f in map(str.split, out.splitlines())
+                if len(f) == 4 and f[3] == symbol)

@@ -54,9 +54,13 @@ class Client(ShellClient):
         dumb terminal's pending prompt is replaced once a line is sent) or
         still in the previous shell's relay: a line that prints a unique
         value finds where the output is."""
-        self.child.expect(r"(breakpoint \d+: [^\r\n]*)\r?\n", timeout=timeout)
-        reason = self.child.match.group(1)
-        self.child.expect_exact("opened by a script", timeout=60)
+        # The banner's first line: "breakpoint N (mod!sym) hit on vCPU C: what".
+        self.child.expect(r"breakpoint (\d+) (\([^)\r\n]*\) )?hit on vCPU \d+: ([^\r\n]*)\r?\n",
+                          timeout=timeout)
+        number, symbol, what = (self.child.match.group(i) for i in (1, 2, 3))
+        self.last_symbol = symbol.strip()[1:-1] if symbol else None
+        reason = f"breakpoint {number}: {what}"
+        self.child.expect_exact("PyREBox shell (", timeout=60)
         self.child.sendline("")
         Client.syncs += 1
         self.child.sendline(f'print("sync", {Client.syncs}+1000)')
@@ -197,7 +201,7 @@ def test_bpw_bl_bd_be(console, loop):
                       rf"\(pgd 0x[0-9a-f]+\)", out)
     assert match, out
     loop["bp"] = number = int(match.group(1))
-    line = rf"^\s*{number} %s\s+MEM_WRITE\s+{loop['buffer']:#018x} size 0x10 pgd 0x[0-9a-f]+$"
+    line = rf"^\s*{number} %s\s+MEM_WRITE\s+{loop['buffer']:#018x} size 0x10 pgd 0x[0-9a-f]+ hits \d+$"
     assert re.search(line % "enabled ", console.run("bl"), re.M)
     assert f"breakpoint {number} disabled" in console.run(f"bd {number}")
     assert re.search(line % "disabled", console.run("bl"), re.M)

@@ -109,7 +109,7 @@ def test_bc_removes_a_breakpoint_and_bl_no_longer_lists_it(shell):
     out = shell.run("bp habits!habits_helper")
     number = int(re.search(r"breakpoint (\d+): EXECUTION at 0x[0-9a-f]+", out).group(1))
     assert re.search(rf"^\s*{number} enabled\s+EXECUTION\s+0x[0-9a-f]+ size 0x0 pgd "
-                     rf"0x[0-9a-f]+\s+habits!habits_helper$", shell.run("bl"), re.M)
+                     rf"0x[0-9a-f]+ hits 0\s+habits!habits_helper$", shell.run("bl"), re.M)
     assert re.search(rf"^breakpoint {number} cleared \(EXECUTION at 0x[0-9a-f]+ "
                      rf"habits!habits_helper\)$", shell.run(f"bc {number}"), re.M)
     assert shell.run("bl").strip() == "no breakpoints"

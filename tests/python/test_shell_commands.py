@@ -207,9 +207,9 @@ def test_bl_shows_the_symbol_and_bc_clears_one_breakpoint(sh):
         f"breakpoint 1: EXECUTION at {LIBC + 0xE0C10:#x} (pgd {PGD:#x})"]
     run(sh, f"bp {PROG + 0x1150:x}")
     assert run(sh, "bl") == [
-        f"  1 enabled  EXECUTION      {LIBC + 0xE0C10:#018x} size 0x0 pgd {PGD:#x}  "
+        f"  1 enabled  EXECUTION      {LIBC + 0xE0C10:#018x} size 0x0 pgd {PGD:#x} hits 0  "
         f"libc.so.6!getpid",
-        f"  2 enabled  EXECUTION      {PROG + 0x1150:#018x} size 0x0 pgd {PGD:#x}  "
+        f"  2 enabled  EXECUTION      {PROG + 0x1150:#018x} size 0x0 pgd {PGD:#x} hits 0  "
         f"prog!main+0x10"]
     assert run(sh, "bc 1") == [f"breakpoint 1 cleared (EXECUTION at {LIBC + 0xE0C10:#x} "
                                f"libc.so.6!getpid)"]
@@ -233,8 +233,8 @@ def test_bl_leaves_out_the_symbol_of_an_address_no_symbol_names(sh):
     run(sh, f"bpw p1000")
     run(sh, f"bp {PROG + 0x10:x}")
     assert run(sh, "bl") == [
-        "  1 enabled  MEM_WRITE_PHYS 0x0000000000001000 size 0x1 physical",
-        f"  2 enabled  EXECUTION      {PROG + 0x10:#018x} size 0x0 pgd {PGD:#x}"]
+        "  1 enabled  MEM_WRITE_PHYS 0x0000000000001000 size 0x1 physical hits 0",
+        f"  2 enabled  EXECUTION      {PROG + 0x10:#018x} size 0x0 pgd {PGD:#x} hits 0"]
 
 
 def test_bl_of_breakpoints_a_script_made_from_a_symbol(sh):
@@ -242,9 +242,9 @@ def test_bl_of_breakpoints_a_script_made_from_a_symbol(sh):
     pending = BP("libnotyet.so!start", PGD)  # its module is not mapped: pending
     pending.enable()
     assert run(sh, "bl") == [
-        f"  1 enabled  EXECUTION      {LIBC + 0xE0C10:#018x} size 0x0 pgd {PGD:#x}  "
+        f"  1 enabled  EXECUTION      {LIBC + 0xE0C10:#018x} size 0x0 pgd {PGD:#x} hits 0  "
         f"libc.so.6!getpid",
-        f"  2 enabled  EXECUTION      pending (unknown module) size 0x0 pgd {PGD:#x}  "
+        f"  2 enabled  EXECUTION      pending (unknown module) size 0x0 pgd {PGD:#x} hits 0  "
         f"libnotyet.so!start"]
     assert run(sh, "bc 2") == ["breakpoint 2 cleared (EXECUTION at pending (unknown module) "
                                "libnotyet.so!start)"]
