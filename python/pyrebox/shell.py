@@ -1041,7 +1041,12 @@ class Shell:
             t, size = match.group(1), _hex(match.group(2))
             if size <= 0:
                 raise CommandError("the length must be positive")
-        addr, physical = self.address(t)
+        try:
+            addr, physical = self.address(t)
+        except CommandError:
+            if kind == "x" and re.fullmatch(r"[^\s!:+]+![^\s!:+]+", t) and self._pending_bp(BP, t):
+                return
+            raise
         if kind == "x":
             if physical:
                 raise CommandError("execution breakpoints take a virtual address")
@@ -1068,6 +1073,31 @@ class Shell:
             "any process" if pgd is None else f"pgd {pgd:#x}")
         print(f"breakpoint {bp.id}: {BP.TYPE_NAMES.get(typ, typ)} at "
               f"{'p' if physical else ''}{addr:#x}{span} ({where})")
+
+    def _pending_bp(self, BP, text: str) -> bool:
+        """bp MOD!SYM whose module is not mapped in the context process (or
+        not readable yet): a pending breakpoint, as gdb's, that arms itself
+        in the first process that maps MOD (api.BP with pgd None). False
+        when the symbol resolves nowhere for another reason."""
+        module, symbol = text.split("!", 1)
+        try:
+            _, why = api.symbol_lookup(self.pgd, module, symbol)
+        except INVALID:
+            return False
+        if why not in ("unknown module", "not readable yet"):
+            return False  # the module is there and lacks it: a typo, not pending
+        try:
+            bp = BP(text, None)
+        except (ValueError, TypeError):
+            return False
+        if bp.pending() is None:  # a kernel module's symbol: placed at once
+            bp.remove()
+            return False
+        bp.enable()
+        _bp_labels[bp.id] = text
+        print(f"breakpoint {bp.id}: EXECUTION at {text} pending ({bp.pending()}): it arms "
+              f"itself in the first process that maps {module}")
+        return True
 
     def _bp_symbol(self, bp) -> str | None:
         """What a breakpoint is on: the mod!sym it was made from, else its

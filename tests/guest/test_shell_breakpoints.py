@@ -141,7 +141,12 @@ def test_bp_on_a_libc_symbol_of_the_waiting_program(console, dyn_wait):
     # Bad input: a message, nothing placed, the shell goes on.
     assert "unknown symbol libc.so.6!no_such_function" in console.run(
         "bp libc.so.6!no_such_function")
-    assert "unknown symbol nosuch.so!getpid" in console.run("bp nosuch.so!getpid")
+    # A module not mapped (yet): a pending breakpoint, cleared at once.
+    out = console.run("bp nosuch.so!getpid")
+    pending = re.search(r"breakpoint (\d+): EXECUTION at nosuch.so!getpid pending \(unknown "
+                        r"module\): it arms itself in the first process that maps nosuch.so", out)
+    assert pending, out
+    assert "cleared" in console.run(f"bc {pending.group(1)}")
     assert "usage: bp ADDR[:N]" in console.run("bp")
     assert "is not a hex number" in console.run("bpw zzz")
     listing = console.run("bl")
@@ -329,6 +334,42 @@ def test_snapshot_disk_holds_the_snapshot(vm):
     info = subprocess.run(["qemu-img", "snapshot", "-l", "-U", str(vm["disk"])],
                           capture_output=True, text=True)
     assert re.search(r"\bwaiting\b", info.stdout), info.stdout + info.stderr
+
+
+def test_a_pending_bp_set_before_the_program_starts_stops_at_getpid(vm, console):
+    """bp libc.so.6!getpid from the guest shell's context (busybox maps no
+    libc): pending; dyn_wait, started next, maps libc and the breakpoint
+    arms there; its first getpid call opens the shell at the address the
+    program then prints."""
+    console.run("sh")
+    out = console.run("bp libc.so.6!getpid")
+    match = re.search(r"breakpoint (\d+): EXECUTION at libc.so.6!getpid pending \(unknown "
+                      r"module\)", out)
+    assert match, out
+    number = int(match.group(1))
+    assert re.search(rf"^\s*{number} enabled\s+EXECUTION\s+pending \(unknown module\)",
+                     console.run("bl"), re.M)
+    console.run("q", CONSOLE)
+    run = vm["run"]
+    run.send("dyn_wait\r")  # its first getpid call (for pid=) hits the armed breakpoint
+    reason = console.shell_opened_by_breakpoint()
+    assert console.last_symbol == "libc.so.6!getpid"
+    rip = registers(console.run("r"))["RIP"]
+    assert reason == f"breakpoint {number}: execution at {rip:#x}"
+    frames = console.run("k")
+    assert "libc.so.6!getpid" in frames.splitlines()[1], frames
+    assert f"breakpoint {number} cleared" in console.run(f"bc {number}")
+    console.run("c", CONSOLE)
+    found = {}
+    for key in ("pid", "getpid"):
+        run.expect(rf"{key}=(\S+)\r\n")
+        found[key] = run.match.group(1)
+    assert int(found["getpid"], 16) == rip  # the address the program's loader resolved
+    run.expect_exact("waiting")
+    run.send("\r")
+    run.expect(r"result=(\d+)\r\n", timeout=120)
+    assert int(run.match.group(1)) == int(found["pid"])
+    run.expect_exact("# ")
 
 
 def test_leaving_the_console_and_powering_off(vm, console):
