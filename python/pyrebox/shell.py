@@ -1084,7 +1084,9 @@ class Shell:
             _, why = api.symbol_lookup(self.pgd, module, symbol)
         except INVALID:
             return False
-        if why not in ("unknown module", "not readable yet"):
+        # (The context may be no process's: a kernel thread running on an
+        # exited process's page tables.)
+        if why not in ("unknown module", "not readable yet", "unknown process"):
             return False  # the module is there and lacks it: a typo, not pending
         try:
             bp = BP(text, None)

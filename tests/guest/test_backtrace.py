@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -37,6 +38,16 @@ def symbol_value(binary: str, name: str) -> int:
     raise AssertionError(f"{name} is not a dynamic symbol of {binary}")
 
 
+def symbol_size(binary: str, name: str) -> int:
+    out = subprocess.run(["nm", "-D", "-S", "--defined-only", binary], capture_output=True,
+                         text=True, check=True).stdout
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[3] == name:
+            return int(parts[1], 16)
+    raise AssertionError(f"{name} is not a sized dynamic symbol of {binary}")
+
+
 @pytest.fixture(scope="module")
 def bt_run(tmp_path_factory):
     if shutil.which("gcc") is None:
@@ -58,6 +69,7 @@ def bt_run(tmp_path_factory):
     assert len(line) == 1, result.stdout[-3000:]
     report = json.loads(line[0].split("RESULT ", 1)[1])
     assert report["errors"] == []
+    report["binary"] = program
     return report, command_outputs(result.stdout)
 
 
@@ -121,5 +133,8 @@ def test_the_shell_k_prints_the_backtrace(bt_run):
 def test_the_shell_ln_names_an_address_as_the_frames_do(bt_run):
     report, _ = bt_run
     caller = report["user"][1]
-    assert report["ln"] == f"{caller['pc']:#x}: {caller['text']}\n"
+    size = re.fullmatch(rf"{caller['pc']:#x}: {re.escape(caller['text'])} \(size (0x[0-9a-f]+)\)\n",
+                        report["ln"])
+    assert size, report["ln"]
+    assert int(size.group(1), 16) == symbol_size(report["binary"], "bt_middle")
     assert caller["text"].startswith("bt_chain!bt_middle+0x")
