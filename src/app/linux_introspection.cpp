@@ -7,17 +7,12 @@
 
 #include "base/console.h"
 #include "app/session.h"
+#include "base/hex.h"
 
 namespace pyrebox {
 
 namespace {
 std::mutex g_locate_lock;
-
-std::string hex(uint64_t value) {
-    char text[24];
-    std::snprintf(text, sizeof text, "0x%llx", static_cast<unsigned long long>(value));
-    return text;
-}
 
 std::string slides(const vmi::linux_guest::KernelLocation& loc) {
     return "physical slide " + hex(loc.phys_slide) + ", virtual slide " + hex(loc.virt_slide);

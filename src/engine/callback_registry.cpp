@@ -4,17 +4,13 @@
 #include <cstdio>
 #include <utility>
 
+#include "base/hex.h"
+
 namespace pyrebox {
 
 namespace {
 
 constexpr uint16_t kMaxOpcode = 0x3FF;  // 0F 3A xx is the highest map
-
-std::string hex(uint64_t v) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
-    return buf;
-}
 
 std::optional<std::string> validate(const CallbackSpec& spec) {
     const auto name = std::string(callback_type_name(spec.type));

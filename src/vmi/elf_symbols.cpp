@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "base/hex.h"
+
 namespace pyrebox::vmi {
 
 namespace {
@@ -19,12 +21,6 @@ constexpr uint8_t kStbWeak = 2;
 constexpr size_t kSymSize = 24;  // Elf64_Sym
 constexpr uint64_t kMaxDynamic = 64 * 1024;
 constexpr uint64_t kMaxProgramHeaders = 64 * 1024;
-
-std::string hex(uint64_t value) {
-    char text[24];
-    std::snprintf(text, sizeof text, "0x%" PRIx64, value);
-    return text;
-}
 
 template <typename T>
 T load(const uint8_t* p) {

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "base/hex.h"
+
 namespace pyrebox::vmi {
 
 namespace {
@@ -40,12 +42,6 @@ constexpr Level kPaeLevels[] = {
     {"PDE", 21, 511, true, true},
     {"PTE", 12, 511, false, true},
 };
-
-std::string hex(uint64_t value) {
-    char text[24];
-    std::snprintf(text, sizeof text, "0x%" PRIx64, value);
-    return text;
-}
 
 Error not_mapped(uint64_t vaddr, uint64_t pgd, const std::string& where) {
     return Error{hex(vaddr) + " is not mapped in address space " + hex(pgd) + " (" + where +

@@ -6,6 +6,8 @@
 #include <tuple>
 #include <vector>
 
+#include "base/hex.h"
+
 namespace pyrebox::vmi::linux_guest {
 
 namespace {
@@ -15,12 +17,6 @@ constexpr uint64_t k4K = 4096;
 constexpr uint64_t kKernelImageSize = 1ull << 30;  // KERNEL_IMAGE_SIZE with KASLR
 constexpr uint64_t k2G = 2ull << 30;
 const std::string kBannerPrefix = "Linux version ";
-
-std::string hex(uint64_t value) {
-    char text[24];
-    std::snprintf(text, sizeof text, "0x%" PRIx64, value);
-    return text;
-}
 
 // The text of a banner-like string for a message: up to the first NUL or
 // newline, non-printable bytes escaped, at most `max` bytes.

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <tuple>
 
+#include "base/hex.h"
 #include "vmi/linux/kernel_locator.h"
 #include "vmi/linux/linux_kernel.h"
 
@@ -24,12 +25,6 @@ constexpr size_t kMaxNameBytes = 16u << 20;  // all names of one module
 // What the kallsyms cache keeps: modules, and symbols over all of them.
 constexpr size_t kMaxCachedModules = 512;
 constexpr size_t kMaxCachedSymbols = 1u << 20;
-
-std::string hex(uint64_t value) {
-    char text[24];
-    std::snprintf(text, sizeof text, "0x%" PRIx64, value);
-    return text;
-}
 
 // Kernel virtual memory read a page at a time, each page once.
 class PageCache {

@@ -1,6 +1,5 @@
 #include "vmi/linux/linux_kernel.h"
 
-
 #include <algorithm>
 #include <cctype>
 #include <cinttypes>
@@ -8,17 +7,12 @@
 #include <map>
 #include <unordered_set>
 
+#include "base/hex.h"
 #include "vmi/linux/maple_tree.h"
 
 namespace pyrebox::vmi::linux_guest {
 
 namespace {
-
-std::string hex(uint64_t value) {
-    char text[24];
-    std::snprintf(text, sizeof text, "0x%" PRIx64, value);
-    return text;
-}
 
 // An integer field: where it is and how wide.
 struct Field {

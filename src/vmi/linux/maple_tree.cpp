@@ -5,6 +5,8 @@
 #include <string>
 #include <unordered_set>
 
+#include "base/hex.h"
+
 namespace pyrebox::vmi::linux_guest {
 
 namespace {
@@ -23,12 +25,6 @@ constexpr int kMaxHeight = 31;           // MAPLE_HEIGHT_MAX
 constexpr size_t kMaxNodes = 1u << 18;
 constexpr size_t kMaxEntries = 1u << 20;
 constexpr uint64_t kMaxReservedEntry = 4096;
-
-std::string hex(uint64_t value) {
-    char text[24];
-    std::snprintf(text, sizeof text, "0x%" PRIx64, value);
-    return text;
-}
 
 const char* type_name(unsigned type) {
     switch (type) {

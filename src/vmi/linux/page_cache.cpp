@@ -6,10 +6,9 @@
 // What the walk reads is the guest's: node shifts are checked to step down
 // by 6 bits, the walk is at most 11 nodes deep (64-bit indices), sibling
 // entries must point inside their node, and the folio must cover the index.
-#include <cinttypes>
-#include <cstdio>
 #include <cstring>
 
+#include "base/hex.h"
 #include "vmi/linux/linux_kernel.h"
 
 namespace pyrebox::vmi::linux_guest {
@@ -20,12 +19,6 @@ constexpr unsigned kChunkShift = 6;  // XA_CHUNK_SHIFT
 constexpr uint64_t kChunk = 1u << kChunkShift;
 constexpr int kMaxDepth = 11;
 constexpr uint64_t kMaxFolioPages = 512;  // a PMD-sized folio
-
-std::string hex(uint64_t value) {
-    char text[24];
-    std::snprintf(text, sizeof text, "0x%" PRIx64, value);
-    return text;
-}
 
 // The xarray's entry encodings (include/linux/xarray.h).
 bool is_internal(uint64_t entry) { return (entry & 3) == 2; }

@@ -1,8 +1,8 @@
 #include "vmi/linux/process_tracker.h"
 
 #include <algorithm>
-#include <cinttypes>
-#include <cstdio>
+
+#include "base/hex.h"
 
 namespace pyrebox::vmi::linux_guest {
 
@@ -30,12 +30,6 @@ constexpr UnmapFunction kUnmapFunctions[] = {
 };
 
 constexpr uint64_t kPageMask = 4095;
-
-std::string hex(uint64_t value) {
-    char text[24];
-    std::snprintf(text, sizeof text, "0x%" PRIx64, value);
-    return text;
-}
 
 TrackerEvent process_event(TrackerEvent::Kind kind, uint64_t pid, uint64_t pgd,
                            const std::string& name) {
