@@ -10,6 +10,7 @@ lets the program finish with the checksum the shell's edit implies.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import struct
@@ -131,6 +132,37 @@ class Client:
         return "\n".join(lines[1:])
 
 
+@contextlib.contextmanager
+def booted(work, args: list[str]):
+    """`pyrebox run ARGS` in a pty (cwd `work`, its output in run.log) up to
+    the guest's shell prompt; yields (run, rundir); the launcher is stopped
+    at the end."""
+    run = pexpect.spawn(LAUNCHER, ["run", *args], cwd=str(work), env=ENV, encoding="utf-8",
+                        timeout=120)
+    run.logfile_read = open(work / "run.log", "w")
+    try:
+        run.expect(r"QMP socket: (\S+)/qmp\.sock")
+        rundir = run.match.group(1)
+        run.expect_exact("powers the guest off")
+        run.expect_exact("# ")
+        yield run, rundir
+    finally:
+        stop_launcher(run)
+
+
+@contextlib.contextmanager
+def attached(work, rundir: str):
+    """`pyrebox attach RUNDIR` in a pty (its output in attach.log) at the
+    console prompt; yields the pexpect child, ended at the end."""
+    child = pexpect.spawn(LAUNCHER, ["attach", rundir], cwd=str(work), env=ENV,
+                          encoding="utf-8", timeout=60)
+    child.logfile_read = open(work / "attach.log", "w")
+    child.expect_exact(CONSOLE)
+    yield child
+    if child.isalive():
+        child.terminate(force=True)
+
+
 @pytest.fixture(scope="module")
 def vm(tmp_path_factory):
     work = tmp_path_factory.mktemp("shell")
@@ -138,17 +170,8 @@ def vm(tmp_path_factory):
     write(work / "scripts" / "tool.py", TOOL_V1)
     write(work / "scripts" / "needs_tool.py", NEEDS_TOOL)
     conf = write(work / "pyrebox.conf", "[MODULES]\nscripts.tool: True\n")
-    run = pexpect.spawn(LAUNCHER, ["run", "--conf", conf, "--timeout", "400"], cwd=str(work),
-                        env=ENV, encoding="utf-8", timeout=120)
-    run.logfile_read = open(work / "run.log", "w")
-    try:
-        run.expect(r"QMP socket: (\S+)/qmp\.sock")
-        rundir = run.match.group(1)
-        run.expect_exact("powers the guest off")
-        run.expect_exact("# ")
+    with booted(work, ["--conf", conf, "--timeout", "400"]) as (run, rundir):
         yield {"run": run, "rundir": rundir, "work": work}
-    finally:
-        stop_launcher(run)
 
 
 def test_escape_key_switches_to_the_console_and_back(vm):
@@ -180,13 +203,8 @@ def program(vm):
 
 @pytest.fixture(scope="module")
 def console(vm, program):
-    child = pexpect.spawn(LAUNCHER, ["attach", vm["rundir"]], cwd=str(vm["work"]), env=ENV,
-                          encoding="utf-8", timeout=60)
-    child.logfile_read = open(vm["work"] / "attach.log", "w")
-    child.expect_exact(CONSOLE)
-    yield Client(child)
-    if child.isalive():
-        child.terminate(force=True)
+    with attached(vm["work"], vm["rundir"]) as child:
+        yield Client(child)
 
 
 @pytest.fixture(scope="module")

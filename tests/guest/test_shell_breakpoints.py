@@ -22,9 +22,8 @@ import re
 
 import pytest
 
-from conftest import LAUNCHER, stop_launcher
 from test_shell import BINARY as STATIC_LOOP
-from test_shell import CONSOLE, ENV, SHELL, expected_checksum, file_bytes
+from test_shell import CONSOLE, SHELL, attached, booted, expected_checksum, file_bytes
 from test_shell import Client as ShellClient
 
 pexpect = pytest.importorskip("pexpect")
@@ -84,28 +83,14 @@ def registers(text: str) -> dict[str, int]:
 def vm(tmp_path_factory):
     work = tmp_path_factory.mktemp("shellbp")
     disk = work / "snapshots.qcow2"
-    run = pexpect.spawn(LAUNCHER, ["run", "--disk", str(disk), "--timeout", "600"],
-                        cwd=str(work), env=ENV, encoding="utf-8", timeout=120)
-    run.logfile_read = open(work / "run.log", "w")
-    try:
-        run.expect(r"QMP socket: (\S+)/qmp\.sock")
-        rundir = run.match.group(1)
-        run.expect_exact("powers the guest off")
-        run.expect_exact("# ")
+    with booted(work, ["--disk", str(disk), "--timeout", "600"]) as (run, rundir):
         yield {"run": run, "rundir": rundir, "work": work, "disk": disk}
-    finally:
-        stop_launcher(run)
 
 
 @pytest.fixture(scope="module")
 def console(vm):
-    child = pexpect.spawn(LAUNCHER, ["attach", vm["rundir"]], cwd=str(vm["work"]), env=ENV,
-                          encoding="utf-8", timeout=60)
-    child.logfile_read = open(vm["work"] / "attach.log", "w")
-    child.expect_exact(CONSOLE)
-    yield Client(child)
-    if child.isalive():
-        child.terminate(force=True)
+    with attached(vm["work"], vm["rundir"]) as child:
+        yield Client(child)
 
 
 def start(run, command: str, keys: list[str]) -> dict[str, str]:

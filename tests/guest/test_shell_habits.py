@@ -18,8 +18,8 @@ import subprocess
 
 import pytest
 
-from conftest import LAUNCHER, stop_launcher, write
-from test_shell import CONSOLE, ENV, SHELL, Client
+from conftest import write
+from test_shell import CONSOLE, SHELL, Client, attached, booted
 
 pexpect = pytest.importorskip("pexpect")
 
@@ -57,14 +57,7 @@ def vm(tmp_path_factory):
     source = write(work / "habits.c", SOURCE)
     program = str(work / "habits")
     subprocess.run(["gcc", "-O2", "-rdynamic", "-o", program, source], check=True)
-    run = pexpect.spawn(LAUNCHER, ["run", "--timeout", "400", "--file", f"{program}:/root/habits"],
-                        cwd=str(work), env=ENV, encoding="utf-8", timeout=120)
-    run.logfile_read = open(work / "run.log", "w")
-    try:
-        run.expect(r"QMP socket: (\S+)/qmp\.sock")
-        rundir = run.match.group(1)
-        run.expect_exact("powers the guest off")
-        run.expect_exact("# ")
+    with booted(work, ["--timeout", "400", "--file", f"{program}:/root/habits"]) as (run, rundir):
         run.send("/root/habits\r")
         run.expect(r"pid=(\d+)\r\n")
         pid = int(run.match.group(1))
@@ -72,22 +65,15 @@ def vm(tmp_path_factory):
         main = int(run.match.group(1), 16)
         run.expect_exact("waiting")
         yield {"run": run, "rundir": rundir, "work": work, "pid": pid, "main": main}
-    finally:
-        stop_launcher(run)
 
 
 @pytest.fixture(scope="module")
 def shell(vm):
-    child = pexpect.spawn(LAUNCHER, ["attach", vm["rundir"]], cwd=str(vm["work"]), env=ENV,
-                          encoding="utf-8", timeout=60)
-    child.logfile_read = open(vm["work"] / "attach.log", "w")
-    child.expect_exact(CONSOLE)
-    client = Client(child)
-    client.run("sh", SHELL)
-    assert f"pid {vm['pid']} (habits)" in client.run(f"proc {vm['pid']}")
-    yield client
-    if child.isalive():
-        child.terminate(force=True)
+    with attached(vm["work"], vm["rundir"]) as child:
+        client = Client(child)
+        client.run("sh", SHELL)
+        assert f"pid {vm['pid']} (habits)" in client.run(f"proc {vm['pid']}")
+        yield client
 
 
 def test_assignments_to_command_names_are_python(shell):
