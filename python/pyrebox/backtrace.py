@@ -6,13 +6,15 @@ by scan up to the user registers the entry code saved).
 The walk reads the address space the vCPU runs in (the kernel half is the
 same in every one); the user modules are that process's module list, the
 kernel text is vmlinux's [_stext, _etext) and the kernel modules' text
-regions.
+regions. Frames are named as the shell's `ln` names addresses
+(symbolize.Symbolizer: the covering symbol, else the nearest preceding one
+of the module, with host symbol files found by build ID).
 """
 
 from __future__ import annotations
 
 from . import machine
-from .symbolize import describe
+from .symbolize import Symbolizer
 from .unwind import cfi
 from .unwind.frames import REGS, Backtrace
 from .unwind.memory import Memory, UnwindError
@@ -62,7 +64,9 @@ def backtrace(cpu_index: int = 0, cpu=None, max_frames: int = MAX_FRAMES) -> Bac
                     kernel_text=lambda addr: any(a <= addr < b for a, b in text),
                     max_frames=max_frames)
     frames = walker.walk(regs, in_kernel)
+    names = Symbolizer(modules={pgd: modules} if pgd else None)
     for frame in frames:
         lookup = frame.pc if frame.how == REGS else frame.pc - 1
-        frame.module, frame.symbol, frame.offset = describe(pgd, frame.pc, lookup, modules)
+        found = names.nearest(pgd, frame.pc, lookup)
+        frame.module, frame.symbol, frame.offset = found.module, found.symbol, found.offset
     return frames

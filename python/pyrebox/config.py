@@ -3,7 +3,8 @@
 The format is PyREBox's: `[MODULES]` lists scripts (`dotted.name: True|False`,
 True ones load at start-up); `[VOL]`, `[AGENT]` and `[SYMBOL_CACHE]` are
 accepted with their PyREBox keys; `[SYMBOLS] isf` names the guest kernel's
-symbol table (ISF); `[TRACE]` configures `pyrebox trace`. Every section and key is checked: an unknown
+symbol table (ISF) and `debug_path` the host folders of guest files' symbol
+files (pyrebox.symbol_files); `[TRACE]` configures `pyrebox trace`. Every section and key is checked: an unknown
 one is an error naming it and what is valid, so a typo never silently
 disables something. docs/configuration.md documents every key.
 """
@@ -20,7 +21,7 @@ SCHEMA: dict[str, tuple[str, ...] | None] = {
     "VOL": ("profile",),
     "AGENT": ("name", "conf"),
     "SYMBOL_CACHE": ("path",),
-    "SYMBOLS": ("isf",),
+    "SYMBOLS": ("isf", "debug_path"),
     "TRACE": ("program", "output", "filter", "json"),
 }
 
@@ -56,6 +57,23 @@ class Config:
         if not os.path.isabs(value) and self.folder:
             value = os.path.join(self.folder, value)
         return value
+
+
+    @property
+    def debug_path(self) -> list[str] | None:
+        """[SYMBOLS] debug_path: folders separated by ':', relative ones
+        taken from the configuration's folder; None when not given."""
+        value = self.sections.get("SYMBOLS", {}).get("debug_path")
+        if value is None:
+            return None
+        folders = []
+        for folder in value.split(":"):
+            folder = os.path.expanduser(folder.strip())
+            if folder:
+                if not os.path.isabs(folder) and self.folder:
+                    folder = os.path.join(self.folder, folder)
+                folders.append(folder)
+        return folders
 
 
 def load(path: str | None) -> Config:

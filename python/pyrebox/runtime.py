@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 import sys
 
-from . import (breakpoints, callbacks, console, interactive, qmp, script_api, syscall_args,
-               syscall_names, triggers)
+from . import (breakpoints, callbacks, console, interactive, qmp, script_api, symbol_files,
+               syscall_args, syscall_names, triggers)
 from . import config as config_mod
 from . import output
 from .native import pyrebox as _pyrebox
@@ -67,6 +67,8 @@ def wire(cfg: config_mod.Config, manager: ScriptManager) -> None:
     callbacks.set_derivation("syscall_args", syscall_args.entry_arguments)
     callbacks.set_derivation("syscall_args_ret", syscall_args.return_arguments)
     callbacks.set_derivation("syscall_error", syscall_args.error_name)
+    if cfg.debug_path is not None:
+        symbol_files.set_path(cfg.debug_path)
 
 
 def load_linux_symbols(cfg: config_mod.Config) -> None:

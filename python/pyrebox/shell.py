@@ -22,13 +22,14 @@ import difflib
 import fnmatch
 import inspect
 import keyword
+import os
 import re
 import shlex
 import string
 import struct
 
 import api
-from . import interactive, machine, output, paths, script_api, symbolize
+from . import interactive, machine, output, paths, script_api, symbol_files, symbolize
 from .interactive import in_shell  # noqa: F401 - part of this module's API
 from .native import pyrebox as _pyrebox
 from .unwind.frames import location
@@ -741,6 +742,28 @@ class Shell:
             raise CommandError("ln takes a virtual address (symbols are per address space)")
         print(f"{addr:#x}: {_nearest_text(self.symbols.nearest(self.pgd, addr), addr)}")
 
+    def cmd_sympath(self, args: str) -> None:
+        """sympath [DIR ...] | sympath + DIR: the host folders searched for guest files'
+        full symbol tables by GNU build ID (debug files under DIR/.build-id, as Debian's
+        -dbg packages install them, or unstripped copies directly in DIR); show, set,
+        or append one. k, ln, dis and bl then name static functions too."""
+        words = shlex.split(args)
+        if words[:1] == ["+"]:
+            if len(words) != 2:
+                raise CommandError("usage: sympath + DIR")
+            folders = symbol_files.add_path(words[1])
+        elif words:
+            folders = symbol_files.set_path(words)
+        else:
+            folders = symbol_files.path()
+        if words:
+            self._symbols = None  # names found before may change
+        for folder in folders:
+            note = "" if os.path.isdir(folder) else "  (no such folder)"
+            print(f"{folder}{note}")
+        if not folders:
+            print("(empty: only the guest's own dynamic symbols are used)")
+
     def cmd_k(self, args: str) -> None:
         """k: the backtrace of the current vCPU's thread (api.backtrace), innermost first.
 
@@ -1276,7 +1299,7 @@ COMMANDS = [name[4:] for name in vars(Shell) if name.startswith("cmd_")]
 # `help`'s groups, in the order shown. A command not named here is listed
 # under "other", so a new command is never left out.
 GROUPS: dict[str, tuple[str, ...]] = {
-    "inspection": ("r", "print_cpu", "k", "dis", "u", "ln", "x"),
+    "inspection": ("r", "print_cpu", "k", "dis", "u", "ln", "x", "sympath"),
     "memory": ("db", "dw", "dd", "dq", "eb", "ew", "ed", "eq", "write", "dump", "strings",
                "s"),
     "breakpoints": ("bp", "bpr", "bpw", "bl", "bc", "bd", "be"),

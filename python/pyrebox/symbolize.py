@@ -6,9 +6,10 @@ functions, PLT stubs: user modules give their dynamic symbols only), the
 module's name and the offset from its base are given (module+0xoff);
 outside every module, the address alone.
 
-Symbolizer (the shell's ln, dis and bl): where no symbol covers the
-address, the nearest preceding symbol of the module holding it names it,
-as WinDbg's `ln` does.
+Symbolizer (backtraces, the shell's k, ln, dis and bl): where no symbol
+covers the address, the nearest preceding symbol of the module holding it
+names it, as WinDbg's `ln` does; a module's full symbol table from a host
+file with its build ID (pyrebox.symbol_files) joins its dynamic symbols.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import bisect
 from typing import NamedTuple
 
-from . import machine
+from . import machine, symbol_files
 from .unwind.frames import location
 
 KERNEL_BOTTOM = 0xFFFF800000000000
@@ -80,14 +81,16 @@ class Symbolizer:
     symbol covers. User modules give their dynamic symbols with
     va_to_sym's [value, value+size) only, so an address in a function the
     lookup misses (size 0, or a static function after an exported one) is
-    found here from get_symbol_list, filtered to that module.
+    found here from get_symbol_list, filtered to that module, with the
+    module's .symtab when the symbol path has a file of its build ID.
 
     One instance lives as long as the shell session it serves (the VM is
     frozen meanwhile): module lists and each module's sorted symbols are
     cached per address space, so repeated lookups cost a bisection."""
 
-    def __init__(self):
-        self._modules: dict[int, list[dict]] = {}
+    def __init__(self, modules: dict[int, list[dict]] | None = None):
+        """`modules`: module lists the caller has already read, by space."""
+        self._modules: dict[int, list[dict]] = dict(modules or {})
         self._lists: dict[int, list[dict]] = {}
         self._sorted: dict[tuple[int, str, int], tuple[list[int], list[dict]]] = {}
 
@@ -123,22 +126,41 @@ class Symbolizer:
             mine = [s for s in listed
                     if (s.get("mod_fullname") == full if full and s.get("mod_fullname")
                         else s["mod"] == module["name"])]
+            if space != 0:
+                mine += self._host_symbols(space, module)
             mine.sort(key=lambda s: s["addr"])
             self._sorted[key] = ([s["addr"] for s in mine], mine)
         return self._sorted[key]
 
-    def nearest(self, pgd: int, addr: int) -> Nearest:
+    def _host_symbols(self, space: int, module: dict) -> list[dict]:
+        """The module's symbols from a host file of its build ID (none
+        without one), as symbol-list entries at their runtime addresses."""
+        base = module["base"]
+        ident = symbol_files.build_id(lambda a, n: machine.r_va(space, a, n), base)
+        table = symbol_files.find(ident) if ident else None
+        if table is None:
+            return []
+        end = base + module["size"]
+        return [{"mod": module["name"], "mod_fullname": module.get("fullname"), "name": name,
+                 "addr": addr, "size": size}
+                for addr, size, name in table.rebased(base) if base <= addr < end]
+
+    def nearest(self, pgd: int, addr: int, lookup: int | None = None) -> Nearest:
         """The symbol covering `addr` (describe's), else the nearest one
-        before it in the module holding it; module+offset without either."""
-        space, module = self.module_at(pgd, addr)
-        name, symbol, offset = describe(pgd, addr, modules=self.modules(space)
+        before it in the module holding it; module+offset without either.
+        `lookup`: the address looked up, when it is not `addr` (addr - 1
+        for a return address, whose call may end a function); the offset
+        is from addr."""
+        at = addr if lookup is None else lookup
+        space, module = self.module_at(pgd, at)
+        name, symbol, offset = describe(pgd, addr, at, modules=self.modules(space)
                                         if space == pgd else None)
         if symbol is not None or module is None:
             size = self._size(space, module, symbol, addr - offset) \
                 if symbol is not None and module is not None and offset is not None else None
             return Nearest(name, symbol, offset, size)
         addrs, syms = self._module_symbols(space, module)
-        i = bisect.bisect_right(addrs, addr) - 1
+        i = bisect.bisect_right(addrs, at) - 1
         if i >= 0 and addrs[i] >= module["base"]:
             s = syms[i]
             return Nearest(module["name"], s["name"], addr - s["addr"], s.get("size"))

@@ -27,7 +27,7 @@ LAYERS: dict[str, set[str]] = {
     "foundation": {"pyrebox", "pyrebox.native", "pyrebox.output", "pyrebox.paths",
                    "pyrebox.config", "pyrebox.qmp_client", "pyrebox.event_kinds", "pyrebox.return_frames", "pyrebox.symbols",
                    "pyrebox.symbols.*", "pyrebox.guest_agent", "pyrebox.syscall_flags",
-                   "pyrebox.syscall_values", "pyrebox.trace_filter", "pyrebox.syscall_switch", "pyrebox.unwind",
+                   "pyrebox.syscall_values", "pyrebox.trace_filter", "pyrebox.syscall_switch", "pyrebox.unwind", "pyrebox.symbol_files",
                    "pyrebox.unwind.*"},
     # The guest machine and its events; what they need is given to them.
     "domain": {"pyrebox.cpu", "pyrebox.machine", "pyrebox.callbacks", "pyrebox.breakpoints",
