@@ -18,10 +18,13 @@ pty) and `pyrebox attach` (another pty). In file order:
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 
 import pytest
 
+from pyrebox import paths
 from test_shell import BINARY as STATIC_LOOP
 from test_shell import CONSOLE, SHELL, attached, booted, expected_checksum, file_bytes
 from test_shell import Client as ShellClient
@@ -321,6 +324,21 @@ def test_snapshot_disk_holds_the_snapshot(vm):
     assert re.search(r"\bwaiting\b", info.stdout), info.stdout + info.stderr
 
 
+def return_offset_of_first_call(program: str, callee: str) -> int:
+    """The offset in `program`'s main of the instruction after its first
+    call to `callee` (through the PLT): the return address a backtrace
+    from inside that call shows."""
+    listing = subprocess.run(["objdump", "-d", "--no-show-raw-insn", "--disassemble=main",
+                              os.path.join(paths.guest().dir, "programs", program)],
+                             check=True, capture_output=True, text=True).stdout
+    lines = [line for line in listing.splitlines() if re.match(r"\s+[0-9a-f]+:\t", line)]
+    main = int(re.search(r"^([0-9a-f]+) <main>:", listing, re.M).group(1), 16)
+    for line, following in zip(lines, lines[1:]):
+        if re.search(rf"\bcall\s+[0-9a-f]+ <{callee}@plt>", line):
+            return int(following.split(":")[0], 16) - main
+    raise AssertionError(f"no call to {callee} in {program}'s main:\n{listing}")
+
+
 def test_a_pending_bp_set_before_the_program_starts_stops_at_getpid(vm, console):
     """bp libc.so.6!getpid from the guest shell's context (busybox maps no
     libc): pending; dyn_wait, started next, maps libc and the breakpoint
@@ -343,6 +361,14 @@ def test_a_pending_bp_set_before_the_program_starts_stops_at_getpid(vm, console)
     assert reason == f"breakpoint {number}: execution at {rip:#x}"
     frames = console.run("k")
     assert "libc.so.6!getpid" in frames.splitlines()[1], frames
+    # With the program's folder on the symbol path (and libc6-dbg's debug
+    # file under /usr/lib/debug), main and libc's static caller are named.
+    programs = os.path.join(paths.guest().dir, "programs")
+    assert programs in console.run(f"sympath + {programs}")
+    frames = [line.split()[-1] for line in console.run("k").splitlines()[1:4]]
+    assert frames[0] == "libc.so.6!getpid", frames
+    assert frames[1] == f"dyn_wait!main+{return_offset_of_first_call('dyn_wait', 'getpid'):#x}"
+    assert re.fullmatch(r"libc\.so\.6!__libc_start_call_main\+0x[0-9a-f]+", frames[2]), frames
     assert f"breakpoint {number} cleared" in console.run(f"bc {number}")
     console.run("c", CONSOLE)
     found = {}
