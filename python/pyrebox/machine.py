@@ -277,8 +277,61 @@ def va_to_sym(pgd: int, addr: int):
     return None if found is None else tuple(found)
 
 
+KERNEL_BOTTOM = 0xFFFF800000000000  # the lowest kernel address (upper half)
+
+
+def address_lookup(pgd: int, addr: int):
+    """va_to_sym with the reason: ((mod, func), None) when found, else
+    (None, why), why being "unknown process" (no process has `pgd`),
+    "unknown module" (no mapped file or kernel module holds `addr`),
+    "unknown symbol" (the module holding it has its symbols read, and none
+    covers `addr`: a static function, a PLT stub) or "not readable yet"
+    (the module holding it is mapped but its symbols are in neither the
+    process's memory nor the page cache yet)."""
+    found = va_to_sym(pgd, addr)
+    if found is not None:
+        return found, None
+    space = 0 if addr >= KERNEL_BOTTOM else pgd
+    if space and not any(p["pgd"] == space for p in get_process_list()):
+        return None, "unknown process"
+    for m in get_module_list(space):
+        if m["base"] <= addr < m["base"] + m["size"]:
+            return None, "unknown symbol" if m["symbols_resolved"] else "not readable yet"
+    return None, "unknown module"
+
+
+def symbol_list_lookup(pgd=None):
+    """get_symbol_list with what it lacks: (symbols, not_readable), where
+    not_readable lists the modules whose symbols are "not readable yet"
+    (mapped, their symbols in neither memory nor the page cache), whose
+    symbols the list therefore lacks: each {name, fullname, base, size,
+    pgd}. pgd None: the files no process has readable (each given once,
+    with the first process that maps it)."""
+    symbols = get_symbol_list(pgd)
+    if pgd is not None:
+        spaces = [pgd]
+    else:
+        spaces = [0] + [p["pgd"] for p in get_process_list() if p["pgd"]]
+    readable, missing = set(), {}
+    for space in spaces:
+        try:
+            modules = get_module_list(space)
+        except RuntimeError:  # a process that exited meanwhile
+            if pgd is not None:
+                raise
+            continue
+        for m in modules:
+            key = m.get("fullname") or m["name"]
+            if m["symbols_resolved"]:
+                readable.add(key)
+            elif key not in missing:
+                missing[key] = {"name": m["name"], "fullname": m.get("fullname"),
+                                "base": m["base"], "size": m["size"], "pgd": space}
+    return symbols, [m for key, m in missing.items() if key not in readable]
+
+
 __all__ = ["InvalidAddress", "IntrospectionError", "get_os_bits", "get_process_list",
-           "get_module_list", "get_process_arguments", "get_symbol_list", "sym_to_va", "symbol_lookup", "va_to_sym", "guest_clock_stopped", "Cpu", "CpuWriteError", "register_names", "get_num_cpus", "r_cpu", "w_r", "r_pa",
+           "get_module_list", "get_process_arguments", "get_symbol_list", "sym_to_va", "symbol_lookup", "va_to_sym", "address_lookup", "symbol_list_lookup", "guest_clock_stopped", "Cpu", "CpuWriteError", "register_names", "get_num_cpus", "r_cpu", "w_r", "r_pa",
            "w_pa", "r_va", "w_va", "read_cstr", "read_utf16", "va_to_pa", "r_ioport", "w_ioport",
            "start_monitoring_process", "stop_monitoring_process", "is_monitored_process",
            "get_running_process", "is_kernel_running"]

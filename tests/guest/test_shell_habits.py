@@ -6,7 +6,8 @@ pty) runs a small program built here with -rdynamic (its functions are
 dynamic symbols, which name user addresses), waiting before it exits;
 `pyrebox attach` opens the shell while it waits. Python assignments to
 command names, bc/bl, ln inside main, dis naming a call's target, x over
-the kernel's symbols and mon/unmon's messages are checked in that shell.
+the kernel's symbols, mon/unmon's messages and the reasons address_lookup
+and symbol_list_lookup give are checked in that shell.
 """
 
 from __future__ import annotations
@@ -126,6 +127,37 @@ def test_mon_and_unmon_say_what_happened(shell, vm):
                      shell.run(f"unmon {pid}"), re.M)
     assert "was not monitored; nothing changed" in shell.run(f"unmon {pid}")
     assert "is a kernel thread: kernel threads have no address space" in shell.run("mon 2")
+
+
+def section_address(program: str, name: str) -> int:
+    listing = subprocess.run(["readelf", "-SW", program], check=True, capture_output=True,
+                             text=True).stdout
+    return int(re.search(rf"\s{re.escape(name)}\s+\S+\s+([0-9a-f]+)\s", listing).group(1), 16)
+
+
+def test_address_and_symbol_list_lookups_say_why_nothing_was_found(shell, vm):
+    program = str(vm["work"] / "habits")
+    base = vm["main"] - nm_value(program, "main")
+    shell.run(f"pgd = [p for p in api.get_process_list() if p['pid'] == {vm['pid']}][0]['pgd']")
+    def lookup(addr, pgd="pgd"):
+        return shell.run(f"print(api.address_lookup({pgd}, {addr:#x}))").strip()
+    assert lookup(vm["main"] + 4) == "(('habits', 'main'), None)"
+    # The PLT is in the program's mapping, and no symbol covers it.
+    assert lookup(base + section_address(program, ".plt")) == "(None, 'unknown symbol')"
+    assert lookup(0x1000) == "(None, 'unknown module')"
+    assert lookup(0x1000, pgd="0x1000") == "(None, 'unknown process')"
+    shell.run("symbols, not_readable = api.symbol_list_lookup(pgd)")
+    assert shell.run("print(not_readable)").strip() == "[]"
+    assert shell.run("print(sorted(s['name'] for s in symbols if s['mod'] == 'habits' "
+                     "and s['name'] in ('main', 'habits_helper')))").strip() \
+        == "['habits_helper', 'main']"
+    shell.run("del pgd, symbols, not_readable")
+
+
+def nm_value(program: str, name: str) -> int:
+    listing = subprocess.run(["nm", program], check=True, capture_output=True, text=True).stdout
+    return int(re.search(rf"^([0-9a-f]+) \w {re.escape(name)}$", listing, re.M).group(1), 16)
+
 
 
 def test_leaving_and_powering_off(vm, shell):
