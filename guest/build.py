@@ -157,6 +157,7 @@ PROGRAMS = {
     "dyn_libc": ("dynamic", []),
     "dyn_wait": ("dynamic", []),
     "dl_cycle": ("dynamic", []),
+    "fork_getpid": ("dynamic", []),
     # A shared library (installed as /usr/local/lib/<name>.so) that dl_cycle
     # loads with dlopen and unloads with dlclose.
     "libdltest": ("shared", ["-fPIC"]),

@@ -23,6 +23,9 @@ the breakpoint pending (pending_breakpoints.py; so does a breakpoint made
 before the kernel is located, by a script loaded at boot): enabled, it arms itself
 as soon as the symbol resolves (`pending()` says why it waits; `get_addr()`
 is None meanwhile); a symbol the module does not have is a ValueError.
+`children=True` (a user module's "module!symbol"): the processes created
+from the breakpoint's process, and theirs, get a breakpoint of their own
+when they map the module (following_breakpoints.py; `children()`).
 
 `on_return=f` (an EXECUTION breakpoint at one address, placed at a
 function's first instruction): each hit arranges `f` for that call's return
@@ -43,7 +46,7 @@ import itertools
 import os
 
 from . import callbacks as cb
-from . import output, paths, pending_breakpoints, returns
+from . import following_breakpoints, output, paths, pending_breakpoints, returns
 from .native import pyrebox as _pyrebox
 
 TRIGGERS = os.path.join(paths.ROOT, "triggers")
@@ -72,7 +75,7 @@ class BP:
     _managers: dict[bool, cb.CallbackManager] = {}
 
     def __init__(self, addr, pgd, size=0, typ=EXECUTION, func=None, new_style=False,
-                 on_return=None):
+                 on_return=None, children=False):
         if typ not in self.TYPE_NAMES:
             raise ValueError(f"unknown breakpoint type {typ!r}; use BP.EXECUTION, BP.MEM_READ, "
                              f"BP.MEM_WRITE, BP.MEM_READ_PHYS or BP.MEM_WRITE_PHYS")
@@ -101,6 +104,14 @@ class BP:
         self._on_return = on_return
         self._new_style = bool(new_style)
         self._name = None
+        self._follow = bool(children)
+        self._parent = None      # the id of the breakpoint that made this one (children)
+        self._kept_children = []  # children while the breakpoint is disabled
+        if self._follow and (self._symbol is None or self._pgd == 0
+                             or typ in (self.MEM_READ_PHYS, self.MEM_WRITE_PHYS)):
+            raise ValueError("children=True needs a user module's 'module!symbol' breakpoint "
+                             "(not physical, not pgd 0): child processes map their own copy "
+                             "of the module")
         self.id = next(self._ids)
         BP._all[self.id] = self
 
@@ -140,6 +151,10 @@ class BP:
     def enable(self) -> None:
         if self._name is not None or self._waiting:
             return
+        if self._follow:
+            following_breakpoints.follow(self)
+            kept, self._kept_children = self._kept_children, []
+            following_breakpoints.resume(self, kept)
         if self._addr is None:
             self._waiting = True
             pending_breakpoints.watch(self)
@@ -172,6 +187,9 @@ class BP:
             raise
 
     def disable(self) -> None:
+        if self._follow and self.enabled():
+            self._kept_children = following_breakpoints.children(self)
+            following_breakpoints.unfollow(self, remove_children=False)
         if self._waiting:
             self._waiting = False
             pending_breakpoints.unwatch(self)
@@ -212,6 +230,8 @@ class BP:
         self._pending = None
         if self._pgd is None and pgd != 0:
             self._pgd = pgd
+            if self._follow:
+                following_breakpoints.rooted(self, pgd)
         if self._waiting:
             self._waiting = False
             self.enable()
@@ -220,9 +240,36 @@ class BP:
         self._pending = why
 
     def remove(self) -> None:
-        """Disables the breakpoint and forgets it (BP.list() no longer has it)."""
+        """Disables the breakpoint and forgets it (BP.list() no longer has it),
+        with its children."""
+        if self._follow:
+            following_breakpoints.unfollow(self, remove_children=True)
+            for child in self._kept_children:
+                child.remove()
+            self._kept_children = []
         self.disable()
         BP._all.pop(self.id, None)
+
+    def children(self) -> list["BP"]:
+        """The breakpoints made for this one's descendant processes
+        (children=True; following_breakpoints), alive now."""
+        return following_breakpoints.children(self) if self.enabled() \
+            else list(self._kept_children)
+
+    def parent(self):
+        """The id of the breakpoint that made this one for a descendant
+        process, or None."""
+        return self._parent
+
+    def _child(self, pgd: int) -> "BP":
+        """A breakpoint like this one in the address space `pgd` of a
+        followed process (following_breakpoints), enabled."""
+        module, symbol = self._symbol
+        child = BP(f"{module}!{symbol}", pgd, self._size, self._typ, self._func,
+                   self._new_style, self._on_return)
+        child._parent = self.id
+        child.enable()
+        return child
 
     def __str__(self) -> str:
         if self._addr is None:
@@ -232,6 +279,10 @@ class BP:
                     else f"{self._addr:#x}-{self._addr + self._size:#x}")
         where = "physical" if self._typ in (self.MEM_READ_PHYS, self.MEM_WRITE_PHYS) else (
             "any process" if self._pgd is None else f"pgd {self._pgd:#x}")
+        if self._follow:
+            where += " and its children"
+        if self._parent is not None:
+            where += f", child of [{self._parent}]"
         state = "enabled" if self.enabled() else "disabled"
         action = "shell" if self._func is None else getattr(self._func, "__name__", "func")
         if self._on_return is not None:

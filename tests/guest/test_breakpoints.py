@@ -1,5 +1,6 @@
 """api.BP on the default guest (tests/guest/scripts/breakpoints.py): exact
-hit counts and values on static_loop and dyn_libc."""
+hit counts and values on static_loop, dyn_libc and fork_getpid (a
+breakpoint that follows child processes)."""
 
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ def bp_run(tmp_path_factory):
     conf = write(work / "pyrebox.conf", "[MODULES]\nscripts.breakpoints: True\n")
     result = run_pyrebox("run", "--conf", conf, "--timeout", "300",
                          "--cmd", f"static_loop {ITERATIONS}", "--cmd", "dyn_libc",
+                         "--cmd", "fork_getpid",
                          cwd=str(work))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     line = [l for l in result.stdout.splitlines()
@@ -114,7 +116,35 @@ def test_a_pending_breakpoint_arms_in_the_first_process_that_maps_libc(bp_run):
     getpid = int(key_values(outputs[2][0])["getpid"], 16)
     # Made by the script at boot, before the kernel was located.
     assert report["pending_initial"] == ["kernel not located yet", None, True]
-    assert report["pending_hits"] == [[getpid, report["dyn_libc_pgd"]]]
+    assert report["pending_hits"] == [[getpid, report["dyn_libc_gone"]]]
+
+
+def test_a_breakpoint_following_children_counts_every_processs_getpid_calls(bp_run):
+    report, outputs, _ = bp_run
+    lines, status = outputs[3]
+    assert status == 0, lines
+    printed = [line.split() for line in lines]
+    parent = int(printed[0][0].removeprefix("pid="))
+    expected = {}
+    for words in printed[1:]:
+        role, pid = words[0].split("=")
+        expected[pid] = int(words[1].removeprefix("calls="))
+    assert len(expected) == 5 and expected[str(parent)] == 2, lines  # 3 forks, the exec
+    assert report["follow_root"][:2] == [parent, "unknown module"]
+    assert report["follow_root"][2].endswith(" and its children) enabled -> on_follow")
+    assert report["follow_hits"] == expected
+    # One getpid address per process; the fork children share the parent's libc.
+    rips = report["follow_rips"]
+    assert all(len(r) == 1 for r in rips.values()), rips
+    forks = [words[0].split("=")[1] for words in printed[1:] if words[0].startswith("child=")]
+    assert {rips[pid][0] for pid in forks} == {rips[str(parent)][0]}
+    # Each child process hit a child breakpoint of the parent, at its getpid.
+    children = report["follow_children"]
+    assert set(children) == set(expected) - {str(parent)}
+    for pid, (of, addr, text) in children.items():
+        assert addr == rips[pid][0] and f"child of [{of}]" in text, children
+    assert len({of for of, _, _ in children.values()}) == 1
+    assert report["follow_end"] == [0, []]
 
 
 def test_symbol_lookups_say_why_they_found_nothing(bp_run):
@@ -133,3 +163,5 @@ def test_breakpoints_are_listed_and_bad_input_is_refused(bp_run):
     assert bad["func"] == "TypeError: func must be callable or None, got int"
     assert bad["symbol"] == ("ValueError: cannot resolve 'vmlinux!no_such_function': module "
                              "'vmlinux' has no symbol 'no_such_function' (address space 0x0)")
+    assert bad["children"].startswith("ValueError: children=True needs a user module's "
+                                      "'module!symbol' breakpoint")

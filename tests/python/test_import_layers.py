@@ -31,7 +31,7 @@ LAYERS: dict[str, set[str]] = {
                    "pyrebox.unwind.*"},
     # The guest machine and its events; what they need is given to them.
     "domain": {"pyrebox.cpu", "pyrebox.machine", "pyrebox.callbacks", "pyrebox.breakpoints",
-               "pyrebox.pending_breakpoints",
+               "pyrebox.pending_breakpoints", "pyrebox.following_breakpoints",
                "pyrebox.triggers", "pyrebox.returns"},
     "services": {"pyrebox.scripts", "pyrebox.script_api", "pyrebox.volatility",
                  "pyrebox.snapshots", "pyrebox.ui", "pyrebox.qmp", "pyrebox.interactive",

@@ -3,7 +3,9 @@ in bp_facts.json) and on dyn_libc's libc getpid ("libc.so.6!getpid"):
 execution at one address and over a range, memory reads and writes over the
 buffer, physical reads and writes of the buffer's page, disable from inside
 a hit. Breakpoints are placed at the programs' CREATEPROC and removed at
-their REMOVEPROC. Writes one RESULT line."""
+their REMOVEPROC. On fork_getpid, a breakpoint on libc's getpid that follows
+the process's children counts the hits of each pid. Writes one RESULT
+line."""
 
 import json
 import os
@@ -16,9 +18,12 @@ printer = None
 facts = {}
 r = {"exec": 0, "exec_until_disabled": 0, "range_pcs": [], "writes": [], "reads": 0,
      "phys_writes": 0, "phys_reads": 0, "getpid_hits": [], "listed": [], "errors": [],
-     "pending_hits": [], "load_hits": [],
+     "pending_hits": [], "load_hits": [], "follow_hits": {}, "follow_rips": {},
+     "follow_children": {},
      "bad": {}}
 bps = []
+follow = None
+pids_by_pgd = {}
 
 
 def guarded(fn):
@@ -39,6 +44,13 @@ def place(bp):
 
 @guarded
 def on_create(pid, pgd, name):
+    global follow
+    pids_by_pgd[pgd] = pid
+    if name == "fork_getpid" and follow is None:
+        # At its exec: libc is not mapped yet, the breakpoint waits for it.
+        follow = BP("libc.so.6!getpid", pgd, func=on_follow, new_style=True, children=True)
+        follow.enable()
+        r["follow_root"] = [pid, follow.pending(), str(follow)]
     if name == "static_loop" and not bps:
         func, buf = facts["pyrebox_step"], facts["pyrebox_buffer"]
 
@@ -106,6 +118,19 @@ def on_pending_getpid(params):
     r["pending_hits"].append([params["cpu"].RIP, api.get_running_process(params["cpu_index"])])
 
 
+@guarded
+def on_follow(params):
+    pgd = api.get_running_process(params["cpu_index"])
+    pid = str(pids_by_pgd.get(pgd))
+    r["follow_hits"][pid] = r["follow_hits"].get(pid, 0) + 1
+    r["follow_rips"].setdefault(pid, [])
+    if params["cpu"].RIP not in r["follow_rips"][pid]:
+        r["follow_rips"][pid].append(params["cpu"].RIP)
+    for child in follow.children():
+        if child.get_pgd() == pgd:
+            r["follow_children"][pid] = [child.parent(), child.get_addr(), str(child)]
+
+
 def on_load_getpid(params):
     r["load_hits"].append(params["cpu"].RIP)
 
@@ -121,7 +146,14 @@ def on_load(params):
 
 @guarded
 def on_remove(pid, pgd, name):
+    if follow is not None and pgd == follow.get_pgd():
+        # The children exited before: their breakpoints went with them.
+        r["follow_end"] = [len(follow.children()),
+                           [b.id for b in BP.list() if b.parent() == follow.id]]
+        follow.remove()
     if name in ("static_loop", "dyn_libc"):
+        if name == "dyn_libc":  # a later process may get its pgd
+            r["dyn_libc_gone"] = r.pop("dyn_libc_pgd", None)
         r["listed"] += [str(b) for b in BP.list() if b.enabled()]
         for b in list(bps):
             b.remove()
@@ -134,7 +166,8 @@ def bad_inputs():
             ("size", lambda: BP(0x1000, 0, size=-1)),
             ("addr", lambda: BP(3.5, 0)),
             ("func", lambda: BP(0x1000, 0, func=42)),
-            ("symbol", lambda: BP("vmlinux!no_such_function", 0))):
+            ("symbol", lambda: BP("vmlinux!no_such_function", 0)),
+            ("children", lambda: BP(0x1000, 0x1000, children=True))):
         try:
             make()
             r["bad"][label] = "accepted"
