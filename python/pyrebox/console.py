@@ -335,11 +335,37 @@ class Session:
                     result += f"(PyREBox console commands close to '{word}': {', '.join(close)})\n"
             self.chan.out(result.replace("\r\n", "\n"))
 
+    def _monitor_words(self, help_line: str) -> list[str]:
+        """The command names QEMU's monitor lists for `help_line` ("help":
+        its commands, "info": info's subcommands), read once per session
+        (QEMU does not change under it); none when the monitor cannot be
+        asked."""
+        cache = self.__dict__.setdefault("_monitor_cache", {})
+        if help_line not in cache:
+            try:
+                listing = self.server.qmp.hmp(help_line)
+            except QmpError:
+                return []
+            names = set()
+            for line in (listing or "").splitlines():
+                head = line.split(" ", 1)[0] if help_line == "help" else \
+                    (line.split()[1] if len(line.split()) > 1 and line.startswith("info ") else "")
+                names.update(n for n in head.split("|") if n and n[0].isalpha())
+            cache[help_line] = sorted(names)
+        return cache[help_line]
+
     def _complete_console(self, text: str) -> tuple[list[str], int]:
+        """Console commands and QEMU monitor commands for the first word,
+        info's subcommands after `info`, script handles after
+        unload_module and reload_module."""
         scripts = script_api.manager()
         words = text.split(" ")
         if len(words) == 1:
-            return sorted(c for c in CONSOLE_COMMANDS if c.startswith(words[0])), -len(words[0])
+            names = set(CONSOLE_COMMANDS) | set(self._monitor_words("help"))
+            return sorted(c for c in names if c.startswith(words[0])), -len(words[0])
+        if words[0] == "info" and len(words) == 2:
+            return [c for c in self._monitor_words("info") if c.startswith(words[1])], \
+                -len(words[1])
         if words[0] in ("unload_module", "reload_module") and scripts is not None:
             last = words[-1]
             return [str(s.handle) for s in scripts.known()

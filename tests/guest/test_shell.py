@@ -382,6 +382,11 @@ def test_completions_come_from_the_server(vm, console):
     prompt = wire.until("prompt")
     wire.send(op="complete", text="list_m")
     assert wire.until("completions")["items"] == ["list_modules"]
+    # QEMU monitor commands, and info's subcommands, from QEMU's own help.
+    wire.send(op="complete", text="system_r")
+    assert wire.until("completions")["items"] == ["system_reset"]
+    wire.send(op="complete", text="info regi")
+    assert wire.until("completions")["items"] == ["registers"]
     wire.send(op="line", text="sh", seq=prompt["seq"])
     prompt = wire.until("prompt")
     assert prompt["mode"] == "shell"
