@@ -1,6 +1,8 @@
 """api.BP on the default guest (tests/guest/scripts/breakpoints.py): exact
 hit counts and values on static_loop, dyn_libc and fork_getpid (a
-breakpoint that follows child processes)."""
+breakpoint that follows child processes). The same boot runs clock_probe
+under tests/guest/scripts/clock_probe.py: api.guest_clock_stopped() keeps
+a callback's 2 s sleep out of the guest's time."""
 
 from __future__ import annotations
 
@@ -11,12 +13,13 @@ import subprocess
 
 import pytest
 
-from conftest import command_outputs, key_values, run_pyrebox, write
+from conftest import command_outputs, key_values, nm_symbol, run_pyrebox, write
 from pyrebox import paths
 
 pytestmark = pytest.mark.guest
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "scripts", "breakpoints.py")
+CLOCK_SCRIPT = os.path.join(os.path.dirname(__file__), "scripts", "clock_probe.py")
 ITERATIONS = 10
 
 
@@ -44,13 +47,18 @@ def bp_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("breakpoints")
     write(work / "scripts" / "__init__.py", "")
     shutil.copy(SCRIPT, work / "scripts" / "breakpoints.py")
+    shutil.copy(CLOCK_SCRIPT, work / "scripts" / "clock_probe.py")
     facts = static_loop_facts()
     with open(work / "bp_facts.json", "w") as f:
         json.dump(facts, f)
-    conf = write(work / "pyrebox.conf", "[MODULES]\nscripts.breakpoints: True\n")
+    clock_probe = os.path.join(paths.guest().dir, "programs", "clock_probe")
+    with open(work / "clock_probe.json", "w") as f:
+        json.dump({"probe": nm_symbol(clock_probe, "pyrebox_clock_probe")}, f)
+    conf = write(work / "pyrebox.conf",
+                 "[MODULES]\nscripts.breakpoints: True\nscripts.clock_probe: True\n")
     result = run_pyrebox("run", "--conf", conf, "--timeout", "300",
                          "--cmd", f"static_loop {ITERATIONS}", "--cmd", "dyn_libc",
-                         "--cmd", "fork_getpid",
+                         "--cmd", "fork_getpid", "--cmd", "clock_probe",
                          cwd=str(work))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     line = [l for l in result.stdout.splitlines()
@@ -165,3 +173,13 @@ def test_breakpoints_are_listed_and_bad_input_is_refused(bp_run):
                              "'vmlinux' has no symbol 'no_such_function' (address space 0x0)")
     assert bad["children"].startswith("ValueError: children=True needs a user module's "
                                       "'module!symbol' breakpoint")
+
+
+def test_the_guest_sees_no_time_pass_inside_guest_clock_stopped(bp_run):
+    """clock_probe measures its own CLOCK_MONOTONIC across each call of
+    its probe function, where the script sleeps 2 s: as it is (phase 1),
+    then inside api.guest_clock_stopped() (phase 2, nested blocks)."""
+    _, outputs, _ = bp_run
+    printed = key_values(outputs[4][0])
+    assert int(printed["phase1_ms"]) >= 1900, printed   # the host's 2 s reach the guest
+    assert int(printed["phase2_ms"]) < 500, printed     # stopped: (almost) none
