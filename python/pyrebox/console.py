@@ -356,8 +356,8 @@ class Session:
 
     def _complete_console(self, text: str) -> tuple[list[str], int]:
         """Console commands and QEMU monitor commands for the first word,
-        info's subcommands after `info`, script handles after
-        unload_module and reload_module."""
+        info's subcommands after `info`, script module names after
+        import_module, script handles after unload_module and reload_module."""
         scripts = script_api.manager()
         words = text.split(" ")
         if len(words) == 1:
@@ -366,6 +366,8 @@ class Session:
         if words[0] == "info" and len(words) == 2:
             return [c for c in self._monitor_words("info") if c.startswith(words[1])], \
                 -len(words[1])
+        if words[0] == "import_module" and len(words) == 2 and scripts is not None:
+            return scripts.module_names(words[1]), -len(words[1])
         if words[0] in ("unload_module", "reload_module") and scripts is not None:
             last = words[-1]
             return [str(s.handle) for s in scripts.known()

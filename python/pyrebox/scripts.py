@@ -64,11 +64,41 @@ class ScriptError(Exception):
 
 class ScriptManager:
     def __init__(self, search_path: list[str]):
+        self.search_path = list(search_path)
         for folder in reversed(search_path):
             if folder not in sys.path:
                 sys.path.insert(0, folder)
         self._next_handle = 1
         self._by_name: dict[str, LoadedScript] = {}  # every script ever loaded
+
+    def module_names(self, prefix: str, limit: int = 200) -> list[str]:
+        """Dotted names of script modules (a .py file, or a package folder
+        with __init__.py) in the search path that start with `prefix`,
+        for completion: the package `prefix` names so far is listed, one
+        level at a time; at most `limit` names."""
+        package, _, _ = prefix.rpartition(".")
+        parts = package.split(".") if package else []
+        if any(not p.isidentifier() for p in parts):
+            return []
+        names = set()
+        for folder in self.search_path:
+            where = os.path.join(folder, *parts)
+            try:
+                entries = sorted(os.scandir(where), key=lambda e: e.name)[:4096]
+            except OSError:
+                continue
+            for entry in entries:
+                stem = entry.name[:-3] if entry.name.endswith(".py") else entry.name
+                if not stem.isidentifier() or stem == "__init__":
+                    continue
+                is_package = entry.is_dir() and os.path.isfile(os.path.join(entry.path,
+                                                                            "__init__.py"))
+                if not (is_package or (entry.name.endswith(".py") and entry.is_file())):
+                    continue
+                name = ".".join(parts + [stem]) + ("." if is_package else "")
+                if name.startswith(prefix):
+                    names.add(name)
+        return sorted(names)[:limit]
 
     def owner_name(self, handle: int) -> str | None:
         """"script NAME" for the loaded script of `handle`, else None."""

@@ -387,6 +387,8 @@ def test_completions_come_from_the_server(vm, console):
     assert wire.until("completions")["items"] == ["system_reset"]
     wire.send(op="complete", text="info regi")
     assert wire.until("completions")["items"] == ["registers"]
+    wire.send(op="complete", text="import_module scripts.ne")
+    assert wire.until("completions")["items"] == ["scripts.needs_tool"]
     wire.send(op="line", text="sh", seq=prompt["seq"])
     prompt = wire.until("prompt")
     assert prompt["mode"] == "shell"

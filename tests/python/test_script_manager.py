@@ -154,3 +154,15 @@ def test_script_api_works_on_the_manager_it_is_given(manager, monkeypatch, capsy
     err = capsys.readouterr().err
     assert f"[pyrebox] error: script {pkg}.base (handle 1) is required by {pkg}.user" in err
     assert "[pyrebox] error: no script with handle 7 (known: " in err
+
+
+def test_module_names_complete_one_package_level_at_a_time(manager):
+    m, pkg, folder, _ = manager
+    write(folder / "not-a-module.py", "")
+    write(folder / "notes.txt", "")
+    (folder / "empty_dir").mkdir()
+    assert m.module_names(pkg[:5]) == [f"{pkg}."]
+    assert m.module_names(f"{pkg}.") == [f"{pkg}.base", f"{pkg}.user"]
+    assert m.module_names(f"{pkg}.u") == [f"{pkg}.user"]
+    assert m.module_names("no-such.") == []
+    assert m.module_names("") == [f"{pkg}."]
