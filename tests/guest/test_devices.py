@@ -153,6 +153,31 @@ def test_nic_send_delivers_exactly_the_sent_datagrams(devices_run):
         assert len(frame) == 14 + 20 + 8 + PAYLOAD_LEN
 
 
+def hexdump_lines(data: bytes) -> str:
+    """The dump format of the hexdump module PyREBox scripts use: offset,
+    16 bytes in two groups of 8 (uppercase hex), then the printable ASCII."""
+    lines = []
+    for at in range(0, len(data), 16):
+        chunk = data[at:at + 16]
+        hexes = " ".join(f"{b:02X}" for b in chunk[:8])
+        if len(chunk) > 8:
+            hexes += "  " + " ".join(f"{b:02X}" for b in chunk[8:])
+        text = "".join(chr(b) if 0x20 <= b < 0x7F else "." for b in chunk)
+        lines.append(f"{at:08X}: {hexes:<48}  {text}")
+    return "\n".join(lines)
+
+
+def test_a_nic_script_using_hexdump_dumps_exactly_the_sent_frames(devices_run):
+    report, stdout = devices_run[1], devices_run[4]
+    frames = [bytes.fromhex(f) for f in report["send"]]
+    assert len(frames) >= SENT and len(report["send_dumps"]) == len(frames)
+    assert report["send_dumps"] == [hexdump_lines(f) for f in frames]
+    udp = udp_frames(report["send"], 9, to_port=True)
+    dump = report["send_dumps"][[bytes.fromhex(f) for f in report["send"]].index(udp[0])]
+    assert f"frame of {len(udp[0])} bytes sent:" in stdout
+    assert "\n".join(f"[scripts.devices_probe] {line}" for line in dump.splitlines()) in stdout
+
+
 def test_nic_rec_delivers_the_frames_the_guest_socket_reads(devices_run):
     report, outputs = devices_run[1], devices_run[2]
     output = outputs[2][0]

@@ -6,12 +6,16 @@ UDP port and the datagrams to send through it. When `keys` is ready it takes
 a screenshot, moves and clicks the mouse (mouse bytes must not become
 keystrokes), tries an unknown key, and types the text with api.send_key,
 from the vCPU callback. When `udp_peer` listens it sends the datagrams from
-the host. clean() prints one RESULT line (JSON) with everything seen.
+the host. Each sent frame is also dumped with the hexdump module, as
+PyREBox's NIC test does. clean() prints one RESULT line (JSON) with
+everything seen.
 """
 
 import json
 import os
 import socket
+
+import hexdump
 
 import api
 from api import CallbackManager
@@ -19,7 +23,7 @@ from api import CallbackManager
 cm = None
 conf = {}
 report = {"keycodes_before_ready": 0, "keycodes": [], "keys_ready": 0, "udp_ready": 0,
-          "send": [], "recv": [], "recv_old_style": 0, "errors": [], "unknown_key": None,
+          "send": [], "send_dumps": [], "recv": [], "recv_old_style": 0, "errors": [], "unknown_key": None,
           "screenshot": None, "qmp_thread_ok": None}
 printer = print
 
@@ -35,6 +39,10 @@ def on_send(params):
     assert params["buf"] is params["buff"] and params["size"] == len(params["buf"])
     assert params["addr"] == 0
     report["send"].append(params["buf"].hex())
+    # As PyREBox's NIC test does: the frame through the hexdump module.
+    dump = hexdump.hexdump(params["buf"], result="return")
+    report["send_dumps"].append(dump)
+    printer(f"frame of {params['size']} bytes sent:\n{dump}")
 
 
 def on_recv(params):
