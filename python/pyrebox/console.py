@@ -205,6 +205,7 @@ class Session:
         self.seq = 0
         self.mode = "console"
         self._completer = None  # (text) -> (items, start) for the current mode
+        self._monitor_cache: dict[str, list[str]] = {}  # help line -> names (_monitor_words)
 
     # --- talking to the client ---
 
@@ -340,7 +341,7 @@ class Session:
         its commands, "info": info's subcommands), read once per session
         (QEMU does not change under it); none when the monitor cannot be
         asked."""
-        cache = self.__dict__.setdefault("_monitor_cache", {})
+        cache = self._monitor_cache
         if help_line not in cache:
             try:
                 listing = self.server.qmp.hmp(help_line)

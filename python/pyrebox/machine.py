@@ -277,7 +277,7 @@ def va_to_sym(pgd: int, addr: int):
     return None if found is None else tuple(found)
 
 
-KERNEL_BOTTOM = 0xFFFF800000000000  # the lowest kernel address (upper half)
+KERNEL_BOTTOM = 0xFFFF800000000000  # the lowest x86-64 kernel address (upper half)
 
 
 def address_lookup(pgd: int, addr: int):

@@ -1079,7 +1079,7 @@ class Shell:
         else:
             typ = BP.MEM_WRITE_PHYS if physical else BP.MEM_WRITE
         # Kernel addresses are the same in every address space.
-        pgd = None if physical or addr >= 0xFFFF800000000000 or not self.pgd else self.pgd
+        pgd = None if physical or addr >= machine.KERNEL_BOTTOM or not self.pgd else self.pgd
         try:
             bp = BP(addr, pgd, size=size, typ=typ)
         except (ValueError, TypeError) as e:

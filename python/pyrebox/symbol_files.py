@@ -142,16 +142,14 @@ def _notes_build_id(notes: bytes) -> bytes | None:
 def find(ident: bytes) -> HostSymbols | None:
     """The symbol table of the first file on the path whose build ID is
     `ident` and that has one (.symtab), or None."""
+    hexid = ident.hex()
     for folder in path():
-        hexid = ident.hex()
-        candidates = [os.path.join(folder, ".build-id", hexid[:2], hexid[2:] + ".debug")]
-        named = _folder_index(folder).get(ident)
-        if named:
-            candidates.append(named)
-        for candidate in candidates:
-            table = _table(candidate)
-            if table is not None:
-                return table
+        table = _table(os.path.join(folder, ".build-id", hexid[:2], hexid[2:] + ".debug"))
+        if table is None:  # the folder's own files are identified only when needed
+            named = _folder_index(folder).get(ident)
+            table = _table(named) if named else None
+        if table is not None:
+            return table
     return None
 
 

@@ -20,7 +20,6 @@ from typing import NamedTuple
 from . import machine, symbol_files
 from .unwind.frames import location
 
-KERNEL_BOTTOM = 0xFFFF800000000000
 _FAILURES = (ValueError, RuntimeError)  # InvalidAddress, IntrospectionError
 
 
@@ -38,7 +37,7 @@ def describe(pgd: int, addr: int, lookup: int | None = None,
     address, whose call may end a function); the offset is from addr.
     `modules`: the address space's module list, when the caller has it."""
     at = addr if lookup is None else lookup
-    space = 0 if at >= KERNEL_BOTTOM else pgd
+    space = 0 if at >= machine.KERNEL_BOTTOM else pgd
     try:
         found = machine.va_to_sym(space, at)
     except _FAILURES:
@@ -108,7 +107,7 @@ class Symbolizer:
 
     def module_at(self, pgd: int, addr: int) -> tuple[int, dict | None]:
         """(address space, module holding addr in it, or None)."""
-        space = 0 if addr >= KERNEL_BOTTOM else pgd
+        space = 0 if addr >= machine.KERNEL_BOTTOM else pgd
         for m in self.modules(space):
             if m["base"] <= addr < m["base"] + m["size"]:
                 return space, m

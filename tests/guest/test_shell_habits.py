@@ -19,7 +19,7 @@ import subprocess
 
 import pytest
 
-from conftest import write
+from conftest import nm_symbol, write
 from test_shell import CONSOLE, SHELL, Client, attached, booted
 
 pexpect = pytest.importorskip("pexpect")
@@ -137,7 +137,7 @@ def section_address(program: str, name: str) -> int:
 
 def test_address_and_symbol_list_lookups_say_why_nothing_was_found(shell, vm):
     program = str(vm["work"] / "habits")
-    base = vm["main"] - nm_value(program, "main")
+    base = vm["main"] - nm_symbol(program, "main")
     shell.run(f"pgd = [p for p in api.get_process_list() if p['pid'] == {vm['pid']}][0]['pgd']")
     def lookup(addr, pgd="pgd"):
         return shell.run(f"print(api.address_lookup({pgd}, {addr:#x}))").strip()
@@ -152,12 +152,6 @@ def test_address_and_symbol_list_lookups_say_why_nothing_was_found(shell, vm):
                      "and s['name'] in ('main', 'habits_helper')))").strip() \
         == "['habits_helper', 'main']"
     shell.run("del pgd, symbols, not_readable")
-
-
-def nm_value(program: str, name: str) -> int:
-    listing = subprocess.run(["nm", program], check=True, capture_output=True, text=True).stdout
-    return int(re.search(rf"^([0-9a-f]+) \w {re.escape(name)}$", listing, re.M).group(1), 16)
-
 
 
 def test_leaving_and_powering_off(vm, shell):
