@@ -297,9 +297,12 @@ class CallbackManager:
         raise AssertionError("unreachable")
 
     def add_callback(self, callback_type, func, name=None, addr=None, pgd=None,
-                     start_opcode=None, end_opcode=None) -> str:
+                     start_opcode=None, end_opcode=None, monitored_only=False) -> str:
         """Registers `func` for events of `callback_type`; returns the
-        callback's unique name (a _N suffix is added when `name` is taken)."""
+        callback's unique name (a _N suffix is added when `name` is taken).
+        TLB_EXEC_CB fires in every process, as in PyREBox;
+        `monitored_only=True` keeps it to the monitored processes (the other
+        execution and memory types always are)."""
         type_name = TYPE_NAMES.get(callback_type) if isinstance(callback_type, int) else None
         if type_name is None:
             raise ValueError(f"unknown callback type {callback_type!r}; use one of "
@@ -316,6 +319,11 @@ class CallbackManager:
             raise ValueError("give both start_opcode and end_opcode")
         if callback_type == OPCODE_RANGE_CB and start_opcode is None:
             raise ValueError("OPCODE_RANGE_CB needs start_opcode and end_opcode")
+        if not isinstance(monitored_only, bool):
+            raise ValueError(f"monitored_only must be True or False, got {monitored_only!r}")
+        if monitored_only and callback_type != TLB_EXEC_CB:
+            raise ValueError(f"monitored_only applies to TLB_EXEC_CB; {type_name} callbacks "
+                             f"already fire for monitored processes only")
         name = self._unique_name(name if name is not None
                                  else f"{type_name[:-3].lower()}_{next(self._counter)}")
         owner = _owner(self.module_hdl)
@@ -325,7 +333,8 @@ class CallbackManager:
 
         adapter = _make_adapter(callback_type, func, self.new_style, report)
         spec = dict(type=callback_type, adapter=adapter, addr=addr, pgd=pgd,
-                    start_opcode=start_opcode or 0, end_opcode=end_opcode or 0)
+                    start_opcode=start_opcode or 0, end_opcode=end_opcode or 0,
+                    all_processes=callback_type == TLB_EXEC_CB and not monitored_only)
         self.callbacks[name], _ = _pyrebox.register_callback(**spec)
         self._specs[name] = spec
         if (callback_type in PROCESS_EVENT_TYPES and not _pyrebox.linux_enabled()

@@ -130,13 +130,14 @@ KINDS: tuple[Kind, ...] = (
          "after a load in a monitored process; `haddr` is the physical address (`2**64-1` "
          "for I/O)",
          "mem_read_params", (("cpu_index", "cpu_index"), ("vaddr", "vaddr"),
-                             ("paddr", "paddr"), ("size", "size"))),
+                             ("haddr", "paddr"), ("size", "size"), ("cpu", "cpu"))),
     Kind("MEM_WRITE_CB", 7, "MemWrite", ENGINE,
          (_cpu_index, Field("vaddr", INT, "vaddr"), Field("size", INT, "size"),
           Field("haddr", INT, "paddr"), Field("data", STORED, "data")),
          "after a store in a monitored process; `data` is the value written",
          "mem_write_params", (("cpu_index", "cpu_index"), ("vaddr", "vaddr"),
-                              ("paddr", "paddr"), ("size", "size"))),
+                              ("haddr", "paddr"), ("size", "size"), ("data", "data"),
+                              ("cpu", "cpu"))),
     Kind("OPCODE_RANGE_CB", 11, "OpcodeRange", ENGINE,
          (_cpu_index, Field("cpu", CPU, "next_pc", after=True), Field("cur_pc", INT, "pc"),
           Field("next_pc", INT, "next_pc", after=True)),
@@ -147,7 +148,8 @@ KINDS: tuple[Kind, ...] = (
                                  ("next_pc", "next_pc"), ("opcode", "opcode"))),
     Kind("TLB_EXEC_CB", 12, "TlbExec", ENGINE,
          (Field("cpu", CPU), Field("vaddr", INT, "vaddr")),
-         "a monitored process executes code in a page for the first time since its address "
+         "any process (as in PyREBox; `monitored_only=True`: monitored ones; `pgd=`: that "
+         "one) executes code in a page for the first time since its address "
          "space was last loaded with a TLB flush (where a real TLB misses on instruction "
          "fetch; PCID and TLB capacity are not modelled); `vaddr` is the block's address",
          "tlb_exec_params", (("cpu", "cpu"), ("vaddr", "vaddr"))),

@@ -405,7 +405,7 @@ bool CallbackRegistry::republish_locked() {
                 case CallbackType::InsnEnd: (all ? plan->insn_end_all : plan->insn_end) = true; break;
                 case CallbackType::MemRead: plan->mem_read = true; plan->mem_all |= all; break;
                 case CallbackType::MemWrite: plan->mem_write = true; plan->mem_all |= all; break;
-                case CallbackType::TlbExec: plan->tlb_exec = true; break;
+                case CallbackType::TlbExec: (all ? plan->tlb_exec_all : plan->tlb_exec) = true; break;
                 case CallbackType::Keystroke: plan->keystroke = true; break;
                 case CallbackType::OpcodeRange:
                     plan->opcode_ranges.emplace_back(s.opcode_first, s.opcode_last);

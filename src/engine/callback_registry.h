@@ -125,6 +125,9 @@ struct Plan {
     bool insn_end_all = false;
     bool mem_all = false;
     bool opcode_all = false;
+    // TLB_EXEC in every address space (PyREBox's default; the gated
+    // tlb_exec is the monitored-only option).
+    bool tlb_exec_all = false;
     // SYSCALL / SYSCALL_RET: monitored processes, or (_all) every process.
     bool syscall = false;
     bool syscall_all = false;

@@ -158,7 +158,7 @@ void Engine::on_block(int vcpu, const TbInfo& tb) {
     const Plan& plan = registry_.current_plan();
     const bool block_end = plan.block_end || plan.block_end_all;
     const bool block_begin = plan.block_begin || plan.block_begin_all;
-    const bool tlb_exec = plan.tlb_exec;
+    const bool tlb_exec = plan.tlb_exec_all || (plan.tlb_exec && v.monitored);
     if (block_end) {
         v.pending.block_end = true;
         v.pending.block_tb = tb;
@@ -172,7 +172,7 @@ void Engine::on_block(int vcpu, const TbInfo& tb) {
         e.pc = tb.pc;
         registry_.dispatch(e, v.monitored);
     }
-    if (tlb_exec && v.monitored && v.exec_pages.insert(tb.pc >> 12).second) {
+    if (tlb_exec && v.exec_pages.insert(tb.pc >> 12).second) {
         Event e = base_event(CallbackType::TlbExec, vcpu);
         e.pc = tb.pc;
         e.vaddr = tb.pc;

@@ -261,15 +261,18 @@ PYBIND11_EMBEDDED_MODULE(_pyrebox, m) {
                 // A crash in a trigger is then reported on the console.
                 pyrebox::triggers::install_crash_reporter(pyrebox::console().fd());
                 const int trigger_type = library->get_type();
-                if (!library->accepts(type)) {
-                    auto name = [](int t) {
-                        auto ct = pyrebox::callback_type_from_int(t);
-                        return ct ? std::string(pyrebox::callback_type_name(*ct))
-                                  : "unknown type " + std::to_string(t);
-                    };
-                    throw py::value_error("trigger " + *trigger_path + " is for " +
-                                          name(trigger_type) + " (its get_type()), not " +
-                                          name(type));
+                if (!library->accepts(type, addr.has_value())) {
+                    using pyrebox::triggers::trigger_type_name;
+                    std::string why = "trigger " + *trigger_path + " is for " +
+                                      trigger_type_name(trigger_type) + " (its get_type()), not " +
+                                      trigger_type_name(type) + (addr ? " at an address" : "");
+                    if (trigger_type == pyrebox::triggers::kOpBlockBeginType ||
+                        trigger_type == pyrebox::triggers::kOpInsnBeginType) {
+                        why += "; it attaches to " +
+                               trigger_type_name(trigger_type).substr(3) +
+                               " callbacks added at an address (add_callback(..., addr=ADDR))";
+                    }
+                    throw py::value_error(why);
                 }
                 trigger_handle = pyrebox::triggers::next_trigger_handle();
                 handler = std::make_shared<pyrebox::triggers::TriggerHandler>(

@@ -395,7 +395,7 @@ void translate_block(qemu_plugin_tb* tb) {
         qemu_plugin_register_vcpu_tb_exec_cond_cb(tb, cb_pending_tb, QEMU_PLUGIN_CB_RW_REGS,
                                                   QEMU_PLUGIN_COND_NE, g.pending, 0, tb_info);
     }
-    const bool block_all = plan->block_begin_all || plan->block_end_all;
+    const bool block_all = plan->block_begin_all || plan->block_end_all || plan->tlb_exec_all;
     if (block_all) {
         qemu_plugin_register_vcpu_tb_exec_cb(tb, cb_block, QEMU_PLUGIN_CB_RW_REGS, tb_info);
     } else if (plan->block_begin || plan->block_end || plan->tlb_exec) {

@@ -4,12 +4,44 @@
 
 #include <cstring>
 
+#include "base/callback_types.h"
+
 namespace pyrebox::triggers {
 
 TriggerLibrary::~TriggerLibrary() {
     if (dl != nullptr) {
         dlclose(dl);
     }
+}
+
+bool TriggerLibrary::accepts(int type, bool at_address) const {
+    auto takes = [this](int t) {
+        return accepts_type != nullptr ? accepts_type(t) != 0 : get_type() == t;
+    };
+    if (takes(type)) {
+        return true;
+    }
+    if (!at_address) {
+        return false;
+    }
+    if (type == static_cast<int>(CallbackType::BlockBegin)) {
+        return takes(kOpBlockBeginType);
+    }
+    if (type == static_cast<int>(CallbackType::InsnBegin)) {
+        return takes(kOpInsnBeginType);
+    }
+    return false;
+}
+
+std::string trigger_type_name(int type) {
+    if (type == kOpBlockBeginType) {
+        return "OP_BLOCK_BEGIN_CB";
+    }
+    if (type == kOpInsnBeginType) {
+        return "OP_INSN_BEGIN_CB";
+    }
+    const auto known = callback_type_from_int(type);
+    return known ? std::string(callback_type_name(*known)) : "unknown type " + std::to_string(type);
 }
 
 std::string trigger_name(const std::string& path) {

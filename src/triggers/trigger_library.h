@@ -26,11 +26,21 @@ struct TriggerLibrary {
     void* vaddr_window = nullptr;
     ~TriggerLibrary();
 
-    // Whether the trigger may be attached to a callback of `type`.
-    bool accepts(int type) const {
-        return accepts_type != nullptr ? accepts_type(type) != 0 : get_type() == type;
-    }
+    // Whether the trigger may be attached to a callback of `type`;
+    // `at_address`: a BLOCK_BEGIN / INSN_BEGIN callback added at an address,
+    // which also takes the SDK's OP_BLOCK_BEGIN_CB / OP_INSN_BEGIN_CB
+    // triggers.
+    bool accepts(int type, bool at_address) const;
 };
+
+// The SDK's types of triggers for callbacks at an address (callbacks.h):
+// not callback types of their own.
+constexpr int kOpBlockBeginType = 0;
+constexpr int kOpInsnBeginType = 1;
+
+// A trigger type's name: a callback type's, or OP_BLOCK_BEGIN_CB /
+// OP_INSN_BEGIN_CB, or "unknown type N".
+std::string trigger_type_name(int type);
 
 // dlopen()s `path` and resolves get_type, trigger and clean; an error names
 // the file and what is missing (or the loader's message).

@@ -6,16 +6,86 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 
 import pytest
 
 from conftest import command_outputs, run_pyrebox, write
-from test_engine import STEPS1, STEPS2, probe_symbols, wide_value
+from test_engine import PROBE, STEPS1, STEPS2, probe_symbols, wide_value
 
 pytestmark = pytest.mark.guest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+
+
+# Triggers as PyREBox's own are written: its member names (haddr, data, cpu)
+# and its template's OP_INSN_BEGIN_CB.
+HADDR_DATA_TRIGGER = """
+    #include <stdio.h>
+    extern "C"{
+        #include "qemu_glue.h"
+    }
+    #include "callbacks.h"
+    #include "trigger_helpers.h"
+
+    extern "C"{
+        callback_type_t get_type(){
+            return MEM_WRITE_CB;
+        }
+        // Writes to physical [begin, end) of an odd value pass; "pc" is the
+        // storing instruction of the last one.
+        int trigger(callback_handle_t handle, callback_params_t params){
+            pyrebox_target_ulong* begin = (pyrebox_target_ulong*) get_var(handle,"begin");
+            pyrebox_target_ulong* end = (pyrebox_target_ulong*) get_var(handle,"end");
+            if (begin == 0 || end == 0){
+                return 0;
+            }
+            if (params.mem_write_params.haddr < *begin || params.mem_write_params.haddr >= *end){
+                return 0;
+            }
+            if ((params.mem_write_params.data & 1) == 0){
+                return 0;
+            }
+            set_var_uint(handle, "pc", get_cpu_addr(params.mem_write_params.cpu));
+            return 1;
+        }
+        void clean(callback_handle_t handle){
+            erase_trigger_vars(handle);
+        }
+    }
+    """
+
+OP_INSN_TRIGGER = """
+    extern "C"{
+        #include "qemu_glue.h"
+    }
+    #include "callbacks.h"
+    #include "trigger_helpers.h"
+
+    extern "C"{
+        callback_type_t get_type(){
+            return OP_INSN_BEGIN_CB;
+        }
+        int trigger(callback_handle_t handle, callback_params_t params){
+            return get_cpu_addr(params.insn_begin_params.cpu) != 0;
+        }
+        void clean(callback_handle_t handle){
+            erase_trigger_vars(handle);
+        }
+    }
+    """
+
+
+def function_range(name: str) -> tuple[int, int]:
+    """[start, end) of a function of the probe, from nm -S."""
+    out = subprocess.run(["nm", "-S", PROBE], capture_output=True, text=True,
+                         check=True).stdout
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[3] == name:
+            return int(parts[0], 16), int(parts[0], 16) + int(parts[1], 16)
+    raise AssertionError(f"{name} not in nm -S {PROBE}")
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +112,8 @@ def run(tmp_path_factory):
         void clean(callback_handle_t handle) { erase_trigger_vars(handle); }
         }
         """)
+    write(work / "haddr_data_trigger.cpp", HADDR_DATA_TRIGGER)
+    write(work / "op_insn_trigger.cpp", OP_INSN_TRIGGER)
     conf = write(work / "pyrebox.conf", "[MODULES]\nscripts.trigger_probe: True\n")
     result = run_pyrebox("run", "--conf", conf, "--timeout", "300",
                          "--cmd", f"probe {STEPS1} {STEPS2} 100 3", cwd=str(work))
@@ -106,6 +178,41 @@ def test_trigger_of_another_callback_type_is_refused(run):
     assert r["errors"]["missing"].startswith("TriggerError: trigger ")
     assert f"no_such_trigger: no source {work / 'no_such_trigger.cpp'} or " in \
         r["errors"]["missing"]
+
+
+def test_a_pyrebox_style_physical_write_trigger_sees_haddr_data_and_cpu(run):
+    # Set over step_buffer's frame at checkpoint 1, removed at checkpoint 2:
+    # the second loop's writes of an odd value, nothing else, at the same
+    # offsets in the frame and in the page, all from pyrebox_step's store.
+    r = run[0]
+    assert r["phys_writes"] == [[i, i, 1, (i * 7 + 3) & 0xFF] for i in range(STEPS2)
+                                if (i * 7 + 3) & 1]
+    step_begin, step_end = function_range("pyrebox_step")
+    assert len(r["phys_store_pcs"]) == 1
+    assert step_begin <= r["phys_store_pcs"][0] < step_end
+
+
+def test_an_op_insn_begin_template_trigger_fires_at_its_address(run):
+    r, _, work = run
+    assert r["op_insn_hits"] == STEPS1 + STEPS2
+    assert r["errors"]["op_without_addr"] == (
+        f"ValueError: trigger {work / 'op_insn_trigger-x86_64-softmmu.so'} is for "
+        f"OP_INSN_BEGIN_CB (its get_type()), not BLOCK_BEGIN_CB; it attaches to "
+        f"INSN_BEGIN_CB callbacks added at an address (add_callback(..., addr=ADDR))")
+
+
+def test_tlb_exec_arrives_for_every_process_with_none_monitored(run):
+    r = run[0]
+    tlb = r["tlb_exec"]
+    # The probe's pyrebox_step page: once when it first runs in its new
+    # address space, again at most after each later switch into it (as the
+    # engine test bounds it); no other address space runs code there.
+    assert 1 <= tlb["probe_step_page"] <= 1 + r["probe_switched_in"], tlb
+    assert tlb["other_step_page"] == 0
+    # init, sh, probe, ... and no event for the monitored-only callback.
+    assert tlb["address_spaces"] >= 3
+    assert tlb["total"] > tlb["address_spaces"]
+    assert r["tlb_exec_monitored_only"] == 0
 
 
 @pytest.fixture(scope="module")

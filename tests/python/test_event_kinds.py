@@ -251,6 +251,8 @@ def test_sdk_header_numbers_the_types_as_the_table():
     numbers = dict((m.group(1), int(m.group(2)))
                    for m in re.finditer(r"^\s+(\w+_CB) = (\d+),", _sdk_text(), re.M))
     last = numbers.pop("LAST_CB")
+    # The trigger types of callbacks at an address, PyREBox's 0 and 1.
+    assert (numbers.pop("OP_BLOCK_BEGIN_CB"), numbers.pop("OP_INSN_BEGIN_CB")) == (0, 1)
     assert numbers == {k.name: k.number for k in event_kinds.KINDS}
     assert last == max(numbers.values()) + 1
 
@@ -258,7 +260,7 @@ def test_sdk_header_numbers_the_types_as_the_table():
 def test_trigger_members_exist_in_the_sdk_structs():
     text = _sdk_text()
     structs = {m.group(1): m.group(2) for m in
-               re.finditer(r"typedef struct (\w+) \{(.*?)\}", text, re.S)}
+               re.finditer(r"typedef struct (\w+) \{(.*?)\} \1_t;", text, re.S)}
     union = structs["callback_params"]
     for kind in event_kinds.KINDS:
         if kind.trigger_params is None:

@@ -17,7 +17,7 @@ static void PrintTo(const Plan& p, std::ostream* os) {
     *os << "{block_begin=" << p.block_begin << " block_end=" << p.block_end
         << " insn_begin=" << p.insn_begin << " insn_end=" << p.insn_end
         << " mem_read=" << p.mem_read << " mem_write=" << p.mem_write
-        << " tlb_exec=" << p.tlb_exec << " block_begin_all=" << p.block_begin_all
+        << " tlb_exec=" << p.tlb_exec << " tlb_exec_all=" << p.tlb_exec_all << " block_begin_all=" << p.block_begin_all
         << " block_end_all=" << p.block_end_all << " insn_begin_all=" << p.insn_begin_all
         << " insn_end_all=" << p.insn_end_all << " mem_all=" << p.mem_all
         << " opcode_all=" << p.opcode_all << " exec_addrs={";
@@ -359,7 +359,7 @@ TEST_F(CallbackRegistryTest, PlanFlagsPerType) {
         {generic(CallbackType::MemWrite, true),
          plan_with([](Plan& p) { p.mem_write = true; p.mem_all = true; })},
         {generic(CallbackType::TlbExec), plan_with([](Plan& p) { p.tlb_exec = true; })},
-        {generic(CallbackType::TlbExec, true), plan_with([](Plan& p) { p.tlb_exec = true; })},
+        {generic(CallbackType::TlbExec, true), plan_with([](Plan& p) { p.tlb_exec_all = true; })},
         {opcode_range(0x10, 0x20), plan_with([](Plan& p) { p.opcode_ranges = {{0x10, 0x20}}; })},
         {opcode_range(0x10, 0x20, true),
          plan_with([](Plan& p) { p.opcode_ranges = {{0x10, 0x20}}; p.opcode_all = true; })},

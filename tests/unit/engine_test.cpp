@@ -835,11 +835,24 @@ TEST_F(EngineTest, TlbExecFiresOncePerCodePageUntilTheNextFlushingCr3Load) {
     EXPECT_EQ(rec->events[2].vaddr, 0x401000u);
 }
 
-TEST_F(EngineTest, TlbExecIsNotDeliveredForUnmonitoredProcesses) {
+TEST_F(EngineTest, MonitoredOnlyTlbExecIsNotDeliveredForUnmonitoredProcesses) {
     auto rec = record(generic(CallbackType::TlbExec));
     monitor_a_on_vcpu0();
     engine.on_block(1, block_at(0x401000));
     EXPECT_TRUE(rec->events.empty());
+}
+
+TEST_F(EngineTest, TlbExecOfEveryProcessFiresWithNothingMonitored) {
+    auto rec = record(generic(CallbackType::TlbExec, /*all_processes=*/true));
+    load(0, kPgdA);
+    engine.on_block(0, block_at(0x401000));
+    engine.on_block(0, block_at(0x401800));  // same page
+    load(0, kPgdB);
+    engine.on_block(0, block_at(0x401000));  // another address space, flushed
+    ASSERT_EQ(rec->events.size(), 2u);
+    EXPECT_EQ(rec->events[0].pgd, kPgdA);
+    EXPECT_EQ(rec->events[1].pgd, kPgdB);
+    EXPECT_EQ(rec->events[1].vaddr, 0x401000u);
 }
 
 // --- KPTI: decided by the KPTI source (the guest kernel), never by CR3 values ---

@@ -41,12 +41,16 @@ TEST(TriggerCall, TargetWordsAreFourBytesForI386) {
     const auto& p = t32::g_seen;
     Event e = event(CallbackType::MemWrite);
     e.vaddr = 0xbffff010;
-    EXPECT_EQ(call32(e, nullptr, nullptr), 3);
+    e.data = 0xdeadbeefcafe;
+    EXPECT_EQ(call32(e, &cpu, nullptr), 3);
     static_assert(sizeof(p.mem_write_params.vaddr) == 4);
     EXPECT_EQ(p.mem_write_params.cpu_index, 3);
     EXPECT_EQ(p.mem_write_params.vaddr, 0xbffff010u);
     EXPECT_EQ(p.mem_write_params.paddr, 0x1234000u);
+    EXPECT_EQ(p.mem_write_params.haddr, 0x1234000u);
     EXPECT_EQ(p.mem_write_params.size, 8u);
+    EXPECT_EQ(p.mem_write_params.data, 0xbeefcafeu);  // the target word's low bytes
+    EXPECT_EQ(p.mem_write_params.cpu, static_cast<void*>(&cpu));
     call32(event(CallbackType::BlockEnd), &cpu, &tb);
     EXPECT_EQ(p.block_end_params.cpu_index, 3);
     EXPECT_EQ(p.block_end_params.cpu, static_cast<void*>(&cpu));

@@ -70,16 +70,27 @@ TEST(TriggerCall, BlockAndInstructionParameters64) {
 
 TEST(TriggerCall, MemoryAndOtherParameters64) {
     const auto& p = t64::g_seen;
-    call64(event(CallbackType::MemWrite), nullptr, nullptr);
+    TriggerCpu cpu{3, 0x401000};
+    Event write = event(CallbackType::MemWrite);
+    write.data = 0x1122334455667788;
+    call64(write, &cpu, nullptr);
     EXPECT_EQ(p.mem_write_params.cpu_index, 3);
     EXPECT_EQ(p.mem_write_params.vaddr, 0x7ffd12345678u);
     EXPECT_EQ(p.mem_write_params.paddr, 0x1234000u);
+    EXPECT_EQ(p.mem_write_params.haddr, 0x1234000u);  // PyREBox's name, the same value
     EXPECT_EQ(p.mem_write_params.size, 8u);
-    call64(event(CallbackType::MemRead), nullptr, nullptr);
+    EXPECT_EQ(p.mem_write_params.data, 0x1122334455667788u);
+    EXPECT_EQ(p.mem_write_params.cpu, static_cast<void*>(&cpu));
+    Event io = event(CallbackType::MemRead);
+    io.paddr = ~uint64_t{0};
+    call64(io, &cpu, nullptr);
     EXPECT_EQ(p.mem_read_params.cpu_index, 3);
     EXPECT_EQ(p.mem_read_params.vaddr, 0x7ffd12345678u);
-    EXPECT_EQ(p.mem_read_params.paddr, 0x1234000u);
+    EXPECT_EQ(p.mem_read_params.haddr, ~uintptr_t{0});
     EXPECT_EQ(p.mem_read_params.size, 8u);
+    EXPECT_EQ(p.mem_read_params.cpu, static_cast<void*>(&cpu));
+    call64(event(CallbackType::MemRead), &cpu, nullptr);
+    EXPECT_EQ(p.mem_read_params.paddr, 0x1234000u);
     call64(event(CallbackType::ContextChange), nullptr, nullptr);
     EXPECT_EQ(p.vmi_context_change_params.old_pgd, 0x1000u);
     EXPECT_EQ(p.vmi_context_change_params.new_pgd, 0x2000u);

@@ -37,8 +37,15 @@
 extern "C" {
 #endif
 
-/* PyREBox's numbering (CallbackManager.*_CB). */
+/* PyREBox's numbering (CallbackManager.*_CB). OP_BLOCK_BEGIN_CB and
+ * OP_INSN_BEGIN_CB are BLOCK_BEGIN_CB and INSN_BEGIN_CB callbacks added at
+ * an address (add_callback(..., addr=...)): a trigger whose get_type() is
+ * one of them attaches to such callbacks only, and sees the same params
+ * (block_begin_params, insn_begin_params). A BLOCK_BEGIN_CB / INSN_BEGIN_CB
+ * trigger attaches to both kinds. */
 typedef enum {
+    OP_BLOCK_BEGIN_CB = 0,
+    OP_INSN_BEGIN_CB = 1,
     BLOCK_BEGIN_CB = 2,
     BLOCK_END_CB = 3,
     INSN_BEGIN_CB = 4,
@@ -87,18 +94,32 @@ typedef struct insn_end_params {
     qemu_cpu_opaque_t cpu;
 } insn_end_params_t;
 
+/* MEM_READ_CB / MEM_WRITE_CB: the access at `vaddr` of `size` bytes; its
+ * physical address is `paddr`, also named `haddr` as in PyREBox's own
+ * triggers (the same value; (uintptr_t)-1 for I/O). `data` is the value
+ * written (its low 64 bits for a 16-byte store) and `cpu` the vCPU at the
+ * accessing instruction (get_cpu_addr gives that instruction). */
 typedef struct mem_read_params {
     int cpu_index;
     pyrebox_target_ulong vaddr;
-    pyrebox_target_ulong paddr;
+    union {
+        uintptr_t haddr;
+        pyrebox_target_ulong paddr;
+    };
     pyrebox_target_ulong size;
+    qemu_cpu_opaque_t cpu;
 } mem_read_params_t;
 
 typedef struct mem_write_params {
     int cpu_index;
     pyrebox_target_ulong vaddr;
-    pyrebox_target_ulong paddr;
+    union {
+        uintptr_t haddr;
+        pyrebox_target_ulong paddr;
+    };
     pyrebox_target_ulong size;
+    pyrebox_target_ulong data;
+    qemu_cpu_opaque_t cpu;
 } mem_write_params_t;
 
 typedef struct keystroke_params {
