@@ -178,6 +178,8 @@ class FakePyrebox:
             type=type, adapter=adapter, addr=addr, pgd=pgd, start_opcode=start_opcode,
             end_opcode=end_opcode, trigger_path=trigger_path,
             trigger_needs_gil=trigger_needs_gil, trigger_handle=handle)
+        if all_processes:
+            self.registered[callback_id]["all_processes"] = True
         if handle:
             self.trigger_vars[handle] = {}
         return callback_id, handle

@@ -51,6 +51,14 @@ def test_add_callback_registers_the_spec(fake):
     assert m.get_module_handle() == 3
 
 
+def test_tlb_exec_is_for_every_process_unless_monitored_only(fake):
+    m = CallbackManager(1)
+    m.add_callback(CallbackManager.TLB_EXEC_CB, lambda *a: None)
+    m.add_callback(CallbackManager.TLB_EXEC_CB, lambda *a: None, monitored_only=True)
+    assert spec_of(fake, 1).get("all_processes") is True
+    assert "all_processes" not in spec_of(fake, 2)
+
+
 def test_opcode_range_passes_its_opcodes(fake):
     m = CallbackManager(1)
     m.add_callback(CallbackManager.OPCODE_RANGE_CB, lambda *a: None, name="op",
@@ -78,6 +86,10 @@ def test_a_taken_name_gets_a_suffix_and_a_missing_one_a_default(fake):
     (dict(pgd="0x10"), ValueError, "pgd must be a non-negative int, got '0x10'"),
     (dict(start_opcode=1), ValueError, "give both start_opcode and end_opcode"),
     (dict(callback_type=11), ValueError, "OPCODE_RANGE_CB needs start_opcode and end_opcode"),
+    (dict(monitored_only=True), ValueError, "monitored_only applies to TLB_EXEC_CB; "
+     "INSN_BEGIN_CB callbacks already fire for monitored processes only"),
+    (dict(callback_type=12, monitored_only=1), ValueError,
+     "monitored_only must be True or False, got 1"),
 ])
 def test_bad_registrations_are_refused(fake, kwargs, error, message):
     args = dict(callback_type=CallbackManager.INSN_BEGIN_CB, func=lambda *a: None)
