@@ -13,10 +13,11 @@ from __future__ import annotations
 import os
 import sys
 
-from . import (breakpoints, callbacks, console, interactive, qmp, script_api, symbol_files,
-               syscall_args, syscall_names, triggers)
+from . import (agent_plugin, breakpoints, callbacks, console, interactive, qmp, script_api,
+               script_utils, symbol_files, syscall_args, syscall_names, triggers)
 from . import config as config_mod
 from . import output
+from .guest_agent import AGENT_SOCKET
 from .native import pyrebox as _pyrebox
 from .scripts import ScriptManager
 
@@ -60,6 +61,7 @@ def boot(conf_path: str, target_name: str, plugin_api: int) -> None:
 def wire(cfg: config_mod.Config, manager: ScriptManager) -> None:
     """Gives the lower layers what they need from this run."""
     script_api.use(manager)
+    script_utils.configure(cfg.sections, target or "x86_64")
     callbacks.set_owner_resolver(manager.owner_name)
     triggers.set_search_path([cfg.folder])
     breakpoints.set_shell_opener(interactive.start_shell)
@@ -91,6 +93,8 @@ def start_console() -> None:
     path = _pyrebox.console_argument()
     if not path:
         return
+    # The agent channel's socket is beside the console's, in the run folder.
+    agent_plugin.set_socket(os.path.join(os.path.dirname(path), AGENT_SOCKET))
     try:
         console.start(path, _pyrebox.qmp_argument())
         interactive.set_server(console.server())

@@ -37,9 +37,10 @@ LAYERS: dict[str, set[str]] = {
                  "pyrebox.snapshots", "pyrebox.ui", "pyrebox.qmp", "pyrebox.interactive",
                  "pyrebox.kernel_tables", "pyrebox.agent_commands", "pyrebox.syscall_names",
                  "pyrebox.syscall_meta", "pyrebox.syscall_args", "pyrebox.strace_format",
-                 "pyrebox.backtrace", "pyrebox.symbolize"},
+                 "pyrebox.backtrace", "pyrebox.symbolize", "pyrebox.agent_plugin",
+                 "pyrebox.script_utils"},
     # PyREBox's modules for scripts: re-exports only.
-    "facades": {"api", "utils", "ipython_shell"},
+    "facades": {"api", "utils", "ipython_shell", "plugins", "plugins.guest_agent"},
     "interface": {"pyrebox.shell", "pyrebox.console"},
     # Creates and wires everything; the plugin calls it.
     "composition": {"pyrebox.runtime", "pyrebox.trace_script"},

@@ -1,0 +1,1 @@
+"""PyREBox's plugins for scripts (`plugins.guest_agent`)."""
