@@ -165,7 +165,8 @@ def test_a_kernel_without_btf_needs_its_debug_package(tmp_path):
     assert "no BTF blob in the memory image" in line and "CONFIG_DEBUG_INFO_BTF" in line
     # The release is the banner's.
     assert line.endswith("its symbol table must be made from the vmlinux of its debug package "
-                         "(Debian: linux-image-7.0.0-synthetic-dbg)")
+                         "(Debian: linux-image-7.0.0-synthetic-dbg), with `pyrebox symbols "
+                         "/usr/lib/debug/boot/vmlinux-7.0.0-synthetic -o kernel.isf.json.xz`")
 
 
 def test_a_btf_header_that_does_not_fit_is_named(tmp_path):

@@ -173,7 +173,8 @@ def test_error_when_the_elf_has_no_btf(tmp_path, tiny_elf):
     assert len(lines) == 1 and str(tiny) in lines[0] and "no .BTF section" in lines[0]
     # Its types are in DWARF only: the table comes from the debug package.
     assert lines[0].endswith("its symbol table must be made from the vmlinux of its debug package "
-                             "(Debian: linux-image-<release>-dbg)")
+                             "(Debian: linux-image-<release>-dbg), with `pyrebox symbols "
+                             "/usr/lib/debug/boot/vmlinux-<release> -o kernel.isf.json.xz`")
 
 
 def test_error_when_the_kernel_has_no_btf_names_its_debug_package(elf, tmp_path):
@@ -192,7 +193,8 @@ def test_error_when_the_kernel_has_no_btf_names_its_debug_package(elf, tmp_path)
     assert lines == [f"pyrebox symbols: {vmlinux}: no .BTF section: the kernel was built without "
                      "CONFIG_DEBUG_INFO_BTF, so its types are only in DWARF debug information: its "
                      "symbol table must be made from the vmlinux of its debug package (Debian: "
-                     f"linux-image-{built_release()}-dbg)"]
+                     f"linux-image-{built_release()}-dbg), with `pyrebox symbols "
+                     f"/usr/lib/debug/boot/vmlinux-{built_release()} -o kernel.isf.json.xz`"]
 
 
 def test_error_when_the_btf_is_corrupt_names_the_offset_and_problem(elf, tmp_path):

@@ -2,7 +2,10 @@
 
 KERNEL is a kernel image (vmlinuz, vmlinux) or a memory image of a running
 x86-64 Linux guest (raw physical memory, or QEMU's ELF core dump): the
-ISF of the kernel in it is the same as from its vmlinuz.
+ISF of the kernel in it is the same as from its vmlinuz. For a kernel built
+without BTF (Debian's i386 kernels), KERNEL is its debug vmlinux (Debian's
+linux-image-<release>-dbg: /usr/lib/debug/boot/vmlinux-<release>): the types
+come from its DWARF.
 
 Exit status 0 on success (one line with the counts), 2 on any error (one
 line naming the file and the problem).
@@ -21,8 +24,9 @@ from .kernel_image import KernelImageError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("kernel", metavar="KERNEL",
-                        help="the kernel image: a bzImage (vmlinuz), a compressed or plain vmlinux ELF; "
-                             "or a memory image of a running x86-64 Linux (raw physical memory, ELF core)")
+                        help="the kernel image: a bzImage (vmlinuz), a compressed or plain vmlinux ELF, a "
+                             "debug vmlinux (DWARF); or a memory image of a running x86-64 Linux (raw "
+                             "physical memory, ELF core)")
     parser.add_argument("-o", "--output", required=True, metavar="OUT.json[.xz]",
                         help="the ISF file to write (xz-compressed when the name ends in .xz)")
 
@@ -53,11 +57,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"pyrebox symbols: cannot write {args.output}: {error.strerror or error}", file=sys.stderr)
         return 2
     release = result.banner.split()[2] if len(result.banner.split()) > 2 else result.banner
-    print(
-        f"pyrebox symbols: wrote {args.output} for Linux {release}: {result.user_types} types "
-        f"({result.btf_types} BTF types), {result.symbols} symbols "
-        f"({result.kallsyms} kallsyms entries) in {time.monotonic() - started:.1f}s"
-    )
+    if result.types_from == "DWARF":
+        counts = (f"(DWARF of {result.btf_types} compile units), {result.symbols} symbols "
+                  f"({result.kallsyms} symbol table entries)")
+    else:
+        counts = (f"({result.btf_types} BTF types), {result.symbols} symbols "
+                  f"({result.kallsyms} kallsyms entries)")
+    print(f"pyrebox symbols: wrote {args.output} for Linux {release}: {result.user_types} types "
+          f"{counts} in {time.monotonic() - started:.1f}s")
     return 0
 
 

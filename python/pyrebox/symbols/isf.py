@@ -119,12 +119,13 @@ class IsfError(KernelImageError):
 @dataclass
 class IsfResult:
     isf: dict
-    btf_types: int  # libbpf's btf__type_cnt: ids 0..n-1, void included
+    btf_types: int  # libbpf's btf__type_cnt: ids 0..n-1, void included (DWARF: compile units)
     user_types: int
-    kallsyms: int  # entries in the kernel's kallsyms tables
+    kallsyms: int  # entries in the kernel's kallsyms tables (DWARF: in its .symtab)
     symbols: int  # distinct names in the ISF
     banner: str
     seconds: float
+    types_from: str = "BTF"  # or "DWARF" (a debug vmlinux)
 
 
 def _kallsyms_symbols(kallsyms: Kallsyms) -> dict[str, int]:
@@ -151,7 +152,7 @@ def _descriptor(types: IsfTypes, spec: str) -> dict | None:
         return _anonymous_struct(types, spec[len("struct {") : -1].split())
     try:
         return types.descriptor_for(spec)
-    except BtfError:
+    except BtfError:  # DwarfError is one too
         return None
 
 
@@ -188,14 +189,56 @@ def _taint_flags_count(elf: Elf | MemoryKernel, address: int) -> int:
 
 
 def build_isf(elf: Elf, source_name: str = "", source_sha256: str = "") -> IsfResult:
-    """The ISF of the kernel ELF ELF."""
+    """The ISF of the kernel ELF ELF: types from its .BTF section, else from
+    its DWARF (a debug vmlinux)."""
     started = time.monotonic()
     section = elf.section(".BTF")
     blob = elf.section_data(".BTF")
+    if not blob and elf.section(".debug_info") is not None:
+        return build_isf_from_dwarf(elf, source_name, source_sha256)
     if not blob:
         raise BtfError(no_btf_message(elf.name, banner_release(elf.data), "no .BTF section"))
     btf = Btf(blob, elf.name, elf.pointer_size, f"the .BTF section (at {section.offset:#x} in the kernel ELF)")
     return _assemble(elf, btf, read_kallsyms(elf), source_name, source_sha256, started)
+
+
+def _symtab_symbols(elf: Elf, symtab) -> tuple[dict[str, int], int]:
+    """name -> address from an ELF .symtab (a repeated name keeps the global
+    symbol, else the first); and how many entries it has."""
+    chosen: dict[str, tuple[bool, int]] = {}
+    count = 0
+    for sym in symtab.iter_symbols():
+        count += 1
+        kind = sym["st_info"]["type"]
+        if not sym.name or kind in ("STT_SECTION", "STT_FILE") or sym["st_shndx"] == "SHN_UNDEF":
+            continue
+        is_global = sym["st_info"]["bind"] != "STB_LOCAL"
+        previous = chosen.get(sym.name)
+        if previous is None or (is_global and not previous[0]):
+            chosen[sym.name] = (is_global, sym["st_value"])
+    return {name: address for name, (_, address) in chosen.items()}, count
+
+
+def build_isf_from_dwarf(elf: Elf, source_name: str = "", source_sha256: str = "") -> IsfResult:
+    """The ISF of a debug vmlinux: types from its DWARF (dwarf.py),
+    addresses from its symbol table."""
+    import io
+
+    from elftools.elf.elffile import ELFFile
+
+    from .dwarf import DwarfTypes
+
+    started = time.monotonic()
+    stream = io.BytesIO(elf.data)
+    types = DwarfTypes(stream, elf.name, elf.pointer_size)
+    symtab = ELFFile(stream).get_section_by_name(".symtab")
+    if symtab is None:
+        raise IsfError(f"{elf.name}: a debug vmlinux with no symbol table (.symtab)")
+    addresses, count = _symtab_symbols(elf, symtab)
+    result = _assemble_types(elf, types, addresses, types.variables(), {}, types.compile_units,
+                             count, source_name, source_sha256, started)
+    result.types_from = "DWARF"
+    return result
 
 
 def build_isf_from_memory(kernel: MemoryKernel, source_name: str = "") -> IsfResult:
@@ -209,10 +252,20 @@ def build_isf_from_memory(kernel: MemoryKernel, source_name: str = "") -> IsfRes
 def _assemble(elf: Elf | MemoryKernel, btf: Btf, kallsyms: Kallsyms, source_name: str, source_sha256: str,
               started: float) -> IsfResult:
     types = IsfTypes(btf)
-
     addresses = _kallsyms_symbols(kallsyms)
     for label, address in kallsyms.tables.items():
         addresses.setdefault(label, address)
+    variables = {name: types.descriptor(type_id) for name, type_id in btf.variables().items()}
+    return _assemble_types(elf, types, addresses, variables, kallsyms.table_types, btf.type_count,
+                           len(kallsyms.symbols), source_name, source_sha256, started)
+
+
+def _assemble_types(elf: Elf | MemoryKernel, types, addresses: dict[str, int],
+                    variables: dict[str, dict], table_types: dict[str, str], type_count: int,
+                    symbol_count: int, source_name: str, source_sha256: str,
+                    started: float) -> IsfResult:
+    """The ISF from a type source (btf.IsfTypes or dwarf.DwarfTypes: base_types, user_types,
+    enums, descriptor_for), symbol addresses and the types of variables the source knows."""
     # On x86-64 swapper_pg_dir is a macro for init_top_pgt: same object.
     if "swapper_pg_dir" not in addresses and "init_top_pgt" in addresses:
         addresses["swapper_pg_dir"] = addresses["init_top_pgt"]
@@ -222,13 +275,14 @@ def _assemble(elf: Elf | MemoryKernel, btf: Btf, kallsyms: Kallsyms, source_name
 
     void = {"kind": "base", "name": "void"}
     symbols = {name: {"address": address, "type": void} for name, address in addresses.items()}
-    for name, type_id in btf.variables().items():
+    for name, descriptor in variables.items():
         if name in symbols:
-            symbols[name]["type"] = types.descriptor(type_id)
+            symbols[name]["type"] = descriptor
     specs = dict(SYMBOL_TYPES)
-    specs.update(kallsyms.table_types)
+    specs.update(table_types)
     for name, spec in specs.items():
-        if name in symbols:
+        # The type source's own type of a variable (DWARF has all) comes first.
+        if name in symbols and (symbols[name]["type"] is void or name in table_types):
             descriptor = _descriptor(types, spec)
             if descriptor is not None:
                 symbols[name]["type"] = descriptor
@@ -240,7 +294,7 @@ def _assemble(elf: Elf | MemoryKernel, btf: Btf, kallsyms: Kallsyms, source_name
         if descriptor is not None:
             symbols["taint_flags"]["type"] = descriptor
     if symbols["init_task"]["type"] is void:
-        raise IsfError(f"{elf.name}: BTF has no struct task_struct")
+        raise IsfError(f"{elf.name}: its types have no struct task_struct")
 
     banner = _banner(elf, addresses["linux_banner"])
     symbols["linux_banner"]["type"] = {
@@ -269,9 +323,9 @@ def _assemble(elf: Elf | MemoryKernel, btf: Btf, kallsyms: Kallsyms, source_name
     }
     return IsfResult(
         isf=isf,
-        btf_types=btf.type_count,
+        btf_types=type_count,
         user_types=len(types.user_types),
-        kallsyms=len(kallsyms.symbols),
+        kallsyms=symbol_count,
         symbols=len(symbols),
         banner=banner.rstrip(b"\0").decode("utf-8", "replace").strip(),
         seconds=time.monotonic() - started,

@@ -78,10 +78,11 @@ class NoKernelError(KernelImageError):
 def no_btf_message(name: str, release: str | None, what: str = "no BTF blob in the memory image") -> str:
     """The one message for a kernel without BTF: its types are only in the
     DWARF of its debug package's vmlinux."""
-    package = f"linux-image-{release}-dbg" if release else "linux-image-<release>-dbg"
+    version = release or "<release>"
     return (f"{name}: {what}: the kernel was built without CONFIG_DEBUG_INFO_BTF, so its types "
             f"are only in DWARF debug information: its symbol table must be made from the vmlinux "
-            f"of its debug package (Debian: {package})")
+            f"of its debug package (Debian: linux-image-{version}-dbg), with `pyrebox symbols "
+            f"/usr/lib/debug/boot/vmlinux-{version} -o kernel.isf.json.xz`")
 
 
 @dataclass(frozen=True)
