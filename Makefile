@@ -1,5 +1,5 @@
 # The two commands of the README, and the steps behind them.
-.PHONY: bootstrap demo test test-guests test-vm-image unit-test python-test bench bench-vm vm-image fuzz
+.PHONY: bootstrap demo test test-guests test-vm-image test-dwarf-table unit-test python-test bench bench-vm vm-image fuzz
 
 bootstrap:
 	@./tools/bootstrap
@@ -28,11 +28,17 @@ demo: bootstrap
 # builder call.
 TEST_GUEST_KERNELS = bullseye bookworm-backports sid
 
-# The guests of the other kernels and the own-VM tests' image are built side
-# by side (both mostly wait for Debian's archive).
+# The guests of the other kernels, the own-VM tests' image and the default
+# guest kernel's table from DWARF are built side by side (the first two
+# mostly wait for Debian's archive).
 test: bootstrap
-	@$(MAKE) --no-print-directory -j2 test-guests test-vm-image
+	@$(MAKE) --no-print-directory -j2 test-guests test-vm-image test-dwarf-table
 	@$(MAKE) --no-print-directory unit-test python-test
+
+# The default guest kernel's ISF from the DWARF of its debug package, which
+# tests/python/test_dwarf_kernel.py compares with the one from its BTF.
+test-dwarf-table:
+	@.venv/bin/python3 guest/debug_table.py
 
 test-guests:
 	@.venv/bin/python3 guest/build.py $(addprefix --guest-kernel ,$(TEST_GUEST_KERNELS))

@@ -409,12 +409,7 @@ class IsfTypes:
                 if not member_name:
                     if btf.types[btf.strip(member_type)].kind not in (STRUCT, UNION):
                         continue  # unnamed bitfield padding
-                    member_name = f"unnamed_field_{field['offset']:x}"
-                    field["anonymous"] = True
-                    unique, n = member_name, 1
-                    while unique in fields:
-                        unique, n = f"{member_name}_{n}", n + 1
-                    member_name = unique
+                    member_name = anonymous_member(fields, field)
                 fields[member_name] = field
             self.user_types[name] = {
                 "kind": "struct" if t.kind == STRUCT else "union",
@@ -488,23 +483,8 @@ class IsfTypes:
         return result
 
     def descriptor_for(self, spec: str) -> dict:
-        """Descriptor of a C type written as SPEC: "[struct|union|enum] NAME",
-        then any number of "*", then optionally "[COUNT]" (e.g.
-        "struct task_struct", "char[42]", "struct list_head *", "pgd_t[512]")."""
-        text = spec.strip()
-        count = None
-        if text.endswith("]"):
-            text, _, number = text[:-1].rpartition("[")
-            count = int(number)
-            text = text.strip()
-        stars = len(text) - len(text.rstrip("*"))
-        text = text.rstrip("*").strip()
-        result = self._named(text, spec)
-        for _ in range(stars):
-            result = {"kind": "pointer", "subtype": result}
-        if count is not None:
-            result = {"kind": "array", "count": count, "subtype": result}
-        return result
+        """Descriptor of a C type written as SPEC (see descriptor_from_spec)."""
+        return descriptor_from_spec(spec, self._named)
 
     def _named(self, text: str, spec: str) -> dict:
         kind, _, name = text.partition(" ")
@@ -528,3 +508,36 @@ class IsfTypes:
         if text in self.base_types:
             return {"kind": "base", "name": text}
         raise BtfError(f"{self.btf.name}: no type {text!r} in BTF (for {spec!r})")
+
+
+def descriptor_from_spec(spec: str, named) -> dict:
+    """Descriptor of a C type written as SPEC: "[struct|union|enum] NAME",
+    then any number of "*", then optionally "[COUNT]" (e.g.
+    "struct task_struct", "char[42]", "struct list_head *", "pgd_t[512]");
+    NAMED(text, spec) gives the descriptor of the NAME part."""
+    text = spec.strip()
+    count = None
+    if text.endswith("]"):
+        text, _, number = text[:-1].rpartition("[")
+        count = int(number)
+        text = text.strip()
+    stars = len(text) - len(text.rstrip("*"))
+    text = text.rstrip("*").strip()
+    result = named(text, spec)
+    for _ in range(stars):
+        result = {"kind": "pointer", "subtype": result}
+    if count is not None:
+        result = {"kind": "array", "count": count, "subtype": result}
+    return result
+
+
+def anonymous_member(fields: dict, field: dict) -> str:
+    """Marks FIELD, an unnamed struct/union member, anonymous (ISF 6.2 lifts
+    its fields into the parent) and returns its name among FIELDS:
+    "unnamed_field_<offset hex>", with _N when taken."""
+    field["anonymous"] = True
+    name = f"unnamed_field_{field['offset']:x}"
+    unique, n = name, 1
+    while unique in fields:
+        unique, n = f"{name}_{n}", n + 1
+    return unique

@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the kernel image: a bzImage (vmlinuz), a compressed or plain vmlinux ELF, a "
                              "debug vmlinux (DWARF); or a memory image of a running x86-64 Linux (raw "
                              "physical memory, ELF core)")
+    parser.add_argument("--dwarf", action="store_true",
+                        help="types from the DWARF of a debug vmlinux even when it has BTF too")
     parser.add_argument("-o", "--output", required=True, metavar="OUT.json[.xz]",
                         help="the ISF file to write (xz-compressed when the name ends in .xz)")
 
@@ -34,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
-        result = generate(args.kernel)
+        result = generate(args.kernel, "dwarf" if args.dwarf else "auto")
     except KernelImageError as error:
         print(f"pyrebox symbols: {error}", file=sys.stderr)
         return 2

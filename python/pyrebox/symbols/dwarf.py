@@ -28,7 +28,7 @@ from elftools.common.exceptions import ELFError
 from elftools.dwarf.die import DIE
 from elftools.elf.elffile import ELFFile
 
-from .btf import C_ALIASES, BtfError
+from .btf import C_ALIASES, BtfError, anonymous_member, descriptor_from_spec
 
 # DW_ATE_* encodings of base types.
 ATE_BOOLEAN, ATE_FLOAT, ATE_SIGNED, ATE_SIGNED_CHAR, ATE_UNSIGNED, ATE_UNSIGNED_CHAR = 2, 4, 5, 6, 7, 8
@@ -77,7 +77,8 @@ class DwarfTypes:
         # (kind, name) -> (offset, size) of the first definition.
         self._first: dict[tuple[str, str], tuple[int, int]] = {}
         self._typedefs: dict[str, int] = {}   # name -> offset of the first typedef
-        self._variables: dict[str, int] = {}  # name -> offset of the first typed variable
+        self._variables: dict[str, int] = {}  # name -> offset of the first typed definition
+        self._declared: dict[str, int] = {}   # name -> offset of the first typed declaration
         self._pending: list[tuple[str, int]] = []  # (ISF name, DIE offset) to define
         self._defined: set[str] = set()
         try:
@@ -137,7 +138,12 @@ class DwarfTypes:
                 elif tag == "DW_TAG_variable":
                     var = self._name(die)
                     if var is not None and "DW_AT_type" in die.attributes:
-                        self._variables.setdefault(var, die.offset)
+                        # A definition's type (int x[4]) over a declaration's
+                        # (extern int x[]).
+                        if "DW_AT_declaration" in die.attributes:
+                            self._declared.setdefault(var, die.offset)
+                        else:
+                            self._variables.setdefault(var, die.offset)
             # pyelftools keeps every CU it parsed; the types needed later are
             # read again by offset.
             cu._dielist.clear()
@@ -293,12 +299,7 @@ class DwarfTypes:
                 target = self._strip(member_type)
                 if target is None or target.tag not in AGGREGATES:
                     continue  # unnamed bitfield padding
-                member_name = f"unnamed_field_{field['offset']:x}"
-                field["anonymous"] = True
-                unique, n = member_name, 1
-                while unique in fields:
-                    unique, n = f"{member_name}_{n}", n + 1
-                member_name = unique
+                member_name = anonymous_member(fields, field)
             fields[member_name] = field
         self.user_types[isf_name] = {"kind": kind, "size": self._attr(die, "DW_AT_byte_size", 0),
                                      "fields": fields}
@@ -388,26 +389,14 @@ class DwarfTypes:
     def variables(self) -> dict[str, dict]:
         """Global variable name -> the descriptor of its type."""
         out = {}
-        for var, offset in self._variables.items():
+        for var, offset in {**self._declared, **self._variables}.items():
             out[var] = self.descriptor(self._type_of(self._die(offset)))
         self._define_pending()
         return out
 
     def descriptor_for(self, spec: str) -> dict:
-        """Descriptor of a C type written as SPEC (as btf.IsfTypes.descriptor_for)."""
-        text = spec.strip()
-        count = None
-        if text.endswith("]"):
-            text, _, number = text[:-1].rpartition("[")
-            count = int(number)
-            text = text.strip()
-        stars = len(text) - len(text.rstrip("*"))
-        text = text.rstrip("*").strip()
-        result = self._named(text, spec)
-        for _ in range(stars):
-            result = {"kind": "pointer", "subtype": result}
-        if count is not None:
-            result = {"kind": "array", "count": count, "subtype": result}
+        """Descriptor of a C type written as SPEC (as btf.descriptor_from_spec)."""
+        result = descriptor_from_spec(spec, self._named)
         self._define_pending()
         return result
 

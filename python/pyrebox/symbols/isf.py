@@ -281,8 +281,11 @@ def _assemble_types(elf: Elf | MemoryKernel, types, addresses: dict[str, int],
     specs = dict(SYMBOL_TYPES)
     specs.update(table_types)
     for name, spec in specs.items():
-        # The type source's own type of a variable (DWARF has all) comes first.
-        if name in symbols and (symbols[name]["type"] is void or name in table_types):
+        # The type source's own type of a variable (DWARF has all) comes
+        # first, unless it is void or an array of unknown size (extern x[]).
+        known = symbols[name]["type"] if name in symbols else void
+        unsized = known.get("kind") == "array" and not known.get("count")
+        if name in symbols and (known is void or unsized or name in table_types):
             descriptor = _descriptor(types, spec)
             if descriptor is not None:
                 symbols[name]["type"] = descriptor
@@ -343,10 +346,12 @@ def _is_kernel_file(data) -> bool:
     return (head.startswith(ELF_MAGIC) and not is_core_file(data)) or head[0x202:0x206] == b"HdrS"
 
 
-def generate(kernel_path: str | Path) -> IsfResult:
+def generate(kernel_path: str | Path, types_from: str = "auto") -> IsfResult:
     """The ISF of the kernel in the file KERNEL_PATH: a kernel image
-    (vmlinuz, vmlinux, a compressed vmlinux) or a memory image of a running
-    x86-64 Linux guest (raw physical memory, or an ELF core file)."""
+    (vmlinuz, vmlinux, a compressed vmlinux, a debug vmlinux) or a memory
+    image of a running x86-64 Linux guest (raw physical memory, or an ELF
+    core file). TYPES_FROM "dwarf": the types from a debug vmlinux's DWARF
+    even when it also has BTF ("auto": BTF when there is, else DWARF)."""
     path = Path(kernel_path)
     try:
         data = open_image(path)
@@ -373,6 +378,11 @@ def generate(kernel_path: str | Path) -> IsfResult:
             raise  # an ELF file or bzImage: what is wrong with it is all there is to say
         raise KernelImageError(f"{error}; nor a memory image of a running Linux (no \"Linux version\" "
                                "banner)") from None
+    if types_from == "dwarf":
+        if elf.section(".debug_info") is None:
+            from .dwarf import no_dwarf_message
+            raise IsfError(no_dwarf_message(name))
+        return build_isf_from_dwarf(elf, path.name, hashlib.sha256(raw).hexdigest())
     return build_isf(elf, path.name, hashlib.sha256(raw).hexdigest())
 
 
