@@ -166,7 +166,7 @@ def test_the_command_gives_one_line_for_a_btf_section_past_the_end(tmp_path, cap
 
 
 def test_the_command_turns_an_unforeseen_parse_error_into_one_line(tmp_path, capsys, monkeypatch):
-    def broken(path):
+    def broken(path, types_from="auto"):
         struct.unpack_from("<I", b"", 0)
 
     monkeypatch.setattr(cli, "generate", broken)
