@@ -100,11 +100,24 @@ def test_the_process_list_is_ps_row_for_row(run):
     ours = [(p["pid"], p["ppid"], p["name"]) for p in snap["procs"]]
     rows = ps_rows(run)
     assert len(rows) > 100
-    # Processes the VM's own services start after ps has read /proc, before
-    # it exits (pids above ps's own), are in our list only.
-    later = ours[len(rows):]
-    assert all(pid > snap["me"]["pid"] for pid, _, _ in later), (later, snap["me"])
-    ours = ours[:len(rows)]
+    # The VM's own services start and end processes while ps runs. Ours is
+    # read at ps's exit, so a process the guest created after ps was forked
+    # may be ours only, and one it removed after ps was forked may be ps's
+    # only: both are known from the recorded CREATEPROC/REMOVEPROC events.
+    events = run["report"]["events"]
+    ps_pid = snap["me"]["pid"]
+    forked = max(i for i, e in enumerate(events) if e["ev"] == "create" and e["pid"] == ps_pid)
+    born = {e["pid"] for e in events[forked + 1:] if e["ev"] == "create"}
+    gone = {e["pid"] for e in events[forked + 1:] if e["ev"] == "remove"}
+    ours_pids = {pid for pid, _, _ in ours}
+    only_ps = [r for r in rows if r[0] not in ours_pids]
+    assert {pid for pid, _, _ in only_ps} <= gone, (only_ps, gone)
+    rows = [r for r in rows if r[0] in ours_pids]
+    ps_pids = {pid for pid, _, _ in rows}
+    only_ours = [o for o in ours if o[0] not in ps_pids]
+    assert {pid for pid, _, _ in only_ours} <= born, (only_ours, born)
+    assert len(only_ps) + len(only_ours) < 5, (only_ps, only_ours)
+    ours = [o for o in ours if o[0] in ps_pids]
     assert [r[:2] for r in rows] == [o[:2] for o in ours]
     for (pid, _, ps_name), (_, _, comm) in zip(rows, ours):
         assert same_comm(ps_name, comm), (pid, ps_name, comm)
