@@ -43,9 +43,9 @@ Expected<vmi::linux_guest::LinuxKernel*> located_linux_kernel(Session& s) {
         return Error{s.linux_locate_error};
     }
     const PagingMode mode = s.machine->paging_mode(0);
-    if (mode != PagingMode::Long4 && mode != PagingMode::Long5) {
+    if (mode == PagingMode::None) {
         return Error{
-            "the Linux kernel cannot be located yet: vCPU 0 is not in 64-bit long mode "
+            "the Linux kernel cannot be located yet: vCPU 0 has not turned paging on "
             "(the guest has not booted far enough)"};
     }
     const uint64_t ram = s.ram_bytes != 0 ? s.ram_bytes : (4ull << 30);

@@ -31,9 +31,9 @@ uint64_t normalize_pgd(uint64_t cr3, PagingMode mode, bool kpti) {
     case PagingMode::None:
         return 0;
     case PagingMode::Legacy32:
-        return cr3 & kLegacyAddressMask;
+        return cr3 & kLegacyAddressMask & (kpti ? ~kKptiUserBit : ~0ull);
     case PagingMode::Pae:
-        return cr3 & kPaeCr3Mask;
+        return cr3 & kPaeCr3Mask & (kpti ? ~kKptiUserBit : ~0ull);
     case PagingMode::Long4:
     case PagingMode::Long5:
         return cr3 & kAddressMask & (kpti ? ~kKptiUserBit : ~0ull);

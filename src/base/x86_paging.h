@@ -38,7 +38,9 @@ PagingMode paging_mode(uint64_t cr0, uint64_t cr4, uint64_t efer);
 // without its flag and PCID bits. For long modes `cr3 & 0x000FFFFFFFFFF000`,
 // and with `kpti` also bit 12 cleared, because Linux KPTI gives each process
 // a kernel and a user PGD in one 8K-aligned pair and switches between them on
-// every kernel entry. PAE: `cr3 & 0xFFFFFFE0`; Legacy32: `cr3 & 0xFFFFF000`;
+// every kernel entry. PAE: `cr3 & 0xFFFFFFE0`; Legacy32: `cr3 & 0xFFFFF000`,
+// with `kpti` bit 12 cleared too (i386 KPTI keeps the same 8K pair; without
+// KPTI a PAE pgd is any 32-byte block, so the bit is its own);
 // None: 0 (there is one address space).
 uint64_t normalize_pgd(uint64_t cr3, PagingMode mode, bool kpti);
 

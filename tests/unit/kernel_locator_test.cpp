@@ -337,17 +337,37 @@ TEST(KernelLocator, BannerWithoutPageTables) {
 
 TEST(KernelLocator, UnsupportedLayouts) {
     FakeRam ram(64 * MiB);
+    // An x86-64 table while the guest is in 32-bit mode: perhaps still
+    // starting (not "unsupported": that is said once and for all).
     auto loc = locate_kernel(table(isf(true)), ram, 64 * MiB, PagingMode::Pae);
     ASSERT_FALSE(loc.ok());
     EXPECT_EQ(loc.error(),
-              "unsupported kernel layout: only x86-64 kernels (4- or 5-level paging) are "
-              "supported, and the guest is not in long mode");
+              "the guest is not in 64-bit long mode (yet): test.isf describes an x86-64 kernel "
+              "(the kernel is still starting, or the guest runs a 32-bit kernel and needs its "
+              "own table)");
 
     loc = locate_kernel(table(isf(true, "", "4")), ram, 64 * MiB);
     ASSERT_FALSE(loc.ok());
     EXPECT_EQ(loc.error(),
-              "unsupported kernel layout: test.isf describes a kernel with 4-byte pointers, "
-              "expected an x86-64 kernel");
+              "unsupported kernel layout: test.isf describes a 32-bit (i386) kernel, but the "
+              "guest runs in 64-bit long mode (the table is for another kernel)");
+
+    loc = locate_kernel(table(isf(true, "", "2")), ram, 64 * MiB);
+    ASSERT_FALSE(loc.ok());
+    EXPECT_EQ(loc.error(),
+              "unsupported kernel layout: test.isf describes a kernel with 2-byte pointers, "
+              "expected an x86 kernel");
+
+    loc = locate_kernel(table(isf(true, "", "4")), ram, 64 * MiB, PagingMode::Pae);
+    ASSERT_FALSE(loc.ok());
+    EXPECT_EQ(loc.error(),
+              "unsupported kernel layout: test.isf describes a 32-bit kernel without "
+              "swapper_pg_dir (expected an i386 kernel)");
+
+    loc = locate_kernel(table(isf(true)), ram, 64 * MiB, PagingMode::None);
+    ASSERT_FALSE(loc.ok());
+    EXPECT_EQ(loc.error(),
+              "the guest has not turned paging on yet (the kernel is still starting)");
 
     loc = locate_kernel(
         table(R"({"metadata": {"format": "6.2.0"}, "user_types": {}, "symbols": {
@@ -546,6 +566,131 @@ TEST(KernelLocator, VerifyLocationNamesTheCheckThatFails) {
     ram.put_string(k.pa(kBannerVa), kBanner + std::string(1, '\0'));
     auto again = verify_location(symbols, ram, PagingMode::Long4, *loc);
     EXPECT_TRUE(again.ok()) << again.error();
+}
+
+}  // namespace
+
+// ---- i386 ----
+
+namespace {
+
+constexpr uint64_t k32PageOffset = 0xc0000000ull;
+constexpr uint64_t k32Text = 0xc1000000ull;
+constexpr uint64_t k32Banner = 0xc1a2c180ull;
+constexpr uint64_t k32Pgd = 0xc1e98000ull;  // swapper_pg_dir: a PAE PDPT
+constexpr uint64_t k32InitMm = 0xc1d06700ull;
+constexpr uint64_t k32InitTask = 0xc1c5f4c0ull;
+
+// An i386 table: 4-byte pointers, swapper_pg_dir, startup_32 and the
+// linker's phys_startup_32 (PAGE_OFFSET is their difference), init_mm and
+// init_task with 32-bit layouts.
+std::string isf32(uint64_t page_offset = k32PageOffset) {
+    const uint64_t text = page_offset + 0x1000000;
+    const uint64_t d = text - k32Text;  // the same image linked at another PAGE_OFFSET
+    return R"({"metadata": {"format": "6.2.0"},
+      "base_types": {"pointer": {"size": 4, "signed": false, "kind": "int", "endian": "little"}},
+      "user_types": {
+        "mm_struct": {"kind": "struct", "size": 64, "fields": {
+          "pgd": {"offset": 36, "type": {"kind": "pointer", "subtype": {"kind": "base", "name": "void"}}}}},
+        "task_struct": {"kind": "struct", "size": 2048, "fields": {
+          "tasks": {"offset": 968, "type": {"kind": "struct", "name": "list_head"}},
+          "mm": {"offset": 1000, "type": {"kind": "pointer", "subtype": {"kind": "base", "name": "void"}}},
+          "comm": {"offset": 1412, "type": {"kind": "array", "count": 16, "subtype": {"kind": "base", "name": "char"}}}}}},
+      "enums": {},
+      "symbols": {
+        "_text": {"address": )" + std::to_string(text) + R"(},
+        "startup_32": {"address": )" + std::to_string(text) + R"(},
+        "phys_startup_32": {"address": 16777216},
+        "linux_banner": {"address": )" + std::to_string(k32Banner + d) + R"(,
+          "constant_data": "TGludXggdmVyc2lvbiA2LjEuMC10ZXN0IChnY2MpICMxIFNNUCBQUkVFTVBUX0RZTkFNSUMKAA=="},
+        "swapper_pg_dir": {"address": )" + std::to_string(k32Pgd + d) + R"(},
+        "init_mm": {"address": )" + std::to_string(k32InitMm + d) + R"(},
+        "init_task": {"address": )" + std::to_string(k32InitTask + d) + R"(}}})";
+}
+
+void put32(FakeRam& ram, uint64_t paddr, uint32_t value) {
+    for (int i = 0; i < 4; ++i) {
+        ram.put_string(paddr + i, std::string(1, static_cast<char>(value >> (8 * i))));
+    }
+}
+
+// An i386 PAE kernel loaded at physical 16 MiB + `slide` and mapped, as
+// Linux maps it, in the direct map: virtual PAGE_OFFSET + physical, the
+// first 64 MiB with 2 MiB pages (one page directory under PDPT entry 3).
+// init_mm.pgd, init_task's list, mm and comm are filled in as the kernel's.
+void make_kernel32(FakeRam& ram, uint64_t slide) {
+    const uint64_t pdpt = k32Pgd - k32PageOffset + slide;
+    const uint64_t pd = 64 * MiB;  // above the image
+    ram.put(pdpt + 3 * 8, pd | P);
+    for (uint64_t off = 0; off < 64 * MiB; off += 2 * MiB) {
+        ram.put(pd + (off >> 21) * 8, off | P | RW | PS);
+    }
+    ram.put_string(k32Banner - k32PageOffset + slide, kBanner + std::string(1, '\0'));
+    put32(ram, k32InitMm - k32PageOffset + slide + 36, static_cast<uint32_t>(k32Pgd + slide));
+    const uint64_t task = k32InitTask + slide;
+    const uint64_t head = task + 968;
+    put32(ram, head - k32PageOffset, static_cast<uint32_t>(head));      // next
+    put32(ram, head + 4 - k32PageOffset, static_cast<uint32_t>(head));  // prev
+    ram.put_string(task + 1412 - k32PageOffset, std::string("swapper/0") + '\0');
+}
+
+TEST(KernelLocator32, PaeWithoutKaslr) {
+    FakeRam ram(128 * MiB);
+    make_kernel32(ram, 0);
+    auto loc = locate_kernel(table(isf32()), ram, 128 * MiB, PagingMode::Pae);
+    ASSERT_TRUE(loc.ok()) << loc.error();
+    EXPECT_EQ(loc->phys_slide, 0u);
+    EXPECT_EQ(loc->virt_slide, 0u);
+    EXPECT_EQ(loc->pgd_paddr, 0x1e98000u);
+    EXPECT_EQ(loc->banner_paddr, 0x1a2c180u);
+    EXPECT_EQ(loc->page_offset_base, k32PageOffset);
+    EXPECT_TRUE(verify_location(table(isf32()), ram, PagingMode::Pae, *loc).ok());
+}
+
+TEST(KernelLocator32, PaeKaslrMovesBothAddressesAlike) {
+    FakeRam ram(128 * MiB);
+    make_kernel32(ram, 6 * MiB);
+    auto loc = locate_kernel(table(isf32()), ram, 128 * MiB, PagingMode::Pae);
+    ASSERT_TRUE(loc.ok()) << loc.error();
+    EXPECT_EQ(loc->phys_slide, 6 * MiB);
+    EXPECT_EQ(loc->virt_slide, 6 * MiB);
+    EXPECT_EQ(loc->pgd_paddr, 0x1e98000u + 6 * MiB);
+    EXPECT_EQ(loc->banner_paddr, 0x1a2c180u + 6 * MiB);
+}
+
+TEST(KernelLocator32, TheKernelsDataMustAgree) {
+    FakeRam ram(128 * MiB);
+    make_kernel32(ram, 0);
+    put32(ram, k32InitMm - k32PageOffset + 36, 0x12345000);
+    auto loc = locate_kernel(table(isf32()), ram, 128 * MiB, PagingMode::Pae);
+    ASSERT_FALSE(loc.ok());
+    EXPECT_NE(loc.error().find("virtual slide 0x0: init_mm.pgd holds 0x12345000, not "
+                               "swapper_pg_dir at 0xc1e98000"),
+              std::string::npos)
+        << loc.error();
+}
+
+TEST(KernelLocator32, PageOffsetFromTheImagesLinkAddresses) {
+    // A 2G/2G split kernel (PAGE_OFFSET 0x80000000) with its tables under
+    // PDPT entry 2.
+    FakeRam ram(128 * MiB);
+    const uint64_t d = k32PageOffset - 0x80000000ull;
+    const uint64_t pdpt = k32Pgd - k32PageOffset;
+    const uint64_t pd = 64 * MiB;
+    ram.put(pdpt + 2 * 8, pd | P);
+    for (uint64_t off = 0; off < 64 * MiB; off += 2 * MiB) {
+        ram.put(pd + (off >> 21) * 8, off | P | RW | PS);
+    }
+    ram.put_string(k32Banner - k32PageOffset, kBanner + std::string(1, '\0'));
+    put32(ram, k32InitMm - k32PageOffset + 36, static_cast<uint32_t>(k32Pgd - d));
+    const uint64_t head = k32InitTask - d + 968;
+    put32(ram, head - 0x80000000ull, static_cast<uint32_t>(head));
+    put32(ram, head + 4 - 0x80000000ull, static_cast<uint32_t>(head));
+    ram.put_string(k32InitTask - k32PageOffset + 1412, std::string("swapper/0") + '\0');
+    auto loc = locate_kernel(table(isf32(0x80000000ull)), ram, 128 * MiB, PagingMode::Pae);
+    ASSERT_TRUE(loc.ok()) << loc.error();
+    EXPECT_EQ(loc->page_offset_base, 0x80000000u);
+    EXPECT_EQ(loc->pgd_paddr, 0x1e98000u);
 }
 
 }  // namespace

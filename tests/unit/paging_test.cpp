@@ -145,10 +145,13 @@ TEST(NormalizePgd, KptiMergesTheKernelAndUserPgd) {
 
 TEST(NormalizePgd, ThirtyTwoBitModes) {
     EXPECT_EQ(normalize_pgd(0x12345FF8, PagingMode::Pae, false), 0x12345FE0u);
-    EXPECT_EQ(normalize_pgd(0x12347018, PagingMode::Pae, true), 0x12347000u);
+    // i386 KPTI: the user half of the 8K pair (bit 12) names the same process.
+    EXPECT_EQ(normalize_pgd(0x12347018, PagingMode::Pae, true), 0x12346000u);
+    EXPECT_EQ(normalize_pgd(0x12347018, PagingMode::Pae, false), 0x12347000u);
     EXPECT_EQ(normalize_pgd(0x123456789ull, PagingMode::Pae, false), 0x23456780u);
     EXPECT_EQ(normalize_pgd(0x12345FFF, PagingMode::Legacy32, false), 0x12345000u);
-    EXPECT_EQ(normalize_pgd(0x12347FFF, PagingMode::Legacy32, true), 0x12347000u);
+    EXPECT_EQ(normalize_pgd(0x12347FFF, PagingMode::Legacy32, true), 0x12346000u);
+    EXPECT_EQ(normalize_pgd(0x12347FFF, PagingMode::Legacy32, false), 0x12347000u);
 }
 
 TEST(NormalizePgd, NoPagingHasOneAddressSpace) {

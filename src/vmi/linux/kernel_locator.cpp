@@ -48,14 +48,28 @@ struct Symbols {
     const char* pgd_name;
     uint64_t text;  // _text, or linux_banner when the ISF has no _text
     bool has_text;
+    // Where the image is linked: a symbol at `a` is at physical
+    // a - link_base (plus the physical slide). __START_KERNEL_map on
+    // x86-64; PAGE_OFFSET on i386, where the image lies in the direct map.
+    uint64_t link_base;
+    uint64_t kernel_space;  // the lowest kernel address
+    unsigned pointer;       // 8 or 4 bytes
 };
 
 constexpr uint64_t kKernelHalf = 0xffff800000000000ull;
+// i386's PAGE_OFFSET when the table cannot tell it (CONFIG_VMSPLIT_3G).
+constexpr uint64_t kDefaultPageOffset32 = 0xc0000000ull;
 
-Expected<uint64_t> read_u64(PhysicalMemory& mem, PagingMode mode, uint64_t pgd, uint64_t va,
-                            const std::string& what) {
+// Addresses computed from a 32-bit kernel's symbols wrap at 4 GiB.
+uint64_t mask(const Symbols& s) { return s.pointer == 4 ? 0xffffffffull : ~0ull; }
+
+bool is_32bit(PagingMode mode) { return mode == PagingMode::Pae || mode == PagingMode::Legacy32; }
+
+// A pointer (s.pointer bytes) in kernel virtual memory.
+Expected<uint64_t> read_ptr(PhysicalMemory& mem, PagingMode mode, uint64_t pgd, uint64_t va,
+                            unsigned pointer, const std::string& what) {
     uint64_t value = 0;
-    auto r = read_virtual(mem, mode, pgd, va, &value, sizeof value);
+    auto r = read_virtual(mem, mode, pgd, va, &value, pointer);
     if (!r) {
         return Error{"cannot read " + what + ": " + r.error()};
     }
@@ -73,11 +87,11 @@ Expected<bool> verify_kernel_data(const SymbolTable& symbols, PhysicalMemory& me
     const auto init_mm = symbols.symbol_address("init_mm");
     const auto mm_pgd = symbols.member_offset("mm_struct", "pgd");
     if (init_mm && mm_pgd) {
-        auto pgd = read_u64(mem, mode, pgd_pa, *init_mm + vs + *mm_pgd, "init_mm.pgd");
+        auto pgd = read_ptr(mem, mode, pgd_pa, *init_mm + vs + *mm_pgd, s.pointer, "init_mm.pgd");
         if (!pgd) {
             return Error{pgd.error()};
         }
-        if (*pgd != s.pgd + vs) {
+        if (*pgd != ((s.pgd + vs) & mask(s))) {
             return Error{"init_mm.pgd holds " + hex(*pgd) + ", not " + s.pgd_name + " at " +
                          hex(s.pgd + vs) + " (virtual slide " + hex(vs) + ")"};
         }
@@ -89,20 +103,21 @@ Expected<bool> verify_kernel_data(const SymbolTable& symbols, PhysicalMemory& me
     const auto comm = symbols.member_offset("task_struct", "comm");
     const auto mm = symbols.member_offset("task_struct", "mm");
     if (init_task && tasks && comm && mm) {
-        const uint64_t task = *init_task + vs;
+        const uint64_t task = (*init_task + vs) & mask(s);
         const uint64_t head = task + *tasks;
+        const uint64_t ptr = s.pointer;
         for (auto [offset, name, back] :
-             {std::tuple<uint64_t, const char*, uint64_t>{0, "next", 8}, {8, "prev", 0}}) {
+             {std::tuple<uint64_t, const char*, uint64_t>{0, "next", ptr}, {ptr, "prev", 0}}) {
             const std::string field = std::string("init_task.tasks.") + name;
-            auto entry = read_u64(mem, mode, pgd_pa, head + offset, field);
+            auto entry = read_ptr(mem, mode, pgd_pa, head + offset, s.pointer, field);
             if (!entry) {
                 return Error{entry.error()};
             }
-            if (*entry < kKernelHalf) {
+            if (*entry < s.kernel_space) {
                 return Error{field + " is " + hex(*entry) + ", not a kernel address"};
             }
             const std::string other = back ? "prev" : "next";
-            auto returned = read_u64(mem, mode, pgd_pa, *entry + back,
+            auto returned = read_ptr(mem, mode, pgd_pa, *entry + back, s.pointer,
                                      field + "->" + other + " (at " + hex(*entry + back) + ")");
             if (!returned) {
                 return Error{returned.error()};
@@ -112,7 +127,7 @@ Expected<bool> verify_kernel_data(const SymbolTable& symbols, PhysicalMemory& me
                              ", not init_task.tasks at " + hex(head)};
             }
         }
-        auto task_mm = read_u64(mem, mode, pgd_pa, task + *mm, "init_task.mm");
+        auto task_mm = read_ptr(mem, mode, pgd_pa, task + *mm, s.pointer, "init_task.mm");
         if (!task_mm) {
             return Error{task_mm.error()};
         }
@@ -139,23 +154,31 @@ Expected<bool> verify_kernel_data(const SymbolTable& symbols, PhysicalMemory& me
 bool confirm(const SymbolTable& symbols, PhysicalMemory& mem, PagingMode mode, const Symbols& s,
              uint64_t banner_pa, uint64_t& virt_slide, std::string& why,
              std::string& rejected) {
-    const uint64_t phys_slide = banner_pa - (s.banner - kStartKernelMap);
-    const uint64_t pgd_pa = s.pgd - kStartKernelMap + phys_slide;
-    const uint64_t text_pa = s.text - kStartKernelMap + phys_slide;
-    // Virtual slides that keep _text inside [__START_KERNEL_map,
-    // __START_KERNEL_map + 1 GiB), 2 MiB apart; 0 (no KASLR) first.
-    const uint64_t text_offset = s.text - kStartKernelMap;
-    const uint64_t lowest = 0 - (text_offset / k2M) * k2M;  // the slide that puts _text lowest
+    const uint64_t phys_slide = banner_pa - (s.banner - s.link_base);
+    const uint64_t pgd_pa = s.pgd - s.link_base + phys_slide;
+    const uint64_t text_pa = s.text - s.link_base + phys_slide;
     std::vector<uint64_t> slides{0};
-    for (uint64_t vs = lowest; s.text + vs >= kStartKernelMap &&
-                               s.text + vs < kStartKernelMap + kKernelImageSize;
-         vs += k2M) {
-        if (vs != 0) {
-            slides.push_back(vs);
+    if (s.pointer == 4) {
+        // i386: the image lies in the direct map (virtual = PAGE_OFFSET +
+        // physical), so KASLR moves both addresses by the same amount.
+        if (phys_slide != 0) {
+            slides = {phys_slide};
+        }
+    } else {
+        // Virtual slides that keep _text inside [__START_KERNEL_map,
+        // __START_KERNEL_map + 1 GiB), 2 MiB apart; 0 (no KASLR) first.
+        const uint64_t text_offset = s.text - kStartKernelMap;
+        const uint64_t lowest = 0 - (text_offset / k2M) * k2M;  // the slide that puts _text lowest
+        for (uint64_t vs = lowest; s.text + vs >= kStartKernelMap &&
+                                   s.text + vs < kStartKernelMap + kKernelImageSize;
+             vs += k2M) {
+            if (vs != 0) {
+                slides.push_back(vs);
+            }
         }
     }
     for (uint64_t vs : slides) {
-        auto t = translate(mem, mode, pgd_pa, s.banner + vs);
+        auto t = translate(mem, mode, pgd_pa, (s.banner + vs) & mask(s));
         if (!t) {
             if (vs == 0) {
                 why = t.error();
@@ -169,7 +192,7 @@ bool confirm(const SymbolTable& symbols, PhysicalMemory& mem, PagingMode mode, c
             continue;
         }
         if (s.has_text) {
-            auto tt = translate(mem, mode, pgd_pa, s.text + vs);
+            auto tt = translate(mem, mode, pgd_pa, (s.text + vs) & mask(s));
             if (!tt || tt->paddr != text_pa) {
                 continue;
             }
@@ -195,15 +218,40 @@ Expected<Symbols> kernel_symbols(const SymbolTable& symbols) {
         return Error{isf + " has no linux_banner symbol, which locating the kernel needs"};
     }
     s.banner = *banner;
-    if (auto pgd = symbols.symbol_address("init_top_pgt")) {
+    s.pointer = symbols.pointer_size().value_or(8) == 4 ? 4 : 8;
+    if (s.pointer == 4) {
+        // i386: swapper_pg_dir is init_mm's page directory; the image is
+        // linked at PAGE_OFFSET + its physical address (startup_32 and the
+        // linker's phys_startup_32 tell PAGE_OFFSET).
+        auto pgd = symbols.symbol_address("swapper_pg_dir");
+        if (!pgd) {
+            return Error{"unsupported kernel layout: " + isf +
+                         " describes a 32-bit kernel without swapper_pg_dir (expected an i386 "
+                         "kernel)"};
+        }
         s.pgd = *pgd;
-        s.pgd_name = "init_top_pgt";
-    } else if (auto old = symbols.symbol_address("init_level4_pgt")) {
-        s.pgd = *old;
-        s.pgd_name = "init_level4_pgt";
+        s.pgd_name = "swapper_pg_dir";
+        s.link_base = kDefaultPageOffset32;
+        const auto startup = symbols.symbol_address("startup_32");
+        const auto phys = symbols.symbol_address("phys_startup_32");
+        if (startup && phys && *startup > *phys) {
+            s.link_base = *startup - *phys;
+        }
+        s.kernel_space = s.link_base;
     } else {
-        return Error{"unsupported kernel layout: " + isf +
-                     " has neither init_top_pgt nor init_level4_pgt (expected an x86-64 kernel)"};
+        if (auto pgd = symbols.symbol_address("init_top_pgt")) {
+            s.pgd = *pgd;
+            s.pgd_name = "init_top_pgt";
+        } else if (auto old = symbols.symbol_address("init_level4_pgt")) {
+            s.pgd = *old;
+            s.pgd_name = "init_level4_pgt";
+        } else {
+            return Error{"unsupported kernel layout: " + isf +
+                         " has neither init_top_pgt nor init_level4_pgt (expected an x86-64 "
+                         "kernel)"};
+        }
+        s.link_base = kStartKernelMap;
+        s.kernel_space = kKernelHalf;
     }
     const auto text = symbols.symbol_address("_text");
     s.has_text = text.has_value();
@@ -211,10 +259,11 @@ Expected<Symbols> kernel_symbols(const SymbolTable& symbols) {
     for (auto [name, va] : {std::pair<const char*, uint64_t>{"linux_banner", s.banner},
                             {s.pgd_name, s.pgd},
                             {"_text", s.text}}) {
-        if (va < kStartKernelMap) {
+        if (va < s.link_base || (s.pointer == 4 && va > 0xffffffffull)) {
             return Error{"unsupported kernel layout: " + std::string(name) + " is linked at " +
-                         hex(va) + ", expected an address in the x86-64 kernel image (from " +
-                         hex(kStartKernelMap) + ")"};
+                         hex(va) + ", expected an address in the " +
+                         (s.pointer == 4 ? "i386" : "x86-64") + " kernel image (from " +
+                         hex(s.link_base) + ")"};
         }
     }
 
@@ -257,6 +306,13 @@ Expected<bool> verify_location(const SymbolTable& symbols, PhysicalMemory& mem, 
 
 Expected<uint64_t> read_page_offset_base(const SymbolTable& symbols, PhysicalMemory& mem,
                                          uint64_t phys_slide, PagingMode mode) {
+    if (symbols.pointer_size().value_or(8) == 4) {
+        auto s = kernel_symbols(symbols);
+        if (!s) {
+            return Error{s.error()};
+        }
+        return s->link_base;  // i386: PAGE_OFFSET, where the image is linked
+    }
     const auto va = symbols.symbol_address("page_offset_base");
     if (!va) {
         return mode == PagingMode::Long5 ? kDefaultPageOffset5 : kDefaultPageOffset4;
@@ -279,15 +335,25 @@ Expected<uint64_t> read_page_offset_base(const SymbolTable& symbols, PhysicalMem
 
 Expected<KernelLocation> locate_kernel(const SymbolTable& symbols, PhysicalMemory& mem,
                                        uint64_t ram_size, PagingMode mode) {
-    if (mode != PagingMode::Long4 && mode != PagingMode::Long5) {
-        return Error{"unsupported kernel layout: only x86-64 kernels (4- or 5-level paging) are "
-                     "supported, and the guest is not in long mode"};
-    }
     const std::string& isf = symbols.origin();
-    const auto pointer = symbols.pointer_size();
-    if (pointer && *pointer != 8) {
+    const auto pointer = symbols.pointer_size().value_or(8);
+    if (pointer != 8 && pointer != 4) {
         return Error{"unsupported kernel layout: " + isf + " describes a kernel with " +
-                     std::to_string(*pointer) + "-byte pointers, expected an x86-64 kernel"};
+                     std::to_string(pointer) + "-byte pointers, expected an x86 kernel"};
+    }
+    if (mode == PagingMode::None) {
+        return Error{"the guest has not turned paging on yet (the kernel is still starting)"};
+    }
+    if (pointer == 4 && !is_32bit(mode)) {
+        // A 32-bit kernel never runs in long mode: this does not change.
+        return Error{"unsupported kernel layout: " + isf +
+                     " describes a 32-bit (i386) kernel, but the guest runs in 64-bit long mode "
+                     "(the table is for another kernel)"};
+    }
+    if (pointer == 8 && is_32bit(mode)) {
+        return Error{"the guest is not in 64-bit long mode (yet): " + isf +
+                     " describes an x86-64 kernel (the kernel is still starting, or the guest "
+                     "runs a 32-bit kernel and needs its own table)"};
     }
     auto found_symbols = kernel_symbols(symbols);
     if (!found_symbols) {
@@ -298,7 +364,7 @@ Expected<KernelLocation> locate_kernel(const SymbolTable& symbols, PhysicalMemor
     const std::optional<std::string> expected = symbols.banner();
     const std::string pattern = banner_pattern(symbols);
     // linux_banner's physical address without KASLR.
-    const uint64_t linked = s.banner - kStartKernelMap;
+    const uint64_t linked = s.banner - s.link_base;
     // PC machines with more than 2 GiB put part of it from 4 GiB up; the hole
     // below 4 GiB is skipped by failed reads, which cost little.
     const uint64_t limit = ram_size > k2G ? ram_size + k2G : ram_size;
@@ -341,7 +407,7 @@ Expected<KernelLocation> locate_kernel(const SymbolTable& symbols, PhysicalMemor
         KernelLocation loc;
         loc.phys_slide = pa - linked;
         loc.virt_slide = vs;
-        loc.pgd_paddr = s.pgd - kStartKernelMap + loc.phys_slide;
+        loc.pgd_paddr = (s.pgd - s.link_base + loc.phys_slide) & mask(s);
         loc.banner_paddr = pa;
         return loc;
     };

@@ -107,12 +107,13 @@ Expected<std::shared_ptr<const SymbolSet>> LinuxKernel::vmlinux_symbols() const 
         return vmlinux_symbols_;
     }
     const uint64_t slide = location_->virt_slide;
+    const uint64_t moves = image_link_base();
     std::vector<ElfSymbol> symbols;
     symbols.reserve(symbols_.symbol_count());
     symbols_.for_each_symbol([&](const std::string& name, uint64_t address) {
         ElfSymbol s;
         s.name = name;
-        s.value = address >= kStartKernelMap ? address + slide : address;
+        s.value = address >= moves ? address + slide : address;
         symbols.push_back(std::move(s));
     });
     vmlinux_symbols_ = std::make_shared<const SymbolSet>(std::move(symbols));

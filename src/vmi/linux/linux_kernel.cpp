@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cinttypes>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <unordered_set>
 
@@ -86,6 +87,9 @@ struct Reader {
     PhysicalMemory& mem;
     PagingMode mode;
     uint64_t pgd;
+    unsigned ptr = 8;  // the kernel's pointer size: 8, or 4 on i386
+
+    Expected<uint64_t> pointer(uint64_t va, const char* what) const { return uint(va, ptr, what); }
 
     Expected<uint64_t> uint(uint64_t va, size_t size, const char* what) const {
         uint64_t value = 0;
@@ -125,7 +129,25 @@ struct Reader {
     }
 };
 
+// Addresses a 32-bit kernel computes wrap at 4 GiB.
+uint64_t address_mask(unsigned ptr) { return ptr == 4 ? 0xffffffffull : ~0ull; }
+
 }  // namespace
+
+unsigned LinuxKernel::pointer_bytes() const {
+    return symbols_.pointer_size().value_or(8) == 4 ? 4 : 8;
+}
+
+uint64_t LinuxKernel::kernel_space() const {
+    if (pointer_bytes() == 8) {
+        return 0xffff800000000000ull;
+    }
+    return location_ ? location_->page_offset_base : 0xc0000000ull;
+}
+
+uint64_t LinuxKernel::image_link_base() const {
+    return pointer_bytes() == 8 ? kStartKernelMap : kernel_space();
+}
 
 std::string unreadable_file_name(uint64_t kaddr) { return "[unreadable " + hex(kaddr) + "]"; }
 
@@ -139,6 +161,7 @@ std::string basename(const std::string& path) {
 }  // namespace
 
 struct LinuxKernel::Layout {
+    unsigned ptr = 8;  // pointer size: 8, or 4 for an i386 kernel
     uint64_t init_task = 0, modules_head = 0, text = 0, end = 0;
     uint64_t task_tasks = 0;
     Field task_pid, task_tgid, task_real_parent, task_mm, task_comm;
@@ -202,9 +225,12 @@ Expected<const LinuxKernel::Layout*> LinuxKernel::layout() const {
     }
     auto l = std::make_shared<Layout>();
     LayoutBuilder b(symbols_);
-    if (symbols_.pointer_size().value_or(8) != 8) {
-        return Error{"the Linux symbol table describes a 32-bit kernel; only x86-64 is supported"};
+    const size_t pointer = symbols_.pointer_size().value_or(8);
+    if (pointer != 8 && pointer != 4) {
+        return Error{"the Linux symbol table gives pointers " + std::to_string(pointer) +
+                     " bytes; only x86-64 (8) and i386 (4) kernels are supported"};
     }
+    l->ptr = static_cast<unsigned>(pointer);
     l->init_task = b.symbol("init_task");
     l->text = b.symbol("_text");
     l->end = b.symbol("_end");
@@ -403,7 +429,7 @@ Expected<const LinuxKernel::Layout*> LinuxKernel::located_layout() const {
 namespace {
 
 // Calls `fn(entry)` for each entry of the circular doubly linked list whose
-// head is at `head` (not the head itself; next at 0, prev at 8), in list
+// head is at `head` (not the head itself; next at 0, prev one pointer on), in list
 // order. `fn` returns false to stop early.
 //
 // A break going forward (a NULL or unreadable next pointer, an entry that
@@ -417,7 +443,7 @@ template <typename Fn, typename Broken>
 Expected<bool> walk_list(const Reader& r, uint64_t head, const std::string& name, Fn&& fn,
                          Broken&& broken) {
     std::unordered_set<uint64_t> seen;
-    auto next = r.uint(head, 8, ("the head of " + name).c_str());
+    auto next = r.pointer(head, ("the head of " + name).c_str());
     if (!next) {
         return Error{next.error()};
     }
@@ -444,7 +470,7 @@ Expected<bool> walk_list(const Reader& r, uint64_t head, const std::string& name
         if (!*keep) {
             return true;
         }
-        auto n = r.uint(entry, 8, (name + " entry " + hex(entry)).c_str());
+        auto n = r.pointer(entry, (name + " entry " + hex(entry)).c_str());
         if (!n) {
             why = n.error();
             break;
@@ -457,7 +483,7 @@ Expected<bool> walk_list(const Reader& r, uint64_t head, const std::string& name
     // Backwards from the head, to the entries seen going forward.
     std::vector<uint64_t> rest;
     bool met = false;
-    auto prev = r.uint(head + 8, 8, ("the head of " + name).c_str());
+    auto prev = r.pointer(head + r.ptr, ("the head of " + name).c_str());
     std::string back_why = prev ? "" : prev.error();
     for (entry = prev ? *prev : 0; prev;) {
         if (entry == head || seen.count(entry) != 0) {
@@ -474,7 +500,7 @@ Expected<bool> walk_list(const Reader& r, uint64_t head, const std::string& name
                          " entries: giving up"};
         }
         rest.push_back(entry);
-        prev = r.uint(entry + 8, 8, (name + " entry " + hex(entry)).c_str());
+        prev = r.pointer(entry + r.ptr, (name + " entry " + hex(entry)).c_str());
         if (!prev) {
             back_why = prev.error();
             break;
@@ -505,7 +531,7 @@ Expected<std::vector<Process>> LinuxKernel::processes(PhysicalMemory& mem, bool 
         return Error{lay.error()};
     }
     const Layout& l = **lay;
-    const Reader r{mem, mode_, location_->pgd_paddr};
+    const Reader r{mem, mode_, location_->pgd_paddr, pointer_bytes()};
     std::vector<Process> out;
     const uint64_t head = l.init_task + location_->virt_slide + l.task_tasks;
     auto walked = walk_list(r, head, "the task list (init_task.tasks)",
@@ -568,7 +594,7 @@ Expected<std::string> LinuxKernel::dentry_path(PhysicalMemory& mem, uint64_t den
         return Error{lay.error()};
     }
     const Layout& l = **lay;
-    const Reader r{mem, mode_, location_ ? location_->pgd_paddr : 0};
+    const Reader r{mem, mode_, location_ ? location_->pgd_paddr : 0, pointer_bytes()};
     using Step = DentryWalkCache::Step;
     // One step up from (mount, dentry), read from the guest.
     auto read_step = [&](uint64_t mount, uint64_t dentry) -> Expected<Step> {
@@ -673,7 +699,7 @@ Expected<std::vector<Module>> LinuxKernel::task_modules(PhysicalMemory& mem,
     if (!lay) {
         return Error{lay.error()};
     }
-    const Reader r{mem, mode_, location_->pgd_paddr};
+    const Reader r{mem, mode_, location_->pgd_paddr, pointer_bytes()};
     auto mm = r.field(task, (*lay)->task_mm, "task_struct.mm");
     if (!mm) {
         return Error{mm.error()};
@@ -705,7 +731,7 @@ Expected<std::vector<uint64_t>> LinuxKernel::mm_vmas(PhysicalMemory& mem, uint64
     // mm->mmap, then vm_next until NULL, in address order. The guest may be
     // hostile: the walk is bounded, a revisited VMA is a cycle, and the
     // addresses must grow.
-    const Reader r{mem, mode_, location_->pgd_paddr};
+    const Reader r{mem, mode_, location_->pgd_paddr, pointer_bytes()};
     const std::string what = "the VMA list of the mm_struct at " + hex(mm) + " (mm->mmap)";
     auto first = r.field(mm, l.mm_mmap, "mm_struct.mmap");
     if (!first) {
@@ -747,7 +773,7 @@ Expected<std::vector<Module>> LinuxKernel::mm_modules(PhysicalMemory& mem, uint6
         return Error{lay.error()};
     }
     const Layout& l = **lay;
-    const Reader r{mem, mode_, location_->pgd_paddr};
+    const Reader r{mem, mode_, location_->pgd_paddr, pointer_bytes()};
     auto vmas = mm_vmas(mem, mm);
     if (!vmas) {
         return Error{vmas.error()};
@@ -874,7 +900,7 @@ Expected<std::vector<Module>> LinuxKernel::kernel_modules(PhysicalMemory& mem) c
     if (!l.modules_error.empty()) {
         return Error{"cannot list kernel modules: " + l.modules_error};
     }
-    const Reader r{mem, mode_, location_->pgd_paddr};
+    const Reader r{mem, mode_, location_->pgd_paddr, pointer_bytes()};
     auto walked = walk_list(r, l.modules_head + location_->virt_slide, "the module list (modules)",
                             [&](uint64_t entry) -> Expected<bool> {
         auto module = kernel_module(mem, entry - l.module_list);
@@ -907,7 +933,7 @@ Expected<Module> LinuxKernel::kernel_module(PhysicalMemory& mem, uint64_t module
     if (!l.modules_error.empty()) {
         return Error{"cannot read kernel modules: " + l.modules_error};
     }
-    const Reader r{mem, mode_, location_->pgd_paddr};
+    const Reader r{mem, mode_, location_->pgd_paddr, pointer_bytes()};
     auto name = r.cstring(module + l.module_name, l.module_name_size, "module.name");
     if (!name) {
         return Error{"struct module at " + hex(module) + ": " + name.error()};
@@ -947,7 +973,7 @@ Expected<Task> LinuxKernel::task(PhysicalMemory& mem, uint64_t task, bool kpti) 
         return Error{lay.error()};
     }
     const Layout& l = **lay;
-    const Reader r{mem, mode_, location_->pgd_paddr};
+    const Reader r{mem, mode_, location_->pgd_paddr, pointer_bytes()};
     auto pid = r.field(task, l.task_pid, "task_struct.pid");
     auto tgid = r.field(task, l.task_tgid, "task_struct.tgid");
     auto mm = r.field(task, l.task_mm, "task_struct.mm");
@@ -1043,7 +1069,7 @@ Expected<uint64_t> LinuxKernel::compat_landing_pad(PhysicalMemory& mem, unsigned
     if (!thread) {
         return Error{thread.error()};
     }
-    const Reader r{mem, mode_, location_->pgd_paddr};
+    const Reader r{mem, mode_, location_->pgd_paddr, pointer_bytes()};
     auto mm = r.field(thread->kaddr, l.task_mm, "task_struct.mm");
     if (!mm) {
         return Error{mm.error()};
@@ -1079,14 +1105,13 @@ Expected<Thread> LinuxKernel::current_thread(PhysicalMemory& mem, unsigned cpu) 
         return Error{"CPU " + std::to_string(cpu) + " is beyond __per_cpu_offset's " +
                      std::to_string(l.nr_cpus) + " entries"};
     }
-    constexpr uint64_t kStartKernelMap = 0xffffffff80000000ull;
     const uint64_t slide = location_->virt_slide;
-    const Reader r{mem, mode_, location_->pgd_paddr};
+    const Reader r{mem, mode_, location_->pgd_paddr, pointer_bytes()};
     const auto offsets = per_cpu_offsets_;  // one location's, even if it changes meanwhile
     uint64_t offset = cpu < kCachedCpus ? (*offsets)[cpu].load(std::memory_order_relaxed)
                                         : kUnknown;
     if (offset == kUnknown) {
-        auto read = r.uint(l.per_cpu_offset + slide + 8ull * cpu, 8, "__per_cpu_offset");
+        auto read = r.pointer(l.per_cpu_offset + slide + uint64_t{l.ptr} * cpu, "__per_cpu_offset");
         if (!read) {
             return Error{read.error()};
         }
@@ -1095,8 +1120,11 @@ Expected<Thread> LinuxKernel::current_thread(PhysicalMemory& mem, unsigned cpu) 
             (*offsets)[cpu].store(offset, std::memory_order_relaxed);
         }
     }
-    const uint64_t var = l.current_task >= kStartKernelMap ? l.current_task + slide : l.current_task;
-    auto task = r.uint(var + offset, 8, "the per-CPU current task");
+    // i386's per-CPU variables are linked in the image (they move with it).
+    const uint64_t var = l.ptr == 4 || l.current_task >= kStartKernelMap
+                             ? l.current_task + slide
+                             : l.current_task;
+    auto task = r.pointer((var + offset) & address_mask(l.ptr), "the per-CPU current task");
     if (!task) {
         return Error{task.error()};
     }
@@ -1122,12 +1150,18 @@ Expected<uint64_t> LinuxKernel::mm_pgd(PhysicalMemory& mem, uint64_t mm, bool kp
     if (!lay) {
         return Error{lay.error()};
     }
-    const Reader r{mem, mode_, location_->pgd_paddr};
+    const Reader r{mem, mode_, location_->pgd_paddr, pointer_bytes()};
     auto pgd = r.field(mm, (*lay)->mm_pgd, "mm_struct.pgd");
     if (!pgd) {
         return Error{pgd.error()};
     }
-    return normalize_pgd(*pgd - location_->page_offset_base, PagingMode::Long4, kpti);
+    // Normalised for the kernel's kind of tables (an i386 kernel runs PAE
+    // or 2-level paging; whatever mode_ says, so unpaged reads of synthetic
+    // memory name pgds as the guest's CR3 would).
+    const PagingMode tables = pointer_bytes() == 8           ? PagingMode::Long4
+                              : mode_ == PagingMode::Legacy32 ? PagingMode::Legacy32
+                                                              : PagingMode::Pae;
+    return normalize_pgd(*pgd - location_->page_offset_base, tables, kpti);
 }
 
 Expected<Vma> LinuxKernel::vma(PhysicalMemory& mem, uint64_t vma) const {
@@ -1136,7 +1170,7 @@ Expected<Vma> LinuxKernel::vma(PhysicalMemory& mem, uint64_t vma) const {
         return Error{lay.error()};
     }
     const Layout& l = **lay;
-    const Reader r{mem, mode_, location_->pgd_paddr};
+    const Reader r{mem, mode_, location_->pgd_paddr, pointer_bytes()};
     auto start = r.field(vma, l.vma_start, "vm_area_struct.vm_start");
     auto end = r.field(vma, l.vma_end, "vm_area_struct.vm_end");
     auto mm = r.field(vma, l.vma_mm, "vm_area_struct.vm_mm");
@@ -1156,7 +1190,7 @@ Expected<std::string> LinuxKernel::file_path(PhysicalMemory& mem, uint64_t file,
         return Error{lay.error()};
     }
     const Layout& l = **lay;
-    const Reader r{mem, mode_, location_->pgd_paddr};
+    const Reader r{mem, mode_, location_->pgd_paddr, pointer_bytes()};
     auto dentry = r.field(file + l.file_path, l.path_dentry, "file.f_path.dentry");
     auto mnt = r.field(file + l.file_path, l.path_mnt, "file.f_path.mnt");
     if (!dentry || !mnt) {
@@ -1171,7 +1205,7 @@ Expected<std::string> LinuxKernel::kernel_string(PhysicalMemory& mem, uint64_t v
     if (!location_) {
         return Error{"the Linux kernel has not been located in guest memory yet"};
     }
-    const Reader r{mem, mode_, location_->pgd_paddr};
+    const Reader r{mem, mode_, location_->pgd_paddr, pointer_bytes()};
     return r.cstring(va, max, "a kernel string");
 }
 
@@ -1189,18 +1223,23 @@ Expected<bool> LinuxKernel::kpti(PhysicalMemory& mem) const {
     const size_t word = symbols_.type_size(caps->type.subtype->name).value_or(4);
     const uint64_t bits = caps->type.count * word * 8;
     const uint64_t slide = location_->virt_slide;
-    const Reader r{mem, mode_, location_->pgd_paddr};
+    const Reader r{mem, mode_, location_->pgd_paddr, pointer_bytes()};
     // The bit's number: the index of "pti" in x86_cap_flags, the names
     // /proc/cpuinfo prints (generated from cpufeatures.h, so it is this
     // kernel's own numbering); without that table, X86_FEATURE_PTI's number
     // since it was introduced (4.15), word 7 bit 11.
     uint64_t bit = 7 * 32 + 11;
     if (auto flags = symbols_.symbol_address("x86_cap_flags")) {
+        const unsigned ptr = pointer_bytes();
         std::vector<uint64_t> names(bits);
-        auto read = read_virtual(mem, mode_, location_->pgd_paddr, *flags + slide, names.data(),
-                                 names.size() * sizeof(uint64_t));
+        std::vector<uint8_t> raw(bits * ptr);
+        auto read = read_virtual(mem, mode_, location_->pgd_paddr, *flags + slide, raw.data(),
+                                 raw.size());
         if (!read) {
             return Error{why + "cannot read x86_cap_flags: " + read.error()};
+        }
+        for (uint64_t i = 0; i < bits; ++i) {
+            std::memcpy(&names[i], raw.data() + i * ptr, ptr);
         }
         bool found = false;
         for (uint64_t i = 0; i < names.size() && !found; ++i) {

@@ -282,6 +282,17 @@ public:
     Expected<std::string> dentry_path(PhysicalMemory& mem, uint64_t dentry, uint64_t vfsmount,
                                       DentryWalkCache* steps = nullptr) const;
 
+    // The kernel's pointer size: 8, or 4 for an i386 kernel.
+    unsigned pointer_bytes() const;
+    // The lowest kernel address, the same in every address space: the
+    // x86-64 kernel half (0xffff800000000000), or i386's PAGE_OFFSET (once
+    // located; 0xc0000000 before).
+    uint64_t kernel_space() const;
+    // Symbols linked at or above this address move with the image (get the
+    // virtual slide): __START_KERNEL_map on x86-64 (below it are the
+    // zero-based per-CPU offsets), PAGE_OFFSET on i386.
+    uint64_t image_link_base() const;
+
 private:
     struct Layout;
     Expected<const Layout*> layout() const;

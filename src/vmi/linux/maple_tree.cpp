@@ -48,10 +48,11 @@ bool is_internal(uint64_t entry) { return (entry & 3) == 2; }
 // xa_is_node(), which tells a root node pointer from a single entry.
 bool is_node(uint64_t entry) { return is_internal(entry) && entry > kMaxReservedEntry; }
 
-uint64_t u64_at(const std::vector<uint8_t>& node, uint64_t offset) {
+// A little-endian word of `size` bytes (an unsigned long or a pointer).
+uint64_t word_at(const std::vector<uint8_t>& node, uint64_t offset, unsigned size) {
     uint64_t v = 0;
-    for (int i = 7; i >= 0; --i) {
-        v = (v << 8) | node[offset + i];
+    for (int i = static_cast<int>(size) - 1; i >= 0; --i) {
+        v = (v << 8) | node[offset + static_cast<uint64_t>(i)];
     }
     return v;
 }
@@ -89,7 +90,7 @@ public:
 
         if (type == kDense) {
             for (size_t i = 0; i < l_.dense_slots; ++i) {
-                const uint64_t v = u64_at(node, l_.dense_slot + 8 * i);
+                const uint64_t v = word_at(node, l_.dense_slot + l_.word * i, l_.word);
                 if (v && !is_internal(v)) {
                     if (auto added = add(where, {min + i, min + i, v}); !added) {
                         return added;
@@ -108,7 +109,7 @@ public:
         const uint64_t pivot_off = arange ? l_.arange_pivot : l_.range_pivot;
         const uint64_t slot_off = arange ? l_.arange_slot : l_.range_slot;
         const uint64_t meta_off = (arange ? l_.arange_meta : l_.range_meta) + l_.meta_end;
-        auto pivot = [&](size_t i) { return u64_at(node, pivot_off + 8 * i); };
+        auto pivot = [&](size_t i) { return word_at(node, pivot_off + l_.word * i, l_.word); };
 
         // ma_data_end(): the last slot in use.
         size_t end;
@@ -136,7 +137,7 @@ public:
             if (hi == 0 && i > 0) {
                 hi = max;
             }
-            const uint64_t v = u64_at(node, slot_off + 8 * i);
+            const uint64_t v = word_at(node, slot_off + l_.word * i, l_.word);
             if (type == kLeaf64) {
                 if (v && !is_internal(v)) {
                     if (auto added = add(where, {lo, hi, v}); !added) {
@@ -199,6 +200,7 @@ Expected<MapleLayout> MapleLayout::from_symbols(const SymbolTable& symbols) {
                      " has no maple_tree type: the kernel keeps no maple trees (older than 6.1?)"};
     }
     MapleLayout l;
+    l.word = symbols.pointer_size().value_or(8) == 4 ? 4 : 8;
     l.root = field(symbols, "maple_tree", "ma_root", l.root);
     if (auto size = symbols.type_size("maple_node")) {
         l.node_size = *size;
@@ -237,12 +239,13 @@ Expected<MapleLayout> MapleLayout::from_symbols(const SymbolTable& symbols) {
         return Error{symbols.origin() + ": maple node pivot arrays are not one shorter than their "
                                         "slot arrays"};
     }
-    for (auto r : {check("maple_node.slot", l.dense_slot + 8 * l.dense_slots),
-                   check("maple_range_64.pivot", l.range_pivot + 8 * (l.range_slots - 1)),
-                   check("maple_range_64.slot", l.range_slot + 8 * l.range_slots),
+    const uint64_t w = l.word;
+    for (auto r : {check("maple_node.slot", l.dense_slot + w * l.dense_slots),
+                   check("maple_range_64.pivot", l.range_pivot + w * (l.range_slots - 1)),
+                   check("maple_range_64.slot", l.range_slot + w * l.range_slots),
                    check("maple_range_64.meta", l.range_meta + l.meta_end + 1),
-                   check("maple_arange_64.pivot", l.arange_pivot + 8 * (l.arange_slots - 1)),
-                   check("maple_arange_64.slot", l.arange_slot + 8 * l.arange_slots),
+                   check("maple_arange_64.pivot", l.arange_pivot + w * (l.arange_slots - 1)),
+                   check("maple_arange_64.slot", l.arange_slot + w * l.arange_slots),
                    check("maple_arange_64.meta", l.arange_meta + l.meta_end + 1)}) {
         if (!r) {
             return Error{r.error()};
@@ -266,7 +269,8 @@ Expected<std::vector<MapleEntry>> maple_root_entries(PhysicalMemory& mem, Paging
         return out;
     }
     Walker walker(mem, mode, pgd, layout);
-    auto r = walker.walk(ma_root, 0, ~0ull, 0);
+    // The whole index range: 0 .. ULONG_MAX.
+    auto r = walker.walk(ma_root, 0, layout.word == 4 ? 0xffffffffull : ~0ull, 0);
     if (!r) {
         return Error{r.error()};
     }
@@ -276,13 +280,13 @@ Expected<std::vector<MapleEntry>> maple_root_entries(PhysicalMemory& mem, Paging
 Expected<std::vector<MapleEntry>> maple_tree_entries(PhysicalMemory& mem, PagingMode mode,
                                                      uint64_t pgd, const MapleLayout& layout,
                                                      uint64_t tree_vaddr) {
-    uint8_t bytes[8];
-    auto r = read_virtual(mem, mode, pgd, tree_vaddr + layout.root, bytes, sizeof bytes);
+    uint8_t bytes[8] = {};
+    auto r = read_virtual(mem, mode, pgd, tree_vaddr + layout.root, bytes, layout.word);
     if (!r) {
         return Error{"maple tree at " + hex(tree_vaddr) + ": ma_root: " + r.error()};
     }
     uint64_t root = 0;
-    for (int i = 7; i >= 0; --i) {
+    for (int i = static_cast<int>(layout.word) - 1; i >= 0; --i) {
         root = (root << 8) | bytes[i];
     }
     return maple_root_entries(mem, mode, pgd, layout, root);

@@ -33,6 +33,7 @@ struct MapleEntry {
 // maple_arange_64, maple_metadata) and keeps the 6.1 x86-64 value of a
 // field the ISF lacks.
 struct MapleLayout {
+    unsigned word = 8;            // sizeof(unsigned long) = pointer size: 8, 4 on i386
     uint64_t root = 8;            // maple_tree.ma_root
     uint64_t node_size = 256;     // sizeof(struct maple_node)
     uint64_t dense_slot = 8;      // maple_node.slot

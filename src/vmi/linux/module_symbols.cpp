@@ -227,7 +227,7 @@ const char* describe(SymbolProblem problem) {
 Expected<std::optional<std::pair<std::string, std::string>>> ModuleSymbolResolver::va_to_sym(
     uint64_t pgd, uint64_t addr) const {
     using Result = std::optional<std::pair<std::string, std::string>>;
-    const bool in_kernel = pgd == 0 || addr >= kKernelHalf;
+    const bool in_kernel = pgd == 0 || addr >= kernel_.kernel_space();
     std::vector<Module> mods;
     if (in_kernel) {
         auto list = kernel_.kernel_modules(mem_);

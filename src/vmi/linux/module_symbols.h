@@ -44,9 +44,6 @@ const char* describe(SymbolProblem problem);  // "unknown module", ...
 
 class ModuleSymbolResolver {
 public:
-    // Addresses from here up are the kernel's in every address space.
-    static constexpr uint64_t kKernelHalf = 0xffff800000000000ull;
-
     ModuleSymbolResolver(const LinuxKernel& kernel, PhysicalMemory& mem, bool kpti,
                          UserSymbolCache& cache)
         : kernel_(kernel), mem_(mem), kpti_(kpti), cache_(cache) {}

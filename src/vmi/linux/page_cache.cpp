@@ -41,16 +41,22 @@ Expected<std::optional<uint64_t>> LinuxKernel::file_page_address(PhysicalMemory&
     const auto node_slots = symbols_.member_offset("xa_node", "slots");
     const auto page_index = symbols_.member_offset("page", "index");
     const auto page_size = symbols_.type_size("page");
-    const auto vmemmap_base = symbols_.symbol_address("vmemmap_base");
+    // The array of struct page: the vmemmap (x86-64), or mem_map (i386's
+    // flat memory model); either is a pointer variable.
+    auto vmemmap_base = symbols_.symbol_address("vmemmap_base");
+    if (!vmemmap_base) {
+        vmemmap_base = symbols_.symbol_address("mem_map");
+    }
     if (!f_mapping || !i_pages || !xa_head || !node_shift || !node_slots || !page_index ||
         !page_size || *page_size == 0 || !vmemmap_base) {
         return Error{"the Linux symbol table does not describe the page cache (file.f_mapping, "
-                     "address_space.i_pages, xa_node, page, vmemmap_base)"};
+                     "address_space.i_pages, xa_node, page, vmemmap_base or mem_map)"};
     }
     const uint64_t pgd = location_->pgd_paddr;
+    const unsigned ptr = pointer_bytes();
     auto u64 = [&](uint64_t va, const char* what) -> Expected<uint64_t> {
         uint64_t v = 0;
-        if (auto r = read_virtual(mem, mode_, pgd, va, &v, 8); !r) {
+        if (auto r = read_virtual(mem, mode_, pgd, va, &v, ptr); !r) {
             return Error{std::string("cannot read ") + what + ": " + r.error()};
         }
         return v;
@@ -90,13 +96,13 @@ Expected<std::optional<uint64_t>> LinuxKernel::file_page_address(PhysicalMemory&
         }
         last_shift = shift;
         uint64_t offset = (index >> shift) & (kChunk - 1);
-        entry = u64(node + *node_slots + 8 * offset, "an xa_node slot");
+        entry = u64(node + *node_slots + ptr * offset, "an xa_node slot");
         if (!entry) {
             return Error{entry.error()};
         }
         if (is_sibling(*entry)) {  // one entry for several indices: the first slot's
             offset = *entry >> 2;
-            entry = u64(node + *node_slots + 8 * offset, "an xa_node slot");
+            entry = u64(node + *node_slots + ptr * offset, "an xa_node slot");
             if (!entry) {
                 return Error{entry.error()};
             }
