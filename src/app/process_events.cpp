@@ -23,6 +23,11 @@ private:
 
 // System V AMD64 integer argument registers, in order.
 constexpr const char* kArgRegisters[6] = {"rdi", "rsi", "rdx", "rcx", "r8", "r9"};
+// An i386 kernel is built with -mregparm=3: the first three arguments in
+// EAX, EDX, ECX, the rest on the stack above the return address. The names
+// of a 32-bit QEMU target first, then the 64-bit target's (the low half).
+constexpr const char* kRegparmRegisters[3][2] = {{"eax", "rax"}, {"edx", "rdx"}, {"ecx", "rcx"}};
+constexpr int kStackArgs = 3;
 
 // Retry turning on at CR3 loads 1, 2, 4, ... apart, at most this many apart.
 constexpr uint64_t kMaxAttemptGap = 1024;
@@ -134,20 +139,66 @@ void ProcessEvents::resync() {
     }
 }
 
+bool ProcessEvents::amd64_args(int vcpu, uint64_t (&args)[6]) {
+    for (int i = 0; i < 6; ++i) {
+        auto value = session_.machine->read_register(vcpu, kArgRegisters[i]);
+        if (!value) {
+            warn_once("process events: cannot read " + std::string(kArgRegisters[i]) + ": " +
+                      value.error());
+            return false;
+        }
+        args[i] = *value;
+    }
+    return true;
+}
+
+bool ProcessEvents::i386_args(int vcpu, uint64_t (&args)[6]) {
+    Session& s = session_;
+    for (int i = 0; i < 3; ++i) {
+        auto value = s.machine->read_register(vcpu, kRegparmRegisters[i][0]);
+        if (!value) {
+            value = s.machine->read_register(vcpu, kRegparmRegisters[i][1]);
+        }
+        if (!value) {
+            warn_once("process events: cannot read " + std::string(kRegparmRegisters[i][0]) +
+                      ": " + value.error());
+            return false;
+        }
+        args[i] = *value & 0xffffffffu;
+    }
+    auto sp = s.machine->read_register(vcpu, "esp");
+    if (!sp) {
+        sp = s.machine->read_register(vcpu, "rsp");
+    }
+    if (!sp) {
+        warn_once("process events: cannot read esp: " + sp.error());
+        return false;
+    }
+    // At the function's first instruction [esp] is the return address.
+    uint32_t stack[kStackArgs] = {};
+    const auto& kernel = *s.linux_kernel;
+    auto read = vmi::read_virtual(s.machine->physical_memory(), kernel.mode(),
+                                  kernel.location().pgd_paddr, (*sp & 0xffffffffu) + 4, stack,
+                                  sizeof stack);
+    if (!read) {
+        warn_once("process events: cannot read the stack arguments: " + read.error());
+        return false;
+    }
+    for (int i = 0; i < kStackArgs; ++i) {
+        args[3 + i] = stack[i];
+    }
+    return true;
+}
+
 void ProcessEvents::on_hook(ProcessTracker::Hook hook, int vcpu) {
     if (!tracker_) {
         return;
     }
     Session& s = session_;
     uint64_t args[6] = {};
-    for (int i = 0; i < 6; ++i) {
-        auto value = s.machine->read_register(vcpu, kArgRegisters[i]);
-        if (!value) {
-            warn_once("process events: cannot read " + std::string(kArgRegisters[i]) + ": " +
-                      value.error());
-            return;
-        }
-        args[i] = *value;
+    if (!(s.linux_kernel && s.linux_kernel->pointer_bytes() == 4 ? i386_args(vcpu, args)
+                                                                  : amd64_args(vcpu, args))) {
+        return;
     }
     auto result = tracker_->on_hook(hook, args, s.machine->physical_memory(), s.engine->kpti());
     if (!result.ok()) {

@@ -52,6 +52,11 @@ public:
 private:
     void try_activate();
     void warn_once(const std::string& message);
+    // A hooked kernel function's first six arguments, at its first
+    // instruction: x86-64's argument registers, or i386's regparm(3)
+    // registers and stack. False (warned once) when they do not read.
+    bool amd64_args(int vcpu, uint64_t (&args)[6]);
+    bool i386_args(int vcpu, uint64_t (&args)[6]);
 
     Session& session_;
     std::atomic<bool> pending_{false};

@@ -51,8 +51,10 @@ Event Engine::base_event(CallbackType type, int vcpu) const {
 
 void Engine::on_cr3_load(int vcpu, uint64_t value, PagingMode mode) {
     Vcpu& v = vcpus_[static_cast<size_t>(vcpu)];
-    const bool long_mode = mode == PagingMode::Long4 || mode == PagingMode::Long5;
-    if (!kpti_decided_ && long_mode && kpti_source_ &&
+    // A CR3 with bit 12 set may be KPTI's user half (x86-64 or i386): the
+    // kernel is asked once it can be.
+    const bool paging = mode != PagingMode::None;
+    if (!kpti_decided_ && paging && kpti_source_ &&
         (normalize_pgd(value, mode, false) & 0x1000) != 0 &&
         ++kpti_attempts_ >= kpti_next_attempt_) {
         kpti_next_attempt_ =
